@@ -1,0 +1,159 @@
+"""Automatic model selection on the site's own recent history.
+
+:class:`AutoForecaster` runs every candidate side by side (they are cheap online), and uses the
+one with the lowest mean absolute error over horizons ``1..select_horizon`` on its most recent
+``select_window`` forecasts. The errors are the same residuals the conformal calibrator keeps:
+first a rolling-origin backtest over the end of the history (at ``fit``), then every forecast
+scored as the actual values arrive. It re-selects every ``reselect_every`` steps and logs its
+choice (INFO) whenever the choice changes, with every candidate's error, so an operator can
+see why. A challenger must beat the current choice by ``switch_margin`` (3 %) to replace it,
+so near-equal models do not flap.
+
+The forecast it returns is the chosen candidate's, intervals included, with
+``model="auto:<name>"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from agent.forecast.base import Forecaster, default_periods
+from agent.forecast.baselines import Persistence
+from agent.forecast.errors import ForecastError, ForecastInputError, InsufficientHistoryError
+from agent.forecast.registry import MODEL_NAMES, engine_factory
+from agent.forecast.result import Forecast
+
+logger = logging.getLogger(__name__)
+
+
+class AutoForecaster(Forecaster):
+    """A forecaster that delegates to the candidate doing best on recent history."""
+
+    def __init__(self, step_s: float, seasonal_periods: Sequence[int] | None = None, *,
+                 candidates: Sequence[str] | None = None, select_horizon: int | None = None,
+                 select_window: int | None = None, reselect_every: int | None = None,
+                 switch_margin: float = 0.03, **kw: Any) -> None:
+        super().__init__(Persistence, step_s, seasonal_periods, name="auto", **kw)
+        periods = self.seasonal_periods
+        names = list(candidates) if candidates is not None else _default_candidates(periods)
+        steps_per_hour = max(1, int(round(3600 / self.step_s)))
+        self.select_horizon = select_horizon or steps_per_hour
+        day = int(round(86400 / self.step_s)) if default_periods(step_s) else 96
+        self.select_window = select_window or 7 * day
+        self.reselect_every = reselect_every or day
+        self.switch_margin = switch_margin
+        self.candidates: dict[str, Forecaster] = {}
+        for name in names:
+            try:
+                factory = engine_factory(name, step_s, periods)
+                factory()  # fails early when e.g. a model file is missing
+            except ForecastError as exc:
+                logger.warning("forecast auto: candidate %s unavailable: %s", name, exc)
+                continue
+            self.candidates[name] = Forecaster(factory, step_s, periods, name=name, **kw)
+        if not self.candidates:
+            raise ForecastInputError("auto: no usable candidate model")
+        self.chosen: str | None = None
+        self.scores: dict[str, float] = {}
+        self._steps = 0
+
+    # ------------------------------------------------------------------ delegation
+    @property
+    def model(self) -> str:
+        return f"auto:{self.chosen}" if self.chosen else "auto"
+
+    @property
+    def _current(self) -> Forecaster:
+        if self.chosen is None:
+            raise InsufficientHistoryError("predict() before fit(): no history to forecast from")
+        return self.candidates[self.chosen]
+
+    @property
+    def n_obs(self) -> int:
+        return self._current.n_obs if self.chosen else 0
+
+    @property
+    def last_ts(self) -> float:
+        return self._current.last_ts
+
+    @property
+    def history(self) -> Any:
+        return self._current.history
+
+    def fit(self, values: Any, start_ts: float = 0.0) -> AutoForecaster:
+        fitted: dict[str, Forecaster] = {}
+        first_error: ForecastError | None = None
+        for name, f in self.candidates.items():
+            try:
+                f.fit(values, start_ts)
+                fitted[name] = f
+            except ForecastInputError as exc:  # the same for every candidate: re-raise below
+                first_error = first_error or exc
+        if not fitted:
+            assert first_error is not None
+            raise first_error
+        self._fitted = True
+        self._steps = 0
+        self._select(initial=True)
+        return self
+
+    def update(self, new_values: Any, ts: float | None = None) -> None:
+        if self.chosen is None:
+            self.fit(new_values, 0.0 if ts is None else ts)
+            return
+        for f in self.candidates.values():
+            f.update(new_values, ts)
+        self._steps += len(Forecaster._as_array(self, new_values))
+        if self._steps >= self.reselect_every:
+            self._steps = 0
+            self._select()
+
+    def predict(self, horizon_steps: int) -> Forecast:
+        fc = self._current.predict(horizon_steps)
+        return Forecast(fc.point, fc.lower80, fc.upper80, fc.lower95, fc.upper95,
+                        model=f"auto:{fc.model}", step_s=fc.step_s, start_ts=fc.start_ts,
+                        fallback=fc.fallback, info={"scores": self.scores})
+
+    def wait_refit(self, timeout: float | None = None) -> None:
+        for f in self.candidates.values():
+            f.wait_refit(timeout)
+
+    # ------------------------------------------------------------------ selection
+    def _select(self, initial: bool = False) -> None:
+        scores = {}
+        for name, f in self.candidates.items():
+            if not f._fitted:
+                continue
+            mae = f.calibrator.mean_abs_error(self.select_horizon, last=self.select_window)
+            if f.fallback_reason is not None and name != "persistence":
+                mae = math.nan  # its fallback is a baseline that competes under its own name
+            scores[name] = mae
+        finite = {k: v for k, v in scores.items() if math.isfinite(v)}
+        self.scores = {k: round(v, 6) for k, v in scores.items() if math.isfinite(v)}
+        if finite:
+            best = min(finite, key=lambda k: finite[k])
+            current = finite.get(self.chosen) if self.chosen else None
+            if current is not None and finite[best] > (1 - self.switch_margin) * current:
+                best = self.chosen  # hysteresis: no flapping between near-equal models
+        else:  # nothing scored yet (very short history): the simplest fitted model
+            best = next(iter(k for k in self.candidates if k in scores))
+        if best != self.chosen:
+            ranked = ", ".join(f"{k}={v:.4g}" for k, v in sorted(finite.items(),
+                                                                  key=lambda kv: kv[1]))
+            logger.info("forecast auto: %s %s (MAE over %d step(s), last %d origins: %s)",
+                        "chose" if initial or self.chosen is None else
+                        f"switched from {self.chosen} to", best, self.select_horizon,
+                        self.select_window, ranked or "no scores yet")
+            self.chosen = best
+
+
+def _default_candidates(periods: Sequence[int]) -> list[str]:
+    names = ["persistence"]
+    if len(periods) >= 1:
+        names += ["seasonal_naive_daily", "level_shift_daily"]
+    if len(periods) >= 2:
+        names += ["seasonal_naive_weekly", "level_shift_weekly", "dshw", "lstm"]
+    return [n for n in names if n in MODEL_NAMES]
