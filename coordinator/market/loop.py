@@ -1,0 +1,235 @@
+"""The market loop: drives each delivery interval through its lifecycle (DESIGN §3).
+
+For interval *k* with delivery window ``[start, end)`` (``k = start // interval_s``):
+
+=========================  ===================================================
+``start - interval_s``     open *k* on chain, tell agents (signed ``interval``)
+``start - gate_lead_s``    close the gate, index the orders, clear them,
+                           commit the fills (in chunks under the gas limit),
+                           send each agent its signed ``dispatch``
+``end``                    wait for signed meter readings (up to ``meter_wait_s``)
+then                       settle on chain with the readings that arrived
+=========================  ===================================================
+
+Intervals overlap (k+1 opens while k delivers); each runs as its own task. Chain calls are
+blocking web3 calls, so they run in worker threads and never stall the agents' links.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from coordinator.hub import Hub
+from coordinator.indexer import Indexer
+from coordinator.market.clearing import ClearingResult, Order, clear
+from coordinator.store import Store
+from gridswarm.chain import ContractRevert, Deployment, TxSender
+from gridswarm.clock import Clock
+
+logger = logging.getLogger(__name__)
+
+NO_READING = 2**32 - 1
+
+
+@dataclass
+class MarketConfig:
+    interval_s: float = 900.0
+    gate_lead_s: float = 300.0
+    meter_wait_s: float = 300.0
+    intervals: int | None = None  # stop after this many; None runs forever
+    expected_agents: int = 0  # wait for this many agent links before the first interval
+    agent_wait_s: float = 120.0  # wall seconds to wait for them
+    mechanism: str = "uniform"
+    commit_chunk: int = 300
+    zones: dict[int, str] = field(default_factory=dict)
+
+
+class MarketLoop:
+    def __init__(
+        self,
+        cfg: MarketConfig,
+        clock: Clock,
+        store: Store,
+        hub: Hub,
+        indexer: Indexer,
+        operator: TxSender,
+        deployment: Deployment,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.store = store
+        self.hub = hub
+        self.indexer = indexer
+        self.operator = operator
+        self.dep = deployment
+        self.market = deployment.market_contract(operator.w3)
+        self.done = asyncio.Event()
+        self.completed: list[int] = []
+        self.failed: dict[int, str] = {}
+
+    # ------------------------------------------------------------------ driver
+
+    async def run(self) -> None:
+        await self._wait_for_agents()
+        k = math.floor(self.clock.now() / self.cfg.interval_s) + 2
+        tasks: list[asyncio.Task[None]] = []
+        n = 0
+        try:
+            while self.cfg.intervals is None or n < self.cfg.intervals:
+                start = k * self.cfg.interval_s
+                await self.clock.sleep_until(start - self.cfg.interval_s)
+                tasks.append(asyncio.create_task(self.run_interval(k), name=f"interval-{k}"))
+                tasks = [t for t in tasks if not t.done()]
+                k += 1
+                n += 1
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            self.done.set()
+
+    async def _wait_for_agents(self) -> None:
+        if not self.cfg.expected_agents:
+            return
+        deadline = time.monotonic() + self.cfg.agent_wait_s
+        while len(self.hub.links) < self.cfg.expected_agents and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        logger.info("%d of %d expected agents connected", len(self.hub.links), self.cfg.expected_agents)
+
+    async def run_interval(self, k: int) -> None:
+        start = k * self.cfg.interval_s
+        end = start + self.cfg.interval_s
+        gate = start - self.cfg.gate_lead_s
+        try:
+            await self._tx(self.market.functions.openInterval(k))
+            self.store.upsert_interval(k, status="open", delivery_start=start, delivery_end=end)
+            await self.hub.broadcast(
+                "interval", {"interval": k, "delivery_start": start, "delivery_end": end, "gate_close": gate}
+            )
+            await self.clock.sleep_until(gate)
+            await self._tx(self.market.functions.closeInterval(k))
+            fills, result, dispatch = await self.clear_and_commit(k)
+            await self._dispatch(k, start, end, dispatch)
+            await self.clock.sleep_until(end)
+            await self._wait_for_readings(k, {o for o, _ in dispatch.items()}, end + self.cfg.meter_wait_s)
+            await self.settle(k, fills)
+            self.completed.append(k)
+            logger.info("interval %d settled", k)
+        except ContractRevert as exc:
+            self.failed[k] = str(exc)
+            logger.error("interval %d failed: %s", k, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad interval must not stop the market
+            self.failed[k] = f"{exc.__class__.__name__}: {exc}"
+            logger.exception("interval %d failed", k)
+
+    # ------------------------------------------------------------------ steps
+
+    async def _tx(self, call: Any) -> Any:
+        return await asyncio.to_thread(self.operator.transact, call)
+
+    async def clear_and_commit(
+        self, k: int
+    ) -> tuple[list[tuple[int, int, int]], ClearingResult, dict[str, dict[str, Any]]]:
+        t0 = time.perf_counter()
+        await asyncio.to_thread(self.indexer.sync)
+        rows = self.store.query(
+            "select * from orders where interval = ? and status = 'open' order by block, log_index", [k]
+        )
+        orders = [
+            Order(
+                id=int(r["id"]),
+                side=r["side"],
+                qty_wh=int(r["qty_wh"]),
+                price=int(r["price"]),
+                zone=self.cfg.zones.get(int(r["zone"]), str(r["zone"])),
+                seq=i,
+            )
+            for i, r in enumerate(rows)
+        ]
+        result = clear(orders, mechanism=self.cfg.mechanism)
+        by_id = {f.order_id: f for f in result.fills}
+        # One fill per live order, in posting order; unfilled orders get a zero fill.
+        fills = []
+        for r in rows:
+            f = by_id.get(int(r["id"]))
+            fills.append((int(r["id"]), int(f.qty_wh) if f else 0, int(f.price) if f else 0))
+        commit_txs = []
+        gas = 0
+        chunks = [fills[i : i + self.cfg.commit_chunk] for i in range(0, len(fills), self.cfg.commit_chunk)] or [[]]
+        for i, chunk in enumerate(chunks):
+            receipt = await self._tx(self.market.functions.commitFills(k, chunk, i == len(chunks) - 1))
+            commit_txs.append("0x" + bytes(receipt["transactionHash"]).hex())
+            gas += int(receipt["gasUsed"])
+        clear_seconds = time.perf_counter() - t0
+        self.store.upsert_interval(
+            k,
+            clearing_price=result.price,
+            mechanism=self.cfg.mechanism,
+            welfare=float(result.welfare),
+            zone_prices={str(z): p for z, p in (result.zone_prices or {}).items()},
+            flows={f"{a}->{b}": v for (a, b), v in (result.flows or {}).items()},
+            commit_txs=commit_txs,
+            gas_commit=gas,
+            clear_seconds=clear_seconds,
+            n_orders=len(rows),
+        )
+        dispatch: dict[str, dict[str, Any]] = defaultdict(lambda: {"net_wh": 0, "fills": []})
+        for r, (oid, qty, price) in zip(rows, fills, strict=True):
+            d = dispatch[r["owner"]]
+            d["net_wh"] += qty if r["side"] == "offer" else -qty
+            d["fills"].append({"order_id": oid, "side": r["side"], "qty_wh": qty, "price": price})
+        logger.info(
+            "interval %d cleared: %d orders, price %s, volume %d Wh, %d commit tx(s), %.2f s",
+            k,
+            len(rows),
+            result.price,
+            result.volume_wh,
+            len(chunks),
+            clear_seconds,
+        )
+        return fills, result, dict(dispatch)
+
+    async def _dispatch(self, k: int, start: float, end: float, dispatch: dict[str, dict[str, Any]]) -> None:
+        for address, d in dispatch.items():
+            export_w = d["net_wh"] * 3600.0 / (end - start)
+            body = {"interval": k, "start": start, "end": end, "export_w": export_w, "fills": d["fills"]}
+            if not await self.hub.send(address, "dispatch", body):
+                logger.warning("interval %d: no link to %s for its dispatch", k, address)
+
+    async def _wait_for_readings(self, k: int, participants: set[str], deadline: float) -> None:
+        while self.clock.now() < deadline:
+            have = {r["participant"] for r in self.store.query("select participant from readings where interval = ?", [k])}
+            if participants <= have:
+                return
+            await asyncio.sleep(0.05)
+        logger.warning("interval %d: settling without readings from %s", k, sorted(participants - have))
+
+    async def settle(self, k: int, fills: list[tuple[int, int, int]]) -> Any:
+        readings = self.store.query("select * from readings where interval = ? order by participant", [k])
+        index = {r["participant"]: i for i, r in enumerate(readings)}
+        owners = {
+            int(r["id"]): (r["owner"], r["side"])
+            for r in self.store.query("select id, owner, side from orders where interval = ?", [k])
+        }
+        reading_of = []
+        for oid, _, _ in fills:
+            owner, side = owners[oid]
+            reading_of.append(index.get(owner, NO_READING) if side == "offer" else NO_READING)
+        signed = [
+            ((r["participant"], k, int(r["exported_wh"]), int(r["imported_wh"])), bytes.fromhex(r["signature"][2:]))
+            for r in readings
+        ]
+        receipt = await self._tx(self.market.functions.settle(k, fills, reading_of, signed))
+        await asyncio.to_thread(self.indexer.sync)
+        self.store.upsert_interval(
+            k, settle_tx="0x" + bytes(receipt["transactionHash"]).hex(), gas_settle=int(receipt["gasUsed"])
+        )
+        return receipt
