@@ -1,0 +1,578 @@
+"""A site: its devices' drivers, the control loop over them, and the grid-connection meter.
+
+The agent runtime owns the process, the link and the clock's pace; it drives a :class:`Site`::
+
+    site = Site.from_config(cfg["devices"], clock, seed=7, reserve_soc=0.3)
+    await site.connect()
+    state = await site.tick()       # read all drivers, arbitrate, apply setpoints, meter
+    site.set_market_schedule(start_ts, end_ts, export_w)
+    exported_wh, imported_wh = site.meter_window(start_ts, end_ts)
+
+Every tick happens at ``clock.now()``; integration uses clock times, never the number of calls,
+so the same site gives the same energies at a 10 ms or a 60 s tick (up to the tick's sampling).
+Units: W, Wh, SoC 0..1, seconds (clock epoch). Device sign (+ = delivering to the bus);
+``net_export_w > 0`` = the site exports to the grid (DESIGN §6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.control.arbiter import (
+    ArbiterInputs,
+    Commands,
+    ControlConfig,
+    Decision,
+    GridView,
+    LoadView,
+    PVView,
+    StoreView,
+    arbitrate,
+)
+from agent.control.device_loop import Intent
+from agent.control.frequency import FREQUENCY_MODES, FrequencyArm
+from agent.devices.meter import MeterLog
+from agent.devices.pv import PROFILES as PV_PROFILES
+from agent.devices.spec import DeviceConfigError, validate_devices
+from agent.drivers.base import DeviceKind, Driver, DriverError, ProbeResult, Setpoint, Telemetry
+from agent.drivers.sim import SimBus, SimDriver, SimGrid, build_sim_driver
+from gridswarm.clock import Clock
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Schedule", "Site", "SiteConfigError", "SiteState"]
+
+SiteConfigError = DeviceConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A committed power target over ``[start_ts, end_ts)``; ``power_w`` in W."""
+
+    start_ts: float
+    end_ts: float
+    power_w: float
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SiteState:
+    """What one tick saw and did."""
+
+    ts: float
+    net_export_w: float  # + = exporting to the grid (DESIGN §6), for the coming tick
+    soc: float | None  # capacity-weighted SoC of the site's batteries (None without any)
+    devices: dict[str, Telemetry]  # telemetry read this tick, per device id
+    decision: Decision  # which source won and why, per device setpoint
+    applied: dict[str, float]  # power each driver accepted this tick (W), for devices written
+    errors: dict[str, str] = field(default_factory=dict)  # device id -> error this tick
+    outage: bool = False
+    autonomous: bool = False
+    frequency_hz: float | None = None
+
+    @property
+    def intent(self) -> Intent:
+        return self.decision.intent
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ts": self.ts,
+            "net_export_w": self.net_export_w,
+            "soc": self.soc,
+            "outage": self.outage,
+            "autonomous": self.autonomous,
+            "frequency_hz": self.frequency_hz,
+            "devices": {k: v.as_dict() for k, v in self.devices.items()},
+            "decision": self.decision.as_dict(),
+            "applied": dict(self.applied),
+            "errors": dict(self.errors),
+        }
+
+
+def _finite(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name}: must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _fraction(name: str, value: Any) -> float:
+    v = _finite(name, value)
+    if not 0.0 <= v <= 1.0:
+        raise DeviceConfigError(name, f"must be within [0, 1], got {v:g}")
+    return v
+
+
+class Site:
+    """The devices of one site and their control loop (see the module docstring)."""
+
+    def __init__(self, drivers: Sequence[Driver], clock: Clock, *, control: ControlConfig | None = None,
+                 meter_resolution_s: float = 1.0, meter_retention_s: float = 26 * 3600.0,
+                 forecast_step_s: float = 300.0) -> None:
+        ids = [d.device_id for d in drivers]
+        if len(set(ids)) != len(ids):
+            raise DeviceConfigError("devices", f"duplicate device ids in {ids}")
+        self.clock = clock
+        self.drivers: dict[str, Driver] = {d.device_id: d for d in drivers}
+        self.control = control or ControlConfig()
+        self.meter = MeterLog(meter_resolution_s, meter_retention_s)
+        self.forecast_step_s = float(forecast_step_s)
+        self._grid = next((d for d in drivers if d.kind is DeviceKind.GRID), None)
+        self._concurrent = not all(isinstance(d, SimDriver) for d in drivers)
+        self._order = list(drivers)
+        self._schedules: list[Schedule] = []
+        self._vb: list[Schedule] = []
+        self._spikes: list[tuple[float, float, float]] = []
+        self._demand_upper: tuple[float, float, float] | None = None  # (start, end, upper W)
+        self._arm: FrequencyArm | None = None
+        self._frequency_hz: float | None = None
+        self._autonomous = False
+        self._applied: dict[str, float] = {}
+        self._last_t: float | None = None
+        self._last_dt = 1.0
+        self._last_state: SiteState | None = None
+        self._last_tel: dict[str, Telemetry] = {}
+        self._grid_counters: tuple[float, float] | None = None
+        self._connected = False
+        self.ticks = 0
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_config(cls, devices: Sequence[dict[str, Any]], clock: Clock, seed: int, reserve_soc: float, *,
+                    emergency_opt_in: bool = False, idle_mode: str = "self_consumption",
+                    low_threshold: float = 0.3, high_threshold: float = 0.8, low_use_w: float = 500.0,
+                    flywheel_spike_w: float = 1_000.0, utc_offset_h: float | None = None,
+                    meter_resolution_s: float = 1.0, meter_retention_s: float = 26 * 3600.0,
+                    driver_factory: Callable[[dict[str, Any]], Driver] | None = None) -> Site:
+        """Validate a ``devices:`` list and build the site (sim drivers share one bus).
+
+        Errors name the bad field: ``devices[1].capacity_wh: must be > 0``, ``reserve_soc: ...``.
+        ``driver_factory`` builds non-sim drivers (default: :mod:`agent.drivers.sunspec`).
+        """
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise DeviceConfigError("seed", f"must be an integer, got {seed!r}")
+        control = ControlConfig(
+            reserve_soc=_fraction("reserve_soc", reserve_soc),
+            emergency_opt_in=bool(emergency_opt_in),
+            idle_mode=idle_mode,
+            low_threshold=_fraction("low_threshold", low_threshold),
+            high_threshold=_fraction("high_threshold", high_threshold),
+            low_use_w=_finite("low_use_w", low_use_w),
+            flywheel_spike_w=_finite("flywheel_spike_w", flywheel_spike_w),
+        )
+        if idle_mode not in ("self_consumption", "idle"):
+            raise DeviceConfigError("idle_mode", f"must be self_consumption or idle, got {idle_mode!r}")
+        if control.low_threshold >= control.high_threshold:
+            raise DeviceConfigError("low_threshold", f"must be < high_threshold ({control.high_threshold:g})")
+        specs = validate_devices(devices)
+        if utc_offset_h is None:
+            pv = next((s for s in specs if s["type"] == "pv" and s.get("driver") == "sim"), None)
+            if pv is not None:
+                utc_offset_h = pv["utc_offset_h"] if pv["utc_offset_h"] is not None else float(
+                    PV_PROFILES[pv["profile"]]["utc_offset_h"])  # type: ignore[arg-type]
+            else:
+                utc_offset_h = 0.0
+        bus = SimBus(clock)
+        drivers: list[Driver] = []
+        for i, spec in enumerate(specs):
+            if spec["driver"] == "sim":
+                drivers.append(build_sim_driver(spec, bus, seed=seed, index=i, utc_offset_h=utc_offset_h))
+                continue
+            if driver_factory is None:
+                from agent.drivers.sunspec import build_sunspec_driver
+
+                drivers.append(build_sunspec_driver(spec, clock))
+            else:
+                drivers.append(driver_factory(spec))
+        for spec in specs:
+            if spec["type"] == "battery" and spec.get("soc_min") is not None and spec["soc_min"] > control.reserve_soc:
+                logger.info("%s: soc_min %.2f above the site reserve %.2f", spec["id"], spec["soc_min"],
+                            control.reserve_soc)
+        return cls(drivers, clock, control=control, meter_resolution_s=meter_resolution_s,
+                   meter_retention_s=meter_retention_s)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def connect(self) -> None:
+        """Connect every driver (errors are recorded per device, not raised)."""
+        for d in self._order:
+            try:
+                await d.connect()
+            except DriverError as exc:
+                d.health.failed(exc)
+        self._connected = True
+
+    async def close(self) -> None:
+        """Revert every writable device to its safe default, then close the drivers."""
+        for d in self._order:
+            try:
+                await d.revert()
+            except DriverError as exc:
+                logger.warning("revert of %s failed: %s", d.device_id, exc)
+            try:
+                await d.close()
+            except DriverError as exc:  # pragma: no cover - closing is best effort
+                logger.warning("close of %s failed: %s", d.device_id, exc)
+        self._applied.clear()
+
+    async def check(self) -> list[ProbeResult]:
+        """Probe every device once (``gridswarm agent --check``)."""
+        return [await d.probe() for d in self._order]
+
+    # ------------------------------------------------------------------ commands
+
+    def set_market_schedule(self, start_ts: float, end_ts: float, export_w: float, *, reason: str = "") -> None:
+        """Commit a target NET site export (W; negative = import) for ``[start_ts, end_ts)``.
+
+        A later schedule overrides an earlier one where they overlap. Out-of-range values
+        (beyond the grid connection's limits, not finite, empty window) raise ValueError and
+        change nothing.
+        """
+        start = _finite("start_ts", start_ts)
+        end = _finite("end_ts", end_ts)
+        power = _finite("export_w", export_w)
+        if end <= start:
+            raise ValueError(f"end_ts: must be > start_ts ({start:g}), got {end:g}")
+        lim = self._grid_limits()
+        if lim is not None:
+            imp, exp = lim
+            if power > exp or power < -imp:
+                raise ValueError(f"export_w: {power:g} W outside the grid connection's [-{imp:g}, {exp:g}] W")
+        self._schedules.append(Schedule(start, end, power, reason or f"committed net export {power:.0f} W"))
+        self._prune()
+
+    def clear_market_schedule(self, start_ts: float, end_ts: float) -> int:
+        """Drop schedules that lie inside ``[start_ts, end_ts)``; return how many."""
+        before = len(self._schedules)
+        self._schedules = [s for s in self._schedules if not (s.start_ts >= start_ts and s.end_ts <= end_ts)]
+        return before - len(self._schedules)
+
+    def set_virtual_battery(self, start_ts: float, end_ts: float, power_w: float, *, reason: str = "") -> None:
+        """A virtual-battery request (K3): extra storage power (W, + = discharge) over a window."""
+        start = _finite("start_ts", start_ts)
+        end = _finite("end_ts", end_ts)
+        power = _finite("power_w", power_w)
+        if end <= start:
+            raise ValueError(f"end_ts: must be > start_ts ({start:g}), got {end:g}")
+        lo, hi = self._storage_range()
+        if not lo <= power <= hi:
+            raise ValueError(f"power_w: {power:g} W outside the site storage's [{lo:g}, {hi:g}] W")
+        self._vb.append(Schedule(start, end, power, reason))
+        self._prune()
+
+    def arm_frequency_response(self, *, droop: float = 0.04, deadband_hz: float = 0.02,
+                               p_ref_w: float | None = None, max_power_w: float | None = None,
+                               mode: str = "grid_support", until_ts: float | None = None,
+                               nominal_hz: float | None = None) -> FrequencyArm:
+        """Arm local droop response (K4). ``p_ref_w`` defaults to the batteries' AC rating."""
+        if mode not in FREQUENCY_MODES:
+            raise ValueError(f"mode: must be one of {', '.join(FREQUENCY_MODES)}, got {mode!r}")
+        lo, hi = self._storage_range()
+        ref = max(-lo, hi) if p_ref_w is None else _finite("p_ref_w", p_ref_w)
+        nominal = nominal_hz if nominal_hz is not None else self._nominal_hz()
+        arm = FrequencyArm(droop=_finite("droop", droop), deadband_hz=_finite("deadband_hz", deadband_hz),
+                           nominal_hz=_finite("nominal_hz", nominal), p_ref_w=ref,
+                           max_power_w=math.inf if max_power_w is None else _finite("max_power_w", max_power_w),
+                           mode=mode, until_ts=None if until_ts is None else _finite("until_ts", until_ts))
+        self._arm = arm
+        return arm
+
+    def disarm_frequency_response(self) -> None:
+        self._arm = None
+
+    def feed_frequency(self, hz: float) -> None:
+        """The measured grid frequency (in simulation: fed). Used from the next tick on."""
+        f = _finite("hz", hz)
+        if not 40.0 <= f <= 70.0:
+            raise ValueError(f"hz: {f:g} is not a plausible grid frequency (40..70 Hz)")
+        self._frequency_hz = f
+        if isinstance(self._grid, SimGrid):
+            self._grid.set_frequency(f)
+
+    def set_autonomous(self, autonomous: bool) -> None:
+        """Link to the coordinator lost (True) or back (False). Autonomous = self-consumption
+        within the envelope; market and virtual-battery schedules are ignored while it lasts."""
+        if bool(autonomous) != self._autonomous:
+            logger.warning("site %s autonomous operation", "entering" if autonomous else "leaving")
+        self._autonomous = bool(autonomous)
+
+    @property
+    def autonomous(self) -> bool:
+        return self._autonomous
+
+    def set_grid_outage(self, on: bool) -> None:
+        """Force a grid outage on/off (sim grid only)."""
+        if not isinstance(self._grid, SimGrid):
+            raise RuntimeError("set_grid_outage needs a sim grid device")
+        self._grid.set_outage(on)
+
+    def predict_spike(self, start_ts: float, end_ts: float, extra_w: float) -> None:
+        """A forecast load spike (K1): the flywheel pre-charges just before it."""
+        start, end, extra = _finite("start_ts", start_ts), _finite("end_ts", end_ts), _finite("extra_w", extra_w)
+        if end <= start or extra <= 0:
+            raise ValueError("predict_spike: needs end_ts > start_ts and extra_w > 0")
+        self._spikes.append((start, end, extra))
+        self._prune()
+
+    def set_demand_forecast(self, start_ts: float, end_ts: float, upper_w: float) -> None:
+        """Upper bound of the demand forecast's confidence interval over a window (K2)."""
+        self._demand_upper = (_finite("start_ts", start_ts), _finite("end_ts", end_ts), _finite("upper_w", upper_w))
+
+    # ------------------------------------------------------------------ the control cycle
+
+    async def tick(self) -> SiteState:
+        """One control cycle at ``clock.now()``."""
+        now = self.clock.now()
+        dt = 0.0 if self._last_t is None else max(0.0, now - self._last_t)
+        if dt > 0:
+            self._last_dt = dt
+        errors: dict[str, str] = {}
+        tels: dict[str, Telemetry] = {}
+        if self._concurrent:
+            results = await asyncio.gather(*(d.read() for d in self._order), return_exceptions=True)
+            for d, r in zip(self._order, results, strict=True):
+                if isinstance(r, Telemetry):
+                    tels[d.device_id] = r
+                elif isinstance(r, DriverError):
+                    errors[d.device_id] = f"{type(r).__name__}: {r}"
+                elif isinstance(r, BaseException):
+                    raise r
+        else:
+            for d in self._order:
+                try:
+                    tels[d.device_id] = await d.read()
+                except DriverError as exc:
+                    errors[d.device_id] = f"{type(exc).__name__}: {exc}"
+
+        inputs = self._inputs(now, dt, tels)
+        decision = arbitrate(inputs)
+
+        applied: dict[str, float] = {}
+        for dev_id, sp in decision.setpoints.items():
+            d = self.drivers[dev_id]
+            if not d.writable or dev_id in errors:
+                continue
+            prev = self._applied.get(dev_id)
+            if prev is not None and abs(prev - sp.power_w) < 1e-3:
+                continue
+            try:
+                applied[dev_id] = await d.apply(Setpoint(sp.power_w, sp.source, sp.reason))
+            except DriverError as exc:
+                errors[dev_id] = f"{type(exc).__name__}: {exc}"
+                continue
+            self._applied[dev_id] = sp.power_w
+        for dev_id in errors:
+            self._applied.pop(dev_id, None)  # re-send once the device is back
+
+        net = decision.net_export_w
+        for dev_id, got in applied.items():
+            if self.drivers[dev_id].kind.is_storage:
+                net += got - decision.setpoints[dev_id].power_w
+        self._meter(now, dt, tels)
+
+        grid_tel = tels.get(self._grid.device_id) if self._grid is not None else None
+        state = SiteState(
+            ts=now, net_export_w=net, soc=self._soc(tels), devices=tels, decision=decision, applied=applied,
+            errors=errors, outage=grid_tel is not None and grid_tel.status == "outage",
+            autonomous=self._autonomous, frequency_hz=self._frequency_hz,
+        )
+        self._last_t = now
+        self._last_state = state
+        self._last_tel.update(tels)
+        self.ticks += 1
+        return state
+
+    @property
+    def last_state(self) -> SiteState | None:
+        return self._last_state
+
+    # ------------------------------------------------------------------ energy questions
+
+    def meter_window(self, start_ts: float, end_ts: float) -> tuple[float, float]:
+        """(exported_wh, imported_wh) metered at the grid connection over ``[start_ts, end_ts)``."""
+        return self.meter.window(_finite("start_ts", start_ts), _finite("end_ts", end_ts))
+
+    def expected_net_wh(self, start_ts: float, end_ts: float) -> float:
+        """Expected net export (Wh) over the window with no trade and storage idle: PV minus load
+        from the device models' mean profiles (sim) or persistence of the last reading."""
+        start, end = _finite("start_ts", start_ts), _finite("end_ts", end_ts)
+        if end <= start:
+            return 0.0
+        n = max(1, int(math.ceil((end - start) / self.forecast_step_s)))
+        h = (end - start) / n
+        total = 0.0
+        for k in range(n + 1):
+            w = 0.5 if k in (0, n) else 1.0
+            total += w * self._expected_w(start + k * h)
+        return total * h / 3600.0
+
+    def available_export_wh(self, start_ts: float, end_ts: float) -> float:
+        """Energy the site could deliver over the window ABOVE the owner's reserve (offers never
+        exceed this): expected PV surplus net of the site's own load, plus battery energy above the
+        reserve (less what earlier committed exports draw from it), within power and export limits."""
+        start, end = _finite("start_ts", start_ts), _finite("end_ts", end_ts)
+        if end <= start:
+            return 0.0
+        hours = (end - start) / 3600.0
+        now = self.clock.now()
+        store_wh = 0.0
+        store_w = 0.0
+        for d in self._order:
+            if d.kind is not DeviceKind.BATTERY:
+                continue
+            tel = self._last_tel.get(d.device_id)
+            if tel is None or tel.soc is None or tel.capacity_wh is None:
+                continue
+            floor = max(self.control.reserve_soc, float(tel.detail.get("soc_min", 0.0)))
+            eff = float(tel.detail.get("discharge_efficiency", 1.0))
+            store_wh += max(0.0, (tel.soc - floor) * tel.capacity_wh) * eff
+            store_w += max(0.0, d.limits.max_w)
+        # energy already promised between now and the window's start comes out of storage first
+        for s in self._schedules:
+            lo, hi = max(s.start_ts, now), min(s.end_ts, start)
+            if hi > lo and s.power_w > 0:
+                drawn = s.power_w * (hi - lo) / 3600.0 - self.expected_net_wh(lo, hi)
+                store_wh -= max(0.0, drawn)
+        store_wh = max(0.0, min(store_wh, store_w * hours))
+        avail = self.expected_net_wh(start, end) + store_wh
+        lim = self._grid_limits()
+        if lim is not None:
+            avail = min(avail, lim[1] * hours)
+        return max(0.0, avail)
+
+    # ------------------------------------------------------------------ internals
+
+    def _prune(self) -> None:
+        horizon = self.clock.now() - 2 * 86400.0
+        self._schedules = [s for s in self._schedules if s.end_ts > horizon]
+        self._vb = [s for s in self._vb if s.end_ts > horizon]
+        self._spikes = [s for s in self._spikes if s[1] > horizon]
+
+    def _grid_limits(self) -> tuple[float, float] | None:
+        if self._grid is None:
+            return None
+        tel = self._last_tel.get(self._grid.device_id)
+        if tel is not None and "import_limit_w" in tel.detail:
+            return float(tel.detail["import_limit_w"]), float(tel.detail["export_limit_w"])
+        if isinstance(self._grid, SimGrid):
+            return self._grid.model.import_limit_w, self._grid.model.export_limit_w
+        return None
+
+    def _nominal_hz(self) -> float:
+        if isinstance(self._grid, SimGrid):
+            return self._grid.model.nominal_hz
+        return 50.0
+
+    def _storage_range(self) -> tuple[float, float]:
+        lo = hi = 0.0
+        for d in self._order:
+            if d.kind is DeviceKind.BATTERY:
+                lo += d.limits.min_w
+                hi += d.limits.max_w
+        return lo, hi
+
+    def _expected_w(self, t: float) -> float:
+        total = 0.0
+        for d in self._order:
+            if d.kind not in (DeviceKind.PV, DeviceKind.LOAD):
+                continue
+            exp = d.expected_power_w(t) if isinstance(d, SimDriver) else None
+            if exp is None:
+                tel = self._last_tel.get(d.device_id)
+                if tel is None:
+                    continue
+                exp = tel.available_discharge_w if d.kind is DeviceKind.PV else -tel.available_charge_w
+            total += exp
+        return total
+
+    def _active(self, items: list[Schedule], t: float) -> Schedule | None:
+        for s in reversed(items):  # the latest one wins
+            if s.start_ts <= t < s.end_ts:
+                return s
+        return None
+
+    def _inputs(self, now: float, dt: float, tels: dict[str, Telemetry]) -> ArbiterInputs:
+        stores: list[StoreView] = []
+        pvs: list[PVView] = []
+        loads: list[LoadView] = []
+        grid: GridView | None = None
+        for d in self._order:
+            tel = tels.get(d.device_id)
+            if tel is None:
+                continue
+            kind = d.kind
+            if kind.is_storage:
+                if tel.soc is None or tel.capacity_wh is None:
+                    continue
+                lim = d.limits
+                det = tel.detail
+                stores.append(StoreView(
+                    device_id=d.device_id, kind=kind.value, soc=tel.soc, capacity_wh=tel.capacity_wh,
+                    max_charge_w=tel.available_charge_w if d.writable else 0.0,
+                    max_discharge_w=tel.available_discharge_w if d.writable else 0.0,
+                    min_w=lim.min_w, max_w=lim.max_w, soc_min=float(det.get("soc_min", 0.0)),
+                    soc_max=float(det.get("soc_max", 1.0)),
+                    discharge_efficiency=float(det.get("discharge_efficiency", 1.0)),
+                    charge_efficiency=float(det.get("charge_efficiency", 1.0)),
+                    ramp_w_per_s=lim.ramp_w_per_s,
+                    prev_w=self._applied.get(d.device_id, tel.setpoint_w or 0.0),
+                    reserve_soc=det.get("reserve_soc"), standing_loss_per_h=det.get("standing_loss_per_h"),
+                ))
+            elif kind is DeviceKind.PV:
+                pvs.append(PVView(d.device_id, tel.available_discharge_w, d.limits.max_w))
+            elif kind is DeviceKind.LOAD:
+                demand = tel.available_charge_w
+                exp = d.expected_power_w(now) if isinstance(d, SimDriver) else None
+                loads.append(LoadView(d.device_id, demand, float(tel.detail.get("critical_w", demand)),
+                                      -exp if exp is not None else demand,
+                                      d.limits.min_w))
+            elif kind is DeviceKind.GRID:
+                det = tel.detail
+                grid = GridView(float(det.get("import_limit_w", math.inf)), float(det.get("export_limit_w", math.inf)),
+                                outage=tel.status == "outage",
+                                outage_age_s=0.0)
+        sched = None if self._autonomous else self._active(self._schedules, now)
+        vb = None if self._autonomous else self._active(self._vb, now)
+        spikes = tuple(s for s in self._spikes if s[1] > now)
+        upper = None
+        if self._demand_upper is not None and self._demand_upper[0] <= now < self._demand_upper[1]:
+            upper = self._demand_upper[2]
+        cmds = Commands(
+            market_export_w=sched.power_w if sched else None, market_reason=sched.reason if sched else "",
+            virtual_battery_w=vb.power_w if vb else 0.0, frequency_arm=self._arm, frequency_hz=self._frequency_hz,
+            autonomous=self._autonomous, spikes=spikes, demand_upper_w=upper,
+        )
+        return ArbiterInputs(t=now, dt=dt if dt > 0 else self._last_dt, stores=tuple(stores), pv=tuple(pvs),
+                             loads=tuple(loads), grid=grid, commands=cmds, config=self.control)
+
+    def _soc(self, tels: dict[str, Telemetry]) -> float | None:
+        cap = e = 0.0
+        for d in self._order:
+            if d.kind is DeviceKind.BATTERY:
+                tel = tels.get(d.device_id)
+                if tel is not None and tel.capacity_wh and tel.soc is not None:
+                    cap += tel.capacity_wh
+                    e += tel.soc * tel.capacity_wh
+        return e / cap if cap > 0 else None
+
+    def _meter(self, now: float, dt: float, tels: dict[str, Telemetry]) -> None:
+        gtel = tels.get(self._grid.device_id) if self._grid is not None else None
+        if gtel is not None and gtel.energy_in_wh is not None and gtel.energy_out_wh is not None:
+            counters = (gtel.energy_in_wh, gtel.energy_out_wh)  # (exported, imported) as seen by the grid
+            if self._grid_counters is not None and self._last_t is not None:
+                d_exp = max(0.0, counters[0] - self._grid_counters[0])
+                d_imp = max(0.0, counters[1] - self._grid_counters[1])
+                self.meter.add(self._last_t, now, d_exp, d_imp)
+            self._grid_counters = counters
+            return
+        # no metered grid connection: integrate the last tick's net export over the step
+        if self._last_state is not None and dt > 0:
+            wh = self._last_state.net_export_w * dt / 3600.0
+            self.meter.add(now - dt, now, max(0.0, wh), max(0.0, -wh))
+
+
