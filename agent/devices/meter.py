@@ -75,7 +75,10 @@ class MeterLog:
         res = self.resolution_s
         b0, b1 = int(start_ts // res), int(math.ceil(end_ts / res)) - 1
         exp = imp = 0.0
-        for b in range(b0, b1 + 1):
+        if self.last_ts is None:
+            return exp, imp
+        oldest = int(math.ceil(self.last_ts / res)) - self.n
+        for b in range(max(b0, oldest), b1 + 1):
             i = b % self.n
             if self._bin[i] != b:
                 continue

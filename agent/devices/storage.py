@@ -139,7 +139,11 @@ class StoreModel:
             if self.cycle_fade:
                 energy = self.energy_wh
                 self.soh = max(0.05, self.soh - self.cycle_fade * through / (2.0 * self.nameplate_wh))
-                self.energy_wh = min(energy, self.capacity_wh)
+                ceiling = self.soc_max * self.capacity_wh
+                if energy > ceiling:  # capacity faded under a full store: the excess is lost
+                    self.lost_wh += energy - ceiling
+                    energy = ceiling
+                self.energy_wh = energy
         if self.temperature_c is not None:
             heat_w = loss / hours if hours > 0 else 0.0
             t_ss = self.ambient_c + heat_w * self.thermal_r
