@@ -205,8 +205,8 @@ class _Track:
         self.value = value
         self.steps: list[TraceStep] = [TraceStep(source, 0.0, value, reason)]
 
-    def set(self, value: float, source: str, reason: str) -> None:
-        if abs(value - self.value) > _EPS:
+    def set(self, value: float, source: str, reason: str, *, force: bool = False) -> None:
+        if force or abs(value - self.value) > _EPS:
             self.steps.append(TraceStep(source, self.value, value, reason))
             self.value = value
 
@@ -288,6 +288,7 @@ def arbitrate(inp: ArbiterInputs) -> Decision:
     chg_caps = [_charge_cap(s) for s in bulk]
     d_res = sum(dis_caps)
     d_emerg = sum(_discharge_cap(s, s.soc_min, dt) for s in bulk)
+    d_power = sum(max(0.0, min(s.max_discharge_w, s.max_w)) for s in bulk)
     c_max = sum(chg_caps)
 
     # flywheel plan (level 4, K1): buffer spikes, pre-charge just before predicted spikes. The
@@ -318,7 +319,7 @@ def arbitrate(inp: ArbiterInputs) -> Decision:
 
     # ---- 4: local site control -----------------------------------------------------------
     if outage:
-        track.set(-n0, "local", "grid outage: islanded, storage balances the site")
+        track.set(-n0, "local", "grid outage: islanded, storage balances the site", force=True)
     elif grid is not None:
         net = n0 + track.value
         if net < -grid.import_limit_w:
@@ -347,8 +348,10 @@ def arbitrate(inp: ArbiterInputs) -> Decision:
             use_emergency = allowed > d_res + _EPS
             if allowed < p - _EPS:
                 track.set(allowed, "reserve", "emergency response limited by SoC floor")
+        elif d_res >= d_power - _EPS:
+            pass  # not the reserve: the power limit binds (level 1 below)
         elif outage:
-            track.set(d_res, "reserve", "outage: storage at its floor")
+            track.set(d_res, "reserve", "outage: storage at its SoC floor")
         else:
             reserve = cfg.reserve_soc
             track.set(d_res, "reserve", f"owner's backup reserve {reserve:.0%}: discharge limited to {d_res:.0f} W")
@@ -356,7 +359,7 @@ def arbitrate(inp: ArbiterInputs) -> Decision:
     # ---- 1: safety envelope (totals) -------------------------------------------------------
     total_cap = d_emerg if use_emergency else d_res
     if track.value > total_cap + _EPS:
-        track.set(total_cap, "safety", f"storage discharge limit {total_cap:.0f} W")
+        track.set(total_cap, "safety", f"storage discharge limit {total_cap:.0f} W (power/SoC/temperature)")
     if track.value < -c_max - _EPS:
         track.set(-c_max, "safety", f"storage charge limit {c_max:.0f} W (power/SoC/temperature)")
 
@@ -400,9 +403,18 @@ def arbitrate(inp: ArbiterInputs) -> Decision:
     elif grid is not None and net < -grid.import_limit_w:
         deficit = -grid.import_limit_w - net
 
-    # flywheel bridging of what is left (outage until the UPS takes over; import peaks)
-    if deficit > _EPS:
+    # what is left: in an outage the UPS carries it as soon as it can and the flywheel bridges
+    # until then; on the grid the flywheel goes first and the reserve supply (UPS) is engaged
+    # only when predicted AND actual demand exceed primary + flywheel capacity (K2)
+    primary = pv_avail + d_res + (0.0 if outage or grid is None else grid.import_limit_w)
+    fly_cap = sum(min(s.max_discharge_w, s.max_w) for s in fly)
+    predicted = cmd.demand_upper_w if cmd.demand_upper_w is not None else expected
+    trigger = (not outage and demand > primary + fly_cap and predicted > primary + fly_cap)
+
+    def bridge(deficit: float) -> float:
         for s in fly:
+            if deficit <= _EPS:
+                break
             cur = setpoints[s.device_id].power_w
             extra = min(deficit, max(0.0, min(s.max_discharge_w, s.max_w) - cur))
             if extra > _EPS:
@@ -410,32 +422,34 @@ def arbitrate(inp: ArbiterInputs) -> Decision:
                           else "flywheel covers demand above the connection limit")
                 _add_store(setpoints, s, cur + extra, ("local", reason), dt)
                 deficit -= setpoints[s.device_id].power_w - cur
+        return max(0.0, deficit)
 
-    # reserve trigger (K2): UPS only when predicted AND actual demand exceed primary + flywheel
-    primary = pv_avail + d_res + (0.0 if outage or grid is None else grid.import_limit_w)
-    fly_cap = sum(min(s.max_discharge_w, s.max_w) for s in fly)
-    predicted = cmd.demand_upper_w if cmd.demand_upper_w is not None else expected
-    for s in ups:
-        floor = _floor(s, cfg, outage)
-        cap = _discharge_cap(s, floor, dt)
-        if outage and deficit > _EPS:
-            want = min(deficit, cap)
-            src = ("local", "outage: UPS carries the critical load")
-        elif not outage and demand > primary + fly_cap and predicted > primary + fly_cap and deficit > _EPS:
-            want = min(deficit, cap)
-            src = ("local", f"reserve trigger: demand {demand:.0f} W (predicted {predicted:.0f} W) above "
-                            f"primary {primary:.0f} W + flywheel {fly_cap:.0f} W")
-        elif not outage and s.soc < s.soc_max - 0.01:
-            rate = cfg.ups_recharge_w if cfg.ups_recharge_w is not None else s.max_charge_w
-            want = -min(rate, _charge_cap(s))
-            src = ("local", "UPS recharge while the grid is available")
-        else:
-            want = 0.0
-            src = ("idle", "UPS standing by")
-        before = want
-        _add_store(setpoints, s, want, src, dt)
-        if before > 0:
-            deficit = max(0.0, deficit - setpoints[s.device_id].power_w)
+    def reserve_supply(deficit: float) -> float:
+        for s in ups:
+            cap = _discharge_cap(s, _floor(s, cfg, outage), dt)
+            if outage and deficit > _EPS:
+                want = min(deficit, cap)
+                src = ("local", "outage: UPS carries the load")
+            elif trigger and deficit > _EPS:
+                want = min(deficit, cap)
+                src = ("local", f"reserve trigger: demand {demand:.0f} W (predicted {predicted:.0f} W) above "
+                                f"primary {primary:.0f} W + flywheel {fly_cap:.0f} W")
+            elif not outage and s.soc < s.soc_max - 0.01:
+                rate = cfg.ups_recharge_w if cfg.ups_recharge_w is not None else s.max_charge_w
+                want = -min(rate, _charge_cap(s))
+                src = ("local", "UPS recharge while the grid is available")
+            else:
+                want = 0.0
+                src = ("idle", "UPS standing by")
+            _add_store(setpoints, s, want, src, dt)
+            if want > 0:
+                deficit = max(0.0, deficit - setpoints[s.device_id].power_w)
+        return deficit
+
+    if outage:
+        deficit = bridge(reserve_supply(deficit))
+    else:
+        deficit = reserve_supply(bridge(deficit))
 
     # load shedding (level 4) for a remaining deficit; PV curtailment / export limit (level 1)
     ups_total = sum(setpoints[s.device_id].power_w for s in ups)
@@ -518,7 +532,7 @@ def _flywheel_plan(s: StoreView, cfg: ControlConfig, cmd: Commands, t: float, dt
                 rate = gap_wh * 3600.0 / time_left / max(s.charge_efficiency, 1e-6)
                 # charge as late as possible: full power only when it is needed to be ready in time
                 full_w = min(s.max_charge_w, -s.min_w)
-                if rate * 1.2 < full_w and start - t > gap_wh * 3600.0 / max(full_w, 1e-6) * 1.5:
+                if rate * 1.2 < full_w and start - t - dt > gap_wh * 3600.0 / max(full_w, 1e-6) * 1.5:
                     return 0.0, ("local", f"pre-charge deferred: spike in {start - t:.0f} s, losses {s.standing_loss_per_h:.0%}/h")
                 return -min(full_w, max(rate, full_w * 0.5)), (
                     "local", f"flywheel pre-charge for a spike at {start:.0f} (+{extra_w:.0f} W)")

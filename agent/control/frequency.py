@@ -54,9 +54,10 @@ class FrequencyArm:
 def response_w(arm: FrequencyArm, frequency_hz: float) -> float:
     """Droop response to ``frequency_hz`` (W, device sign; 0 inside the deadband)."""
     df = frequency_hz - arm.nominal_hz
-    eff = math.copysign(max(0.0, abs(df) - arm.deadband_hz), df)
-    if eff == 0.0:
+    beyond = abs(df) - arm.deadband_hz
+    if beyond <= 1e-9:  # inside the deadband (with float slack: 50.02 - 50 > 0.02)
         return 0.0
+    eff = math.copysign(beyond, df)
     p = -(eff / arm.nominal_hz) / arm.droop * arm.p_ref_w
     cap = arm.max_power_w
     return max(-cap, min(cap, p))

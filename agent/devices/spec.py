@@ -119,7 +119,8 @@ DEVICE_FIELDS: dict[str, dict[str, Field]] = {
         "thermal_resistance_k_per_w": Field("float", 0.05, gt(0), "K/W", "to ambient"),
         "reserve_soc": Field("float", 0.8, within(0, 1), "0..1", "UPS's own reserve: only an outage may use it"),
         "takeover_s": Field("float", 2.0, within(0, 3600), "s", "delay before the UPS carries load in an outage"),
-        **{**_STORE_COMMON, "initial_soc": Field("float", 1.0, within(0, 1), "0..1", "state of charge at start")},
+        **{**_STORE_COMMON, "initial_soc": Field("float", 1.0, within(0, 1), "0..1", "state of charge at start"),
+           "soc_max": Field("float", 1.0, within(0, 1), "0..1", "never charge above (kept full for backup)")},
     },
     "pv": {
         "peak_w": Field("float", REQUIRED, gt(0), "Wp", "DC nameplate of the array"),
