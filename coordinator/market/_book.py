@@ -148,6 +148,10 @@ def validate(book: Book) -> None:
 def _check_ids(book: Book) -> None:
     ids = book.ids
     n = ids.shape[0]
+    if n < 2 or bool((ids[1:] > ids[:-1]).all()):  # ids in posting order: the usual case
+        if int(ids[0]) < 0:
+            raise _fail(book, ids < 0, "id", f"must be non-negative, got {int(ids[0])}")
+        return
     lo, hi = int(ids.min()), int(ids.max())
     if lo < 0:
         raise _fail(book, ids < 0, "id", f"must be non-negative, got {int(ids[ids < 0][0])}")
@@ -172,14 +176,16 @@ def _check_ids(book: Book) -> None:
     )
 
 
-def exact_bincount(index: npt.NDArray[np.intp] | I64, weights: I64, minlength: int) -> I64:
+def exact_bincount(
+    index: npt.NDArray[np.intp] | I64, weights: I64, minlength: int, *, bins_below_2_53: bool = False
+) -> I64:
     """``np.bincount`` with integer weights, exact: each bin's sum must be < 2**63.
 
-    Uses float64 accumulation when the total is below 2**53 (exact there), else two passes over
-    26-bit halves.
+    Uses float64 accumulation when every partial sum stays below 2**53 (exact there): the caller
+    may vouch for that with ``bins_below_2_53`` (e.g. bins of one book side), else the total is
+    checked. Otherwise two passes over 26-bit halves.
     """
-    total = int(weights.sum()) if weights.size else 0
-    if total < _FLOAT_EXACT:
+    if bins_below_2_53 or (int(weights.sum()) if weights.size else 0) < _FLOAT_EXACT:
         return np.bincount(index, weights=weights, minlength=minlength).astype(np.int64)
     lo = np.bincount(index, weights=weights & (2**26 - 1), minlength=minlength).astype(np.int64)
     hi = np.bincount(index, weights=weights >> 26, minlength=minlength).astype(np.int64)

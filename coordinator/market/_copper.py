@@ -44,7 +44,8 @@ def clear_copper(book: Book) -> CopperAllocation:
         axis, inverse = np.unique(price, return_inverse=True)
         key = inverse.astype(np.int64) * 2
     key += is_bid  # level index: 2 * position on the price axis + (1 if bid)
-    agg = exact_bincount(key, book.qty_wh, 2 * axis.shape[0])
+    # a bin holds one side's Wh at one price: below 2**53 by validation
+    agg = exact_bincount(key, book.qty_wh, 2 * axis.shape[0], bins_below_2_53=True)
     offer_qty, bid_qty = agg[0::2], agg[1::2]
 
     demand = np.cumsum(bid_qty[::-1])[::-1]  # Wh bid at >= axis price

@@ -142,7 +142,7 @@ def clear_network(book: Book, network: Network) -> NetworkAllocation:
     uniq, inverse = np.unique(key, return_inverse=True)
     inverse = inverse.astype(np.int64).reshape(-1)
     zs = uniq // span
-    levels = Levels(zone=zs >> 1, is_bid=(zs & 1).astype(bool), price=uniq % span, qty=exact_bincount(inverse, book.qty_wh, uniq.shape[0]))
+    levels = Levels(zone=zs >> 1, is_bid=(zs & 1).astype(bool), price=uniq % span, qty=exact_bincount(inverse, book.qty_wh, uniq.shape[0], bins_below_2_53=True))
     total_offer = int(levels.qty[~levels.is_bid].sum())
     caps = [total_offer if lk.limit_wh is None else min(lk.limit_wh, total_offer) for lk in links]
     src = [network.zone_index(lk.from_zone) for lk in links]
