@@ -1,0 +1,85 @@
+"""The site's config file (``gridswarm agent --config site.yaml``), validated.
+
+A wrong field gets an error that names it, e.g. ``trading.offer_price: Input should be greater
+than 0``. The ``devices`` section is validated by :mod:`agent.site` (its fields are documented
+in ``docs/agent-devices.md``). Paths are relative to the config file's folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """The config file is missing, unreadable or has a bad field (named in the message)."""
+
+
+class ClockConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["wall", "scaled"] = "wall"
+    sim_start: float = 0.0
+    speed: float = Field(default=1.0, gt=0)
+    wall_anchor: float | None = None
+
+
+class TradingConfig(BaseModel):
+    """The simple trading policy: sell what the site can spare above the owner's reserve, buy
+    what it lacks, at limit prices in token base units per Wh (6 decimals: 250 = 0.25 token/kWh)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    role: Literal["auto", "seller", "buyer"] = "auto"
+    offer_price: int = Field(default=120, gt=0, lt=2**24)
+    bid_price: int = Field(default=250, gt=0, lt=2**24)
+    price_jitter: int = Field(default=30, ge=0, lt=2**23)
+    min_order_wh: int = Field(default=10, ge=1)
+    max_order_wh: int = Field(default=1_000_000, ge=1, lt=2**32)
+
+
+class AgentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    site: str = Field(min_length=1, max_length=64)
+    eth_key_file: Path
+    ed25519_key_file: Path
+    coordinator_url: str = Field(pattern=r"^https?://")
+    rpc_url: str = Field(pattern=r"^https?://")
+    deployment: Path
+    store_path: Path = Path("agent.sqlite")
+    seed: int = 0
+    tick_s: float = Field(default=60.0, gt=0)
+    telemetry_every_s: float = Field(default=300.0, gt=0)
+    reserve_soc: float = Field(default=0.2, ge=0.0, le=1.0)
+    reconnect_s: float = Field(default=1.0, gt=0)
+    clock: ClockConfig = ClockConfig()
+    trading: TradingConfig = TradingConfig()
+    devices: list[dict[str, Any]] = Field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> AgentConfig:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {path} must be a mapping of fields")
+        try:
+            cfg = cls.model_validate(data)
+        except ValidationError as exc:
+            lines = []
+            for err in exc.errors():
+                loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+                lines.append(f"{loc}: {err['msg']}")
+            raise ConfigError(f"config {path}: " + "; ".join(lines)) from exc
+        base = path.parent
+        for name in ("eth_key_file", "ed25519_key_file", "deployment", "store_path"):
+            value = getattr(cfg, name)
+            if not value.is_absolute():
+                setattr(cfg, name, base / value)
+        return cfg

@@ -1,0 +1,351 @@
+"""The agent process: one per site (DESIGN §2).
+
+Four concerns run side by side on one asyncio loop, all on the injected clock:
+
+- the **control loop** ticks the site (drivers, arbiter, safety envelope) on a fixed grid and
+  queues telemetry;
+- the **link** keeps a WebSocket to the coordinator, says ``hello``, verifies every incoming
+  envelope against the coordinator key published on chain, and drains the outbox;
+- the **trader** answers each ``interval`` notice with at most one order on chain (checked
+  against the chain first, so a restart never posts twice);
+- **metering** signs the site's export/import for each traded interval (EIP-712) and queues it.
+
+Losing the link drops the site to autonomous self-consumption; the outbox keeps everything
+until the coordinator acknowledges it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+from typing import Any
+
+import aiohttp
+from nacl.signing import VerifyKey
+
+from agent.chain_client import AgentChain
+from agent.config import AgentConfig
+from agent.store import AgentStore
+from gridswarm.chain import ChainError, sign_meter_reading
+from gridswarm.clock import Clock, ScaledClock, WallClock
+from gridswarm.envelope import Envelope, EnvelopeError, Signer, Verifier
+from gridswarm.keys import load_ed25519, load_eth_key
+from gridswarm.messages import Ack, Dispatch, Error, IntervalNotice, validate_body
+
+logger = logging.getLogger(__name__)
+
+COORDINATOR = "coordinator"
+RESEND_AFTER_S = 5.0  # wall seconds before an unacknowledged record is sent again
+
+
+def make_clock(cfg: AgentConfig) -> Clock:
+    if cfg.clock.kind == "wall":
+        return WallClock()
+    return ScaledClock(cfg.clock.sim_start, cfg.clock.speed, cfg.clock.wall_anchor)
+
+
+def build_site(cfg: AgentConfig, clock: Clock) -> Any:
+    from agent.site import Site
+
+    return Site.from_config(cfg.devices, clock, seed=cfg.seed, reserve_soc=cfg.reserve_soc)
+
+
+class AgentRuntime:
+    def __init__(self, cfg: AgentConfig, clock: Clock | None = None, site: Any = None) -> None:
+        self.cfg = cfg
+        self.clock = clock or make_clock(cfg)
+        self.store = AgentStore(cfg.store_path)
+        self.account = load_eth_key(cfg.eth_key_file)
+        self.address = str(self.account.address)
+        self.signer = Signer(load_ed25519(cfg.ed25519_key_file), self.address, self.clock, self._next_seq)
+        self.chain = AgentChain(cfg.rpc_url, cfg.deployment, self.account)
+        self.site = site if site is not None else build_site(cfg, self.clock)
+        self._coordinator_key: VerifyKey | None = None
+        self.verifier = Verifier(clock=self.clock, keys=self._key_of)
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.connected = asyncio.Event()
+        self._inflight: dict[int, tuple[int, float]] = {}  # envelope seq -> (outbox id, wall time sent)
+        self._wake_outbox = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._metered: set[int] = set()
+        self._link_failing = False
+        self.rejected: list[tuple[str, str]] = []  # (reason, message) of rejected inbound envelopes
+
+    def _next_seq(self) -> int:
+        return self.store.next_counter("seq")
+
+    def _key_of(self, sender: str) -> VerifyKey | None:
+        return self._coordinator_key if sender == COORDINATOR else None
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        await self.site.connect()
+        await self._load_coordinator_key(stop)
+        self._resume_metering()
+        loops = [
+            asyncio.create_task(self.control_loop(), name="control"),
+            asyncio.create_task(self.link_loop(), name="link"),
+            asyncio.create_task(self.outbox_loop(), name="outbox"),
+        ]
+        try:
+            await stop.wait()
+        finally:
+            for t in [*loops, *self._tasks]:
+                t.cancel()
+            for t in [*loops, *list(self._tasks)]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            with contextlib.suppress(Exception):
+                await self.site.close()
+            self.store.close()
+
+    async def _load_coordinator_key(self, stop: asyncio.Event) -> None:
+        failing = False
+        while not stop.is_set():
+            try:
+                raw = await asyncio.to_thread(self.chain.coordinator_key)
+                self._coordinator_key = VerifyKey(raw)
+                if failing:
+                    logger.info("chain reachable again")
+                return
+            except (ChainError, ValueError) as exc:
+                if not failing:
+                    logger.warning("cannot read the coordinator key from chain: %s; retrying", exc)
+                failing = True
+                await asyncio.sleep(self.cfg.reconnect_s)
+
+    def _resume_metering(self) -> None:
+        """After a restart, meter every recent traded interval that has not been metered yet."""
+        for order in self.store.orders():
+            if order["delivery_end"] > self.clock.now() - 86_400:
+                self._schedule_meter(int(order["interval"]), order["delivery_start"], order["delivery_end"])
+
+    # ------------------------------------------------------------------ control
+
+    async def control_loop(self) -> None:
+        tick = self.cfg.tick_s
+        t = math.ceil(self.clock.now() / tick) * tick
+        next_telemetry = t
+        while True:
+            await self.clock.sleep_until(t)
+            try:
+                state = await self.site.tick()
+            except Exception:  # noqa: BLE001 - the loop must survive anything a device does
+                logger.exception("site tick failed")
+                state = None
+            if state is not None and t >= next_telemetry:
+                self._queue_telemetry(state)
+                next_telemetry = t + self.cfg.telemetry_every_s
+            now = self.clock.now()
+            t += tick
+            if t < now - tick:  # fell far behind (process was paused): skip ahead, don't spin
+                t = math.ceil(now / tick) * tick
+
+    def _queue_telemetry(self, state: Any) -> None:
+        record_id = self.store.next_counter("telemetry")
+        body = {
+            "ts": round(self.clock.now(), 3),
+            "net_export_w": float(state.net_export_w),
+            "soc": None if state.soc is None else float(min(1.0, max(0.0, state.soc))),
+            "devices": {},
+            "record_id": record_id,
+        }
+        self.store.enqueue("telemetry", body, f"telemetry:{record_id}", self.clock.now())
+        self._wake_outbox.set()
+
+    # ------------------------------------------------------------------ link
+
+    @property
+    def ws_url(self) -> str:
+        base = self.cfg.coordinator_url.rstrip("/")
+        return base.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/ws/agent"
+
+    async def link_loop(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    async with session.ws_connect(self.ws_url, heartbeat=10.0, max_msg_size=1 << 20) as ws:
+                        self.ws = ws
+                        hello = self.signer.sign("hello", {"address": self.address, "site": self.cfg.site})
+                        await ws.send_str(hello.to_json())
+                        async for msg in ws:
+                            if msg.type == aiohttp.WSMsgType.TEXT:
+                                await self.on_message(msg.data)
+                            elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
+                                break
+                except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                    if not self._link_failing:
+                        logger.warning("coordinator link down (%s): running autonomously", exc.__class__.__name__)
+                    self._link_failing = True
+                finally:
+                    self.ws = None
+                    self.connected.clear()
+                    self._inflight.clear()
+                    if not getattr(self.site, "autonomous", False):
+                        self._set_autonomous(True)
+                await asyncio.sleep(self.cfg.reconnect_s)
+
+    def _set_autonomous(self, on: bool) -> None:
+        setter = getattr(self.site, "set_autonomous", None)
+        if setter is not None:
+            setter(on)
+
+    async def on_message(self, raw: str) -> None:
+        try:
+            env = self.verifier.verify(raw)
+            body = validate_body(env.kind, env.body)
+        except EnvelopeError as exc:
+            logger.warning("rejected message: %s (%s)", exc, exc.reason)
+            self.rejected.append((exc.reason, str(exc)))
+            self.store.log_command(self.clock.now(), "?", None, None, False, f"{exc.reason}: {exc}")
+            return
+        if env.kind == "welcome":
+            if self._link_failing:
+                logger.info("coordinator link recovered")
+            self._link_failing = False
+            self._set_autonomous(False)
+            self.connected.set()
+            self._wake_outbox.set()
+        elif isinstance(body, Ack):
+            entry = self._inflight.pop(body.seq, None)
+            if entry is not None:
+                self.store.ack(entry[0])
+        elif isinstance(body, Error):
+            logger.warning("coordinator rejected a message: %s", body.message)
+        elif isinstance(body, IntervalNotice):
+            self._spawn(self.trade(body), f"trade-{body.interval}")
+        elif isinstance(body, Dispatch):
+            self.apply_dispatch(env, body)
+
+    async def outbox_loop(self) -> None:
+        while True:
+            await self._wake_outbox.wait()
+            self._wake_outbox.clear()
+            await self.flush_outbox()
+
+    async def flush_outbox(self) -> int:
+        """Send every unacknowledged record not already in flight; returns how many were sent."""
+        ws = self.ws
+        if ws is None or not self.connected.is_set():
+            return 0
+        loop = asyncio.get_running_loop()
+        in_flight = {oid for oid, sent in self._inflight.values() if loop.time() - sent < RESEND_AFTER_S}
+        sent = 0
+        for outbox_id, kind, body in self.store.pending(limit=200):
+            if outbox_id in in_flight:
+                continue
+            env = self.signer.sign(kind, body)
+            self._inflight[env.seq] = (outbox_id, loop.time())
+            try:
+                await ws.send_str(env.to_json())
+            except (aiohttp.ClientError, ConnectionError, RuntimeError):
+                return sent
+            sent += 1
+        return sent
+
+    async def resend_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RESEND_AFTER_S)
+            self._wake_outbox.set()
+
+    # ------------------------------------------------------------------ trading
+
+    async def trade(self, notice: IntervalNotice) -> None:
+        k = notice.interval
+        t = self.cfg.trading
+        if not t.enabled or self.store.order_for(k) is not None:
+            return
+        side, qty, price = self.decide(notice)
+        if qty < t.min_order_wh:
+            logger.info("interval %d: nothing to trade", k)
+            return
+        try:
+            existing = await asyncio.to_thread(self.chain.find_order, k)
+            posted = existing or await asyncio.to_thread(self.chain.post_order, k, side, qty, price)
+        except ChainError as exc:
+            logger.warning("interval %d: order not posted: %s", k, exc)
+            return
+        self.store.record_order(
+            k, posted.order_id, posted.side, posted.qty_wh, posted.price, posted.tx, notice.delivery_start, notice.delivery_end
+        )
+        logger.info("interval %d: posted %s %d Wh at %d (gas %d)", k, side, qty, price, posted.gas)
+        self._schedule_meter(k, notice.delivery_start, notice.delivery_end)
+
+    def decide(self, notice: IntervalNotice) -> tuple[str, int, int]:
+        """The trading policy: (side, qty Wh, limit price)."""
+        t = self.cfg.trading
+        start, end = notice.delivery_start, notice.delivery_end
+        rng = random.Random(f"{self.cfg.seed}/{self.address}/{notice.interval}")
+        jitter = rng.randint(-t.price_jitter, t.price_jitter) if t.price_jitter else 0
+        can_sell = float(self.site.available_export_wh(start, end))
+        expected = float(self.site.expected_net_wh(start, end))
+        if t.role != "buyer" and can_sell >= t.min_order_wh:
+            return "offer", int(min(can_sell, t.max_order_wh)), max(1, t.offer_price + jitter)
+        if t.role != "seller" and expected <= -t.min_order_wh:
+            return "bid", int(min(-expected, t.max_order_wh)), max(1, t.bid_price + jitter)
+        return "offer", 0, 0
+
+    # ------------------------------------------------------------------ dispatch and metering
+
+    def apply_dispatch(self, env: Envelope, d: Dispatch) -> None:
+        mine = self.store.order_for(d.interval)
+        reason = ""
+        if mine is None:
+            reason = f"no order of ours in interval {d.interval}"
+        elif any(str(f.order_id) != mine["order_id"] for f in d.fills):
+            reason = "dispatch names orders that are not ours"
+        elif any(f.qty_wh > mine["qty_wh"] for f in d.fills):
+            reason = "dispatch fills exceed our order"
+        elif d.end <= self.clock.now():
+            reason = "dispatch window is already over"
+        ok = not reason
+        if ok:
+            self.site.set_market_schedule(d.start, d.end, d.export_w)
+            logger.info("interval %d: dispatch %.0f W accepted", d.interval, d.export_w)
+        else:
+            logger.warning("interval %d: dispatch rejected: %s", d.interval, reason)
+        self.store.log_command(self.clock.now(), "dispatch", env.seq, d.interval, ok, reason or "applied")
+        ack = {"kind": "dispatch", "seq": env.seq, "interval": d.interval, "ok": ok, "reason": reason}
+        self.store.enqueue("ack", ack, f"ack:dispatch:{d.interval}", self.clock.now())
+        self._wake_outbox.set()
+
+    def _schedule_meter(self, k: int, start: float, end: float) -> None:
+        if k in self._metered:
+            return
+        self._metered.add(k)
+        self._spawn(self._meter_after(k, start, end), f"meter-{k}")
+
+    async def _meter_after(self, k: int, start: float, end: float) -> None:
+        await self.clock.sleep_until(end + min(self.cfg.tick_s, 0.1 * (end - start)))
+        exported, imported = self.site.meter_window(start, end)
+        exp_wh, imp_wh = int(round(exported)), int(round(imported))
+        dep = self.chain.deployment
+        signature = sign_meter_reading(self.account, dep.chain_id, dep.market, k, exp_wh, imp_wh)
+        body = {"interval": k, "exported_wh": exp_wh, "imported_wh": imp_wh, "signature": signature}
+        if self.store.enqueue("meter", body, f"meter:{k}", self.clock.now()):
+            logger.info("interval %d: metered export %d Wh, import %d Wh", k, exp_wh, imp_wh)
+        self._wake_outbox.set()
+
+
+async def run_agent(cfg: AgentConfig) -> None:
+    runtime = AgentRuntime(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    runtime._spawn(runtime.resend_forever(), "resend")
+    await runtime.run(stop)
+

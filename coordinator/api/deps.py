@@ -1,0 +1,25 @@
+"""FastAPI dependencies as Annotated aliases."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from coordinator.store import Store
+
+if TYPE_CHECKING:
+    from coordinator.service import Coordinator
+
+
+def get_store(request: HTTPConnection) -> Store:
+    return request.app.state.coordinator.store  # type: ignore[no-any-return]
+
+
+def get_coordinator(request: HTTPConnection) -> Coordinator:
+    return request.app.state.coordinator  # type: ignore[no-any-return]
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+CoordinatorDep = Annotated["Coordinator", Depends(get_coordinator)]

@@ -1,0 +1,166 @@
+"""Agent links: verifies every incoming envelope, handles it, and sends signed envelopes out.
+
+Incoming messages arrive over the WebSocket (``/ws/agent``) or HTTP (``POST /api/v1/messages``);
+both go through :meth:`Hub.handle`. A rejected message changes nothing and is logged (and
+recorded in ``rejections``) with its reason. Identity comes from the chain: a sender is a
+participant address whose Ed25519 key the indexer read from ``ParticipantRegistered``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nacl.signing import VerifyKey
+
+from coordinator.store import Store
+from gridswarm.chain import recover_meter_signer
+from gridswarm.clock import Clock
+from gridswarm.envelope import Envelope, EnvelopeError, MalformedEnvelope, Signer, Verifier, verify_key_from_hex
+from gridswarm.messages import Ack, Hello, Meter, Telemetry, validate_body
+
+logger = logging.getLogger(__name__)
+
+SendFn = Callable[[str], Awaitable[None]]
+
+
+class Hub:
+    def __init__(self, store: Store, clock: Clock, signer: Signer, chain_id: int, market: str) -> None:
+        self.store = store
+        self.clock = clock
+        self.signer = signer
+        self.chain_id = chain_id
+        self.market = market
+        self.verifier = Verifier(clock=clock, keys=self._key_of, last_seq=store.last_seqs())
+        self.links: dict[str, SendFn] = {}
+        self.ack_events: dict[tuple[str, int], asyncio.Event] = {}
+
+    def _key_of(self, sender: str) -> VerifyKey | None:
+        key = self.store.participant_key(sender)
+        return verify_key_from_hex(key) if key else None
+
+    # ------------------------------------------------------------------ inbound
+
+    def handle(self, raw: str | bytes | dict[str, Any]) -> tuple[Envelope, dict[str, Any]]:
+        """Verify and apply one message; return it and the reply body (an ``ack``).
+
+        Raises :class:`EnvelopeError` (nothing changed) for anything invalid.
+        """
+        try:
+            with self.store.lock:
+                env = self.verifier.verify(raw)
+                try:
+                    body = validate_body(env.kind, env.body)
+                    reply = self._apply(env, body)
+                except EnvelopeError:
+                    # The message was authentic but invalid: its seq stays unused for replays
+                    # of this exact message, but the sender's counter must not move.
+                    self._forget_seq(env)
+                    raise
+                self.store.db["envelope_seq"].upsert({"sender": env.sender, "last_seq": env.seq}, pk="sender")
+                return env, reply
+        except EnvelopeError as exc:
+            sender = raw.get("sender", "?") if isinstance(raw, dict) else "?"
+            logger.warning("rejected message from %s: %s (%s)", sender, exc, exc.reason)
+            with self.store.transaction() as db:
+                db["rejections"].insert(
+                    {"sender": str(sender), "reason": exc.reason, "message": str(exc)[:500], "ts": self.clock.now()}
+                )
+            raise
+
+    def _forget_seq(self, env: Envelope) -> None:
+        stored = self.store.one("select last_seq from envelope_seq where sender = ?", [env.sender])
+        if stored is None:
+            self.verifier.last_seq.pop(env.sender, None)
+        else:
+            self.verifier.last_seq[env.sender] = int(stored["last_seq"])
+
+    def _apply(self, env: Envelope, body: Any) -> dict[str, Any]:
+        if isinstance(body, Hello):
+            if body.address != env.sender:
+                raise MalformedEnvelope(f"hello address {body.address} is not the sender {env.sender}")
+            return Ack(kind=env.kind, seq=env.seq).model_dump()
+        if isinstance(body, Telemetry):
+            with self.store.transaction() as db:
+                db["telemetry"].upsert(
+                    {
+                        "sender": env.sender,
+                        "record_id": body.record_id,
+                        "ts": body.ts,
+                        "net_export_w": body.net_export_w,
+                        "soc": body.soc,
+                        "devices": __import__("json").dumps(body.devices),
+                    },
+                    pk=("sender", "record_id"),
+                )
+            return Ack(kind=env.kind, seq=env.seq).model_dump()
+        if isinstance(body, Meter):
+            signer = recover_meter_signer(
+                self.chain_id,
+                self.market,
+                env.sender,
+                body.interval,
+                body.exported_wh,
+                body.imported_wh,
+                body.signature,
+            )
+            if signer != env.sender:
+                raise MalformedEnvelope(f"meter reading for interval {body.interval} is not signed by {env.sender}")
+            with self.store.transaction() as db:
+                db["readings"].upsert(
+                    {
+                        "interval": body.interval,
+                        "participant": env.sender,
+                        "exported_wh": body.exported_wh,
+                        "imported_wh": body.imported_wh,
+                        "signature": body.signature,
+                    },
+                    pk=("interval", "participant"),
+                )
+            return Ack(kind=env.kind, seq=env.seq, interval=body.interval).model_dump()
+        if isinstance(body, Ack):
+            with self.store.transaction() as db:
+                db["acks"].upsert(
+                    {
+                        "sender": env.sender,
+                        "interval": body.interval if body.interval is not None else -1,
+                        "kind": body.kind,
+                        "seq": body.seq,
+                        "ok": int(body.ok),
+                        "reason": body.reason,
+                    },
+                    pk=("sender", "interval", "kind"),
+                )
+            ev = self.ack_events.get((env.sender, body.interval or -1))
+            if ev:
+                ev.set()
+            return {}
+        if env.kind == "alarm":
+            logger.warning("alarm from %s: %s", env.sender, env.body)
+            return Ack(kind=env.kind, seq=env.seq).model_dump()
+        raise MalformedEnvelope(f"agents may not send {env.kind!r} messages")
+
+    # ------------------------------------------------------------------ outbound
+
+    def sign(self, kind: str, body: dict[str, Any]) -> Envelope:
+        return self.signer.sign(kind, body)
+
+    async def send(self, address: str, kind: str, body: dict[str, Any]) -> bool:
+        link = self.links.get(address)
+        if link is None:
+            return False
+        try:
+            await link(self.sign(kind, body).to_json())
+            return True
+        except Exception as exc:  # noqa: BLE001 - a broken link is dropped, the agent reconnects
+            logger.info("link to %s broken: %s", address, exc)
+            self.links.pop(address, None)
+            return False
+
+    async def broadcast(self, kind: str, body: dict[str, Any]) -> int:
+        sent = 0
+        for address in list(self.links):
+            sent += await self.send(address, kind, body)
+        return sent

@@ -1,0 +1,198 @@
+"""Chain events -> SQLite (DESIGN §8).
+
+Each poll reads the market's logs from the block after the cursor to the latest block, and
+writes the raw events, their projections (participants, orders, fills, settlements, intervals)
+and the new cursor in ONE database transaction. A restart resumes from the cursor, so no
+event is missed or counted twice (raw events are also keyed by tx hash and log index).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from eth_utils import event_abi_to_log_topic
+from web3 import Web3
+from web3._utils.events import get_event_data
+
+from coordinator.store import Store
+from gridswarm.chain import Deployment
+
+logger = logging.getLogger(__name__)
+
+CURSOR = "market"
+MAX_RANGE = 5_000
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, int) and abs(value) > 2**53:
+        return str(value)
+    return value
+
+
+class Indexer:
+    def __init__(self, w3: Web3, deployment: Deployment, store: Store) -> None:
+        self.w3 = w3
+        self.dep = deployment
+        self.store = store
+        self.address = Web3.to_checksum_address(deployment.market)
+        abi = deployment.abis["EnergyMarket"]
+        self._events = {event_abi_to_log_topic(e): e for e in abi if e.get("type") == "event"}
+
+    def sync(self, to_block: int | None = None) -> int:
+        """Index up to ``to_block`` (default: latest). Returns the number of new events."""
+        latest = self.w3.eth.block_number if to_block is None else to_block
+        start = self.store.cursor(CURSOR, self.dep.block - 1 if self.dep.block else -1) + 1
+        total = 0
+        while start <= latest:
+            end = min(latest, start + MAX_RANGE - 1)
+            logs = self.w3.eth.get_logs({"address": self.address, "fromBlock": start, "toBlock": end})
+            decoded = []
+            for log in logs:
+                abi = self._events.get(bytes(log["topics"][0])) if log["topics"] else None
+                if abi is None:
+                    continue
+                decoded.append(get_event_data(self.w3.codec, abi, log))
+            with self.store.transaction() as db:
+                for ev in decoded:
+                    self._apply(db, ev)
+                db["cursor"].upsert({"name": CURSOR, "block": end}, pk="name")
+            total += len(decoded)
+            start = end + 1
+        return total
+
+    # ---------------------------------------------------------------- projections
+
+    def _apply(self, db: Any, ev: Any) -> None:
+        name = ev["event"]
+        args = dict(ev["args"])
+        tx = "0x" + bytes(ev["transactionHash"]).hex()
+        key = f"{tx}:{ev['logIndex']}"
+        if db["events"].count_where("key = ?", [key]):
+            return
+        db["events"].insert(
+            {
+                "key": key,
+                "block": ev["blockNumber"],
+                "log_index": ev["logIndex"],
+                "tx": tx,
+                "name": name,
+                "args": json.dumps({k: _jsonable(v) for k, v in args.items()}),
+            }
+        )
+        handler = getattr(self, f"_on_{name}", None)
+        if handler:
+            handler(db, args, tx, ev)
+
+    def _on_ParticipantRegistered(self, db: Any, a: dict[str, Any], tx: str, ev: Any) -> None:
+        db["participants"].upsert(
+            {
+                "address": a["account"],
+                "ed25519_key": "0x" + bytes(a["ed25519Key"]).hex(),
+                "zone": a["zone"],
+                "registered": 1,
+                "block": ev["blockNumber"],
+            },
+            pk="address",
+        )
+
+    def _on_ParticipantKeyRotated(self, db: Any, a: dict[str, Any], tx: str, ev: Any) -> None:
+        db["participants"].update(a["account"], {"ed25519_key": "0x" + bytes(a["ed25519Key"]).hex()})
+
+    def _on_ParticipantRemoved(self, db: Any, a: dict[str, Any], tx: str, ev: Any) -> None:
+        db["participants"].update(a["account"], {"registered": 0})
+
+    def _on_IntervalOpened(self, db: Any, a: dict[str, Any], tx: str, ev: Any) -> None:
+        db["intervals"].upsert({"id": a["interval"], "status": "open", "clear_by": a["clearBy"]}, pk="id", alter=True)
+
+    def _on_IntervalClosed(self, db: Any, a: dict[str, Any], tx: str, ev: Any) -> None:
+        db["intervals"].upsert({"id": a["interval"], "status": "closed", "n_orders": a["liveOrders"]}, pk="id")
+
+    def _on_OrderPosted(self, db: Any, a: dict[str, Any], tx: str, ev: Any) -> None:
+        db["orders"].upsert(
+            {
+                "id": str(a["orderId"]),
+                "interval": a["interval"],
+                "owner": a["owner"],
+                "side": "offer" if a["side"] == 1 else "bid",
+                "qty_wh": a["qty"],
+                "price": a["price"],
+                "zone": a["zone"],
+                "locked": a["locked"],
+                "status": "open",
+                "block": ev["blockNumber"],
+                "log_index": ev["logIndex"],
+                "tx": tx,
+            },
+            pk="id",
+        )
+
+    def _on_OrderCancelled(self, db: Any, a: dict[str, Any], tx: str, ev: Any) -> None:
+        db["orders"].update(str(a["orderId"]), {"status": "cancelled"})
+
+    def _on_OrderRecovered(self, db: Any, a: dict[str, Any], tx: str, ev: Any) -> None:
+        db["orders"].update(str(a["orderId"]), {"status": "recovered"})
+
+    def _on_FillCommitted(self, db: Any, a: dict[str, Any], tx: str, ev: Any) -> None:
+        order = db["orders"].get(str(a["orderId"]))
+        db["fills"].upsert(
+            {
+                "order_id": str(a["orderId"]),
+                "interval": a["interval"],
+                "owner": order["owner"],
+                "side": order["side"],
+                "qty_wh": a["qty"],
+                "price": a["price"],
+                "tx": tx,
+            },
+            pk="order_id",
+        )
+        db["orders"].update(str(a["orderId"]), {"status": "filled" if a["qty"] else "unfilled"})
+
+    def _on_IntervalCleared(self, db: Any, a: dict[str, Any], tx: str, ev: Any) -> None:
+        db["intervals"].upsert(
+            {
+                "id": a["interval"],
+                "status": "cleared",
+                "n_fills": a["fills"],
+                "volume_wh": a["boughtWh"],
+                "buy_value": a["buyValue"],
+                "sell_value": a["sellValue"],
+                "settle_by": a["settleBy"],
+            },
+            pk="id",
+            alter=True,
+        )
+
+    def _on_FillSettled(self, db: Any, a: dict[str, Any], tx: str, ev: Any) -> None:
+        db["settlements"].upsert(
+            {
+                "order_id": str(a["orderId"]),
+                "interval": a["interval"],
+                "owner": a["owner"],
+                "delivered_wh": a["deliveredWh"],
+                "amount": a["amount"],
+                "penalty": a["penalty"],
+                "released": a["released"],
+                "tx": tx,
+            },
+            pk="order_id",
+        )
+        db["orders"].update(str(a["orderId"]), {"status": "settled"})
+
+    def _on_IntervalSettled(self, db: Any, a: dict[str, Any], tx: str, ev: Any) -> None:
+        db["intervals"].upsert(
+            {
+                "id": a["interval"],
+                "status": "settled",
+                "delivered_wh": a["deliveredWh"],
+                "shortfall_wh": a["shortfallWh"],
+                "surplus": a["surplus"],
+                "settle_tx": tx,
+            },
+            pk="id",
+            alter=True,
+        )

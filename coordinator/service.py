@@ -1,0 +1,122 @@
+"""Wires the coordinator together: chain, store, indexer, hub, market loop and the FastAPI app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from coordinator.hub import Hub
+from coordinator.indexer import Indexer
+from coordinator.market.loop import MarketConfig, MarketLoop
+from coordinator.settings import CoordinatorSettings
+from coordinator.store import Store
+from gridswarm.chain import Deployment, TxSender, connect
+from gridswarm.clock import Clock, ScaledClock, WallClock
+from gridswarm.envelope import Signer
+from gridswarm.keys import load_ed25519, load_eth_key
+
+logger = logging.getLogger(__name__)
+
+
+def make_clock(kind: str, sim_start: float, speed: float, wall_anchor: float | None) -> Clock:
+    if kind == "wall":
+        return WallClock()
+    return ScaledClock(sim_start=sim_start, speed=speed, wall_anchor=wall_anchor)
+
+
+class Coordinator:
+    def __init__(self, settings: CoordinatorSettings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        c = settings.clock
+        self.clock = clock or make_clock(c.kind, c.sim_start, c.speed, c.wall_anchor)
+        self.w3 = connect(settings.rpc_url)
+        self.deployment = Deployment.load(settings.deployment)
+        self.chain_id = int(self.w3.eth.chain_id)
+        if self.chain_id != self.deployment.chain_id:
+            raise ValueError(
+                f"deployment {settings.deployment} is for chain {self.deployment.chain_id}, "
+                f"but {settings.rpc_url} is chain {self.chain_id}"
+            )
+        self.store = Store(settings.db_path)
+        self.indexer = Indexer(self.w3, self.deployment, self.store)
+        self.operator = TxSender(self.w3, load_eth_key(settings.operator_key_file), self.deployment.decoder())
+        key = load_ed25519(settings.ed25519_key_file)
+        self.signer = Signer(key, "coordinator", self.clock, self._next_seq)
+        market = self.deployment.market_contract(self.w3)
+        published = bytes(market.functions.coordinatorKey().call())
+        if published != bytes(key.verify_key):
+            raise ValueError("the coordinator's Ed25519 key is not the one published on chain (setCoordinatorKey)")
+        self.hub = Hub(self.store, self.clock, self.signer, self.chain_id, self.deployment.market)
+        m = settings.market
+        self.loop: MarketLoop | None = None
+        if settings.run_market:
+            self.loop = MarketLoop(
+                MarketConfig(**m.model_dump()),
+                self.clock,
+                self.store,
+                self.hub,
+                self.indexer,
+                self.operator,
+                self.deployment,
+            )
+
+    def _next_seq(self) -> int:
+        with self.store.transaction() as db:
+            row = db["envelope_seq"].get("coordinator") if db["envelope_seq"].count_where(
+                "sender = ?", ["coordinator"]
+            ) else None
+            seq = (int(row["last_seq"]) if row else 0) + 1
+            db["envelope_seq"].upsert({"sender": "coordinator", "last_seq": seq}, pk="sender")
+        return seq
+
+    async def index_forever(self) -> None:
+        failing = False
+        while True:
+            try:
+                await asyncio.to_thread(self.indexer.sync)
+                if failing:
+                    logger.info("indexer recovered")
+                failing = False
+            except Exception as exc:  # noqa: BLE001 - keep polling; log the transition once
+                if not failing:
+                    logger.warning("indexer failing: %s", exc)
+                failing = True
+            await asyncio.sleep(self.settings.index_poll_s)
+
+
+def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> FastAPI:
+    from coordinator.api.routes import agents, health, intervals, participants, trades
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        coord = Coordinator(settings, clock)
+        await asyncio.to_thread(coord.indexer.sync)
+        app.state.coordinator = coord
+        tasks = [asyncio.create_task(coord.index_forever(), name="indexer")]
+        if coord.loop:
+            tasks.append(asyncio.create_task(coord.loop.run(), name="market"))
+        try:
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+
+    app = FastAPI(title="GridSwarm coordinator", version="0.1.0", lifespan=lifespan)
+    for module in (health, intervals, trades, participants, agents):
+        app.include_router(module.router)
+    return app
+
+
+def serve(settings: CoordinatorSettings) -> None:
+    import uvicorn
+
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")

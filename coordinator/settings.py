@@ -1,0 +1,58 @@
+"""Coordinator settings, read from a YAML file (``gridswarm coordinator --config FILE``) with
+``GRIDSWARM_*`` environment variables overriding top-level fields. See ``.env.example``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ClockSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["wall", "scaled"] = "wall"
+    sim_start: float = 0.0
+    speed: float = Field(default=1.0, gt=0)
+    wall_anchor: float | None = None
+
+
+class MarketSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    interval_s: float = Field(default=900.0, gt=0)
+    gate_lead_s: float = Field(default=300.0, gt=0)
+    meter_wait_s: float = Field(default=300.0, ge=0)
+    intervals: int | None = Field(default=None, ge=1)
+    expected_agents: int = Field(default=0, ge=0)
+    agent_wait_s: float = Field(default=120.0, ge=0)
+    mechanism: Literal["uniform", "pay-as-bid"] = "uniform"
+    commit_chunk: int = Field(default=300, ge=1)
+
+
+class CoordinatorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rpc_url: str
+    deployment: Path
+    operator_key_file: Path
+    ed25519_key_file: Path
+    db_path: Path = Path("coordinator.sqlite")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    index_poll_s: float = Field(default=0.5, gt=0)
+    run_market: bool = True
+    clock: ClockSettings = ClockSettings()
+    market: MarketSettings = MarketSettings()
+
+    @classmethod
+    def load(cls, path: Path | None = None, **overrides: Any) -> CoordinatorSettings:
+        data: dict[str, Any] = {}
+        if path is not None:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        for name in ("rpc_url", "deployment", "operator_key_file", "ed25519_key_file", "db_path", "host", "port"):
+            env = os.environ.get(f"GRIDSWARM_{name.upper()}")
+            if env is not None:
+                data[name] = env
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(data)

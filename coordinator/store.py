@@ -1,0 +1,166 @@
+"""The coordinator's SQLite database (sqlite-utils): chain events indexed into tables, plus
+telemetry, meter readings and acknowledgements from agents. Source of the analytics API.
+
+One connection guarded by a lock: the market loop, the indexer and the API share it from the
+event loop and from worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+SCHEMA: dict[str, tuple[dict[str, Any], str | tuple[str, ...]]] = {
+    "cursor": ({"name": str, "block": int}, "name"),
+    "events": (
+        {"key": str, "block": int, "log_index": int, "tx": str, "name": str, "args": str},
+        "key",
+    ),
+    "participants": (
+        {"address": str, "ed25519_key": str, "zone": int, "registered": int, "block": int},
+        "address",
+    ),
+    "intervals": (
+        {
+            "id": int,
+            "status": str,
+            "clear_by": int,
+            "settle_by": int,
+            "delivery_start": float,
+            "delivery_end": float,
+            "clearing_price": int,
+            "volume_wh": int,
+            "n_orders": int,
+            "n_fills": int,
+            "buy_value": int,
+            "sell_value": int,
+            "welfare": float,
+            "mechanism": str,
+            "zone_prices": str,
+            "flows": str,
+            "commit_txs": str,
+            "settle_tx": str,
+            "delivered_wh": int,
+            "shortfall_wh": int,
+            "surplus": int,
+            "gas_commit": int,
+            "gas_settle": int,
+            "clear_seconds": float,
+        },
+        "id",
+    ),
+    "orders": (
+        {
+            "id": str,
+            "interval": int,
+            "owner": str,
+            "side": str,
+            "qty_wh": int,
+            "price": int,
+            "zone": int,
+            "locked": int,
+            "status": str,
+            "block": int,
+            "log_index": int,
+            "tx": str,
+            "gas": int,
+        },
+        "id",
+    ),
+    "fills": (
+        {"order_id": str, "interval": int, "owner": str, "side": str, "qty_wh": int, "price": int, "tx": str},
+        "order_id",
+    ),
+    "settlements": (
+        {
+            "order_id": str,
+            "interval": int,
+            "owner": str,
+            "delivered_wh": int,
+            "amount": int,
+            "penalty": int,
+            "released": int,
+            "tx": str,
+        },
+        "order_id",
+    ),
+    "readings": (
+        {"interval": int, "participant": str, "exported_wh": int, "imported_wh": int, "signature": str},
+        ("interval", "participant"),
+    ),
+    "telemetry": (
+        {"sender": str, "record_id": int, "ts": float, "net_export_w": float, "soc": float, "devices": str},
+        ("sender", "record_id"),
+    ),
+    "acks": (
+        {"sender": str, "interval": int, "kind": str, "seq": int, "ok": int, "reason": str},
+        ("sender", "interval", "kind"),
+    ),
+    "envelope_seq": ({"sender": str, "last_seq": int}, "sender"),
+    "rejections": ({"id": int, "sender": str, "reason": str, "message": str, "ts": float}, "id"),
+}
+
+
+class Store:
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        self.db = sqlite_utils.Database(conn)
+        self.lock = threading.RLock()
+        for name, (cols, pk) in SCHEMA.items():
+            if not self.db[name].exists():
+                self.db[name].create(cols, pk=pk)
+        for table, col in (("orders", "interval"), ("fills", "interval"), ("settlements", "interval"), ("orders", "owner")):
+            self.db[table].create_index([col], if_not_exists=True)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """All writes inside commit together or not at all."""
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            else:
+                self.db.execute("COMMIT")
+
+    def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.db.query(sql, params))
+
+    def one(self, sql: str, params: Any = ()) -> dict[str, Any] | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    # ------------------------------------------------------------ small helpers
+
+    def cursor(self, name: str, default: int) -> int:
+        row = self.one("select block from cursor where name = ?", [name])
+        return int(row["block"]) if row else default
+
+    def upsert_interval(self, interval_id: int, **fields: Any) -> None:
+        for key in ("zone_prices", "flows", "commit_txs"):
+            if key in fields and not isinstance(fields[key], str):
+                fields[key] = json.dumps(fields[key])
+        with self.transaction() as db:
+            db["intervals"].upsert({"id": interval_id, **fields}, pk="id", alter=True)
+
+    def last_seqs(self) -> dict[str, int]:
+        return {r["sender"]: int(r["last_seq"]) for r in self.query("select sender, last_seq from envelope_seq")}
+
+    def participant_key(self, address: str) -> str | None:
+        row = self.one("select ed25519_key from participants where address = ? and registered = 1", [address])
+        return str(row["ed25519_key"]) if row else None

@@ -1,0 +1,378 @@
+"""``gridswarm demo``: the whole system on one machine.
+
+Starts Ganache (unless ``--rpc-url`` names a running node), deploys, registers participants,
+starts the coordinator and N agents as separate OS processes sharing one simulated clock, runs
+the given number of delivery intervals through the full lifecycle, writes ``report.json``,
+prints a summary, and stops everything it started.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from web3 import Web3
+
+from gridswarm.chain import ChainUnavailable, Deployment, connect
+from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_market, fund_eth, register_participants
+from gridswarm.devnet import Ganache, free_port
+from gridswarm.keys import derive_ed25519, derive_eth_account, write_ed25519, write_eth_key
+
+logger = logging.getLogger(__name__)
+
+# 15:00 UTC on 21 June 2026 is 10:00 in Greensboro NC (the PV profile's TMY3 site): PV is up.
+DEFAULT_SIM_START = 1_782_054_000.0
+INTERVAL_S = 900.0
+
+
+class DemoError(RuntimeError):
+    """The demo could not run; the message says why."""
+
+
+@dataclass
+class DemoOptions:
+    rpc_url: str | None = None
+    intervals: int = 8
+    agents: int = 4
+    seed: int = 1
+    out: Path = Path("demo-out")
+    speed: float = 150.0
+    sim_start: float = DEFAULT_SIM_START
+    timeout_s: float = 600.0
+
+
+def site_devices(role: str, i: int) -> list[dict[str, Any]]:
+    """Devices of demo site ``i``: sellers have PV and a battery, buyers a household load."""
+    if role == "seller":
+        return [
+            {"type": "pv", "peak_w": 8_000.0 + 1_000.0 * (i % 3)},
+            {
+                "type": "battery",
+                "capacity_wh": 13_500.0,
+                "max_charge_w": 5_000.0,
+                "max_discharge_w": 5_000.0,
+                "initial_soc": 0.7,
+            },
+            {"type": "load", "profile": "household", "peak_w": 2_500.0},
+            {"type": "grid"},
+        ]
+    return [
+        {"type": "load", "profile": "household" if i % 2 else "commercial", "peak_w": 6_000.0 + 500.0 * i},
+        {"type": "grid"},
+    ]
+
+
+class Processes:
+    """Child processes started by the demo; all are stopped on exit."""
+
+    def __init__(self) -> None:
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        self.children.append((name, proc))
+        return proc
+
+    def stop_all(self) -> None:
+        for _, proc in reversed(self.children):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for _, proc in reversed(self.children):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _balances(w3: Web3, dep: Deployment, addresses: list[str]) -> dict[str, dict[str, int]]:
+    token = dep.token_contract(w3)
+    market = dep.market_contract(w3)
+    out = {}
+    for a in addresses:
+        free, locked, *_ = market.functions.accountOf(a).call()
+        wallet = token.functions.balanceOf(a).call()
+        out[a] = {"wallet": int(wallet), "market_free": int(free), "market_locked": int(locked)}
+    return out
+
+
+def run_demo(opts: DemoOptions) -> dict[str, Any]:
+    if opts.agents < 4:
+        raise DemoError("--agents must be at least 4 (two selling sites and two buying sites)")
+    if opts.intervals < 1:
+        raise DemoError("--intervals must be at least 1")
+    out = opts.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("coordinator", "agents", "deployments", "logs", "report.json"):
+        # A fresh chain each run: state left by an earlier run in the same folder must go.
+        path = out / stale
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    t_start = time.monotonic()
+    procs = Processes()
+    ganache: Ganache | None = None
+    try:
+        if opts.rpc_url:
+            try:
+                w3 = connect(opts.rpc_url, timeout_s=5)
+            except ChainUnavailable as exc:
+                raise DemoError(str(exc)) from exc
+            rpc_url = opts.rpc_url
+        else:
+            ganache = Ganache(log_path=out / "logs" / "ganache.log").start()
+            rpc_url = ganache.url
+            w3 = connect(rpc_url)
+        print(f"chain: {rpc_url} (chain id {w3.eth.chain_id})", flush=True)
+
+        seed = opts.seed
+        admin, operator = derive_eth_account(seed, "admin"), derive_eth_account(seed, "operator")
+        for acct in (admin, operator):
+            fund_eth(w3, acct.address, 100 * 10**18)
+        coord_key = derive_ed25519(seed, "coordinator")
+        dep = deploy_market(w3, admin, operator, coord_key, clear_timeout_s=3600, settle_timeout_s=3600)
+        dep_path = dep.save(out / "deployments" / f"{dep.chain_id}.json")
+        print(f"deployed: GridToken {dep.token}, EnergyMarket {dep.market}", flush=True)
+
+        n_sellers = (opts.agents + 1) // 2
+        roles = ["seller"] * n_sellers + ["buyer"] * (opts.agents - n_sellers)
+        specs = [
+            ParticipantSpec(
+                derive_eth_account(seed, "agent", i),
+                derive_ed25519(seed, "agent", i),
+                zone=0,
+                tokens=1_000 * TOKEN_UNIT,
+                deposit=100 * TOKEN_UNIT,
+            )
+            for i in range(opts.agents)
+        ]
+        register_participants(w3, dep, admin, specs)
+        participants = [s.account.address for s in specs]
+        watched = [*participants, admin.address]  # the admin is the fee recipient
+        before = _balances(w3, dep, watched)
+        market_before = int(dep.token_contract(w3).functions.balanceOf(dep.market).call())
+
+        clock = {"kind": "scaled", "sim_start": opts.sim_start, "speed": opts.speed, "wall_anchor": time.time()}
+        port = free_port()
+        cdir = out / "coordinator"
+        coord_cfg = {
+            "rpc_url": rpc_url,
+            "deployment": str(dep_path),
+            "operator_key_file": str(write_eth_key(cdir / "operator.key", operator)),
+            "ed25519_key_file": str(write_ed25519(cdir / "coordinator.ed25519", coord_key)),
+            "db_path": str(cdir / "coordinator.sqlite"),
+            "port": port,
+            "clock": clock,
+            "market": {
+                "interval_s": INTERVAL_S,
+                "gate_lead_s": 300.0,
+                "meter_wait_s": 300.0,
+                "intervals": opts.intervals,
+                "expected_agents": opts.agents,
+                "agent_wait_s": 120.0,
+            },
+        }
+        (cdir / "coordinator.yaml").write_text(yaml.safe_dump(coord_cfg))
+        procs.start(
+            "coordinator",
+            [sys.executable, "-m", "gridswarm.cli", "coordinator", "--config", str(cdir / "coordinator.yaml")],
+            out / "logs" / "coordinator.log",
+        )
+        for i, (spec, role) in enumerate(zip(specs, roles, strict=True)):
+            adir = out / "agents" / f"site{i}"
+            cfg = {
+                "site": f"site{i}-{role}",
+                "eth_key_file": str(write_eth_key(adir / "eth.key", spec.account)),
+                "ed25519_key_file": str(write_ed25519(adir / "ed25519.key", spec.ed25519)),
+                "coordinator_url": f"http://127.0.0.1:{port}",
+                "rpc_url": rpc_url,
+                "deployment": str(dep_path),
+                "store_path": str(adir / "agent.sqlite"),
+                "seed": seed * 1000 + i,
+                "tick_s": 30.0,
+                "telemetry_every_s": 300.0,
+                "reserve_soc": 0.3,
+                "clock": clock,
+                "trading": {"role": role},
+                "devices": site_devices(role, i),
+            }
+            (adir / "site.yaml").write_text(yaml.safe_dump(cfg))
+            procs.start(
+                f"agent{i}",
+                [sys.executable, "-m", "gridswarm.cli", "agent", "--config", str(adir / "site.yaml")],
+                out / "logs" / f"agent{i}.log",
+            )
+        base = f"http://127.0.0.1:{port}"
+        print(f"coordinator: {base}; {opts.agents} agents started; running {opts.intervals} intervals", flush=True)
+        health = _wait_until_done(base, procs, opts)
+        with httpx.Client(base_url=base, timeout=10) as client:
+            intervals = client.get("/api/v1/intervals", params={"limit": 1000}).json()["data"]
+            people = {p["address"]: p for p in client.get("/api/v1/participants").json()["data"]}
+            trades = client.get("/api/v1/trades", params={"limit": 10000}).json()["data"]
+            order_txs = [o["tx"] for iv in intervals for o in client.get(f"/api/v1/intervals/{iv['id']}").json()["orders"]]
+        after = _balances(w3, dep, watched)
+        market_after = int(dep.token_contract(w3).functions.balanceOf(dep.market).call())
+        report = _report(
+            w3, dep, opts, intervals, people, trades, order_txs, before, after, market_before, market_after, roles
+        )
+        report["health"] = health
+        report["wall_seconds"] = round(time.monotonic() - t_start, 1)
+        (out / "report.json").write_text(json.dumps(report, indent=2))
+        _print_summary(report, out)
+        return report
+    finally:
+        procs.stop_all()
+        if ganache:
+            ganache.stop()
+
+
+def _wait_until_done(base: str, procs: Processes, opts: DemoOptions) -> dict[str, Any]:
+    deadline = time.monotonic() + opts.timeout_s
+    health: dict[str, Any] = {}
+    last_print = 0
+    with httpx.Client(base_url=base, timeout=5) as client:
+        while time.monotonic() < deadline:
+            for name, proc in procs.children:
+                if proc.poll() is not None:
+                    raise DemoError(f"{name} exited with code {proc.returncode}; see its log in {opts.out}/logs")
+            try:
+                health = client.get("/healthz").json()
+            except (httpx.HTTPError, ValueError):
+                time.sleep(0.3)
+                continue
+            done = int(health.get("intervals_settled", 0)) + int(health.get("intervals_failed", 0))
+            if done != last_print:
+                print(f"  intervals settled: {health.get('intervals_settled')}/{opts.intervals}", flush=True)
+                last_print = done
+            if done >= opts.intervals:
+                return health
+            time.sleep(0.3)
+    raise DemoError(f"the demo did not finish {opts.intervals} intervals within {opts.timeout_s:.0f} s")
+
+
+def _gas_stats(w3: Web3, intervals: list[dict[str, Any]], order_txs: list[str]) -> dict[str, Any]:
+    order_gas = [int(w3.eth.get_transaction_receipt(tx)["gasUsed"]) for tx in order_txs]
+    fills = sum(int(i.get("n_fills") or 0) for i in intervals)
+    commit = sum(int(i.get("gas_commit") or 0) for i in intervals)
+    settle = sum(int(i.get("gas_settle") or 0) for i in intervals)
+    return {
+        "commit_gas_total": commit,
+        "settle_gas_total": settle,
+        "fills": fills,
+        "commit_gas_per_fill": round(commit / fills) if fills else None,
+        "settle_gas_per_fill": round(settle / fills) if fills else None,
+        "orders": len(order_gas),
+        "order_gas_mean": round(sum(order_gas) / len(order_gas)) if order_gas else None,
+        "order_gas_max": max(order_gas) if order_gas else None,
+    }
+
+
+def _report(
+    w3: Web3,
+    dep: Deployment,
+    opts: DemoOptions,
+    intervals: list[dict[str, Any]],
+    people: dict[str, dict[str, Any]],
+    trades: list[dict[str, Any]],
+    order_txs: list[str],
+    before: dict[str, dict[str, int]],
+    after: dict[str, dict[str, int]],
+    market_before: int,
+    market_after: int,
+    roles: list[str],
+) -> dict[str, Any]:
+    rows = []
+    for iv in intervals:
+        rows.append(
+            {
+                "id": iv["id"],
+                "status": iv["status"],
+                "delivery_start": iv["delivery_start"],
+                "clearing_price": iv["clearing_price"],
+                "cleared_volume_wh": iv["volume_wh"],
+                "orders": iv["n_orders"],
+                "fills": iv["n_fills"],
+                "traded_fills": sum(1 for t in trades if t["interval"] == iv["id"]),
+                "delivered_wh": iv["delivered_wh"],
+                "shortfall_wh": iv["shortfall_wh"],
+                "commit_txs": iv["commit_txs"],
+                "settle_tx": iv["settle_tx"],
+                "gas_commit": iv["gas_commit"],
+                "gas_settle": iv["gas_settle"],
+            }
+        )
+    participants = []
+    for i, (addr, role) in enumerate(zip(list(before)[: len(roles)], roles, strict=True)):
+        p = people.get(addr, {})
+        participants.append(
+            {
+                "site": f"site{i}",
+                "role": role,
+                "address": addr,
+                "sold_wh": p.get("sold_wh", 0),
+                "bought_wh": p.get("bought_wh", 0),
+                "balance_before": before[addr],
+                "balance_after": after[addr],
+                "total_before": sum(before[addr].values()),
+                "total_after": sum(after[addr].values()),
+            }
+        )
+    fee = list(before)[-1]
+    total_before = sum(b["wallet"] for b in before.values()) + market_before
+    total_after = sum(b["wallet"] for b in after.values()) + market_after
+    internal_after = sum(b["market_free"] + b["market_locked"] for b in after.values())
+    return {
+        "chain_id": dep.chain_id,
+        "contracts": {"GridToken": dep.token, "EnergyMarket": dep.market},
+        "seed": opts.seed,
+        "intervals": rows,
+        "participants": participants,
+        "fee_recipient": {"address": fee, "balance_before": before[fee], "balance_after": after[fee]},
+        "conservation": {
+            "wallets_plus_market_before": total_before,
+            "wallets_plus_market_after": total_after,
+            "market_token_balance": market_after,
+            "sum_of_internal_balances": internal_after,
+            "conserved": total_before == total_after and internal_after == market_after,
+        },
+        "gas": _gas_stats(w3, intervals, order_txs),
+    }
+
+
+def _print_summary(report: dict[str, Any], out: Path) -> None:
+    print()
+    print(f"{'interval':>10} {'status':>8} {'price':>6} {'volume Wh':>10} {'delivered':>10} {'orders':>6} {'fills':>5}")
+    for r in report["intervals"]:
+        print(
+            f"{r['id']:>10} {r['status'] or '-':>8} {r['clearing_price'] if r['clearing_price'] is not None else '-':>6} "
+            f"{r['cleared_volume_wh'] or 0:>10} {r['delivered_wh'] or 0:>10} {r['orders'] or 0:>6} {r['traded_fills']:>5}"
+        )
+    print()
+    print(f"{'site':<6} {'role':<7} {'address':<42} {'sold Wh':>8} {'bought Wh':>9} {'tokens before':>14} {'after':>14}")
+    for p in report["participants"]:
+        print(
+            f"{p['site']:<6} {p['role']:<7} {p['address']:<42} {p['sold_wh']:>8} {p['bought_wh']:>9} "
+            f"{p['total_before'] / 1e6:>14.6f} {p['total_after'] / 1e6:>14.6f}"
+        )
+    c = report["conservation"]
+    g = report["gas"]
+    print()
+    print(f"value conserved: {c['conserved']} (wallets + market: {c['wallets_plus_market_before']} -> "
+          f"{c['wallets_plus_market_after']} base units)")
+    print(f"gas per order: {g['order_gas_mean']} (mean of {g['orders']}), per committed fill: "
+          f"{g['commit_gas_per_fill']}, per settled fill: {g['settle_gas_per_fill']}")
+    print(f"report: {out / 'report.json'}  (wall time {report['wall_seconds']} s)")

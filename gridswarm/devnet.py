@@ -1,0 +1,113 @@
+"""Start a local Ganache node (the default chain, DESIGN §2) on a free port.
+
+Ganache 7.9.2 knows hardforks up to shanghai (TOOLCHAIN.md), so the node runs shanghai and the
+contracts are compiled for it. Accounts are deterministic; the first one funds the keys the
+deployment generates.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import IO
+
+from gridswarm.compile import ROOT
+
+logger = logging.getLogger(__name__)
+
+GANACHE = ROOT / "node_modules" / "ganache" / "dist" / "node" / "cli.js"
+DEFAULT_CHAIN_ID = 1337
+
+
+class DevnetError(RuntimeError):
+    """The local node could not be started."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Ganache:
+    """A Ganache process; use as a context manager or call :meth:`stop`."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        chain_id: int = DEFAULT_CHAIN_ID,
+        accounts: int = 10,
+        block_gas_limit: int = 30_000_000,
+        log_path: Path | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.chain_id = chain_id
+        self.accounts = accounts
+        self.block_gas_limit = block_gas_limit
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 60.0) -> Ganache:
+        node = shutil.which("node")
+        if node is None or not GANACHE.exists():
+            raise DevnetError("Ganache is not installed: run `make setup` (npm ci) first")
+        cmd = [
+            node,
+            str(GANACHE),
+            "--server.host=127.0.0.1",
+            f"--server.port={self.port}",
+            "--chain.hardfork=shanghai",
+            f"--chain.chainId={self.chain_id}",
+            "--wallet.deterministic=true",
+            f"--wallet.totalAccounts={self.accounts}",
+            "--wallet.defaultBalance=100000",
+            f"--miner.blockGasLimit={self.block_gas_limit}",
+            "--miner.instamine=eager",
+            "--logging.quiet=true",
+        ]
+        if self.log_path:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise DevnetError(f"Ganache exited with code {self.proc.returncode} before listening on {self.url}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    logger.info("Ganache listening on %s (chain id %s)", self.url, self.chain_id)
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise DevnetError(f"Ganache did not listen on {self.url} within {timeout_s:.0f} s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> Ganache:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
