@@ -65,9 +65,15 @@ def read_series(path: Path, step: float | None = None, start: float = 0.0
     """(values on a regular grid with NaN gaps, time stamp of the first, step seconds)."""
     try:
         with open(path, newline="") as fh:
-            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+            rows = [r if any(c.strip() for c in r) else [] for r in csv.reader(fh)]
     except OSError as exc:
         raise SeriesFormatError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    while rows and not rows[-1]:
+        rows.pop()  # trailing blank lines
+    if any(len(r) > 1 for r in rows):
+        rows = [r for r in rows if r]  # timestamped: a blank line is no row
+    else:
+        rows = [r or [""] for r in rows]  # one column: a blank line is a missing value
     if not rows:
         raise SeriesFormatError(f"{path} is empty")
     first_line = 1

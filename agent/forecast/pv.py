@@ -226,7 +226,6 @@ class PVForecaster:
             self._ts0 += cut * self.step_s
             self._cs_cache.clear()
             self.calibrator._pending.clear()
-            self.calibrator_offset = 0
         # forecast made after this update, scored as values arrive
         n = len(self._y)
         pt = self._point_from(n - 1, self.calibrator.max_h)

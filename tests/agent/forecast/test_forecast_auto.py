@@ -1,0 +1,84 @@
+"""Automatic model selection: picks the lowest recent error, logs its choice, no flapping."""
+
+import logging
+
+import numpy as np
+from forecast_synth import STEP, T0, WEEK, double_seasonal
+
+from agent.forecast import AutoForecaster, make_forecaster
+
+
+def test_auto_picks_the_lowest_recent_error_and_logs_it(caplog):
+    y = double_seasonal(4 * WEEK, seed=11)
+    f = make_forecaster("auto", step_s=STEP, background=False)
+    assert isinstance(f, AutoForecaster)
+    with caplog.at_level(logging.INFO, logger="agent.forecast.auto"):
+        f.fit(y, T0)
+    assert f.chosen == min(f.scores, key=f.scores.get)
+    assert f"chose {f.chosen}" in caplog.text
+    assert f.chosen not in ("persistence", "seasonal_naive_daily")  # clearly worse here
+    fc = f.predict(8)
+    assert fc.model == f"auto:{f.chosen}" and fc.info["scores"] == f.scores
+
+
+def test_auto_switches_when_another_model_becomes_better(caplog):
+    # a trending ramp: persistence wins; then a strongly daily-periodic regime
+    rng = np.random.default_rng(3)
+    ramp = 1000 + np.cumsum(rng.normal(0, 5, 200))
+    f = make_forecaster("auto", step_s=STEP, background=False, seasonal_periods=[24],
+                        candidates=["persistence", "seasonal_naive_daily"], reselect_every=24,
+                        select_window=48, select_horizon=4)
+    f.fit(ramp, T0)
+    assert f.chosen == "persistence"
+    daily = 1000 + 300 * np.sin(2 * np.pi * np.arange(240) / 24)
+    with caplog.at_level(logging.INFO, logger="agent.forecast.auto"):
+        for v in daily:
+            f.update([v])
+    assert f.chosen == "seasonal_naive_daily"
+    assert "switched from persistence to seasonal_naive_daily" in caplog.text
+
+
+def test_auto_keeps_its_choice_when_the_challenger_is_only_marginally_better():
+    f = make_forecaster("auto", step_s=STEP, background=False, seasonal_periods=[24],
+                        candidates=["persistence", "seasonal_naive_daily"])
+    f.chosen = "persistence"
+    for name, mae in (("persistence", 100.0), ("seasonal_naive_daily", 99.0)):
+        cal = f.candidates[name].calibrator
+        cal.add_backtest(np.zeros((50, 1)), np.full((50, 1), mae))
+        f.candidates[name]._fitted = True
+    f._select()
+    assert f.chosen == "persistence"  # 1 % better is inside the 3 % margin
+
+
+def test_auto_drops_a_candidate_whose_model_file_is_missing(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        f = make_forecaster("auto", step_s=STEP, background=False,
+                            candidates=["persistence", "lstm"])
+    assert set(f.candidates) == {"persistence", "lstm"}
+    from agent.forecast import registry
+
+    orig = registry.engine_factory
+
+    def factory(name, *a, **kw):
+        if name == "lstm":
+            return orig(name, *a, model_path=tmp_path / "none.npz", **kw)
+        return orig(name, *a, **kw)
+
+    registry.engine_factory = factory
+    try:
+        import agent.forecast.auto as auto_mod
+
+        auto_mod.engine_factory = factory
+        with caplog.at_level(logging.WARNING):
+            g = make_forecaster("auto", step_s=STEP, candidates=["persistence", "lstm"])
+        assert set(g.candidates) == {"persistence"}
+        assert "candidate lstm unavailable" in caplog.text
+    finally:
+        registry.engine_factory = orig
+        auto_mod.engine_factory = orig
+
+
+def test_auto_with_very_short_history_still_forecasts():
+    f = make_forecaster("auto", step_s=STEP, background=False).fit([5.0, 6.0, 7.0], T0)
+    fc = f.predict(4)
+    assert np.all(np.isfinite(fc.point)) and fc.model.startswith("auto:")
