@@ -21,31 +21,42 @@ from ._book import MAX_PRICE, Book, I64
 _NONE, _FULL, _PARTIAL = 0, 1, 2
 
 
+def level_state(level_qty: I64, level_acc: I64) -> tuple[np.ndarray, bool]:
+    """Per level: 0 nothing accepted, 1 fully accepted, 2 partly accepted; and whether any is 2."""
+    state = np.zeros(level_qty.shape[0], dtype=np.int8)
+    state[(level_acc == level_qty) & (level_qty > 0)] = _FULL
+    partial_levels = (level_acc > 0) & (level_acc < level_qty)
+    state[partial_levels] = _PARTIAL
+    return state, bool(partial_levels.any())
+
+
 def allocate_to_orders(book: Book, order_level: I64, level_qty: I64, level_acc: I64) -> I64:
     """Filled Wh per order given each level's accepted Wh (0 <= accepted <= level quantity).
 
     Orders of a fully accepted level fill completely; inside a partly accepted level, earlier
     ``seq`` fills first, then the lower order id.
     """
-    state = np.zeros(level_qty.shape[0], dtype=np.int8)
-    state[(level_acc == level_qty) & (level_qty > 0)] = _FULL
-    partial_levels = (level_acc > 0) & (level_acc < level_qty)
-    state[partial_levels] = _PARTIAL
+    state, any_partial = level_state(level_qty, level_acc)
     g = state[order_level]
     filled = book.qty_wh * (g == _FULL)
-    if partial_levels.any():
+    if any_partial:
         part = np.flatnonzero(g == _PARTIAL)
-        lv = order_level[part]
-        order = np.lexsort((book.ids[part], book.seq[part], lv))
-        part, lv = part[order], lv[order]
-        q = book.qty_wh[part]
-        cum = np.cumsum(q)  # total < 2**53
-        before = cum - q
-        first = np.flatnonzero(np.r_[True, lv[1:] != lv[:-1]])
-        group_base = np.repeat(before[first], np.diff(np.r_[first, lv.shape[0]]))
-        room = level_acc[lv] - (before - group_base)
-        filled[part] = np.clip(room, 0, q)
+        settle_partial(book, filled, part, order_level[part], level_acc)
     return filled
+
+
+def settle_partial(book: Book, filled: I64, part: I64, lv: I64, level_acc: I64) -> None:
+    """Fill the orders ``part`` (in levels ``lv``) of partly accepted levels, in priority order."""
+    if part.shape[0] == 0:
+        return
+    order = np.lexsort((book.ids[part], book.seq[part], lv))
+    part, lv = part[order], lv[order]
+    q = book.qty_wh[part]
+    before = np.cumsum(q) - q  # total < 2**53
+    first = np.flatnonzero(np.r_[True, lv[1:] != lv[:-1]])
+    group_base = np.repeat(before[first], np.diff(np.r_[first, lv.shape[0]]))
+    room = level_acc[lv] - (before - group_base)
+    filled[part] = np.clip(room, 0, q)
 
 
 @dataclass(frozen=True)

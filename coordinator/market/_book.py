@@ -7,7 +7,7 @@ takes one directly, so a million orders never become a million Python objects.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +44,8 @@ class Book:
     seq: I64
     zone: npt.NDArray[np.intp] | None = None
     zone_names: tuple[str, ...] = ("default",)
+    #: (min, max) price, recorded by :func:`validate`
+    _price_range: tuple[int, int] | None = field(default=None, init=False, repr=False)
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -126,14 +128,23 @@ def validate(book: Book) -> None:
         raise _fail(book, bad, "price", f"must be an integer in 0..{MAX_PRICE} per Wh, got {p}")
     if int(book.seq.min()) < 0:
         raise _fail(book, book.seq < 0, "seq", "must be non-negative")
+    _check_zones(book)
+    _check_ids(book)
+    _check_totals(book, int(qty.sum()))  # < n * 2**32: no int64 overflow below 2**31 orders
+    object.__setattr__(book, "_price_range", (int(price.min()), int(price.max())))
+
+
+def _check_zones(book: Book) -> None:
     if book.zone is not None and (
         int(book.zone.min()) < 0 or int(book.zone.max()) >= len(book.zone_names)
     ):
         bad = (book.zone < 0) | (book.zone >= len(book.zone_names))
         raise _fail(book, bad, "zone", "zone index outside zone_names")
-    _check_ids(book)
-    # Each side's total must stay exactly representable in float64 (and far from int64 limits).
-    total = int(qty.sum())  # < n * 2**32: no int64 overflow below 2**31 orders
+
+
+def _check_totals(book: Book, total: int) -> None:
+    """Each side's total must stay exactly representable in float64 (far from int64 limits)."""
+    n, qty = len(book), book.qty_wh
     if total > MAX_SIDE_TOTAL_WH:
         bid_total = int(qty[book.is_bid].sum())
         if bid_total > MAX_SIDE_TOTAL_WH or total - bid_total > MAX_SIDE_TOTAL_WH:

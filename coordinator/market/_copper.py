@@ -12,7 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._alloc import Levels, allocate_to_orders, equilibrium_prices, zone_price_bounds
+from ._alloc import (
+    Levels,
+    allocate_to_orders,
+    equilibrium_prices,
+    zone_price_bounds,
+)
 from ._book import Book, I64, exact_bincount
 from ._errors import SolverError
 
@@ -35,14 +40,14 @@ def clear_copper(book: Book) -> CopperAllocation:
     if n == 0:
         empty = np.zeros(0, dtype=np.int64)
         return CopperAllocation(empty, Levels(empty, empty.astype(bool), empty, empty), empty, None)
-    p_lo, p_hi = int(price.min()), int(price.max())
+    p_lo, p_hi = book._price_range or (int(price.min()), int(price.max()))
     width = p_hi - p_lo + 1
     if width <= max(_DENSE_FACTOR * n, _DENSE_MIN):
         axis = np.arange(p_lo, p_hi + 1, dtype=np.int64)
         key = (price - p_lo if p_lo else price) * 2
     else:
         axis, inverse = np.unique(price, return_inverse=True)
-        key = inverse.astype(np.int64) * 2
+        key = inverse.astype(np.int64).reshape(-1) * 2
     key += is_bid  # level index: 2 * position on the price axis + (1 if bid)
     # a bin holds one side's Wh at one price: below 2**53 by validation
     agg = exact_bincount(key, book.qty_wh, 2 * axis.shape[0], bins_below_2_53=True)

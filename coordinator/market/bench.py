@@ -171,7 +171,7 @@ def run(
     rows = []
     notes = []
     for n in sizes:
-        reps = max(1, repeat if n < 1_000_000 else max(3, repeat // 2))
+        reps = max(1, repeat)
         book = make_book(n, seed)
         zbook = make_book(n, seed, zones=3)
         net = make_network(n)
@@ -185,7 +185,7 @@ def run(
         row["uniform_s"] = best_of(lambda: clear_book(book, "uniform"), reps)
         row["pay_as_bid_s"] = best_of(lambda: clear_book(book, "pay-as-bid"), reps)
         row["uniform_wide_prices_s"] = best_of(lambda: clear_book(wide, "uniform"), reps)
-        row["network_3_zones_s"] = best_of(lambda: clear_book(zbook, "uniform", net), max(1, reps // 2))
+        row["network_3_zones_s"] = best_of(lambda: clear_book(zbook, "uniform", net), max(1, min(reps, 5)))
         for key in ("uniform", "pay_as_bid", "network_3_zones"):
             row[f"{key}_orders_per_s"] = n / row[f"{key}_s"]
         row["uniform_over_sort"] = row["uniform_s"] / row["sort_s"]

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._book import MAX_ORDER_ID, MAX_PRICE, MAX_QTY_WH, Book, I64, exact_dot
+from ._book import MAX_ORDER_ID, MAX_PRICE, MAX_QTY_WH, Book, I64, exact_dot, validate
 from ._copper import clear_copper
 from ._errors import ClearingError, MechanismError, NetworkError, OrderError, SolverError
 from ._network import Link, Network, clear_network
@@ -240,11 +240,16 @@ def _is_int(v: object) -> bool:
 
 
 def clear_book(book: Book, mechanism: str = "uniform", network: Network | None = None) -> BookResult:
-    """Bulk entry point: clear a validated :class:`Book` (see :meth:`Book.from_arrays`)."""
+    """Bulk entry point: clear a :class:`Book` (build it with :meth:`Book.from_arrays`).
+
+    A book built any other way is validated here first. The arrays must not change afterwards.
+    """
     if mechanism not in MECHANISMS:
         raise MechanismError(f"unknown mechanism {mechanism!r}; expected one of {', '.join(MECHANISMS)}")
     if network is not None and not isinstance(network, Network):
         raise NetworkError(f"network must be a Network, got {type(network).__name__}")
+    if book._price_range is None and len(book):
+        validate(book)
     if network is None:
         c = clear_copper(book)
         filled, levels, acc = c.filled, c.levels, c.level_acc
