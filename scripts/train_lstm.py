@@ -61,12 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk", type=int, default=48)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path)
+    p.add_argument("--label", help="what the model was trained on (stored in the file)")
     args = p.parse_args(argv)
 
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     torch.set_num_threads(1)
     y, ts0, source = load_series(args)
+    source = args.label or source
     period = args.period or int(round(7 * 86400 / args.step))
     scale = float(np.mean(np.abs(y)))
     t = np.arange(period, len(y))

@@ -401,7 +401,10 @@ class Forecaster:
         """
         arr = self._as_array(new_values)
         if not self._fitted:
-            self.fit(arr, 0.0 if ts is None else ts)
+            try:
+                self.fit(arr, 0.0 if ts is None else ts)
+            except InsufficientHistoryError as exc:
+                self._warn("empty", "update before any usable value: %s", exc)
             return
         if ts is not None:
             arr = self._align(arr, float(ts))

@@ -325,6 +325,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "sections": dict(previous.get("sections", {})),
     }
     for s in sections:
+        t_sec = time.time()
         if s == "taylor":
             result["sections"]["taylor"] = bench_taylor(models)
         elif s == "simbench":
@@ -335,6 +336,8 @@ def run_bench(args: argparse.Namespace) -> int:
         else:
             print(f"error: unknown section {s!r}", file=sys.stderr)
             return 2
+        result["sections"][s]["command"] = result["command"]
+        result["sections"][s]["elapsed_s"] = round(time.time() - t_sec, 1)
     result["elapsed_s"] = round(time.time() - t0, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, sort_keys=False) + "\n")

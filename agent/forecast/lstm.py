@@ -16,7 +16,9 @@ Running on a gateway:
 - the LSTM runs *stateful*, one cell step per new observation (``update``), so ``predict``
   is a single matrix-vector product for the head: no window re-run, no torch;
 - the encoder weights come from a small ``.npz`` file exported by ``scripts/train_lstm.py``
-  (``agent/forecast/models/``); the linear head is refitted on the site's own history by ridge
+  (``agent/forecast/models/``: ``lstm_taylor_1800s.npz`` trained on Taylor weeks 1-8,
+  ``lstm_simbench_900s.npz`` on the first 59 days of a SimBench LV feeder; the file matching
+  the site's step is used, else the Taylor one); the linear head is refitted on the site's own history by ridge
   regression on the LSTM's hidden states, at fit time and then every ``refit_every`` steps
   (default: daily) — that is the "learning continuously from the site's history", in closed
   form, without PyTorch and without stalling the loop (it runs in the refit worker).
@@ -47,7 +49,10 @@ N_FEATURES = 4
 
 def make_features(y: np.ndarray, t: np.ndarray, *, period: int, scale: float, ts0: float,
                   step_s: float) -> np.ndarray:
-    """Feature rows (len(t), 4) for steps ``t`` (all ``>= period``) of ``y``; shared with training."""
+    """Feature rows (len(t), 4) for steps ``t`` (all ``>= period``) of ``y``; shared with training.
+
+    ``ts0`` is the time stamp of ``y[0]``.
+    """
     day = 2 * math.pi * ((ts0 + t * step_s) % 86400.0) / 86400.0
     return np.stack([(y[t] - y[t - period]) / scale, (y[t] - y[t - 1]) / scale,
                      np.sin(day), np.cos(day)], axis=-1)
@@ -84,6 +89,12 @@ class LSTMWeights:
 _CACHE: dict[Path, LSTMWeights] = {}
 
 
+def model_for_step(step_s: float) -> Path:
+    """The exported model trained at this step length if one ships, else the Taylor model."""
+    matches = sorted(MODELS_DIR.glob(f"lstm_*_{int(round(step_s))}s.npz"))
+    return matches[0] if matches else DEFAULT_MODEL
+
+
 def load_weights(path: Path | str | None = None) -> LSTMWeights:
     p = Path(path) if path is not None else DEFAULT_MODEL
     if p not in _CACHE:
@@ -99,7 +110,8 @@ class LSTMEngine(Engine):
                  holdout: int = 1000) -> None:
         self.period = int(period)
         self.step_s = float(step_s)
-        self.weights = load_weights(model_path)
+        self.weights = load_weights(model_path if model_path is not None
+                                    else model_for_step(step_s))
         self.head_horizon = int(head_horizon)
         self.ridge = float(ridge)
         self.refit_every = refit_every if refit_every is not None else max(
@@ -117,7 +129,9 @@ class LSTMEngine(Engine):
     # -------------------------------------------------------------- features and cell
     def _features(self, y: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Feature rows for absolute steps ``t`` (all ``>= period``) of history ``y``."""
-        return make_features(y, t, period=self.period, scale=self.scale, ts0=self.ts0,
+        # y[0] is at ts0 + (steps seen so far - len(y)) * step: the caller may trim history
+        y0_ts = self.ts0 + (self._t - len(y)) * self.step_s
+        return make_features(y, t, period=self.period, scale=self.scale, ts0=y0_ts,
                              step_s=self.step_s)
 
     def _step(self, x: np.ndarray, h: np.ndarray, c: np.ndarray
@@ -152,6 +166,7 @@ class LSTMEngine(Engine):
         self.ts0 = float(ts0)
         level = float(np.mean(np.abs(y)))
         self.scale = level if level > 0 else 1.0
+        self._t = len(y)  # steps seen; ts0 is the time of step 0
         self._start = P
         hs = self._run(y, P)  # hs[k] is the state after step P + k
         self._hs = hs
@@ -166,8 +181,6 @@ class LSTMEngine(Engine):
         Y = (y[idx] - y[idx - P]) / self.scale
         valid = (origins[:, None] + hh[None, :]) < n_train
         self._fit_head(X, Y, valid)
-        self._t = len(y)
-        self._y_last = float(y[-1])
 
     def _prior(self, H: int) -> np.ndarray:
         """The exported (trained) head as a (hidden + 1, H) prior, last column repeated."""
@@ -207,11 +220,11 @@ class LSTMEngine(Engine):
 
     def update(self, y: np.ndarray, n_new: int) -> None:
         n = len(y)
+        self._t += n_new  # y now ends at step self._t - 1
         for t in range(n - n_new, n):
             x = self._features(y, np.array([t]))[0]
             self._h, self._c = self._step(x, self._h, self._c)
             self._x = x
-        self._t += n_new
 
     def _assemble(self, y: np.ndarray, origins: np.ndarray, d: np.ndarray, horizon: int
                   ) -> np.ndarray:

@@ -257,3 +257,12 @@ def test_intervals_cover_on_a_synthetic_series():
     m = len(y) - n
     assert abs(hits80 / m - 0.80) < 0.06
     assert abs(hits95 / m - 0.95) < 0.04
+
+
+def test_update_before_any_usable_value_logs_and_waits(caplog):
+    f = make_forecaster("persistence", step_s=STEP)
+    with caplog.at_level(logging.WARNING):
+        f.update([np.nan])
+    assert "update before any usable value" in caplog.text
+    f.update([3.0])
+    assert f.predict(1).point[0] == 3.0

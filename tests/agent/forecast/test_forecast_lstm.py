@@ -85,3 +85,16 @@ def test_runtime_path_imports_no_torch_scipy_pvlib_or_coordinator():
                          env={"PYTHONPATH": f"{ROOT}:{Path(__file__).parent}"}, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_trimming_history_does_not_shift_the_time_features():
+    y = double_seasonal(8 * WEEK, seed=9)
+    kw = {"step_s": STEP, "background": False, "engine_kw": {"refit_every": 10**9}}
+    short = make_forecaster("lstm", max_history=3 * WEEK, **kw).fit(y[:3 * WEEK], T0)
+    full = make_forecaster("lstm", max_history=10 * WEEK, **kw).fit(y[:3 * WEEK], T0)
+    for v in y[3 * WEEK:]:
+        short.update([v])
+        full.update([v])
+    assert short.n_obs == full.n_obs and len(short.history) < len(full.history)  # trimmed
+    np.testing.assert_allclose(short.engine._h, full.engine._h, rtol=1e-9)
+    np.testing.assert_allclose(short.predict(96).point, full.predict(96).point, rtol=1e-9)
