@@ -5,7 +5,8 @@ What it does
   the model chain to the end marker and records every model's address and length. It drives
   the common model 1; an inverter model 101/102/103 (integer + scale factors), 111/112/113
   (float) or 701 (DER AC measurement); ratings from 120 (nameplate), 121 (settings) or 702 (DER
-  capacity); storage 124; controls 123 (immediate controls) and/or 704 (DER AC controls).
+  capacity); storage 124 (basic storage controls) and/or 713 (DER storage capacity: SoC, SoH,
+  WHRtg); controls 123 (immediate controls) and/or 704 (DER AC controls).
 - **Reads** apply scale factors (``value × 10^SF``); a "not implemented" marker in a required
   point, a scale factor outside -10..10 or a state of charge outside 0..100 % is a
   :class:`BadRegisterValueError`.
@@ -71,10 +72,12 @@ _ILLEGAL = {2, 3}  # Modbus exception codes: illegal data address / value
 
 def tls_context(tls: dict[str, Any]) -> ssl.SSLContext:
     """A client SSL context for mutual TLS from the configured files only (fails closed)."""
-    for key in ("ca_file", "cert_file", "key_file"):
-        value = tls.get(key)
-        if not value:
+    keys = ("ca_file", "cert_file", "key_file")
+    for key in keys:
+        if not tls.get(key):
             raise DeviceUnavailableError(f"tls.{key} is required for TLS (no fallback certificate)")
+    for key in keys:
+        value = tls[key]
         if not Path(value).is_file():
             raise DeviceUnavailableError(f"tls.{key}: {value} does not exist (no fallback certificate)")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -247,8 +250,11 @@ class SunSpecDriver(Driver):
         inv = next((m for m in INVERTER_MODELS if m in models), None)
         if inv is None:
             raise DeviceNotSupportedError(f"no inverter model (found {sorted(models)})", device_id=self.device_id)
-        if self.kind is DeviceKind.BATTERY and 124 not in models:
-            raise DeviceNotSupportedError(f"no storage model 124 (found {sorted(models)})", device_id=self.device_id)
+        if self.kind is DeviceKind.BATTERY and 124 not in models and 713 not in models:
+            raise DeviceNotSupportedError(f"no storage model 124/713 (found {sorted(models)})", device_id=self.device_id)
+        if self.kind is DeviceKind.BATTERY and 124 not in models and 704 not in models:
+            raise DeviceNotSupportedError(f"no storage control model 124/704 (found {sorted(models)})",
+                                          device_id=self.device_id)
         if 1 in models:
             regs = await self._model(1)
             self.common = {k: decode(regs, layout(1).points[k]) for k in ("Mn", "Md", "SN", "Vr")}
@@ -297,12 +303,14 @@ class SunSpecDriver(Driver):
             self.capacity_wh = self._scaled(r, 120, "WHRtg", required=False)
             cha = cha or self._scaled(r, 120, "MaxChaRte", required=False)
             dis = dis or self._scaled(r, 120, "MaxDisChaRte", required=False)
-        if self.kind is DeviceKind.BATTERY:
+        if self.kind is DeviceKind.BATTERY and 124 in self.models:
             r = await self._model(124)
             wcha = self._scaled(r, 124, "WChaMax", required=False)
             cha = cha or wcha
             dis = dis or wcha
             rated = rated or wcha
+        if self.kind is DeviceKind.BATTERY and 713 in self.models:
+            self.capacity_wh = self._scaled(await self._model(713), 713, "WHRtg", required=False) or self.capacity_wh
         if not rated or rated <= 0:
             raise BadRegisterValueError("no power rating (WMax/WRtg/WChaMax)", device_id=self.device_id)
         self.rated_w = rated
@@ -352,16 +360,23 @@ class SunSpecDriver(Driver):
             e_in = None
         if abs(power) > self.rated_w * 1.5:
             raise BadRegisterValueError(f"power {power:.0f} W beyond 1.5 x rating", device_id=self.device_id)
-        soc = None
+        soc = soh = None
         chg_avail = dis_avail = 0.0
         if self.kind is DeviceKind.BATTERY:
-            s = await self._model(124)
-            pct = self._scaled(s, 124, "ChaState")
+            reserve = 0.0
+            if 713 in self.models:
+                s = await self._model(713)
+                pct = self._scaled(s, 713, "SoC")
+                soh_pct = self._scaled(s, 713, "SoH", required=False)
+                soh = soh_pct / 100.0 if soh_pct is not None and 0 < soh_pct <= 100 else None
+            else:
+                s = await self._model(124)
+                pct = self._scaled(s, 124, "ChaState")
+                reserve = self._scaled(s, 124, "MinRsvPct", required=False) or 0.0
             assert pct is not None
             if not 0.0 <= pct <= 100.0:
                 raise BadRegisterValueError(f"state of charge {pct:g} % outside 0..100", device_id=self.device_id)
             soc = pct / 100.0
-            reserve = self._scaled(s, 124, "MinRsvPct", required=False) or 0.0
             detail["device_reserve_soc"] = reserve / 100.0
             detail["soc_min"] = reserve / 100.0
             detail["soc_max"] = 1.0
@@ -376,7 +391,7 @@ class SunSpecDriver(Driver):
             device_id=self.device_id, kind=self.kind.value, ts=self.clock.now(), power_w=power, setpoint_w=setpoint,
             available_discharge_w=dis_avail, available_charge_w=chg_avail, soc=soc,
             energy_wh=soc * self.capacity_wh if soc is not None and self.capacity_wh else None,
-            capacity_wh=self.capacity_wh if soc is not None else None, temperature_c=temp,
+            capacity_wh=self.capacity_wh if soc is not None else None, temperature_c=temp, soh=soh,
             energy_out_wh=e_out, energy_in_wh=e_in, detail=detail,
         )
 
@@ -473,7 +488,8 @@ class SunSpecDriver(Driver):
             if self.kind is DeviceKind.BATTERY:
                 if 704 in self.models:
                     await self._put(704, {"WSetEna": 0})
-                await self._put(124, {"StorCtl_Mod": 0})
+                if 124 in self.models:
+                    await self._put(124, {"StorCtl_Mod": 0})
                 self.last_applied = None
                 return 0.0
             if 704 in self.models:

@@ -42,7 +42,7 @@ SF = {"W_SF": 1, "Hz_SF": -2, "WH_SF": 0, "Tmp_SF": -1, "A_SF": -2, "V_SF": -1, 
       "OutPFSet_SF": -2, "VArPct_SF": -1, "Var_SF": 1, "TotWh_SF": 0, "TotVarh_SF": 0, "WSet_SF": 0,
       "WSetPct_SF": -1, "VarSet_SF": 0, "VarSetPct_SF": -1, "S_SF": 0, "VRef_SF": -1, "VRefOfs_SF": -1,
       "VMinMax_SF": -1, "VAMax_SF": 1, "VArMax_SF": 1, "WGra_SF": 0, "PFMin_SF": -2, "MaxRmpRte_SF": 0,
-      "ECPNomHz_SF": -2}
+      "ECPNomHz_SF": -2, "Pct_SF": -1}
 
 
 def free_port() -> int:
@@ -101,7 +101,7 @@ class SunSpecSimDevice:
         ids = [1, self.inverter_model]
         ids += [702] if self.inverter_model == 701 else [120, 121]
         if self.kind == "battery":
-            ids.append(124)
+            ids.append(124 if self.inverter_model == 103 else 713)
         ids += [c for c in self.controls if c in (123, 704)]
         return ids
 
@@ -134,6 +134,8 @@ class SunSpecSimDevice:
         elif mid == 124:
             v.update(WChaMax=round(self.rated_w / w_sf), StorCtl_Mod=0, MinRsvPct=0, InWRte=0, OutWRte=0,
                      InOutWRte_RvrtTms=0, ChaGriSet=1)
+        elif mid == 713:
+            v.update(WHRtg=round(self.store.nameplate_wh) if self.store else None, Sta=1)
         elif mid == 123:
             v.update(Conn=1, WMaxLimPct=1000, WMaxLim_Ena=0, WMaxLimPct_RvrtTms=0)
         elif mid == 704:
@@ -234,21 +236,35 @@ class SunSpecSimDevice:
             self._put(regs, 701, "TmpCab", round(10 * (self.store.temperature_c if self.store and
                                                       self.store.temperature_c is not None else 30.0)))
             self._put(regs, 701, "InvSt", 4 if abs(ac) > 0 else 8)
+        self._put(regs, self.inverter_model, "W_SF", SF["W_SF"])
+        soc_mid = 124 if 124 in self.offsets else 713
         if self.store is not None:
             soc = self.store.soc
-            self._put(regs, 124, "ChaState", round(1000 * soc))
-            self._put(regs, 124, "ChaSt", 3 if ac > 0 else 4 if ac < 0 else (5 if soc >= 0.999 else 2
-                                                                               if soc <= 0.001 else 6))
+            if soc_mid == 124:
+                self._put(regs, 124, "ChaState", round(1000 * soc))
+                self._put(regs, 124, "ChaSt", 3 if ac > 0 else 4 if ac < 0 else (5 if soc >= 0.999 else 2
+                                                                                   if soc <= 0.001 else 6))
+            else:
+                self._put(regs, 713, "SoC", round(1000 * soc))
+                self._put(regs, 713, "SoH", round(1000 * self.store.soh))
+                self._put(regs, 713, "WHAvail", round(self.store.energy_wh))
         if self.fault == "bad_value":
             if self.store is not None:
-                off, pt = self._pt(124, "ChaState")
+                off, pt = self._pt(soc_mid, "ChaState" if soc_mid == 124 else "SoC")
                 regs[off + pt.offset] = 2500  # 250 % state of charge
             else:
                 off, pt = self._pt(self.inverter_model, "W_SF")
                 regs[off + pt.offset] = 30  # scale factor outside -10..10
 
     def _read_controls(self, regs: list[int]) -> ExcCodes | None:
-        """Turn the control registers into a power request; refuse nonsense."""
+        """Turn the control registers into a power request; refuse nonsense (enabled or not)."""
+        for mid in (123, 704):
+            if mid in self.offsets:
+                pct = float(self._get(regs, mid, "WMaxLimPct") or 0) * 10 ** SF["WMaxLimPct_SF"]
+                if not 0 <= pct <= 100:
+                    return ExcCodes.ILLEGAL_VALUE
+        if 704 in self.offsets and abs(float(self._get(regs, 704, "WSet") or 0)) * 10 ** SF["WSet_SF"] > self.rated_w:
+            return ExcCodes.ILLEGAL_VALUE
         if self.store is not None:
             request = None
             if 704 in self.offsets and self._get(regs, 704, "WSetEna") == 1:
@@ -257,7 +273,9 @@ class SunSpecSimDevice:
                     request = float(self._get(regs, 704, "WSet") or 0) * 10 ** SF["WSet_SF"]
                 else:
                     request = float(self._get(regs, 704, "WSetPct") or 0) * 10 ** SF["WSetPct_SF"] / 100 * self.rated_w
-            elif 124 in self.offsets:
+            elif 124 not in self.offsets:
+                request = 0.0  # 704 disabled and nothing else: the inverter idles
+            else:
                 mod = self._get(regs, 124, "StorCtl_Mod") or 0
                 wcha = float(self._get(regs, 124, "WChaMax") or 0) * 10 ** SF["WChaMax_SF"]
                 rte = 10 ** SF["InOutWRte_SF"]
