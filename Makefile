@@ -1,0 +1,42 @@
+# GridSwarm — the README's two commands are `make demo` and `make test`; both do their own set-up.
+#   make demo ARGS="--intervals 10 --agents 6 --seed 7 --out demo-out"
+#   make test
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+export SOLCX_BINARY_PATH := $(CURDIR)/$(VENV)/solcx
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup demo test test-python fuzz clean lock
+
+setup: $(STAMP) $(NODE_STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.lock pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.lock
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: setup
+	$(BIN)/gridswarm demo $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-python: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lock:
+	$(BIN)/pip freeze --exclude-editable | grep -v '^gridswarm' > requirements.lock
+
+clean:
+	rm -rf $(VENV) node_modules build demo-out

@@ -1,0 +1,69 @@
+"""Shared fixtures: a real Ganache node on a free port and a deployed market."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from eth_account.signers.local import LocalAccount
+from nacl.signing import SigningKey
+from web3 import Web3
+
+from gridswarm.chain import Deployment, TxSender, connect
+from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_market, fund_eth, register_participants
+from gridswarm.devnet import Ganache
+from gridswarm.keys import derive_ed25519, derive_eth_account
+
+
+@pytest.fixture(scope="session")
+def ganache() -> Iterator[Ganache]:
+    with Ganache() as node:
+        yield node
+
+
+@dataclass
+class Market:
+    w3: Web3
+    dep: Deployment
+    admin: LocalAccount
+    operator: LocalAccount
+    coordinator_key: SigningKey
+    participants: list[ParticipantSpec]
+
+    def sender(self, account: LocalAccount) -> TxSender:
+        return TxSender(self.w3, account, self.dep.decoder())
+
+    @property
+    def market(self):  # noqa: ANN201 - a web3 contract
+        return self.dep.market_contract(self.w3)
+
+
+_counter = iter(range(10_000))
+
+
+def deploy_fresh(ganache: Ganache, n_participants: int = 4) -> Market:
+    """A fresh token + market with its own keys (each call uses a new seed)."""
+    seed = 9_000 + next(_counter)
+    w3 = connect(ganache.url)
+    admin, operator = derive_eth_account(seed, "admin"), derive_eth_account(seed, "operator")
+    for acct in (admin, operator):
+        fund_eth(w3, acct.address, 100 * 10**18)
+    coord = derive_ed25519(seed, "coordinator")
+    dep = deploy_market(w3, admin, operator, coord, clear_timeout_s=3600, settle_timeout_s=3600)
+    specs = [
+        ParticipantSpec(
+            derive_eth_account(seed, "agent", i),
+            derive_ed25519(seed, "agent", i),
+            tokens=1_000 * TOKEN_UNIT,
+            deposit=100 * TOKEN_UNIT,
+        )
+        for i in range(n_participants)
+    ]
+    register_participants(w3, dep, admin, specs)
+    return Market(w3, dep, admin, operator, coord, specs)
+
+
+@pytest.fixture
+def market(ganache: Ganache) -> Market:
+    return deploy_fresh(ganache)
