@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._book import MAX_PRICE, Book, I64
+from ._book import I64, MAX_PRICE, Book
 
 _NONE, _FULL, _PARTIAL = 0, 1, 2
 
@@ -38,7 +38,7 @@ def allocate_to_orders(book: Book, order_level: I64, level_qty: I64, level_acc: 
     """
     state, any_partial = level_state(level_qty, level_acc)
     g = state[order_level]
-    filled = book.qty_wh * (g == _FULL)
+    filled: I64 = book.qty_wh * (g == _FULL)
     if any_partial:
         part = np.flatnonzero(g == _PARTIAL)
         settle_partial(book, filled, part, order_level[part], level_acc)

@@ -135,9 +135,7 @@ def validate(book: Book) -> None:
 
 
 def _check_zones(book: Book) -> None:
-    if book.zone is not None and (
-        int(book.zone.min()) < 0 or int(book.zone.max()) >= len(book.zone_names)
-    ):
+    if book.zone is not None and (int(book.zone.min()) < 0 or int(book.zone.max()) >= len(book.zone_names)):
         bad = (book.zone < 0) | (book.zone >= len(book.zone_names))
         raise _fail(book, bad, "zone", "zone index outside zone_names")
 

@@ -18,7 +18,7 @@ from ._alloc import (
     equilibrium_prices,
     zone_price_bounds,
 )
-from ._book import Book, I64, exact_bincount
+from ._book import I64, Book, exact_bincount
 from ._errors import SolverError
 
 #: Use a dense price axis while it is at most this many times longer than the book.

@@ -24,7 +24,7 @@ import highspy
 import numpy as np
 
 from ._alloc import Levels, LinkState, allocate_to_orders, equilibrium_prices, zone_price_bounds
-from ._book import MAX_PRICE, Book, I64, exact_bincount
+from ._book import I64, MAX_PRICE, Book, exact_bincount
 from ._errors import NetworkError, OrderError, SolverError
 
 MAX_LIMIT_WH = 2**62
@@ -142,18 +142,20 @@ def clear_network(book: Book, network: Network) -> NetworkAllocation:
     uniq, inverse = np.unique(key, return_inverse=True)
     inverse = inverse.astype(np.int64).reshape(-1)
     zs = uniq // span
-    levels = Levels(zone=zs >> 1, is_bid=(zs & 1).astype(bool), price=uniq % span, qty=exact_bincount(inverse, book.qty_wh, uniq.shape[0], bins_below_2_53=True))
+    # a level holds one side's Wh in one zone at one price: below 2**53 by validation
+    qty = exact_bincount(inverse, book.qty_wh, uniq.shape[0], bins_below_2_53=True)
+    levels = Levels(zone=zs >> 1, is_bid=(zs & 1).astype(bool), price=uniq % span, qty=qty)
     total_offer = int(levels.qty[~levels.is_bid].sum())
     caps = [total_offer if lk.limit_wh is None else min(lk.limit_wh, total_offer) for lk in links]
-    src = [network.zone_index(lk.from_zone) for lk in links]
-    dst = [network.zone_index(lk.to_zone) for lk in links]
+    src = [network._index[lk.from_zone] for lk in links]  # links were checked against zones
+    dst = [network._index[lk.to_zone] for lk in links]
     fees = [lk.fee for lk in links]
 
-    x = _solve_lp(k, levels, src, dst, fees, caps)  # type: ignore[arg-type]
+    x = _solve_lp(k, levels, src, dst, fees, caps)
     acc = x[: uniq.shape[0]]
     flows = [int(f) for f in x[uniq.shape[0] :]]
-    _check_exact(k, levels, acc, src, dst, flows, caps)  # type: ignore[arg-type]
-    flows = _cancel_circulations(src, dst, fees, flows)  # type: ignore[arg-type]
+    _check_exact(k, levels, acc, src, dst, flows, caps)
+    flows = _cancel_circulations(src, dst, fees, flows)
 
     filled = allocate_to_orders(book, inverse, levels.qty, acc)
     prices = None
@@ -161,7 +163,7 @@ def clear_network(book: Book, network: Network) -> NetworkAllocation:
         lo, hi = zone_price_bounds(k, levels, acc)
         states = [
             LinkState(s, d, f, fl, lk.limit_wh)
-            for s, d, f, fl, lk in zip(src, dst, fees, flows, links, strict=True)  # type: ignore[arg-type]
+            for s, d, f, fl, lk in zip(src, dst, fees, flows, links, strict=True)
         ]
         prices = equilibrium_prices(lo, hi, states)
         if prices is None:
@@ -169,7 +171,9 @@ def clear_network(book: Book, network: Network) -> NetworkAllocation:
     return NetworkAllocation(filled, levels, acc, flows, prices, order_zone)
 
 
-def _solve_lp(k: int, levels: Levels, src: list[int], dst: list[int], fees: list[int], caps: list[int]) -> I64:
+def _solve_lp(
+    k: int, levels: Levels, src: list[int], dst: list[int], fees: list[int], caps: list[int]
+) -> I64:
     n_lv, n_lk = levels.qty.shape[0], len(src)
     sign = np.where(levels.is_bid, -1.0, 1.0)
     cost = np.concatenate([sign * levels.price, np.asarray(fees, dtype=np.float64)])
@@ -196,7 +200,7 @@ def _solve_lp(k: int, levels: Levels, src: list[int], dst: list[int], fees: list
     lp.a_matrix_.start_ = starts
     lp.a_matrix_.index_ = rows
     lp.a_matrix_.value_ = vals
-    h = highspy.Highs()
+    h = highspy.Highs()  # type: ignore[no-untyped-call]
     h.setOptionValue("output_flag", False)
     h.setOptionValue("solver", "simplex")
     h.setOptionValue("threads", 1)

@@ -94,7 +94,8 @@ def raw_lp(book: Book, network: Network | None) -> float:
     a_eq = csc_matrix((vals, (rows, cols)), shape=(k, n + len(links)))
     cost = np.concatenate([sign * book.price, [lk.fee for lk in links]])
     ub = np.concatenate([book.qty_wh, [lk.limit_wh for lk in links]]).astype(float)
-    res = linprog(cost, A_eq=a_eq, b_eq=np.zeros(k), bounds=np.c_[np.zeros(n + len(links)), ub], method="highs")
+    bounds = np.c_[np.zeros(n + len(links)), ub]
+    res = linprog(cost, A_eq=a_eq, b_eq=np.zeros(k), bounds=bounds, method="highs")
     if res.status != 0:
         raise RuntimeError(res.message)
     return float(-res.fun)
@@ -129,7 +130,11 @@ def run_pymarket(python: str, book: Book, seed: int) -> dict[str, Any]:
         path = Path(tmp) / "book.npz"
         np.savez(path, qty=book.qty_wh, price=price, is_bid=book.is_bid)
         out = subprocess.run(
-            [python, "-c", _PYMARKET_SCRIPT, str(path)], capture_output=True, text=True, timeout=3600, check=False
+            [python, "-c", _PYMARKET_SCRIPT, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            check=False,
         )
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
@@ -159,6 +164,21 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _time_engine(book: Book, zbook: Book, net: Network, wide: Book, reps: int) -> dict[str, Any]:
+    def revalidated() -> Book:
+        return Book.from_arrays(book.ids, book.is_bid, book.qty_wh, book.price, book.seq)
+
+    row: dict[str, Any] = {"orders": len(book)}
+    row["sort_s"] = best_of(lambda: np.sort(book.price), reps)
+    row["argsort_s"] = best_of(lambda: np.argsort(book.price), reps)
+    row["validate_and_uniform_s"] = best_of(lambda: clear_book(revalidated()), reps)
+    row["uniform_s"] = best_of(lambda: clear_book(book, "uniform"), reps)
+    row["pay_as_bid_s"] = best_of(lambda: clear_book(book, "pay-as-bid"), reps)
+    row["uniform_wide_prices_s"] = best_of(lambda: clear_book(wide, "uniform"), reps)
+    row["network_3_zones_s"] = best_of(lambda: clear_book(zbook, "uniform", net), max(1, min(reps, 5)))
+    return row
+
+
 def run(
     sizes: Sequence[int],
     seed: int,
@@ -172,20 +192,8 @@ def run(
     notes = []
     for n in sizes:
         reps = max(1, repeat)
-        book = make_book(n, seed)
-        zbook = make_book(n, seed, zones=3)
-        net = make_network(n)
-        wide = make_book(n, seed, wide=True)
-        row: dict[str, Any] = {"orders": n}
-        row["sort_s"] = best_of(lambda: np.sort(book.price), reps)
-        row["argsort_s"] = best_of(lambda: np.argsort(book.price), reps)
-        row["validate_and_uniform_s"] = best_of(
-            lambda: clear_book(Book.from_arrays(book.ids, book.is_bid, book.qty_wh, book.price, book.seq)), reps
-        )
-        row["uniform_s"] = best_of(lambda: clear_book(book, "uniform"), reps)
-        row["pay_as_bid_s"] = best_of(lambda: clear_book(book, "pay-as-bid"), reps)
-        row["uniform_wide_prices_s"] = best_of(lambda: clear_book(wide, "uniform"), reps)
-        row["network_3_zones_s"] = best_of(lambda: clear_book(zbook, "uniform", net), max(1, min(reps, 5)))
+        book, zbook, net = make_book(n, seed), make_book(n, seed, zones=3), make_network(n)
+        row = _time_engine(book, zbook, net, make_book(n, seed, wide=True), reps)
         for key in ("uniform", "pay_as_bid", "network_3_zones"):
             row[f"{key}_orders_per_s"] = n / row[f"{key}_s"]
         row["uniform_over_sort"] = row["uniform_s"] / row["sort_s"]
@@ -210,8 +218,10 @@ def run(
                 row["pymarket_s"] = pmr["seconds"]
                 row["speedup_vs_pymarket"] = pmr["seconds"] / row["uniform_s"]
         rows.append(row)
-        log(f"{n:>9} orders: uniform {row['uniform_s'] * 1e3:.2f} ms, sort {row['sort_s'] * 1e3:.2f} ms, "
-            f"network {row['network_3_zones_s'] * 1e3:.1f} ms")
+        log(
+            f"{n:>9} orders: uniform {row['uniform_s'] * 1e3:.2f} ms, sort {row['sort_s'] * 1e3:.2f} ms, "
+            f"network {row['network_3_zones_s'] * 1e3:.1f} ms"
+        )
     if not pymarket_python:
         notes.append("pymarket not measured: no --pymarket-python given (see docs/clearing.md)")
     return {
@@ -230,7 +240,8 @@ def run(
 
 def markdown_table(result: dict[str, Any]) -> str:
     lines = [
-        "| orders | np.sort | uniform | uniform / sort | validate + uniform | pay-as-bid | 3-zone network | HiGHS raw LP | pymarket (Huang) | × vs pymarket |",
+        "| orders | np.sort | uniform | uniform / sort | validate + uniform | pay-as-bid "
+        "| 3-zone network | HiGHS raw LP | pymarket (Huang) | × vs pymarket |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
@@ -249,13 +260,19 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 
 def configure_bench(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)),
-                        help="comma-separated book sizes (default: %(default)s)")
+    parser.add_argument(
+        "--sizes",
+        default=",".join(map(str, DEFAULT_SIZES)),
+        help="comma-separated book sizes (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=4, help="random seed (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=7, help="best of this many runs (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output (default: %(default)s)")
-    parser.add_argument("--pymarket-python", default=os.environ.get("GRIDSWARM_PYMARKET_PYTHON"),
-                        help="interpreter with pymarket installed (default: $GRIDSWARM_PYMARKET_PYTHON)")
+    parser.add_argument(
+        "--pymarket-python",
+        default=os.environ.get("GRIDSWARM_PYMARKET_PYTHON"),
+        help="interpreter with pymarket installed (default: $GRIDSWARM_PYMARKET_PYTHON)",
+    )
     parser.add_argument("--pymarket-max", type=int, default=10_000, help="largest book given to pymarket")
     parser.add_argument("--lp-max", type=int, default=100_000, help="largest book given to the raw HiGHS LP")
     parser.add_argument("--markdown", action="store_true", help="also print the table as markdown")
@@ -270,8 +287,15 @@ def run_bench(args: argparse.Namespace) -> int:
     if not sizes or min(sizes) < 1:
         print("--sizes: give at least one positive size", file=sys.stderr)
         return 2
-    result = run(sizes, args.seed, args.repeat, args.pymarket_python, args.pymarket_max, args.lp_max,
-                 log=lambda s: print(s, file=sys.stderr))
+    result = run(
+        sizes,
+        args.seed,
+        args.repeat,
+        args.pymarket_python,
+        args.pymarket_max,
+        args.lp_max,
+        log=lambda s: print(s, file=sys.stderr),
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
@@ -282,6 +306,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench_clearing", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="bench_clearing", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     configure_bench(parser)
     return run_bench(parser.parse_args(argv))

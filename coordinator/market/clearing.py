@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._book import MAX_ORDER_ID, MAX_PRICE, MAX_QTY_WH, Book, I64, exact_dot, validate
+from ._book import I64, MAX_ORDER_ID, MAX_PRICE, MAX_QTY_WH, Book, exact_dot, validate
 from ._copper import clear_copper
 from ._errors import ClearingError, MechanismError, NetworkError, OrderError, SolverError
 from ._network import Link, Network, clear_network
@@ -176,7 +176,9 @@ class ClearingResult:
         }
 
 
-def clear(orders: Sequence[Order], mechanism: str = "uniform", network: Network | None = None) -> ClearingResult:
+def clear(
+    orders: Sequence[Order], mechanism: str = "uniform", network: Network | None = None
+) -> ClearingResult:
     """Clear ``orders`` with ``mechanism`` (``"uniform"`` or ``"pay-as-bid"``).
 
     Without ``network`` all orders meet in one market; with it, each order's ``zone`` must be
@@ -211,24 +213,40 @@ def book_from_orders(orders: Sequence[Order]) -> Book:
     zone_ids: dict[str, int] = {}
     for i, o in enumerate(orders):
         if not isinstance(o, Order):
-            raise OrderError(f"expected an Order, got {type(o).__name__}", order_id=None, index=i, field="order")
+            raise OrderError(
+                f"expected an Order, got {type(o).__name__}", order_id=None, index=i, field="order"
+            )
         oid = o.id if _is_int(o.id) else None
         if oid is None or not 0 <= oid <= MAX_ORDER_ID:
-            raise OrderError(f"id must be an integer in 0..2**63-1, got {o.id!r}", order_id=oid, index=i, field="id")
+            raise OrderError(
+                f"id must be an integer in 0..2**63-1, got {o.id!r}", order_id=oid, index=i, field="id"
+            )
         if o.side not in ("bid", "offer"):
-            raise OrderError(f"side must be 'bid' or 'offer', got {o.side!r}", order_id=oid, index=i, field="side")
+            raise OrderError(
+                f"side must be 'bid' or 'offer', got {o.side!r}", order_id=oid, index=i, field="side"
+            )
         if not _is_int(o.qty_wh) or not 1 <= o.qty_wh <= MAX_QTY_WH:
             raise OrderError(
-                f"must be a whole number of Wh in 1..{MAX_QTY_WH}, got {o.qty_wh!r}", order_id=oid, index=i, field="qty_wh"
+                f"must be a whole number of Wh in 1..{MAX_QTY_WH}, got {o.qty_wh!r}",
+                order_id=oid,
+                index=i,
+                field="qty_wh",
             )
         if not _is_int(o.price) or not 0 <= o.price <= MAX_PRICE:
             raise OrderError(
-                f"must be an integer in 0..{MAX_PRICE} per Wh, got {o.price!r}", order_id=oid, index=i, field="price"
+                f"must be an integer in 0..{MAX_PRICE} per Wh, got {o.price!r}",
+                order_id=oid,
+                index=i,
+                field="price",
             )
         if not _is_int(o.seq) or not 0 <= o.seq <= MAX_ORDER_ID:
-            raise OrderError(f"must be an integer in 0..2**63-1, got {o.seq!r}", order_id=oid, index=i, field="seq")
+            raise OrderError(
+                f"must be an integer in 0..2**63-1, got {o.seq!r}", order_id=oid, index=i, field="seq"
+            )
         if not isinstance(o.zone, str) or not o.zone:
-            raise OrderError(f"must be a non-empty string, got {o.zone!r}", order_id=oid, index=i, field="zone")
+            raise OrderError(
+                f"must be a non-empty string, got {o.zone!r}", order_id=oid, index=i, field="zone"
+            )
         ids[i], is_bid[i], qty[i], price[i], seq[i] = oid, o.side == "bid", o.qty_wh, o.price, o.seq
         zone[i] = zone_ids.setdefault(o.zone, len(zone_ids))
     names = tuple(zone_ids) or ("default",)
@@ -312,4 +330,3 @@ def clear_book(book: Book, mechanism: str = "uniform", network: Network | None =
         _book=book,
         _order_price=order_price,
     )
-

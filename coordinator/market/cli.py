@@ -63,7 +63,9 @@ def _read_table(path: str, allowed: tuple[str, ...], required: tuple[str, ...]) 
                 header = {}
                 for i, name in enumerate(cells):
                     if name not in allowed:
-                        raise InputError(path, line, i + 1, f"unknown column {name!r} (expected {', '.join(allowed)})")
+                        raise InputError(
+                            path, line, i + 1, f"unknown column {name!r} (expected {', '.join(allowed)})"
+                        )
                     if name in header:
                         raise InputError(path, line, i + 1, f"column {name!r} given twice")
                     header[name] = i
@@ -73,7 +75,10 @@ def _read_table(path: str, allowed: tuple[str, ...], required: tuple[str, ...]) 
                 continue
             if len(cells) != len(header):
                 raise InputError(
-                    path, line, min(len(cells), len(header)) + 1, f"expected {len(header)} fields, got {len(cells)}"
+                    path,
+                    line,
+                    min(len(cells), len(header)) + 1,
+                    f"expected {len(header)} fields, got {len(cells)}",
                 )
             rows.append((line, cells))
     except csv.Error as exc:
@@ -130,13 +135,23 @@ def read_zones(path: str) -> Network:
         if not dst:
             for name in ("fee", "limit_wh"):
                 if cell(name):
-                    raise InputError(path, line, t.column(name), f"{name}: a zone declaration (empty to_zone) has no {name}")
+                    raise InputError(
+                        path,
+                        line,
+                        t.column(name),
+                        f"{name}: a zone declaration (empty to_zone) has no {name}",
+                    )
             continue
         zones.append(dst)
         fee = _int_cell(t, line, cells, "fee") if cell("fee") else 0
         limit = _int_cell(t, line, cells, "limit_wh") if cell("limit_wh") else None
         if (src, dst) in seen:
-            raise InputError(path, line, t.column("to_zone"), f"link {src} -> {dst} already given on line {seen[(src, dst)]}")
+            raise InputError(
+                path,
+                line,
+                t.column("to_zone"),
+                f"link {src} -> {dst} already given on line {seen[(src, dst)]}",
+            )
         seen[(src, dst)] = line
         link = Link(src, dst, fee, limit)
         try:
@@ -152,8 +167,12 @@ def read_zones(path: str) -> Network:
 def configure_clear(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("book", metavar="BOOK", help="order book CSV: id,side,qty_wh,price[,zone][,seq]")
     parser.add_argument("--mechanism", choices=MECHANISMS, default="uniform", help="default: %(default)s")
-    parser.add_argument("--zones", metavar="ZONES.csv", default=None,
-                        help="network CSV: from_zone,to_zone,fee,limit_wh (default: one market)")
+    parser.add_argument(
+        "--zones",
+        metavar="ZONES.csv",
+        default=None,
+        help="network CSV: from_zone,to_zone,fee,limit_wh (default: one market)",
+    )
 
 
 def run_clear(args: argparse.Namespace) -> int:
@@ -183,6 +202,8 @@ def run_clear(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gridswarm clear", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="gridswarm clear", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     configure_clear(parser)
     return run_clear(parser.parse_args(argv))

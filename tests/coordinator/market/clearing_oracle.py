@@ -161,7 +161,7 @@ def _check_uniform_prices(
         assert lo <= hi
         assert r.price == (lo + hi) // 2
     if network is not None:
-        for (a, b), wh in r.flows.items():
+        for a, b in r.flows:
             lk = next(lk for lk in network.links if (lk.from_zone, lk.to_zone) == (a, b))
             if a in zone_price and b in zone_price:
                 assert zone_price[b] - zone_price[a] >= lk.fee, "importing zone pays at least the fee"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from clearing_oracle import assert_optimal, check_result
+
 from coordinator.market.clearing import (
     MAX_PRICE,
     MAX_QTY_WH,

@@ -97,7 +97,9 @@ def test_unknown_zone_names_line_and_column(tmp_path: Path, capsys: pytest.Captu
         ("from_zone,to_zone,fee,limit_wh\nc,,5,\n", ":2:3:", "zone declaration"),
     ],
 )
-def test_bad_zones_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, where: str, message: str) -> None:
+def test_bad_zones_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, where: str, message: str
+) -> None:
     zones = write(tmp_path, "z.csv", text)
     code, _, err = run(capsys, write(tmp_path, "b.csv", BOOK), "--zones", zones)
     assert code == 1 and f"{zones}{where}" in err and message in err

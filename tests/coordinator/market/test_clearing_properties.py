@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from clearing_oracle import assert_optimal, check_result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clearing_oracle import assert_optimal, check_result
 from coordinator.market.clearing import Link, Network, Order, clear
 
 ZONES = ("a", "b", "c")
