@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from coordinator.market.clearing import Link, Network, Order, clear
 
 ZONES = ("a", "b", "c")
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
@@ -59,7 +59,7 @@ def test_network_rules_and_optimum(orders: list[Order], network: Network, mechan
     assert_optimal(orders, network, r)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(books(ZONES), st.randoms(use_true_random=False))
 def test_result_does_not_depend_on_input_order(orders: list[Order], rnd: object) -> None:
     shuffled = list(orders)
@@ -67,7 +67,7 @@ def test_result_does_not_depend_on_input_order(orders: list[Order], rnd: object)
     assert clear(shuffled) == clear(orders)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(books(ZONES))
 def test_single_zone_network_matches_copper_plate_welfare(orders: list[Order]) -> None:
     one_zone = [Order(o.id, o.side, o.qty_wh, o.price, "a", o.seq) for o in orders]
@@ -77,7 +77,7 @@ def test_single_zone_network_matches_copper_plate_welfare(orders: list[Order]) -
     check_result(one_zone, Network(("a",)), net)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(books(ZONES))
 def test_pay_as_bid_allocates_like_uniform(orders: list[Order]) -> None:
     u, p = clear(orders, "uniform"), clear(orders, "pay-as-bid")
