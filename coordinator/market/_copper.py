@@ -15,6 +15,8 @@ import numpy as np
 from ._alloc import (
     Levels,
     allocate_to_orders,
+    level_state,
+    settle_partial,
     equilibrium_prices,
     zone_price_bounds,
 )
@@ -24,6 +26,64 @@ from ._errors import SolverError
 #: Use a dense price axis while it is at most this many times longer than the book.
 _DENSE_FACTOR = 4
 _DENSE_MIN = 1 << 16
+
+
+#: Orders per chunk in the dense passes: the chunk's temporaries stay in the CPU cache.
+_CHUNK = 1 << 15
+
+
+def _chunk_keys(book: Book, start: int, stop: int, base: int, out: I64) -> I64:
+    """Level index ``2 * (price - base) + (1 if bid)`` of orders ``start:stop``, into ``out``."""
+    k = out[: stop - start]
+    np.subtract(book.price[start:stop], base, out=k)
+    np.left_shift(k, 1, out=k)
+    np.add(k, book.is_bid[start:stop], out=k, casting="unsafe")
+    return k
+
+
+def _dense_aggregate(book: Book, base: int, n_levels: int) -> I64:
+    """Wh per level on a dense price axis, chunk by chunk.
+
+    float64 accumulation is exact: every bin is one side's Wh at one price, and each side's total
+    is below 2**53 (validated), so every partial sum is an exactly representable integer.
+    """
+    n = len(book)
+    agg = np.zeros(n_levels, dtype=np.float64)
+    buf = np.empty(min(n, _CHUNK), dtype=np.int64)
+    weights = np.empty(min(n, _CHUNK), dtype=np.float64)
+    for start in range(0, n, _CHUNK):
+        stop = min(n, start + _CHUNK)
+        k = _chunk_keys(book, start, stop, base, buf)
+        w = weights[: stop - start]
+        np.copyto(w, book.qty_wh[start:stop], casting="unsafe")  # exact: < 2**32
+        agg += np.bincount(k, weights=w, minlength=n_levels)
+    return agg.astype(np.int64)
+
+
+def _dense_fill(book: Book, base: int, level_qty: I64, level_acc: I64) -> I64:
+    """Like ``allocate_to_orders`` on the dense axis, without materialising every order's key."""
+    n = len(book)
+    state, any_partial = level_state(level_qty, level_acc)
+    filled = np.empty(n, dtype=np.int64)
+    m = min(n, _CHUNK)
+    buf, g_buf, b_buf = np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int8), np.empty(m, dtype=bool)
+    parts = []
+    for start in range(0, n, _CHUNK):
+        stop = min(n, start + _CHUNK)
+        k = _chunk_keys(book, start, stop, base, buf)
+        g, b = g_buf[: stop - start], b_buf[: stop - start]
+        np.take(state, k, out=g)
+        np.equal(g, 1, out=b)
+        np.multiply(book.qty_wh[start:stop], b, out=filled[start:stop])
+        if any_partial:
+            np.equal(g, 2, out=b)
+            if b.any():
+                parts.append(np.flatnonzero(b) + start)
+    if parts:
+        part = np.concatenate(parts)
+        lv = 2 * (book.price[part] - base) + book.is_bid[part]
+        settle_partial(book, filled, part, lv, level_acc)
+    return filled
 
 
 @dataclass(frozen=True)
@@ -42,15 +102,17 @@ def clear_copper(book: Book) -> CopperAllocation:
         return CopperAllocation(empty, Levels(empty, empty.astype(bool), empty, empty), empty, None)
     p_lo, p_hi = book._price_range or (int(price.min()), int(price.max()))
     width = p_hi - p_lo + 1
-    if width <= max(_DENSE_FACTOR * n, _DENSE_MIN):
+    dense = width <= max(_DENSE_FACTOR * n, _DENSE_MIN)
+    key: I64 | None = None
+    if dense:
         axis = np.arange(p_lo, p_hi + 1, dtype=np.int64)
-        key = (price - p_lo if p_lo else price) * 2
+        agg = _dense_aggregate(book, p_lo, 2 * width)
     else:
         axis, inverse = np.unique(price, return_inverse=True)
         key = inverse.astype(np.int64).reshape(-1) * 2
-    key += is_bid  # level index: 2 * position on the price axis + (1 if bid)
-    # a bin holds one side's Wh at one price: below 2**53 by validation
-    agg = exact_bincount(key, book.qty_wh, 2 * axis.shape[0], bins_below_2_53=True)
+        key += is_bid  # level index: 2 * position on the price axis + (1 if bid)
+        # a bin holds one side's Wh at one price: below 2**53 by validation
+        agg = exact_bincount(key, book.qty_wh, 2 * axis.shape[0], bins_below_2_53=True)
     offer_qty, bid_qty = agg[0::2], agg[1::2]
 
     demand = np.cumsum(bid_qty[::-1])[::-1]  # Wh bid at >= axis price
@@ -68,7 +130,10 @@ def clear_copper(book: Book) -> CopperAllocation:
     level_acc = np.empty_like(agg)
     level_acc[0::2], level_acc[1::2] = offer_acc, bid_acc
 
-    filled = allocate_to_orders(book, key, agg, level_acc)
+    if key is None:
+        filled = _dense_fill(book, p_lo, agg, level_acc)
+    else:
+        filled = allocate_to_orders(book, key, agg, level_acc)
     levels = Levels(
         zone=np.zeros(agg.shape[0], dtype=np.int64),
         is_bid=np.tile(np.array([False, True]), axis.shape[0]),

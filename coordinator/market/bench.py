@@ -190,6 +190,7 @@ def run(
 ) -> dict[str, Any]:
     rows = []
     notes = []
+    load_start = os.getloadavg()
     for n in sizes:
         reps = max(1, repeat)
         book, zbook, net = make_book(n, seed), make_book(n, seed, zones=3), make_network(n)
@@ -229,6 +230,7 @@ def run(
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": "python scripts/bench_clearing.py " + " ".join(sys.argv[1:]),
         "machine": machine(),
+        "load_average_1_5_15_min": {"start": list(load_start), "end": list(os.getloadavg())},
         "seed": seed,
         "repeat": repeat,
         "books": make_book.__doc__.strip().splitlines()[0] if make_book.__doc__ else "",
@@ -246,12 +248,15 @@ def markdown_table(result: dict[str, Any]) -> str:
     ]
 
     def ms(v: float | None) -> str:
-        return "–" if v is None else f"{v * 1e3:,.2f} ms"
+        if v is None:
+            return "–"
+        return f"{v * 1e6:,.0f} µs" if v < 1e-3 else f"{v * 1e3:,.2f} ms"
 
     for r in result["rows"]:
         rate = f"{r['uniform_orders_per_s'] / 1e6:,.1f} M/s"
+        ratio = r["uniform_over_sort"]
         lines.append(
-            f"| {r['orders']:,} | {ms(r['sort_s'])} | {ms(r['uniform_s'])} ({rate}) | {r['uniform_over_sort']:.2f} "
+            f"| {r['orders']:,} | {ms(r['sort_s'])} | {ms(r['uniform_s'])} ({rate}) | {ratio:.2f} "
             f"| {ms(r['validate_and_uniform_s'])} | {ms(r['pay_as_bid_s'])} | {ms(r['network_3_zones_s'])} "
             f"| {ms(r.get('highs_raw_lp_s'))} | {ms(r.get('pymarket_s'))} "
             f"| {'–' if 'speedup_vs_pymarket' not in r else format(r['speedup_vs_pymarket'], ',.0f')} |"

@@ -58,3 +58,27 @@ def test_book_built_directly_is_validated_before_clearing() -> None:
         assert "duplicate order id" in str(exc)
     else:  # pragma: no cover
         raise AssertionError("duplicate ids were not rejected")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 400), st.integers(0, 2**31), st.sampled_from([1, 3, 7, 64]))
+def test_chunked_dense_passes_match_one_chunk(n: int, seed: int, chunk: int) -> None:
+    import coordinator.market._copper as copper
+
+    rng = np.random.default_rng(seed)
+    book = Book.from_arrays(
+        rng.permutation(4 * n)[:n],
+        rng.random(n) < 0.5,
+        rng.integers(1, 50, n),
+        rng.integers(3, 15, n),  # few prices: partly filled levels with many orders
+        rng.integers(0, 5, n),
+    )
+    whole = clear_book(book)
+    saved = copper._CHUNK
+    copper._CHUNK = chunk
+    try:
+        chunked = clear_book(book)
+    finally:
+        copper._CHUNK = saved
+    assert (chunked.filled_qty == whole.filled_qty).all()
+    assert (chunked.price, chunked.welfare) == (whole.price, whole.welfare)
