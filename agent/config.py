@@ -40,6 +40,18 @@ class TradingConfig(BaseModel):
     max_order_wh: int = Field(default=1_000_000, ge=1, lt=2**32)
 
 
+class ControlSection(BaseModel):
+    """Local control (DESIGN §4): the owner's choices and the device loop's thresholds."""
+
+    model_config = ConfigDict(extra="forbid")
+    emergency_opt_in: bool = False  # may grid emergencies draw below the owner's reserve?
+    idle_mode: Literal["self_consumption", "idle"] = "self_consumption"
+    low_threshold: float = Field(default=0.3, ge=0.0, le=1.0)  # request energy below this SoC
+    high_threshold: float = Field(default=0.8, ge=0.0, le=1.0)  # contribute above this SoC
+    low_use_w: float = Field(default=500.0, ge=0.0)  # "local use is low" below this load
+    flywheel_spike_w: float = Field(default=1_000.0, ge=0.0)
+
+
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     site: str = Field(min_length=1, max_length=64)
@@ -56,6 +68,7 @@ class AgentConfig(BaseModel):
     reconnect_s: float = Field(default=1.0, gt=0)
     clock: ClockConfig = ClockConfig()
     trading: TradingConfig = TradingConfig()
+    control: ControlSection = ControlSection()
     devices: list[dict[str, Any]] = Field(default_factory=list)
 
     @classmethod

@@ -50,7 +50,9 @@ def make_clock(cfg: AgentConfig) -> Clock:
 def build_site(cfg: AgentConfig, clock: Clock) -> Any:
     from agent.site import Site
 
-    return Site.from_config(cfg.devices, clock, seed=cfg.seed, reserve_soc=cfg.reserve_soc)
+    return Site.from_config(
+        cfg.devices, clock, seed=cfg.seed, reserve_soc=cfg.reserve_soc, **cfg.control.model_dump()
+    )
 
 
 class AgentRuntime:
@@ -308,15 +310,19 @@ class AgentRuntime:
             reason = "dispatch fills exceed our order"
         elif d.end <= self.clock.now():
             reason = "dispatch window is already over"
+        if not reason:
+            try:
+                self.site.set_market_schedule(d.start, d.end, d.export_w, reason=f"interval {d.interval}")
+            except ValueError as exc:  # out of the site's range: changes nothing
+                reason = str(exc)
         ok = not reason
         if ok:
-            self.site.set_market_schedule(d.start, d.end, d.export_w)
             logger.info("interval %d: dispatch %.0f W accepted", d.interval, d.export_w)
         else:
             logger.warning("interval %d: dispatch rejected: %s", d.interval, reason)
         self.store.log_command(self.clock.now(), "dispatch", env.seq, d.interval, ok, reason or "applied")
         ack = {"kind": "dispatch", "seq": env.seq, "interval": d.interval, "ok": ok, "reason": reason}
-        self.store.enqueue("ack", ack, f"ack:dispatch:{d.interval}", self.clock.now())
+        self.store.enqueue("ack", ack, f"ack:dispatch:{d.interval}:{env.seq}", self.clock.now())
         self._wake_outbox.set()
 
     def _schedule_meter(self, k: int, start: float, end: float) -> None:
