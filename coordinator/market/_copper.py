@@ -15,9 +15,9 @@ import numpy as np
 from ._alloc import (
     Levels,
     allocate_to_orders,
+    equilibrium_prices,
     level_state,
     settle_partial,
-    equilibrium_prices,
     zone_price_bounds,
 )
 from ._book import I64, Book, exact_bincount
