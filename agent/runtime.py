@@ -33,7 +33,7 @@ from gridswarm.chain import ChainError, sign_meter_reading
 from gridswarm.clock import Clock, ScaledClock, WallClock
 from gridswarm.envelope import Envelope, EnvelopeError, Signer, Verifier
 from gridswarm.keys import load_ed25519, load_eth_key
-from gridswarm.messages import Ack, Dispatch, Error, IntervalNotice, validate_body
+from gridswarm.messages import Ack, Arm, Dispatch, Error, IntervalNotice, validate_body
 
 logger = logging.getLogger(__name__)
 
@@ -228,6 +228,8 @@ class AgentRuntime:
             self._spawn(self.trade(body), f"trade-{body.interval}")
         elif isinstance(body, Dispatch):
             self.apply_dispatch(env, body)
+        elif isinstance(body, Arm):
+            self.apply_arm(env, body)
 
     async def outbox_loop(self) -> None:
         while True:
@@ -323,6 +325,26 @@ class AgentRuntime:
         self.store.log_command(self.clock.now(), "dispatch", env.seq, d.interval, ok, reason or "applied")
         ack = {"kind": "dispatch", "seq": env.seq, "interval": d.interval, "ok": ok, "reason": reason}
         self.store.enqueue("ack", ack, f"ack:dispatch:{d.interval}:{env.seq}", self.clock.now())
+        self._wake_outbox.set()
+
+    def apply_arm(self, env: Envelope, a: Arm) -> None:
+        """Arm or disarm local frequency response; the site's arbiter keeps the owner's reserve
+        (unless the owner opted in to emergencies) and the device limits above it."""
+        reason = "armed" if a.armed else "disarmed"
+        try:
+            if a.armed:
+                self.site.arm_frequency_response(
+                    droop=a.droop, deadband_hz=a.deadband_hz, max_power_w=a.max_power_w, mode=a.mode, until_ts=a.until_ts
+                )
+            else:
+                self.site.disarm_frequency_response()
+            ok = True
+        except ValueError as exc:
+            ok, reason = False, str(exc)
+        logger.info("frequency response %s", reason)
+        self.store.log_command(self.clock.now(), "arm", env.seq, None, ok, reason)
+        ack = {"kind": "arm", "seq": env.seq, "ok": ok, "reason": "" if ok else reason}
+        self.store.enqueue("ack", ack, f"ack:arm:{env.seq}", self.clock.now())
         self._wake_outbox.set()
 
     def _schedule_meter(self, k: int, start: float, end: float) -> None:

@@ -31,6 +31,16 @@ class MarketSettings(BaseModel):
     commit_chunk: int = Field(default=300, ge=1)
 
 
+class FrequencyResponseSettings(BaseModel):
+    """Arm every agent's local droop response when it connects (K4); off by default."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    droop: float = Field(default=0.04, gt=0.0, le=0.5)
+    deadband_hz: float = Field(default=0.02, ge=0.0, le=1.0)
+    mode: Literal["standby", "grid_support", "emergency"] = "grid_support"
+
+
 class CoordinatorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rpc_url: str
@@ -44,6 +54,7 @@ class CoordinatorSettings(BaseModel):
     run_market: bool = True
     clock: ClockSettings = ClockSettings()
     market: MarketSettings = MarketSettings()
+    frequency_response: FrequencyResponseSettings = FrequencyResponseSettings()
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> CoordinatorSettings:

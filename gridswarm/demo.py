@@ -177,6 +177,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
             "db_path": str(cdir / "coordinator.sqlite"),
             "port": port,
             "clock": clock,
+            "frequency_response": {"enabled": True, "droop": 0.04, "deadband_hz": 0.02},
             "market": {
                 "interval_s": INTERVAL_S,
                 "gate_lead_s": 300.0,

@@ -58,6 +58,18 @@ class Dispatch(_Body):
     fills: list[DispatchFill] = Field(max_length=10_000)
 
 
+class Arm(_Body):
+    """Grid-service participation (K4): arm local droop frequency response, executed by the
+    agent itself (the coordinator cannot be in a sub-second loop). ``armed=False`` disarms."""
+
+    armed: bool = True
+    droop: float = Field(default=0.04, gt=0.0, le=0.5)
+    deadband_hz: float = Field(default=0.02, ge=0.0, le=1.0)
+    max_power_w: float | None = Field(default=None, gt=0.0)
+    mode: str = Field(default="grid_support", pattern="^(standby|grid_support|emergency)$")
+    until_ts: float | None = None
+
+
 class Ack(_Body):
     kind: str
     seq: int = Field(ge=0)
@@ -100,6 +112,7 @@ SCHEMAS: dict[str, type[_Body]] = {
     "interval": IntervalNotice,
     "dispatch": Dispatch,
     "ack": Ack,
+    "arm": Arm,
     "meter": Meter,
     "telemetry": Telemetry,
     "alarm": Alarm,

@@ -153,6 +153,27 @@ def test_dispatch_checks(tmp_path: Path, chain_market: Market) -> None:
     assert {b["interval"]: b["ok"] for _, kind, b in pending if kind == "ack"} == {k: True, k + 1: False}
 
 
+def test_arm_message_arms_local_frequency_response(tmp_path: Path, chain_market: Market) -> None:
+    clock = ManualClock(1_800_000_000.0)
+    rt = AgentRuntime(agent_config(tmp_path, chain_market, 0, "http://127.0.0.1:1"), clock=clock)
+    coord_key = SigningKey(b"\x07" * 32)
+    rt._coordinator_key = coord_key.verify_key
+    signer = _coordinator_signer(coord_key, clock)
+
+    async def main() -> None:
+        await rt.site.connect()
+        await rt.on_message(signer.sign("arm", {"armed": True, "droop": 5.0}).to_json())  # out of range
+        assert rt.site._arm is None
+        assert rt.rejected[-1][0] == "malformed"
+        await rt.on_message(signer.sign("arm", {"armed": True, "droop": 0.05, "deadband_hz": 0.015}).to_json())
+        assert rt.site._arm is not None and rt.site._arm.droop == 0.05
+        await rt.on_message(signer.sign("arm", {"armed": False}).to_json())
+        assert rt.site._arm is None
+
+    asyncio.run(main())
+    assert [c["reason"] for c in rt.store.commands() if c["kind"] == "arm"] == ["armed", "disarmed"]
+
+
 def test_dispatch_beyond_limits_is_rejected_or_clamped(tmp_path: Path, chain_market: Market) -> None:
     clock = ManualClock(1_800_000_000.0)
     rt = AgentRuntime(agent_config(tmp_path, chain_market, 0, "http://127.0.0.1:1"), clock=clock)

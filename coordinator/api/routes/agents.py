@@ -55,6 +55,10 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
                         "welcome", {"address": address, "market": coord.deployment.market, "chain_id": coord.chain_id}
                     ).to_json()
                 )
+                fr = coord.settings.frequency_response
+                if fr.enabled:
+                    arm = {"armed": True, "droop": fr.droop, "deadband_hz": fr.deadband_hz, "mode": fr.mode}
+                    await ws.send_text(hub.sign("arm", arm).to_json())
             elif reply:
                 await ws.send_text(hub.sign("ack", reply).to_json())
     except WebSocketDisconnect:
