@@ -13,14 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._alloc import (
-    Levels,
     allocate_to_orders,
     equilibrium_prices,
     level_state,
     settle_partial,
-    zone_price_bounds,
 )
-from ._book import I64, Book, exact_bincount
+from ._book import I64, Book, exact_bincount, exact_dot
 from ._errors import SolverError
 
 #: Use a dense price axis while it is at most this many times longer than the book.
@@ -89,17 +87,17 @@ def _dense_fill(book: Book, base: int, level_qty: I64, level_acc: I64) -> I64:
 @dataclass(frozen=True)
 class CopperAllocation:
     filled: I64
-    levels: Levels
-    level_acc: I64
     price: int | None  # uniform clearing price, None when nothing trades
+    volume: int
+    bid_value: int  # sum of accepted Wh * bid limit
+    offer_cost: int  # sum of accepted Wh * offer limit
 
 
 def clear_copper(book: Book) -> CopperAllocation:
     n = len(book)
     price, is_bid = book.price, book.is_bid
     if n == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return CopperAllocation(empty, Levels(empty, empty.astype(bool), empty, empty), empty, None)
+        return CopperAllocation(np.zeros(0, dtype=np.int64), None, 0, 0, 0)
     p_lo, p_hi = book._price_range or (int(price.min()), int(price.max()))
     width = p_hi - p_lo + 1
     dense = width <= max(_DENSE_FACTOR * n, _DENSE_MIN)
@@ -134,17 +132,41 @@ def clear_copper(book: Book) -> CopperAllocation:
         filled = _dense_fill(book, p_lo, agg, level_acc)
     else:
         filled = allocate_to_orders(book, key, agg, level_acc)
-    levels = Levels(
-        zone=np.zeros(agg.shape[0], dtype=np.int64),
-        is_bid=np.tile(np.array([False, True]), axis.shape[0]),
-        price=np.repeat(axis, 2),
-        qty=agg,
-    )
     clearing_price = None
     if volume > 0:
-        lo, hi = zone_price_bounds(1, levels, level_acc)
-        prices = equilibrium_prices(lo, hi, [])
+        lo, hi = _price_interval(axis, bid_qty, bid_acc, offer_qty, offer_acc, b, a)
+        prices = equilibrium_prices([lo], [hi], [])
         if prices is None:  # pragma: no cover - would be an engine bug
-            raise SolverError(f"no clearing price in [{lo[0]}, {hi[0]}]: allocation not optimal")
+            raise SolverError(f"no clearing price in [{lo}, {hi}]: allocation not optimal")
         clearing_price = prices[0]
-    return CopperAllocation(filled, levels, level_acc, clearing_price)
+    return CopperAllocation(
+        filled=filled,
+        price=clearing_price,
+        volume=volume,
+        bid_value=exact_dot(bid_acc, axis),
+        offer_cost=exact_dot(offer_acc, axis),
+    )
+
+
+def _price_interval(
+    axis: I64, bid_qty: I64, bid_acc: I64, offer_qty: I64, offer_acc: I64, b: int, a: int
+) -> tuple[int, int]:
+    """Prices at which every accepted order trades willingly and no rejected Wh would trade.
+
+    lower = max(highest accepted offer, highest bid with Wh left); upper = min(lowest accepted
+    bid, lowest offer with Wh left). ``b`` and ``a`` are the marginal bid and offer levels.
+    """
+    lo, hi = int(axis[a]), int(axis[b])
+    if bid_acc[b] < bid_qty[b]:
+        lo = max(lo, int(axis[b]))
+    else:
+        below = np.flatnonzero(bid_qty[:b])
+        if below.size:
+            lo = max(lo, int(axis[below[-1]]))
+    if offer_acc[a] < offer_qty[a]:
+        hi = min(hi, int(axis[a]))
+    else:
+        above = np.flatnonzero(offer_qty[a + 1 :])
+        if above.size:
+            hi = min(hi, int(axis[a + 1 + above[0]]))
+    return lo, hi

@@ -268,20 +268,22 @@ def clear_book(book: Book, mechanism: str = "uniform", network: Network | None =
         raise NetworkError(f"network must be a Network, got {type(network).__name__}")
     if book._price_range is None and len(book):
         validate(book)
+    order_price: I64 | None = None
+    price: int | None = None
+    flows: dict[tuple[str, str], int] = {}
+    fee_revenue = 0
+    prices: dict[str, int] = {}
     if network is None:
         c = clear_copper(book)
-        filled, levels, acc = c.filled, c.levels, c.level_acc
-        flows: dict[tuple[str, str], int] = {}
-        fee_revenue = 0
-        prices: dict[str, int] = {}
+        filled, volume, bid_value, offer_cost = c.filled, c.volume, c.bid_value, c.offer_cost
         if c.price is not None:
             if book.zone is None:
                 prices = {book.zone_names[0]: c.price}
             else:
                 traded = np.unique(book.zone[filled > 0]).tolist()
                 prices = {book.zone_names[z]: c.price for z in traded}
-        zone_of_order = None
-        zone_price_list: list[int] | None = None
+        price = c.price
+        buyers_pay = sellers_receive = volume * (price or 0)
     else:
         nw = clear_network(book, network)
         filled, levels, acc = nw.filled, nw.levels, nw.level_acc
@@ -289,33 +291,23 @@ def clear_book(book: Book, mechanism: str = "uniform", network: Network | None =
             (lk.from_zone, lk.to_zone): f for lk, f in zip(network.links, nw.flows, strict=True) if f > 0
         }
         fee_revenue = sum(lk.fee * f for lk, f in zip(network.links, nw.flows, strict=True))
-        prices = {}
+        bid = levels.is_bid
+        bid_value = exact_dot(acc[bid], levels.price[bid])
+        offer_cost = exact_dot(acc[~bid], levels.price[~bid])
+        volume = int(acc[bid].sum())
         if nw.zone_prices is not None:
             traded_zones = sorted(set(levels.zone[acc > 0].tolist()))
             prices = {network.zones[z]: nw.zone_prices[z] for z in traded_zones}
-        zone_of_order = nw.order_zone
-        zone_price_list = nw.zone_prices
-
-    bid = levels.is_bid
-    bid_value = exact_dot(acc[bid], levels.price[bid])
-    offer_cost = exact_dot(acc[~bid], levels.price[~bid])
-    volume = int(acc[bid].sum())
-    welfare = bid_value - offer_cost - fee_revenue
-    order_price: I64 | None = None
-    price: int | None = None
-    if mechanism == "pay-as-bid":
-        buyers_pay, sellers_receive = bid_value, offer_cost
-        order_price, prices = book.price, {}
-    elif zone_of_order is None:  # copper plate: one price
-        price = next(iter(prices.values()), None)
-        buyers_pay = sellers_receive = volume * (price or 0)
-    else:  # zone prices
-        if len(set(prices.values())) == 1:
-            price = next(iter(prices.values()))
-        zp = np.asarray(zone_price_list or [0] * len(network.zones), dtype=np.int64)  # type: ignore[union-attr]
-        order_price = zp[zone_of_order]
+            if len(set(prices.values())) == 1:
+                price = next(iter(prices.values()))
+        zp = np.asarray(nw.zone_prices or [0] * len(network.zones), dtype=np.int64)
+        order_price = zp[nw.order_zone]
         buyers_pay = exact_dot(filled[book.is_bid], order_price[book.is_bid])
         sellers_receive = exact_dot(filled[~book.is_bid], order_price[~book.is_bid])
+    welfare = bid_value - offer_cost - fee_revenue
+    if mechanism == "pay-as-bid":
+        buyers_pay, sellers_receive = bid_value, offer_cost
+        order_price, price, prices = book.price, None, {}
     return BookResult(
         mechanism=mechanism,
         filled_qty=filled,
