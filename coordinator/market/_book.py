@@ -118,20 +118,49 @@ def validate(book: Book) -> None:
     if n == 0:
         return
     qty, price = book.qty_wh, book.price
-    if int(qty.min()) < 1 or int(qty.max()) > MAX_QTY_WH:
+    q_lo, q_hi, p_lo, p_hi, seq_lo, ascending, total = _scan(book)
+    if q_lo < 1 or q_hi > MAX_QTY_WH:
         bad = (qty < 1) | (qty > MAX_QTY_WH)
         q = int(qty[np.flatnonzero(bad)[0]])
         raise _fail(book, bad, "qty_wh", f"must be a whole number of Wh in 1..{MAX_QTY_WH}, got {q}")
-    if int(price.min()) < 0 or int(price.max()) > MAX_PRICE:
+    if p_lo < 0 or p_hi > MAX_PRICE:
         bad = (price < 0) | (price > MAX_PRICE)
         p = int(price[np.flatnonzero(bad)[0]])
         raise _fail(book, bad, "price", f"must be an integer in 0..{MAX_PRICE} per Wh, got {p}")
-    if int(book.seq.min()) < 0:
+    if seq_lo < 0:
         raise _fail(book, book.seq < 0, "seq", "must be non-negative")
     _check_zones(book)
-    _check_ids(book)
-    _check_totals(book, int(qty.sum()))  # < n * 2**32: no int64 overflow below 2**31 orders
-    object.__setattr__(book, "_price_range", (int(price.min()), int(price.max())))
+    if ascending:
+        if int(book.ids[0]) < 0:
+            raise _fail(book, book.ids < 0, "id", f"must be non-negative, got {int(book.ids[0])}")
+    else:
+        _check_ids(book)
+    _check_totals(book, total)
+    object.__setattr__(book, "_price_range", (p_lo, p_hi))
+
+
+#: Orders per chunk when scanning: one chunk of every column stays in the CPU cache.
+_SCAN_CHUNK = 1 << 15
+
+
+def _scan(book: Book) -> tuple[int, int, int, int, int, bool, int]:
+    """One cache-friendly sweep: qty min/max, price min/max, seq min, ids ascending?, total Wh."""
+    n = len(book)
+    ids, qty, price, seq = book.ids, book.qty_wh, book.price, book.seq
+    q_lo, q_hi, p_lo, p_hi, seq_lo, total = 2**63, -(2**63), 2**63, -(2**63), 2**63, 0
+    ascending = True
+    for start in range(0, n, _SCAN_CHUNK):
+        stop = min(n, start + _SCAN_CHUNK)
+        q, p = qty[start:stop], price[start:stop]
+        q_lo, q_hi = min(q_lo, int(q.min())), max(q_hi, int(q.max()))
+        p_lo, p_hi = min(p_lo, int(p.min())), max(p_hi, int(p.max()))
+        seq_lo = min(seq_lo, int(seq[start:stop].min()))
+        total += int(q.sum())  # valid quantities sum below 2**47 per chunk; invalid ones fail above
+        if ascending:
+            lo = start - 1 if start else 0
+            chunk_ids = ids[lo:stop]
+            ascending = bool((chunk_ids[1:] > chunk_ids[:-1]).all())
+    return q_lo, q_hi, p_lo, p_hi, seq_lo, ascending, total
 
 
 def _check_zones(book: Book) -> None:
@@ -157,10 +186,6 @@ def _check_totals(book: Book, total: int) -> None:
 def _check_ids(book: Book) -> None:
     ids = book.ids
     n = ids.shape[0]
-    if n < 2 or bool((ids[1:] > ids[:-1]).all()):  # ids in posting order: the usual case
-        if int(ids[0]) < 0:
-            raise _fail(book, ids < 0, "id", f"must be non-negative, got {int(ids[0])}")
-        return
     lo, hi = int(ids.min()), int(ids.max())
     if lo < 0:
         raise _fail(book, ids < 0, "id", f"must be non-negative, got {int(ids[ids < 0][0])}")

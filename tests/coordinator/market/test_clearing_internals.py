@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordinator.market._alloc import LinkState, equilibrium_prices
 from coordinator.market._book import Book, exact_bincount, exact_dot
 from coordinator.market._network import _cancel_circulations
-from coordinator.market.clearing import MAX_PRICE, clear_book
+from coordinator.market.clearing import MAX_PRICE, OrderError, clear_book
 
 
 @settings(max_examples=100, deadline=None)
@@ -82,3 +83,23 @@ def test_chunked_dense_passes_match_one_chunk(n: int, seed: int, chunk: int) -> 
         copper._CHUNK = saved
     assert (chunked.filled_qty == whole.filled_qty).all()
     assert (chunked.price, chunked.welfare) == (whole.price, whole.welfare)
+
+
+def test_validation_across_scan_chunks() -> None:
+    n = 70_000  # three scan chunks
+    ids = np.arange(n, dtype=np.int64) * 2
+    side = np.arange(n) % 2 == 0
+    qty, price = np.ones(n, dtype=np.int64), np.full(n, 5, dtype=np.int64)
+    Book.from_arrays(ids, side, qty, price)  # valid
+    dup = ids.copy()
+    dup[32768] = dup[32767]  # ids stop ascending exactly at a chunk boundary
+    with pytest.raises(OrderError, match=r"order 65534 \(index 32768\): id: duplicate"):
+        Book.from_arrays(dup, side, qty, price)
+    bad = qty.copy()
+    bad[n - 1] = 0
+    with pytest.raises(OrderError, match=rf"index {n - 1}\): qty_wh"):
+        Book.from_arrays(ids, side, bad, price)
+    high = price.copy()
+    high[40_000] = MAX_PRICE + 1
+    with pytest.raises(OrderError, match=r"index 40000\): price"):
+        Book.from_arrays(ids, side, qty, high)
