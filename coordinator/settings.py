@@ -29,6 +29,11 @@ class MarketSettings(BaseModel):
     agent_wait_s: float = Field(default=120.0, ge=0)
     mechanism: Literal["uniform", "pay-as-bid"] = "uniform"
     commit_chunk: int = Field(default=300, ge=1)
+    # Network-aware clearing: the on-chain zone number of each participant -> zone name, and a
+    # ZONES.csv of links (from_zone,to_zone,fee,limit_wh; see docs/clearing.md). Without a
+    # network file every order meets in one market.
+    zones: dict[int, str] = Field(default_factory=dict)
+    network_file: Path | None = None
 
 
 class FrequencyResponseSettings(BaseModel):

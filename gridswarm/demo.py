@@ -154,7 +154,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
             ParticipantSpec(
                 derive_eth_account(seed, "agent", i),
                 derive_ed25519(seed, "agent", i),
-                zone=0,
+                zone=i % 2,
                 tokens=1_000 * TOKEN_UNIT,
                 deposit=100 * TOKEN_UNIT,
             )
@@ -187,6 +187,13 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
                 "agent_wait_s": 120.0,
             },
         }
+        # Two feeders: sites alternate between them; energy crossing pays a grid fee and the
+        # link between them carries at most 3 kWh per interval (network-aware clearing).
+        (cdir / "zones.csv").write_text(
+            "from_zone,to_zone,fee,limit_wh\nfeeder-a,feeder-b,5,3000\nfeeder-b,feeder-a,5,3000\n"
+        )
+        coord_cfg["market"]["zones"] = {0: "feeder-a", 1: "feeder-b"}  # type: ignore[index]
+        coord_cfg["market"]["network_file"] = str(cdir / "zones.csv")  # type: ignore[index]
         (cdir / "coordinator.yaml").write_text(yaml.safe_dump(coord_cfg))
         procs.start(
             "coordinator",
@@ -304,6 +311,8 @@ def _report(
                 "status": iv["status"],
                 "delivery_start": iv["delivery_start"],
                 "clearing_price": iv["clearing_price"],
+                "zone_prices": iv["zone_prices"],
+                "grid_fee_revenue": iv["fee_revenue"],
                 "cleared_volume_wh": iv["volume_wh"],
                 "orders": iv["n_orders"],
                 "fills": iv["n_fills"],

@@ -20,6 +20,9 @@ class IntervalPublic(BaseModel):
     buy_value: int | None = None
     sell_value: int | None = None
     welfare: float | None = None
+    fee_revenue: int | None = None
+    buyers_pay: int | None = None
+    sellers_receive: int | None = None
     delivered_wh: int | None = None
     shortfall_wh: int | None = None
     surplus: int | None = None

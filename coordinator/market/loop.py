@@ -23,11 +23,13 @@ import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from coordinator.hub import Hub
 from coordinator.indexer import Indexer
-from coordinator.market.clearing import ClearingResult, Order, clear
+from coordinator.market.cli import read_zones
+from coordinator.market.clearing import ClearingResult, Network, Order, clear
 from coordinator.store import Store
 from gridswarm.chain import ContractRevert, Deployment, TxSender
 from gridswarm.clock import Clock
@@ -48,6 +50,7 @@ class MarketConfig:
     mechanism: str = "uniform"
     commit_chunk: int = 300
     zones: dict[int, str] = field(default_factory=dict)
+    network_file: Path | None = None
 
 
 class MarketLoop:
@@ -72,6 +75,7 @@ class MarketLoop:
         self.done = asyncio.Event()
         self.completed: list[int] = []
         self.failed: dict[int, str] = {}
+        self.network: Network | None = read_zones(str(cfg.network_file)) if cfg.network_file else None
 
     # ------------------------------------------------------------------ driver
 
@@ -154,7 +158,7 @@ class MarketLoop:
             )
             for i, r in enumerate(rows)
         ]
-        result = clear(orders, mechanism=self.cfg.mechanism)
+        result = clear(orders, mechanism=self.cfg.mechanism, network=self.network)
         by_id = {f.order_id: f for f in result.fills}
         # One fill per live order, in posting order; unfilled orders get a zero fill.
         fills = []
@@ -171,7 +175,14 @@ class MarketLoop:
         clear_seconds = time.perf_counter() - t0
         self.store.upsert_interval(
             k,
-            clearing_price=result.price,
+            # One price per interval for the report: the uniform price, or with zones the
+            # volume-weighted price sellers receive (the zone prices are stored beside it).
+            clearing_price=result.price
+            if result.price is not None or not result.volume_wh
+            else result.sellers_receive // result.volume_wh,
+            fee_revenue=result.fee_revenue,
+            buyers_pay=result.buyers_pay,
+            sellers_receive=result.sellers_receive,
             mechanism=self.cfg.mechanism,
             welfare=float(result.welfare),
             zone_prices={str(z): p for z, p in (result.zone_prices or {}).items()},
