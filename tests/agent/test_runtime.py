@@ -244,8 +244,9 @@ def coordinator_parts(ganache: Ganache, tmp_path: Path) -> Iterator[tuple[Market
 
 def test_outage_loses_nothing_and_duplicates_nothing(tmp_path: Path, coordinator_parts: tuple) -> None:
     m, settings = coordinator_parts
-    clock = ScaledClock(sim_start=1_800_000_000.0, speed=100.0)  # a 10 s tick every 0.1 s
-    cfg = agent_config(tmp_path, m, 0, f"http://127.0.0.1:{settings.port}")
+    # 1500x: the ~2 s outage below lasts over 3 simulated 15-minute intervals
+    clock = ScaledClock(sim_start=1_800_000_000.0, speed=1500.0)
+    cfg = agent_config(tmp_path, m, 0, f"http://127.0.0.1:{settings.port}", tick_s=30.0, telemetry_every_s=60.0)
 
     def telemetry_rows() -> list[int]:
         import sqlite3
@@ -264,8 +265,9 @@ def test_outage_loses_nothing_and_duplicates_nothing(tmp_path: Path, coordinator
         # coordinator down: the site goes autonomous and telemetry piles up in the outbox
         await asyncio.sleep(0.3)
         assert rt.site.autonomous
-        queued = rt.store.pending_count()
-        await asyncio.sleep(1.5)
+        queued, down_at = rt.store.pending_count(), clock.now()
+        await clock.sleep(3 * 900 + 60)  # three intervals and a bit, simulated
+        assert clock.now() - down_at > 3 * 900
         assert rt.store.pending_count() > queued
         with ServerThread(create_app(settings, clock=clock), settings.port):
             await asyncio.wait_for(rt.connected.wait(), 20)
