@@ -247,6 +247,37 @@ def taylor_table(sec: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def simbench_summary(sec: dict[str, Any]) -> str:
+    """One row per window and series: the error at 15 / 60 min of the main models.
+
+    MAPE for loads (all values > 0), nMAE (MAE / mean) for PV, whose values reach zero.
+    """
+    if "skipped" in sec:
+        return f"SimBench skipped: {sec['skipped']}"
+    show = ("persistence", "level_shift_weekly", "dshw", "lstm", "auto")
+    lines = ["| window | series | metric | " + " | ".join(f"{m} 15 / 60 min" for m in show)
+             + " | best at 15 min | auto cover 80 / 95 % |",
+             "|" + "---|" * (len(show) + 5)]
+    for wname, by_series in sec["results"].items():
+        for sname, by_model in by_series.items():
+            metric = "mape" if by_model["persistence"]["horizons"]["1"]["mape"] is not None \
+                else "nmae"
+            cells = []
+            for m in show:
+                if m not in by_model:
+                    cells.append("—")
+                    continue
+                h = by_model[m]["horizons"]
+                cells.append(f"{_fmt(h['1'][metric], 1)} / {_fmt(h['4'][metric], 1)}")
+            best = min(by_model, key=lambda m: by_model[m]["horizons"]["1"][metric])
+            auto = by_model.get("auto")
+            cov = (f"{100 * auto['coverage_all']['80']:.0f} / "
+                   f"{100 * auto['coverage_all']['95']:.0f}") if auto else "—"
+            lines.append(f"| {wname} | {sname} | {metric.upper()} % | " + " | ".join(cells)
+                         + f" | {best} | {cov} |")
+    return "\n".join(lines)
+
+
 def simbench_table(sec: dict[str, Any]) -> str:
     if "skipped" in sec:
         return f"SimBench skipped: {sec['skipped']}"
@@ -296,6 +327,10 @@ def configure_bench(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--simbench-days", type=int, default=14,
                         help="test days per SimBench window")
     parser.add_argument("--quiet", action="store_true", help="no progress log on stderr")
+    parser.add_argument("--full-tables", action="store_true",
+                        help="print every SimBench model and metric, not just the summary")
+    parser.add_argument("--tables-only", action="store_true",
+                        help="print the tables of an existing --out file without running")
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -311,6 +346,12 @@ def run_bench(args: argparse.Namespace) -> int:
     if unknown:
         print(f"error: unknown model(s) {unknown}; known: {', '.join(MODELS)}", file=sys.stderr)
         return 2
+    if args.tables_only:
+        if not args.out.exists():
+            print(f"error: {args.out} does not exist", file=sys.stderr)
+            return 2
+        _print_tables(json.loads(args.out.read_text())["sections"], args)
+        return 0
     previous: dict[str, Any] = {}
     if args.out.exists():
         try:
@@ -341,18 +382,23 @@ def run_bench(args: argparse.Namespace) -> int:
     result["elapsed_s"] = round(time.time() - t0, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, sort_keys=False) + "\n")
-    secs = result["sections"]
+    _print_tables(result["sections"], args)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _print_tables(secs: dict[str, Any], args: argparse.Namespace) -> None:
     if "taylor" in secs:
         print("### England & Wales demand (load_taylor), rolling origin weeks 9-12\n")
         print(taylor_table(secs["taylor"]) + "\n")
     if "simbench" in secs:
         print("### SimBench 15-minute profiles\n")
-        print(simbench_table(secs["simbench"]) + "\n")
+        print(simbench_summary(secs["simbench"]) + "\n")
+        if args.full_tables:
+            print(simbench_table(secs["simbench"]) + "\n")
     if "pv" in secs:
         print("### PV (pvlib, Greensboro TMY3)\n")
         print(pv_table(secs["pv"]) + "\n")
-    print(f"wrote {args.out}", file=sys.stderr)
-    return 0
 
 
 def _cpus() -> int:
