@@ -98,6 +98,7 @@ class AgentRuntime:
             asyncio.create_task(self.control_loop(), name="control"),
             asyncio.create_task(self.link_loop(), name="link"),
             asyncio.create_task(self.outbox_loop(), name="outbox"),
+            asyncio.create_task(self.resend_forever(), name="resend"),
         ]
         try:
             await stop.wait()
@@ -374,6 +375,5 @@ async def run_agent(cfg: AgentConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    runtime._spawn(runtime.resend_forever(), "resend")
     await runtime.run(stop)
 

@@ -9,6 +9,7 @@ participant address whose Ed25519 key the indexer read from ``ParticipantRegiste
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -91,7 +92,7 @@ class Hub:
                         "ts": body.ts,
                         "net_export_w": body.net_export_w,
                         "soc": body.soc,
-                        "devices": __import__("json").dumps(body.devices),
+                        "devices": json.dumps(body.devices),
                     },
                     pk=("sender", "record_id"),
                 )

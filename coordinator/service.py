@@ -66,11 +66,10 @@ class Coordinator:
             )
 
     def _next_seq(self) -> int:
+        """The coordinator's own sequence numbers, persisted so they keep growing across restarts."""
         with self.store.transaction() as db:
-            row = db["envelope_seq"].get("coordinator") if db["envelope_seq"].count_where(
-                "sender = ?", ["coordinator"]
-            ) else None
-            seq = (int(row["last_seq"]) if row else 0) + 1
+            rows = list(db.query("select last_seq from envelope_seq where sender = 'coordinator'"))
+            seq = (int(rows[0]["last_seq"]) if rows else 0) + 1
             db["envelope_seq"].upsert({"sender": "coordinator", "last_seq": seq}, pk="sender")
         return seq
 

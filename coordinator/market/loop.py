@@ -121,7 +121,7 @@ class MarketLoop:
             fills, result, dispatch = await self.clear_and_commit(k)
             await self._dispatch(k, start, end, dispatch)
             await self.clock.sleep_until(end)
-            await self._wait_for_readings(k, {o for o, _ in dispatch.items()}, end + self.cfg.meter_wait_s)
+            await self._wait_for_readings(k, set(dispatch), end + self.cfg.meter_wait_s)
             await self.settle(k, fills)
             self.completed.append(k)
             logger.info("interval %d settled", k)
