@@ -232,8 +232,7 @@ def validate_devices(devices: Any) -> list[dict[str, Any]]:
             if dtype not in ("battery", "pv"):
                 raise DeviceConfigError(f"{prefix}.driver", f"sunspec drives battery and pv devices, not {dtype}")
             # a sunspec device reads its ratings from the device; model fields are optional
-            fields = {"type": Field("str"), **_COMMON, **SUNSPEC_FIELDS,
-                      "inverter": Field("dict", None), "reserve_soc": Field("float", None, within(0, 1))}
+            fields = {"type": Field("str"), **_COMMON, **SUNSPEC_FIELDS}
         spec = validate_fields(prefix, raw, fields)
         counts[dtype] = counts.get(dtype, 0) + 1
         if spec["id"] is None:
@@ -248,7 +247,6 @@ def validate_devices(devices: Any) -> list[dict[str, Any]]:
             if tls is not None:
                 spec["tls"] = validate_fields(f"{prefix}.tls", tls, {
                     "ca_file": Field("str"), "cert_file": Field("str"), "key_file": Field("str"),
-                    "server_hostname": Field("str", None),
                 })
             out.append(spec)
             continue
