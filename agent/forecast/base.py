@@ -213,6 +213,7 @@ class Forecaster:
         self._since_refit = 0
         self._pending_refit: Future[Engine] | None = None
         self._refit_from = 0  # absolute length of history the pending refit saw
+        self._refit_abs0 = 0
         self._warned: set[str] = set()
         self._constant_value: float | None = None
 
@@ -370,9 +371,12 @@ class Forecaster:
             logger.info("forecast %s: recovered, model fitted on %d steps (was: %s)",
                         self.name, len(self._y), was)
 
-    def _calibrate(self, engine: Engine) -> None:
-        """Prime the calibrator with a rolling-origin backtest over the end of the history."""
-        y = self._y
+    def _calibrate(self, engine: Engine, y: np.ndarray | None = None) -> None:
+        """Prime the calibrator with a rolling-origin backtest over the end of the history.
+
+        ``y`` is the history the engine was fitted on (default: all of it).
+        """
+        y = self._y if y is None else y
         d = np.diff(y[-min(len(y), 2 * self.calib_window):])
         self.calibrator.fallback_sigma = float(np.std(d)) if len(d) > 1 else 0.0
         H = self.calib_horizon
@@ -496,6 +500,7 @@ class Forecaster:
         snapshot = self._y.copy()
         ts0 = self._ts0 + self._abs0 * self.step_s
         self._refit_from = self.n_obs
+        self._refit_abs0 = self._abs0
         factory = self._factory
         previous = self._engine
         reason = self._unusable_reason(snapshot, factory())
@@ -527,12 +532,12 @@ class Forecaster:
             return
         caught_up = self.n_obs - self._refit_from
         n = len(self._y)
+        if self._fallback_reason is not None and self._abs0 == self._refit_abs0:
+            # first real model after a fallback: prime its intervals on what it was fitted on
+            self._calibrate(eng, self._y[: n - caught_up])
         for k in range(caught_up, 0, -1):  # replay what arrived while the refit ran
             eng.update(self._y[: n - k + 1], 1)
-        was_fallback = self._fallback_reason is not None
         self._install(eng)
-        if was_fallback:
-            self._calibrate(eng)
 
     def wait_refit(self, timeout: float | None = None) -> None:
         """Block until a background refit finishes and swap it in (tests, batch tools)."""

@@ -266,3 +266,23 @@ def test_update_before_any_usable_value_logs_and_waits(caplog):
     assert "update before any usable value" in caplog.text
     f.update([3.0])
     assert f.predict(1).point[0] == 3.0
+
+
+@pytest.mark.parametrize("name", ["dshw", "lstm"])
+def test_background_fit_after_fallback_primes_intervals_despite_new_data(name, caplog):
+    y = double_seasonal(5 * WEEK, seed=8)
+    f = make_forecaster(name, step_s=STEP, background=True)
+    f.fit(y[:WEEK], T0)  # too little history: fallback
+    assert f.predict(1).fallback is not None
+    need = f.engine.min_history()
+    for v in y[WEEK:need + 1]:
+        f.update([v])  # schedules the first real fit in the worker
+    for v in y[need + 1:need + 30]:
+        f.update([v])  # data keeps arriving while it runs (or after)
+    with caplog.at_level(logging.ERROR):
+        f.wait_refit(timeout=120)
+    assert "failed" not in caplog.text
+    fc = f.predict(48)
+    assert fc.fallback is None and fc.model == name
+    assert f.calibrator.counts()[0] > 100  # primed by the backtest, not only online scores
+    fc_ok(fc, 48)
