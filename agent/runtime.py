@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import random
 from typing import Any
 
 import aiohttp
@@ -29,6 +28,7 @@ from nacl.signing import VerifyKey
 from agent.chain_client import AgentChain
 from agent.config import AgentConfig
 from agent.store import AgentStore
+from agent.trader import Trader
 from gridswarm.chain import ChainError, sign_meter_reading
 from gridswarm.clock import Clock, ScaledClock, WallClock
 from gridswarm.envelope import Envelope, EnvelopeError, Signer, Verifier
@@ -65,6 +65,7 @@ class AgentRuntime:
         self.signer = Signer(load_ed25519(cfg.ed25519_key_file), self.address, self.clock, self._next_seq)
         self.chain = AgentChain(cfg.rpc_url, cfg.deployment, self.account)
         self.site = site if site is not None else build_site(cfg, self.clock)
+        self.trader = Trader(cfg.trading, self.site, self.clock, seed=str(cfg.seed))
         self._coordinator_key: VerifyKey | None = None
         self.verifier = Verifier(clock=self.clock, keys=self._key_of)
         self.ws: aiohttp.ClientWebSocketResponse | None = None
@@ -143,6 +144,7 @@ class AgentRuntime:
             await self.clock.sleep_until(t)
             try:
                 state = await self.site.tick()
+                self.trader.observe(self.clock.now())
             except Exception:  # noqa: BLE001 - the loop must survive anything a device does
                 logger.exception("site tick failed")
                 state = None
@@ -270,7 +272,8 @@ class AgentRuntime:
         t = self.cfg.trading
         if not t.enabled or self.store.order_for(k) is not None:
             return
-        side, qty, price = self.decide(notice)
+        d = self.trader.decide(k, self.address, notice.delivery_start, notice.delivery_end)
+        side, qty, price = d.side, d.qty_wh, d.price
         if qty < t.min_order_wh:
             logger.info("interval %d: nothing to trade", k)
             return
@@ -283,22 +286,8 @@ class AgentRuntime:
         self.store.record_order(
             k, posted.order_id, posted.side, posted.qty_wh, posted.price, posted.tx, notice.delivery_start, notice.delivery_end
         )
-        logger.info("interval %d: posted %s %d Wh at %d (gas %d)", k, side, qty, price, posted.gas)
+        logger.info("interval %d: posted %s %d Wh at %d from %s (gas %d)", k, side, qty, price, d.basis, posted.gas)
         self._schedule_meter(k, notice.delivery_start, notice.delivery_end)
-
-    def decide(self, notice: IntervalNotice) -> tuple[str, int, int]:
-        """The trading policy: (side, qty Wh, limit price)."""
-        t = self.cfg.trading
-        start, end = notice.delivery_start, notice.delivery_end
-        rng = random.Random(f"{self.cfg.seed}/{self.address}/{notice.interval}")
-        jitter = rng.randint(-t.price_jitter, t.price_jitter) if t.price_jitter else 0
-        can_sell = float(self.site.available_export_wh(start, end))
-        expected = float(self.site.expected_net_wh(start, end))
-        if t.role != "buyer" and can_sell >= t.min_order_wh:
-            return "offer", int(min(can_sell, t.max_order_wh)), max(1, t.offer_price + jitter)
-        if t.role != "seller" and expected <= -t.min_order_wh:
-            return "bid", int(min(-expected, t.max_order_wh)), max(1, t.bid_price + jitter)
-        return "offer", 0, 0
 
     # ------------------------------------------------------------------ dispatch and metering
 
