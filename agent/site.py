@@ -423,8 +423,8 @@ class Site:
         store_wh = 0.0
         store_w = 0.0
         for d in self._order:
-            if d.kind is not DeviceKind.BATTERY:
-                continue
+            if d.kind is not DeviceKind.BATTERY or not d.writable:
+                continue  # a battery the agent may not drive cannot back an offer
             tel = self._last_tel.get(d.device_id)
             if tel is None or tel.soc is None or tel.capacity_wh is None:
                 continue
@@ -501,11 +501,15 @@ class Site:
         pvs: list[PVView] = []
         loads: list[LoadView] = []
         grid: GridView | None = None
+        other_w = 0.0
         for d in self._order:
             tel = tels.get(d.device_id)
             if tel is None:
                 continue
             kind = d.kind
+            if kind.is_storage and not d.writable:
+                other_w += tel.power_w  # read-only: its power is a given, not a decision
+                continue
             if kind.is_storage:
                 if tel.soc is None or tel.capacity_wh is None:
                     continue
@@ -513,8 +517,8 @@ class Site:
                 det = tel.detail
                 stores.append(StoreView(
                     device_id=d.device_id, kind=kind.value, soc=tel.soc, capacity_wh=tel.capacity_wh,
-                    max_charge_w=tel.available_charge_w if d.writable else 0.0,
-                    max_discharge_w=tel.available_discharge_w if d.writable else 0.0,
+                    max_charge_w=tel.available_charge_w,
+                    max_discharge_w=tel.available_discharge_w,
                     min_w=lim.min_w, max_w=lim.max_w, soc_min=float(det.get("soc_min", 0.0)),
                     soc_max=float(det.get("soc_max", 1.0)),
                     discharge_efficiency=float(det.get("discharge_efficiency", 1.0)),
@@ -548,7 +552,7 @@ class Site:
             autonomous=self._autonomous, spikes=spikes, demand_upper_w=upper,
         )
         return ArbiterInputs(t=now, dt=dt if dt > 0 else self._last_dt, stores=tuple(stores), pv=tuple(pvs),
-                             loads=tuple(loads), grid=grid, commands=cmds, config=self.control)
+                             loads=tuple(loads), grid=grid, commands=cmds, config=self.control, other_w=other_w)
 
     def _soc(self, tels: dict[str, Telemetry]) -> float | None:
         cap = e = 0.0

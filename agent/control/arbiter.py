@@ -142,6 +142,7 @@ class ArbiterInputs:
     grid: GridView | None = None
     commands: Commands = Commands()
     config: ControlConfig = ControlConfig()
+    other_w: float = 0.0  # measured power of devices the agent may not control (read-only), device sign
 
 
 # --------------------------------------------------------------------------- outputs
@@ -280,7 +281,7 @@ def arbitrate(inp: ArbiterInputs) -> Decision:
     pv_avail = sum(p.available_w for p in inp.pv)
     demand = sum(ld.demand_w for ld in inp.loads)
     expected = sum(ld.expected_w for ld in inp.loads)
-    n0 = pv_avail - demand  # net export with storage idle, no curtailment, no shedding
+    n0 = pv_avail - demand + inp.other_w  # net export with storage idle, no curtailment, no shedding
     n0_raw = n0
 
     floors = [_floor(s, cfg, outage) for s in bulk]

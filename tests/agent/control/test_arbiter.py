@@ -226,3 +226,11 @@ def test_reserve_trigger_needs_predicted_and_actual_demand():
     d = arbitrate(ArbiterInputs(t=T, dt=1.0, stores=(bat(0.3), ups(0.8)), loads=(load(5_000, critical=5_000),),
                                 grid=grid, commands=Commands(demand_upper_w=5_500.0), config=cfg))
     assert d.setpoints["ups"].power_w <= 0.0
+
+
+def test_power_of_devices_it_may_not_drive_is_taken_as_given():
+    # a read-only battery discharging 1 kW covers part of the load: ours covers only the rest
+    inp = replace(inputs(loadw=3_000), other_w=1_000.0)
+    d = arbitrate(inp)
+    assert d.storage_w == pytest.approx(2_000.0)
+    assert d.net_export_w == pytest.approx(0.0)
