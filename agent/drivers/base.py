@@ -217,6 +217,13 @@ class ProbeResult:
             "telemetry": self.telemetry.as_dict() if self.telemetry else None,
         }
 
+    # mapping protocol, so ``dict(result)`` gives :meth:`as_dict` (JSON-ready)
+    def keys(self) -> list[str]:
+        return list(self.as_dict())
+
+    def __getitem__(self, key: str) -> Any:
+        return self.as_dict()[key]
+
 
 # --------------------------------------------------------------------------- contract
 

@@ -175,3 +175,14 @@ def test_the_site_imports_nothing_heavy():
             "print(sorted(m for m in ('pvlib', 'pandas', 'numpy', 'web3', 'pymodbus', 'fastapi') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_probe_results_turn_into_json_ready_dicts():
+    import json
+
+    clock = ManualClock(T0)
+    site = Site.from_config(HOME, clock, seed=1, reserve_soc=0.2)
+    [bat, *_] = run(site.check())
+    d = dict(bat)
+    assert d["ok"] is True and d["telemetry"]["soc"] == pytest.approx(0.6)
+    json.dumps(d)
