@@ -168,7 +168,7 @@ async def _agent_check(cfg: Any) -> int:
     results = await site.check()
     ok = True
     for r in results:
-        d = r.__dict__ if hasattr(r, "__dict__") else dict(r)
+        d = dict(r)
         print(json.dumps(d, default=str))
         ok = ok and bool(d.get("ok", True))
     await site.close()
