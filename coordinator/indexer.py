@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from eth_utils import event_abi_to_log_topic
@@ -28,8 +29,12 @@ MAX_RANGE = 5_000
 def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return "0x" + value.hex()
-    if isinstance(value, int) and abs(value) > 2**53:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
         return str(value)
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
     return value
 
 
@@ -136,21 +141,23 @@ class Indexer:
     def _on_OrderRecovered(self, db: Any, a: dict[str, Any], tx: str, ev: Any) -> None:
         db["orders"].update(str(a["orderId"]), {"status": "recovered"})
 
-    def _on_FillCommitted(self, db: Any, a: dict[str, Any], tx: str, ev: Any) -> None:
-        order = db["orders"].get(str(a["orderId"]))
-        db["fills"].upsert(
-            {
-                "order_id": str(a["orderId"]),
-                "interval": a["interval"],
-                "owner": order["owner"],
-                "side": order["side"],
-                "qty_wh": a["qty"],
-                "price": a["price"],
-                "tx": tx,
-            },
-            pk="order_id",
-        )
-        db["orders"].update(str(a["orderId"]), {"status": "filled" if a["qty"] else "unfilled"})
+    def _on_FillsCommitted(self, db: Any, a: dict[str, Any], tx: str, ev: Any) -> None:
+        for f in a["fills"]:
+            oid, qty, price = (f["orderId"], f["qty"], f["price"]) if isinstance(f, Mapping) else tuple(f)
+            order = db["orders"].get(str(oid))
+            db["fills"].upsert(
+                {
+                    "order_id": str(oid),
+                    "interval": a["interval"],
+                    "owner": order["owner"],
+                    "side": order["side"],
+                    "qty_wh": qty,
+                    "price": price,
+                    "tx": tx,
+                },
+                pk="order_id",
+            )
+            db["orders"].update(str(oid), {"status": "filled" if qty else "unfilled"})
 
     def _on_IntervalCleared(self, db: Any, a: dict[str, Any], tx: str, ev: Any) -> None:
         db["intervals"].upsert(
@@ -167,21 +174,25 @@ class Indexer:
             alter=True,
         )
 
-    def _on_FillSettled(self, db: Any, a: dict[str, Any], tx: str, ev: Any) -> None:
-        db["settlements"].upsert(
-            {
-                "order_id": str(a["orderId"]),
-                "interval": a["interval"],
-                "owner": a["owner"],
-                "delivered_wh": a["deliveredWh"],
-                "amount": a["amount"],
-                "penalty": a["penalty"],
-                "released": a["released"],
-                "tx": tx,
-            },
-            pk="order_id",
-        )
-        db["orders"].update(str(a["orderId"]), {"status": "settled"})
+    def _on_FillsSettled(self, db: Any, a: dict[str, Any], tx: str, ev: Any) -> None:
+        for oid, delivered, amount, penalty in zip(
+            a["orderIds"], a["deliveredWh"], a["amounts"], a["penalties"], strict=True
+        ):
+            order = db["orders"].get(str(oid))
+            db["settlements"].upsert(
+                {
+                    "order_id": str(oid),
+                    "interval": a["interval"],
+                    "owner": order["owner"],
+                    "delivered_wh": delivered,
+                    "amount": amount,
+                    "penalty": penalty,
+                    "released": order["locked"],
+                    "tx": tx,
+                },
+                pk="order_id",
+            )
+            db["orders"].update(str(oid), {"status": "settled"})
 
     def _on_IntervalSettled(self, db: Any, a: dict[str, Any], tx: str, ev: Any) -> None:
         db["intervals"].upsert(

@@ -237,6 +237,17 @@ def sign_meter_reading(
     return "0x" + bytes(signed.signature).hex()
 
 
+def compact_signature(signature: str | bytes) -> tuple[bytes, bytes]:
+    """A 65-byte ``r || s || v`` signature (hex or bytes) as EIP-2098 ``(r, vs)``, the form
+    ``EnergyMarket.settle`` takes: ``vs`` is ``s`` with the parity of ``v`` in its top bit."""
+    raw = bytes.fromhex(signature.removeprefix("0x")) if isinstance(signature, str) else bytes(signature)
+    if len(raw) != 65:
+        raise ValueError(f"expected a 65-byte signature, got {len(raw)} bytes")
+    v = raw[64] - 27 if raw[64] >= 27 else raw[64]
+    vs = int.from_bytes(raw[32:64], "big") | (v << 255)
+    return raw[:32], vs.to_bytes(32, "big")
+
+
 def recover_meter_signer(
     chain_id: int, market: str, participant: str, interval: int, exported_wh: int, imported_wh: int, signature: str
 ) -> str:

@@ -31,12 +31,11 @@ from coordinator.indexer import Indexer
 from coordinator.market.cli import read_zones
 from coordinator.market.clearing import ClearingResult, Network, Order, clear
 from coordinator.store import Store
-from gridswarm.chain import ContractRevert, Deployment, TxSender
+from gridswarm.chain import ContractRevert, Deployment, TxSender, compact_signature
 from gridswarm.clock import Clock
 
 logger = logging.getLogger(__name__)
 
-NO_READING = 2**32 - 1
 
 
 @dataclass
@@ -147,9 +146,10 @@ class MarketLoop:
         rows = self.store.query(
             "select * from orders where interval = ? and status = 'open' order by block, log_index", [k]
         )
+        # Chain order ids are 256-bit (interval, side, owner, nonce); the engine takes row numbers.
         orders = [
             Order(
-                id=int(r["id"]),
+                id=i,
                 side=r["side"],
                 qty_wh=int(r["qty_wh"]),
                 price=int(r["price"]),
@@ -162,12 +162,13 @@ class MarketLoop:
         by_id = {f.order_id: f for f in result.fills}
         # One fill per live order, in posting order; unfilled orders get a zero fill.
         fills = []
-        for r in rows:
-            f = by_id.get(int(r["id"]))
+        for i, r in enumerate(rows):
+            f = by_id.get(i)
             fills.append((int(r["id"]), int(f.qty_wh) if f else 0, int(f.price) if f else 0))
+        committed = sorted(fills)  # the market takes fills in ascending order id
         commit_txs = []
         gas = 0
-        chunks = [fills[i : i + self.cfg.commit_chunk] for i in range(0, len(fills), self.cfg.commit_chunk)] or [[]]
+        chunks = [committed[i : i + self.cfg.commit_chunk] for i in range(0, len(committed), self.cfg.commit_chunk)] or [[]]
         for i, chunk in enumerate(chunks):
             receipt = await self._tx(self.market.functions.commitFills(k, chunk, i == len(chunks) - 1))
             commit_txs.append("0x" + bytes(receipt["transactionHash"]).hex())
@@ -206,7 +207,7 @@ class MarketLoop:
             len(chunks),
             clear_seconds,
         )
-        return fills, result, dict(dispatch)
+        return committed, result, dict(dispatch)
 
     async def _dispatch(self, k: int, start: float, end: float, dispatch: dict[str, dict[str, Any]]) -> None:
         for address, d in dispatch.items():
@@ -224,21 +225,23 @@ class MarketLoop:
         logger.warning("interval %d: settling without readings from %s", k, sorted(participants - have))
 
     async def settle(self, k: int, fills: list[tuple[int, int, int]]) -> Any:
-        readings = self.store.query("select * from readings where interval = ? order by participant", [k])
-        index = {r["participant"]: i for i, r in enumerate(readings)}
-        owners = {
-            int(r["id"]): (r["owner"], r["side"])
-            for r in self.store.query("select id, owner, side from orders where interval = ?", [k])
+        orders = {
+            int(r["id"]): r for r in self.store.query("select id, owner, side, locked from orders where interval = ?", [k])
         }
-        reading_of = []
-        for oid, _, _ in fills:
-            owner, side = owners[oid]
-            reading_of.append(index.get(owner, NO_READING) if side == "offer" else NO_READING)
+        # Only sellers' readings count (settlement rule step 1), in ascending address order.
+        sellers = {orders[oid]["owner"] for oid, qty, _ in fills if qty and orders[oid]["side"] == "offer"}
+        readings = [
+            r
+            for r in self.store.query("select * from readings where interval = ?", [k])
+            if r["participant"] in sellers
+        ]
+        readings.sort(key=lambda r: int(r["participant"], 16))
+        settlement = [(oid, qty, price, int(orders[oid]["locked"])) for oid, qty, price in fills]
         signed = [
-            ((r["participant"], k, int(r["exported_wh"]), int(r["imported_wh"])), bytes.fromhex(r["signature"][2:]))
+            ((r["participant"], k, int(r["exported_wh"]), int(r["imported_wh"])), *compact_signature(r["signature"]))
             for r in readings
         ]
-        receipt = await self._tx(self.market.functions.settle(k, fills, reading_of, signed))
+        receipt = await self._tx(self.market.functions.settle(k, settlement, signed))
         await asyncio.to_thread(self.indexer.sync)
         self.store.upsert_interval(
             k, settle_tx="0x" + bytes(receipt["transactionHash"]).hex(), gas_settle=int(receipt["gasUsed"])

@@ -6,10 +6,9 @@ import httpx
 
 from coordinator.indexer import Indexer
 from coordinator.store import Store
-from gridswarm.chain import sign_meter_reading
+from gridswarm.chain import compact_signature, sign_meter_reading
 from tests.coordinator.conftest import RunningCoordinator
 
-NO_READING = 2**32 - 1
 
 
 def _trade_one_interval(rc: RunningCoordinator, k: int) -> dict[str, object]:
@@ -20,14 +19,15 @@ def _trade_one_interval(rc: RunningCoordinator, k: int) -> dict[str, object]:
     op.transact(market.functions.openInterval(k))
     r1 = m.sender(seller.account).transact(market.functions.postOrder(k, 1, 500, 100))
     r2 = m.sender(buyer.account).transact(market.functions.postOrder(k, 0, 400, 150))
-    offer = market.events.OrderPosted().process_receipt(r1)[0]["args"]["orderId"]
-    bid = market.events.OrderPosted().process_receipt(r2)[0]["args"]["orderId"]
+    offer, offer_lock = (market.events.OrderPosted().process_receipt(r1)[0]["args"][key] for key in ("orderId", "locked"))
+    bid, bid_lock = (market.events.OrderPosted().process_receipt(r2)[0]["args"][key] for key in ("orderId", "locked"))
     op.transact(market.functions.closeInterval(k))
     fills = [(offer, 400, 120), (bid, 400, 120)]
     op.transact(market.functions.commitFills(k, fills, True))
     sig = sign_meter_reading(seller.account, m.dep.chain_id, m.dep.market, k, 380, 0)
+    settlement = [(offer, 400, 120, offer_lock), (bid, 400, 120, bid_lock)]
     receipt = op.transact(
-        market.functions.settle(k, fills, [0, NO_READING], [((seller.account.address, k, 380, 0), bytes.fromhex(sig[2:]))])
+        market.functions.settle(k, settlement, [((seller.account.address, k, 380, 0), *compact_signature(sig))])
     )
     return {"offer": offer, "bid": bid, "settle_tx": "0x" + bytes(receipt["transactionHash"]).hex()}
 
