@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 COORDINATOR = "coordinator"
 RESEND_AFTER_S = 5.0  # wall seconds before an unacknowledged record is sent again
+TRANSIENT_REJECTIONS = frozenset({"expired", "future", "replayed"})
 
 
 def make_clock(cfg: AgentConfig) -> Clock:
@@ -62,7 +63,9 @@ class AgentRuntime:
         self.store = AgentStore(cfg.store_path)
         self.account = load_eth_key(cfg.eth_key_file)
         self.address = str(self.account.address)
-        self.signer = Signer(load_ed25519(cfg.ed25519_key_file), self.address, self.clock, self._next_seq)
+        self.signer = Signer(
+            load_ed25519(cfg.ed25519_key_file), self.address, self.clock, self._next_seq, ttl_s=cfg.message_ttl_s
+        )
         self.chain = AgentChain(cfg.rpc_url, cfg.deployment, self.account)
         self.site = site if site is not None else build_site(cfg, self.clock)
         self.trader = Trader(cfg.trading, self.site, self.clock, seed=str(cfg.seed))
@@ -226,13 +229,27 @@ class AgentRuntime:
             if entry is not None:
                 self.store.ack(entry[0])
         elif isinstance(body, Error):
-            logger.warning("coordinator rejected a message: %s", body.message)
+            self._on_error(body)
         elif isinstance(body, IntervalNotice):
             self._spawn(self.trade(body), f"trade-{body.interval}")
         elif isinstance(body, Dispatch):
             self.apply_dispatch(env, body)
         elif isinstance(body, Arm):
             self.apply_arm(env, body)
+
+    def _on_error(self, err: Error) -> None:
+        """A record the coordinator refused: retry at once if the refusal was about timing
+        (a fresh envelope fixes it), give it up (marked, kept) if the record itself is bad."""
+        entry = self._inflight.pop(err.seq, None) if err.seq is not None else None
+        if entry is None:
+            logger.warning("coordinator rejected a message: %s", err.message)
+            return
+        if err.reason in TRANSIENT_REJECTIONS:
+            logger.info("coordinator refused record %d (%s); sending it again", entry[0], err.reason)
+            self._wake_outbox.set()
+        else:
+            logger.error("coordinator refused record %d for good: %s", entry[0], err.message)
+            self.store.reject(entry[0])
 
     async def outbox_loop(self) -> None:
         while True:

@@ -72,6 +72,11 @@ class AgentStore:
         with self._lock:
             self._conn.execute("update outbox set acked = 1 where id = ?", (outbox_id,))
 
+    def reject(self, outbox_id: int) -> None:
+        """The coordinator refused this record for good (it is kept, marked, for inspection)."""
+        with self._lock:
+            self._conn.execute("update outbox set acked = 2 where id = ?", (outbox_id,))
+
     def pending_count(self) -> int:
         with self._lock:
             return int(self._conn.execute("select count(*) from outbox where acked = 0").fetchone()[0])

@@ -46,7 +46,7 @@ class Coordinator:
         self.indexer = Indexer(self.w3, self.deployment, self.store)
         self.operator = TxSender(self.w3, load_eth_key(settings.operator_key_file), self.deployment.decoder())
         key = load_ed25519(settings.ed25519_key_file)
-        self.signer = Signer(key, "coordinator", self.clock, self._next_seq)
+        self.signer = Signer(key, "coordinator", self.clock, self._next_seq, ttl_s=settings.message_ttl_s)
         market = self.deployment.market_contract(self.w3)
         published = bytes(market.functions.coordinatorKey().call())
         if published != bytes(key.verify_key):

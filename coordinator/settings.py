@@ -56,6 +56,7 @@ class CoordinatorSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     index_poll_s: float = Field(default=0.5, gt=0)
+    message_ttl_s: float = Field(default=120.0, gt=0, le=3600)  # lifetime of envelopes we sign (clock s)
     run_market: bool = True
     clock: ClockSettings = ClockSettings()
     market: MarketSettings = MarketSettings()

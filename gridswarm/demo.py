@@ -176,6 +176,8 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
             "ed25519_key_file": str(write_ed25519(cdir / "coordinator.ed25519", coord_key)),
             "db_path": str(cdir / "coordinator.sqlite"),
             "port": port,
+            # Envelopes live 10 simulated minutes: 4 s of wall time at the demo's 150x.
+            "message_ttl_s": 600.0,
             "clock": clock,
             "frequency_response": {"enabled": True, "droop": 0.04, "deadband_hz": 0.02},
             "market": {
@@ -214,6 +216,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
                 "tick_s": 30.0,
                 "telemetry_every_s": 300.0,
                 "reserve_soc": 0.3,
+                "message_ttl_s": 600.0,
                 "clock": clock,
                 "trading": {"role": role},
                 "devices": site_devices(role, i),

@@ -174,6 +174,26 @@ def test_arm_message_arms_local_frequency_response(tmp_path: Path, chain_market:
     assert [c["reason"] for c in rt.store.commands() if c["kind"] == "arm"] == ["armed", "disarmed"]
 
 
+def test_refused_records_are_retried_or_given_up_by_reason(tmp_path: Path, chain_market: Market) -> None:
+    clock = ManualClock(1_800_000_000.0)
+    rt = AgentRuntime(agent_config(tmp_path, chain_market, 0, "http://127.0.0.1:1"), clock=clock)
+    coord_key = SigningKey(b"\x07" * 32)
+    rt._coordinator_key = coord_key.verify_key
+    signer = _coordinator_signer(coord_key, clock)
+    rt.store.enqueue("telemetry", {"record_id": 1}, "t:1", clock.now())
+    rt.store.enqueue("telemetry", {"record_id": 2}, "t:2", clock.now())
+    (id1, _, _), (id2, _, _) = rt.store.pending()
+    rt._inflight = {41: (id1, 0.0), 42: (id2, 0.0)}
+
+    async def main() -> None:
+        await rt.on_message(signer.sign("error", {"reason": "expired", "message": "late", "seq": 41}).to_json())
+        await rt.on_message(signer.sign("error", {"reason": "malformed", "message": "bad", "seq": 42}).to_json())
+
+    asyncio.run(main())
+    assert rt._inflight == {}
+    assert [i for i, _, _ in rt.store.pending()] == [id1]  # retried; the malformed one is given up
+
+
 def test_dispatch_beyond_limits_is_rejected_or_clamped(tmp_path: Path, chain_market: Market) -> None:
     clock = ManualClock(1_800_000_000.0)
     rt = AgentRuntime(agent_config(tmp_path, chain_market, 0, "http://127.0.0.1:1"), clock=clock)
@@ -238,7 +258,7 @@ class ServerThread:
 @pytest.fixture
 def coordinator_parts(ganache: Ganache, tmp_path: Path) -> Iterator[tuple[Market, object]]:
     m = deploy_fresh(ganache, n_participants=2)
-    settings = write_settings(tmp_path, m, run_market=False, index_poll_s=0.1)
+    settings = write_settings(tmp_path, m, run_market=False, index_poll_s=0.1, message_ttl_s=900.0)
     yield m, settings
 
 
@@ -246,7 +266,9 @@ def test_outage_loses_nothing_and_duplicates_nothing(tmp_path: Path, coordinator
     m, settings = coordinator_parts
     # 1500x: the ~2 s outage below lasts over 3 simulated 15-minute intervals
     clock = ScaledClock(sim_start=1_800_000_000.0, speed=1500.0)
-    cfg = agent_config(tmp_path, m, 0, f"http://127.0.0.1:{settings.port}", tick_s=30.0, telemetry_every_s=60.0)
+    cfg = agent_config(
+        tmp_path, m, 0, f"http://127.0.0.1:{settings.port}", tick_s=30.0, telemetry_every_s=60.0, message_ttl_s=900.0
+    )
 
     def telemetry_rows() -> list[int]:
         import sqlite3

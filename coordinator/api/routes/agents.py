@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -14,6 +15,15 @@ from gridswarm.envelope import MAX_ENVELOPE_BYTES, EnvelopeError
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["agents"])
+
+
+def _seq_of(raw: str) -> int | None:
+    """The rejected envelope's seq, when it can be read, so the sender knows which one failed."""
+    try:
+        seq = json.loads(raw).get("seq")
+    except (ValueError, AttributeError):
+        return None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else None
 
 
 @router.post("/api/v1/messages", response_model=MessageAccepted)
@@ -43,7 +53,7 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
             try:
                 env, reply = await asyncio.to_thread(hub.handle, raw)
             except EnvelopeError as exc:
-                body: dict[str, Any] = {"reason": exc.reason, "message": str(exc)}
+                body: dict[str, Any] = {"reason": exc.reason, "message": str(exc), "seq": _seq_of(raw)}
                 await ws.send_text(hub.sign("error", body).to_json())
                 continue
             if env.kind == "hello":
