@@ -117,6 +117,8 @@ contract EnergyMarket is IEnergyMarket, AccessControl, EIP712 {
     bytes32 private _coordinatorKey;
     mapping(address account => Account) private _accounts;
     mapping(address account => bytes32) private _keys;
+    // Written through storage references (`slots[index] = ...`), which Slither does not follow.
+    // slither-disable-next-line uninitialized-state
     mapping(address account => uint256[ORDER_SLOTS]) private _orders;
     mapping(uint64 interval => Interval) private _intervals;
     Clearing[CLEARING_SLOTS] private _clearings;
@@ -582,8 +584,12 @@ contract EnergyMarket is IEnergyMarket, AccessControl, EIP712 {
             if (r.interval != interval) revert MarketReadingWrongInterval(j, r.interval);
             if (participant <= previous) revert MarketReadingsNotAscending(j, participant);
             previous = participant;
-            (address signer,,) = ECDSA.tryRecover(_meterDigest(r), sr.r, sr.vs);
-            if (signer != participant) revert MarketReadingBadSignature(j, participant, signer);
+            // The third value (the error's argument) adds nothing: any error rejects the reading.
+            // slither-disable-next-line unused-return
+            (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(_meterDigest(r), sr.r, sr.vs);
+            if (err != ECDSA.RecoverError.NoError || signer != participant) {
+                revert MarketReadingBadSignature(j, participant, signer);
+            }
             who[j] = participant;
             exported[j] = r.exportedWh;
             imported[j] = r.importedWh;
@@ -671,7 +677,7 @@ contract EnergyMarket is IEnergyMarket, AccessControl, EIP712 {
         delivered = new uint256[](orderIds.length);
         metered = new bool[](orderIds.length);
         uint256 m = who.length;
-        uint256 j;
+        uint256 j = 0;
         for (uint256 i; i < nOffers; ++i) {
             address owner = address(uint160(orderIds[i] >> 31));
             while (j < m && who[j] < owner) ++j;
@@ -838,9 +844,14 @@ contract EnergyMarket is IEnergyMarket, AccessControl, EIP712 {
         return (uint256(interval) << 192) | (bid ? _BID_BIT : 0) | (uint256(uint160(owner)) << 31) | nonce;
     }
 
+    /// @dev Whether the operator missed the deadline of the interval's current step. (Slither's
+    /// strict-equality warning is about balances; these are enum states.)
     function _lapsed(Interval memory iv) private view returns (bool) {
-        if (iv.status == IntervalStatus.Open || iv.status == IntervalStatus.Closed) return block.timestamp > iv.clearBy;
-        if (iv.status == IntervalStatus.Cleared) return block.timestamp > iv.settleBy;
+        IntervalStatus status = iv.status;
+        // slither-disable-next-line incorrect-equality
+        if (status == IntervalStatus.Open || status == IntervalStatus.Closed) return block.timestamp > iv.clearBy;
+        // slither-disable-next-line incorrect-equality
+        if (status == IntervalStatus.Cleared) return block.timestamp > iv.settleBy;
         return false;
     }
 

@@ -68,7 +68,7 @@ library SettlementMath {
         // Step 3: sellers' receipts, scaled down only if buyers' payments fall short.
         uint256 sellerTotal = _receipts(input, out, buyPay, sellPay);
         // Step 4: forfeited collateral to buyers short of energy.
-        uint256 compTotal;
+        uint256 compTotal = 0;
         if (pool > 0) compTotal = _compensate(input, out, pool);
         // Cannot underflow: scale() never hands sellers more than buyPay in total, and
         // _proRata() never hands out more than `pool`.
@@ -100,8 +100,8 @@ library SettlementMath {
         uint256[] memory delivered = input.delivered;
         bool[] memory metered = input.metered;
         uint256[] memory penalty = out.penalty;
-        uint256 d;
-        uint256 sold;
+        uint256 d = 0;
+        uint256 sold = 0;
         for (uint256 i; i < input.nOffers; ++i) {
             uint256 di = delivered[i];
             uint256 qi = qty[i];
@@ -175,7 +175,7 @@ library SettlementMath {
         private
         pure
     {
-        uint256 sum;
+        uint256 sum = 0;
         for (uint256 i = from; i < to; ++i) {
             sum += weights[i];
         }
@@ -191,7 +191,7 @@ library SettlementMath {
             }
             return;
         }
-        uint256 given;
+        uint256 given = 0;
         for (uint256 i = from; i < to; ++i) {
             uint256 s = (weights[i] * total) / sum;
             shares[i] = s;

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Slither static analysis of the market contracts. Fails on any high or medium finding; every
+# accepted one is explained where it is (`// slither-disable-next-line <detector>` + reason).
+# Low/informational findings (block.timestamp deadlines, assembly) are printed, not failed on.
+#
+#   scripts/slither.sh [extra slither args]
+#
+# Slither pulls eth-abi 6 and friends past eth-brownie's exact pins, so it lives in its own venv
+# (.venv/tools, from requirements/tools.txt, created on first use). Runs offline with the npm
+# solc behind scripts/solc.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+TOOLS="${TOOLS_VENV:-$ROOT/.venv/tools}"
+STAMP="$TOOLS/.installed"
+if [ ! -f "$STAMP" ] || [ requirements/tools.txt -nt "$STAMP" ]; then
+    PY="$(command -v python3.11 || command -v python3)"
+    [ -x "$TOOLS/bin/python" ] || "$PY" -m venv "$TOOLS"
+    "$TOOLS/bin/pip" install --disable-pip-version-check -q -r requirements/tools.txt
+    touch "$STAMP"
+fi
+[ -f node_modules/@openzeppelin/contracts/package.json ] || { echo "slither: run npm ci first" >&2; exit 2; }
+
+exec "$TOOLS/bin/slither" contracts \
+    --compile-force-framework solc \
+    --solc "$ROOT/scripts/solc" --solc-standard-json \
+    --solc-remaps "@openzeppelin/=node_modules/@openzeppelin/" \
+    --filter-paths "node_modules" \
+    --fail-medium "$@"
