@@ -66,6 +66,7 @@ class AgentConfig(BaseModel):
     telemetry_every_s: float = Field(default=300.0, gt=0)
     reserve_soc: float = Field(default=0.2, ge=0.0, le=1.0)
     reconnect_s: float = Field(default=1.0, gt=0)
+    chain_check_s: float = Field(default=5.0, gt=0)  # wall seconds between chain reachability probes
     message_ttl_s: float = Field(default=120.0, gt=0, le=3600)  # lifetime of envelopes we sign (clock s)
     clock: ClockConfig = ClockConfig()
     trading: TradingConfig = TradingConfig()

@@ -10,7 +10,8 @@ Four concerns run side by side on one asyncio loop, all on the injected clock:
   against the chain first, so a restart never posts twice);
 - **metering** signs the site's export/import for each traded interval (EIP-712) and queues it.
 
-Losing the link drops the site to autonomous self-consumption; the outbox keeps everything
+Losing the link or the chain drops the site to autonomous self-consumption (a watchdog probes
+the chain every ``chain_check_s``); the outbox keeps everything
 until the coordinator acknowledges it.
 """
 
@@ -78,6 +79,9 @@ class AgentRuntime:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._metered: set[int] = set()
         self._link_failing = False
+        self._link_up = False
+        self._chain_up = True
+        self._key_ready = asyncio.Event()
         self.rejected: list[tuple[str, str]] = []  # (reason, message) of rejected inbound envelopes
 
     def _next_seq(self) -> int:
@@ -96,13 +100,16 @@ class AgentRuntime:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
         await self.site.connect()
-        await self._load_coordinator_key(stop)
         self._resume_metering()
         loops = [
+            # the site runs from the first moment, chain or no chain; messages from the
+            # coordinator are refused (unknown sender) until its key has been read from chain
+            asyncio.create_task(self._load_coordinator_key(stop), name="coordinator-key"),
             asyncio.create_task(self.control_loop(), name="control"),
             asyncio.create_task(self.link_loop(), name="link"),
             asyncio.create_task(self.outbox_loop(), name="outbox"),
             asyncio.create_task(self.resend_forever(), name="resend"),
+            asyncio.create_task(self.chain_watchdog(), name="chain-watchdog"),
         ]
         try:
             await stop.wait()
@@ -122,6 +129,7 @@ class AgentRuntime:
             try:
                 raw = await asyncio.to_thread(self.chain.coordinator_key)
                 self._coordinator_key = VerifyKey(raw)
+                self._key_ready.set()
                 if failing:
                     logger.info("chain reachable again")
                 return
@@ -179,6 +187,7 @@ class AgentRuntime:
         return base.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/ws/agent"
 
     async def link_loop(self) -> None:
+        await self._key_ready.wait()  # the coordinator's replies can only be verified with its key
         async with aiohttp.ClientSession() as session:
             while True:
                 try:
@@ -199,14 +208,32 @@ class AgentRuntime:
                     self.ws = None
                     self.connected.clear()
                     self._inflight.clear()
-                    if not getattr(self.site, "autonomous", False):
-                        self._set_autonomous(True)
+                    self._link_up = False
+                    self._update_autonomy()
                 await asyncio.sleep(self.cfg.reconnect_s)
 
-    def _set_autonomous(self, on: bool) -> None:
-        setter = getattr(self.site, "set_autonomous", None)
-        if setter is not None:
-            setter(on)
+    def _update_autonomy(self) -> None:
+        """Autonomous self-consumption unless both the coordinator link and the chain are up."""
+        on = not (self._link_up and self._chain_up)
+        if bool(getattr(self.site, "autonomous", not on)) != on:
+            self.site.set_autonomous(on)
+
+    async def chain_watchdog(self) -> None:
+        failing = False
+        while True:
+            try:
+                await asyncio.to_thread(lambda: self.chain.w3.eth.block_number)
+                up = True
+            except Exception as exc:  # noqa: BLE001 - any failure to reach the node counts as down
+                up = False
+                if not failing:
+                    logger.warning("chain unreachable (%s): running autonomously", exc.__class__.__name__)
+            if up and failing:
+                logger.info("chain reachable again")
+            failing = not up
+            self._chain_up = up
+            self._update_autonomy()
+            await asyncio.sleep(self.cfg.chain_check_s)
 
     async def on_message(self, raw: str) -> None:
         try:
@@ -221,7 +248,8 @@ class AgentRuntime:
             if self._link_failing:
                 logger.info("coordinator link recovered")
             self._link_failing = False
-            self._set_autonomous(False)
+            self._link_up = True
+            self._update_autonomy()
             self.connected.set()
             self._wake_outbox.set()
         elif isinstance(body, Ack):

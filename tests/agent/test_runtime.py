@@ -353,3 +353,22 @@ def test_restart_mid_interval_posts_no_duplicate_order(tmp_path: Path, chain_mar
     asyncio.run(trade(fresh))
     assert posted() == 1
     assert fresh.store.order_for(k)["order_id"] == order["order_id"]
+
+
+def test_site_runs_autonomously_without_chain_or_coordinator(tmp_path: Path, chain_market: Market) -> None:
+    clock = ScaledClock(sim_start=1_800_000_000.0, speed=200.0)
+    cfg = agent_config(tmp_path, chain_market, 0, "http://127.0.0.1:9", rpc_url="http://127.0.0.1:9", chain_check_s=0.1)
+    rt = AgentRuntime(cfg, clock=clock)
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        task = asyncio.create_task(rt.run(stop))
+        await asyncio.sleep(1.0)
+        ticks = rt.site.ticks
+        autonomous = rt.site.autonomous
+        stop.set()
+        await task
+        assert autonomous
+        return ticks
+
+    assert asyncio.run(main()) >= 5  # the control loop kept ticking (10 s ticks at 200x: ~20 in 1 s)
