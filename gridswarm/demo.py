@@ -67,7 +67,9 @@ def site_devices(role: str, i: int) -> list[dict[str, Any]]:
             {"type": "grid"},
         ]
     return [
-        {"type": "load", "profile": "household" if i % 2 else "commercial", "peak_w": 6_000.0 + 500.0 * i},
+        {"type": "load", "profile": "household", "peak_w": 7_000.0 + 500.0 * i}
+        if i % 2
+        else {"type": "load", "profile": "commercial", "peak_w": 14_000.0 + 500.0 * i},
         {"type": "grid"},
     ]
 
