@@ -36,6 +36,8 @@ from gridswarm.clock import Clock
 
 logger = logging.getLogger(__name__)
 
+COMMIT_PROBE_FILLS = 16  # fills estimated to size the first commit chunk
+COMMIT_GAS_MARGIN = 0.1  # chunks aim at the commit budget less this share
 
 
 @dataclass
@@ -47,9 +49,17 @@ class MarketConfig:
     expected_agents: int = 0  # wait for this many agent links before the first interval
     agent_wait_s: float = 120.0  # wall seconds to wait for them
     mechanism: str = "uniform"
-    commit_chunk: int = 300
+    commit_chunk: int = 300  # at most this many fills per commit transaction (bounds calldata too)
+    commit_gas_fraction: float = 0.5  # each commit transaction uses at most this share of the block gas limit
     zones: dict[int, str] = field(default_factory=dict)
     network_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.commit_chunk < 1 or not 0 < self.commit_gas_fraction <= 1:
+            raise ValueError(
+                f"commit_chunk must be >= 1 and commit_gas_fraction in (0, 1], "
+                f"got {self.commit_chunk} and {self.commit_gas_fraction}"
+            )
 
 
 class MarketLoop:
@@ -166,13 +176,7 @@ class MarketLoop:
             f = by_id.get(i)
             fills.append((int(r["id"]), int(f.qty_wh) if f else 0, int(f.price) if f else 0))
         committed = sorted(fills)  # the market takes fills in ascending order id
-        commit_txs = []
-        gas = 0
-        chunks = [committed[i : i + self.cfg.commit_chunk] for i in range(0, len(committed), self.cfg.commit_chunk)] or [[]]
-        for i, chunk in enumerate(chunks):
-            receipt = await self._tx(self.market.functions.commitFills(k, chunk, i == len(chunks) - 1))
-            commit_txs.append("0x" + bytes(receipt["transactionHash"]).hex())
-            gas += int(receipt["gasUsed"])
+        commit_txs, gas = await asyncio.to_thread(self._commit_fills, k, committed)
         clear_seconds = time.perf_counter() - t0
         self.store.upsert_interval(
             k,
@@ -204,10 +208,76 @@ class MarketLoop:
             len(rows),
             result.price,
             result.volume_wh,
-            len(chunks),
+            len(commit_txs),
             clear_seconds,
         )
         return committed, result, dict(dispatch)
+
+    def _commit_fills(self, k: int, fills: list[tuple[int, int, int]]) -> tuple[list[str], int]:
+        """Commit ``fills`` in their order, split so that no transaction outgrows the block.
+
+        Every commit transaction carries at most ``commit_chunk`` fills and is sent with a gas
+        limit of ``commit_gas_fraction`` of the latest block's gas limit (the budget), so none
+        can use more. Chunk sizes come from measured gas per fill, fixed cost included so they
+        err small: first from estimates of the first fill and the first ``COMMIT_PROBE_FILLS``
+        (which name any revert before anything is sent, and refuse a budget smaller than one
+        fill), then from what the previous chunk used, filling the budget less
+        ``COMMIT_GAS_MARGIN``. A chunk that still runs out of gas changes nothing; it is
+        estimated, priced from the estimate and retried smaller, and any other revert is raised
+        by name. Only the last transaction passes ``last``: the contract checks all the chunks
+        together and emits one ``IntervalCleared``. Returns the hashes of the commit
+        transactions and the gas they used (including any retried chunk's).
+        """
+        block_gas = int(self.operator.w3.eth.get_block("latest")["gasLimit"])
+        budget = int(block_gas * self.cfg.commit_gas_fraction)
+        n = len(fills)
+        one = self._estimate_commit(k, fills[:1], n <= 1)
+        if one > budget:
+            raise ValueError(
+                f"interval {k}: committing one fill needs {one} gas, over the commit budget of {budget} "
+                f"({self.cfg.commit_gas_fraction} of the block gas limit {block_gas})"
+            )
+        probe = fills[:COMMIT_PROBE_FILLS]
+        per_fill = self._estimate_commit(k, probe, len(probe) == n) / len(probe) if len(probe) > 1 else one
+        txs: list[str] = []
+        gas = 0
+        i = 0
+        limit = self.cfg.commit_chunk  # fills per transaction; only ever lowered by a failed chunk
+        while True:
+            size = max(1, min(limit, int(budget * (1 - COMMIT_GAS_MARGIN) / per_fill)))
+            chunk = fills[i : i + size]
+            last = i + len(chunk) == n
+            try:
+                receipt = self.operator.transact(self.market.functions.commitFills(k, chunk, last), gas=budget)
+            except ContractRevert as exc:
+                if exc.name != "TransactionFailed":
+                    raise
+                failed = str(exc.values["tx"])
+                failed = failed if failed.startswith("0x") else "0x" + failed
+                gas += int(self.operator.w3.eth.get_transaction_receipt(failed)["gasUsed"])
+                needed = self._estimate_commit(k, chunk, last)  # raises any other revert by name
+                if needed <= budget or len(chunk) == 1:
+                    raise
+                logger.warning(
+                    "interval %d: %d fills needed %d gas > %d; retrying smaller", k, len(chunk), needed, budget
+                )
+                per_fill = needed / len(chunk)
+                limit = len(chunk) - 1
+                continue
+            txs.append("0x" + bytes(receipt["transactionHash"]).hex())
+            used = int(receipt["gasUsed"])
+            gas += used
+            i += len(chunk)
+            if last:
+                return txs, gas
+            per_fill = used / len(chunk)
+
+    def _estimate_commit(self, k: int, chunk: list[tuple[int, int, int]], last: bool) -> int:
+        call = self.market.functions.commitFills(k, chunk, last)
+        try:
+            return int(call.estimate_gas({"from": self.operator.address}))
+        except Exception as exc:  # noqa: BLE001 - a revert found by the estimate is named like a sent one
+            raise self.operator.decoder.map(exc) from exc
 
     async def _dispatch(self, k: int, start: float, end: float, dispatch: dict[str, dict[str, Any]]) -> None:
         for address, d in dispatch.items():

@@ -1,0 +1,193 @@
+"""The market loop commits fills in gas-bounded chunks that the contract accepts as one result.
+
+Runs ``MarketLoop.clear_and_commit`` against a real Ganache whose block gas limit is small: just
+above what deploying the market needs (any contract within EIP-170's 24 KiB code limit deploys
+under it), so a book of about a thousand orders cannot be committed in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import math
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
+
+from coordinator.market.bench_e2e import Participant, Rig, add_participants, build_rig, make_book
+from coordinator.market.loop import MarketConfig, MarketLoop
+from gridswarm.devnet import Ganache
+
+BLOCK_GAS = 5_600_000
+PER_PARTICIPANT = 15  # orders each participant posts in the big book (the contract keeps 16 in flight)
+SEED = 31
+WARM_UP, BIG, RETRY, TINY = 1_980_001, 1_980_002, 1_980_003, 1_980_004
+CLEARED = 3  # IntervalStatus.Cleared
+CLOSED = 2
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    db = tmp_path_factory.mktemp("commit") / "coordinator.sqlite"
+    # No cap on fills per transaction: gas alone decides the split.
+    cfg = MarketConfig(commit_chunk=1_000_000, commit_gas_fraction=0.5)
+    with Ganache(block_gas_limit=BLOCK_GAS) as node:
+        r = build_rig(node.url, 16, SEED, cfg, Path(db))
+        yield r
+        r.raw.close()
+
+
+def _post_and_close(rig: Rig, k: int, n: int, people: list[Participant], per_participant: int) -> list[dict[str, Any]]:
+    market, op = rig.market, rig.loop.operator
+    op.transact(market.functions.openInterval(k))
+    for owner, side, qty, price in make_book(n, people, seed=k, per_participant=per_participant):
+        rig.raw.send(people[owner].account, market.functions.postOrder(k, side, qty, price))
+    rig.raw.check()
+    op.transact(market.functions.closeInterval(k))
+    rig.indexer.sync()
+    return rig.store.query("select * from orders where interval = ?", [k])
+
+
+@pytest.fixture(scope="module")
+def gas_per_fill(rig: Rig) -> tuple[float, float]:
+    """(fixed, per fill) gas of a commit transaction, from estimates on a small warm-up interval."""
+    rows = _post_and_close(rig, WARM_UP, 16, rig.participants, per_participant=1)
+    fills = sorted((int(r["id"]), 0, 0) for r in rows)
+    one = rig.loop._estimate_commit(WARM_UP, fills[:1], False)
+    many = rig.loop._estimate_commit(WARM_UP, fills, False)
+    per_fill = (many - one) / (len(fills) - 1)
+    return one - per_fill, per_fill
+
+
+def _fills_hash(fills: list[tuple[int, int, int]], locks: dict[int, int]) -> bytes:
+    """The contract's hash chain: h = keccak256(abi.encode(h, orderId, qty, price, lock))."""
+    h = b"\0" * 32
+    for oid, qty, price in fills:
+        h = keccak(
+            abi_encode(["bytes32", "uint256", "uint256", "uint256", "uint256"], [h, oid, qty, price, locks[oid]])
+        )
+    return h
+
+
+def _as_tuple(f: Any) -> tuple[int, int, int]:
+    if isinstance(f, Mapping):
+        return int(f["orderId"]), int(f["qty"]), int(f["price"])
+    return int(f[0]), int(f[1]), int(f[2])
+
+
+def _commit_receipts(rig: Rig, k: int) -> list[Any]:
+    row = rig.store.one("select commit_txs from intervals where id = ?", [k])
+    assert row is not None
+    return [rig.w3.eth.get_transaction_receipt(h) for h in json.loads(row["commit_txs"])]
+
+
+def _operator_failures(rig: Rig, since_block: int) -> list[Any]:
+    """Receipts of the operator's failed transactions mined after ``since_block``."""
+    failed = []
+    for number in range(since_block + 1, rig.w3.eth.block_number + 1):
+        for tx in rig.w3.eth.get_block(number, full_transactions=True)["transactions"]:
+            if tx["from"] == rig.loop.operator.address:
+                receipt = rig.w3.eth.get_transaction_receipt(tx["hash"])
+                if receipt["status"] != 1:
+                    failed.append(receipt)
+    return failed
+
+
+def _check_one_result(rig: Rig, k: int, fills: list[tuple[int, int, int]], rows: list[dict[str, Any]]) -> Any:
+    """The chain holds exactly ``fills`` for ``k``, finalised once; returns the IntervalCleared args."""
+    market = rig.market
+    cleared = market.events.IntervalCleared().get_logs(from_block=rig.dep.block, argument_filters={"interval": k})
+    assert len(cleared) == 1
+    ev = cleared[0]["args"]
+    assert ev["fills"] == len(rows) == len(fills)
+    assert ev["fillsHash"] == _fills_hash(fills, {int(r["id"]): int(r["locked"]) for r in rows})
+    assert ev["boughtWh"] == ev["soldWh"]
+    committed = [
+        _as_tuple(f)
+        for log in market.events.FillsCommitted().get_logs(from_block=rig.dep.block, argument_filters={"interval": k})
+        for f in log["args"]["fills"]
+    ]
+    assert committed == fills
+    status, _live, n_committed, *_ = market.functions.intervalOf(k).call()
+    assert (status, n_committed) == (CLEARED, len(fills))
+    return cleared[0]
+
+
+def test_a_book_over_the_block_gas_limit_is_committed_in_several_transactions_as_one_result(
+    rig: Rig, gas_per_fill: tuple[float, float]
+) -> None:
+    fixed, per_fill = gas_per_fill
+    n = math.ceil(1.1 * (BLOCK_GAS - fixed) / per_fill)  # about 10 % more than one block holds
+    people = add_participants(rig, math.ceil(n / PER_PARTICIPANT))
+    rows = _post_and_close(rig, BIG, n, people, PER_PARTICIPANT)
+
+    fills, result, _ = asyncio.run(rig.loop.clear_and_commit(BIG))
+
+    receipts = _commit_receipts(rig, BIG)
+    used = [int(r["gasUsed"]) for r in receipts]
+    budget = int(BLOCK_GAS * rig.loop.cfg.commit_gas_fraction)
+    assert sum(used) > BLOCK_GAS, "the book must not fit one transaction"
+    assert len(receipts) >= 3
+    assert max(used) <= budget
+    assert all(r["status"] == 1 for r in receipts)
+    cleared = _check_one_result(rig, BIG, fills, rows)
+    assert cleared["transactionHash"] == receipts[-1]["transactionHash"]  # only the last chunk finalises
+    assert cleared["args"]["boughtWh"] == result.volume_wh > 0
+    stored = rig.store.one("select gas_commit from intervals where id = ?", [BIG])
+    assert stored is not None and stored["gas_commit"] == sum(used)
+
+
+def test_a_chunk_that_runs_out_of_gas_changes_nothing_and_is_retried_smaller(
+    rig: Rig, gas_per_fill: tuple[float, float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A budget of 0.1 block (560k gas) holds about a hundred fills; the probe estimates are
+    # made to read a third of the truth, so the first chunk is three times too large.
+    monkeypatch.setattr(rig.loop, "cfg", dataclasses.replace(rig.loop.cfg, commit_gas_fraction=0.1))
+    real = MarketLoop._estimate_commit
+    calls: list[int] = []
+
+    def lowballed(self: MarketLoop, k: int, chunk: list[tuple[int, int, int]], last: bool) -> int:
+        calls.append(len(chunk))
+        gas = real(self, k, chunk, last)
+        return gas // 3 if len(calls) <= 2 else gas
+
+    monkeypatch.setattr(MarketLoop, "_estimate_commit", lowballed)
+    rows = _post_and_close(rig, RETRY, 150, rig.participants[:15], per_participant=10)
+    before = rig.w3.eth.block_number
+
+    fills, _, _ = asyncio.run(rig.loop.clear_and_commit(RETRY))
+
+    failed = _operator_failures(rig, before)
+    assert len(failed) == 1
+    assert int(failed[0]["gasUsed"]) == int(0.1 * BLOCK_GAS)  # ran out of gas at the budget, no more
+    receipts = _commit_receipts(rig, RETRY)
+    assert len(receipts) >= 2
+    assert max(int(r["gasUsed"]) for r in receipts) <= int(0.1 * BLOCK_GAS)
+    _check_one_result(rig, RETRY, fills, rows)
+    stored = rig.store.one("select gas_commit from intervals where id = ?", [RETRY])
+    assert stored is not None
+    assert stored["gas_commit"] == sum(int(r["gasUsed"]) for r in receipts) + int(failed[0]["gasUsed"])
+
+
+def test_a_budget_below_one_fill_is_refused_before_anything_is_sent(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rig.loop, "cfg", dataclasses.replace(rig.loop.cfg, commit_gas_fraction=0.001))
+    _post_and_close(rig, TINY, 10, rig.participants[:10], per_participant=1)
+    before = rig.w3.eth.block_number
+
+    with pytest.raises(ValueError, match=r"one fill needs \d+ gas, over the commit budget of 5600"):
+        asyncio.run(rig.loop.clear_and_commit(TINY))
+
+    assert rig.w3.eth.block_number == before
+    status, _live, committed, *_ = rig.market.functions.intervalOf(TINY).call()
+    assert (status, committed) == (CLOSED, 0)
+
+
+@pytest.mark.parametrize(("chunk", "fraction"), [(0, 0.5), (300, 0.0), (300, 1.5)])
+def test_commit_settings_out_of_range_are_rejected(chunk: int, fraction: float) -> None:
+    with pytest.raises(ValueError, match="commit_chunk must be >= 1 and commit_gas_fraction in"):
+        MarketConfig(commit_chunk=chunk, commit_gas_fraction=fraction)
