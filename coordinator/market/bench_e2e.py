@@ -33,6 +33,7 @@ import math
 import os
 import platform
 import queue
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,7 +54,7 @@ from coordinator.indexer import Indexer
 from coordinator.market.clearing import Order, clear
 from coordinator.market.loop import MarketConfig, MarketLoop
 from coordinator.store import Store
-from gridswarm.chain import Deployment, TxSender, connect, sign_meter_reading
+from gridswarm.chain import ChainError, Deployment, TxSender, connect, sign_meter_reading
 from gridswarm.clock import WallClock
 from gridswarm.compile import EVM_VERSION, ROOT, SOLC_VERSION
 from gridswarm.deploy import TOKEN_UNIT, deploy_market, fund_eth
@@ -63,7 +64,7 @@ from gridswarm.keys import derive_ed25519, derive_eth_account
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SIZES = (100, 500, 1_000, 2_000)
+DEFAULT_SIZES = (100, 500, 1_000, 2_000, 3_000)
 DEFAULT_OUT = ROOT / "bench" / "results" / "clearing_e2e.json"
 ORDERS_PER_PARTICIPANT = 10  # below the contract's ORDER_SLOTS (orders in flight per account)
 FIRST_INTERVAL = 1_980_000  # 15-minute intervals since the epoch, mid-2026
@@ -328,6 +329,7 @@ def run_interval(rig: Rig, k: int, n: int, seed: int) -> dict[str, Any]:
     row = rig.store.one("select commit_txs, gas_commit from intervals where id = ?", [k]) or {}
     txs = json.loads(row.get("commit_txs") or "[]")
     tx_gas = [int(w3.eth.get_transaction_receipt(h)["gasUsed"]) for h in txs]
+    commit_bytes = max(len(w3.eth.get_transaction(h)["input"]) for h in txs)
     status, _live, committed, *_ = market.functions.intervalOf(k).call()
     cleared_events = market.events.IntervalCleared().get_logs(
         from_block=rig.dep.block, argument_filters={"interval": k}
@@ -350,11 +352,18 @@ def run_interval(rig: Rig, k: int, n: int, seed: int) -> dict[str, Any]:
     engine_seconds = time.perf_counter() - t1
 
     readings = send_readings(rig, k, fills, orders)
+    rig.indexer.seconds = 0.0
     t0 = time.perf_counter()
-    receipt = asyncio.run(loop.settle(k, fills))
+    settle_error = None
+    try:
+        receipt = asyncio.run(loop.settle(k, fills))
+        settle_gas: int | None = int(receipt["gasUsed"])
+        settle_bytes: int | None = len(w3.eth.get_transaction(receipt["transactionHash"])["input"])
+    except ChainError as exc:  # e.g. more gas than a block holds: recorded, not fatal
+        settle_error, settle_gas, settle_bytes = str(exc)[:300], None, None
     settle_seconds = time.perf_counter() - t0
     status, *_ = market.functions.intervalOf(k).call()
-    if status != 4:
+    if settle_error is None and status != 4:
         raise BenchError(f"interval {k} is not settled after settle (status {status})")
 
     block_gas = int(w3.eth.get_block("latest")["gasLimit"])
@@ -362,7 +371,6 @@ def run_interval(rig: Rig, k: int, n: int, seed: int) -> dict[str, Any]:
     traded = sum(1 for _, q, _ in fills if q)
     side_of = {int(r["id"]): (r["owner"], r["side"]) for r in orders}
     submitted = len({side_of[oid][0] for oid, q, _ in fills if q and side_of[oid][1] == "offer"})
-    settle_gas = int(receipt["gasUsed"])
     return {
         "orders": n,
         "bids": sum(1 for o in book if o[1] == 0),
@@ -379,16 +387,21 @@ def run_interval(rig: Rig, k: int, n: int, seed: int) -> dict[str, Any]:
         "commit_gas_largest_tx": max(tx_gas),
         "commit_budget": budget,
         "commit_under_budget": max(tx_gas) <= budget,
+        "commit_calldata_bytes_largest_tx": commit_bytes,
         "readings_signed": readings,
         "readings_settled": submitted,
+        "settled": settle_error is None,
+        "settle_error": settle_error,
         "settle_gas": settle_gas,
-        "settle_gas_per_fill": round(settle_gas / n),
-        "settle_share_of_block": round(settle_gas / block_gas, 3),
+        "settle_gas_per_fill": round(settle_gas / n) if settle_gas else None,
+        "settle_calldata_bytes": settle_bytes,
+        "settle_share_of_block": round(settle_gas / block_gas, 3) if settle_gas else None,
         "seconds_gate_to_committed": round(commit_seconds, 3),
         "seconds_index": round(index_seconds, 3),
         "seconds_engine": round(engine_seconds, 4),
         "seconds_commit_chain": round(commit_seconds - index_seconds - engine_seconds, 3),
         "seconds_settle": round(settle_seconds, 3),
+        "seconds_settle_index": round(rig.indexer.seconds, 3),
     }
 
 
@@ -440,9 +453,10 @@ def measure(
         for i, n in enumerate(sizes):
             row = run_interval(rig, FIRST_INTERVAL + i, n, seed + n)
             rows.append(row)
+            settled = f"{row['settle_gas']:,} gas" if row["settled"] else f"FAILED ({row['settle_error']})"
             log(
                 f"{n:>6} orders: {row['commit_txs']} commit tx(s), {row['commit_gas']:,} gas "
-                f"({row['commit_gas_per_fill']:,}/fill), settle {row['settle_gas']:,} gas; "
+                f"({row['commit_gas_per_fill']:,}/fill), settle {settled}; "
                 f"gate->committed {row['seconds_gate_to_committed']:.2f} s, settle {row['seconds_settle']:.2f} s"
             )
         client = rig.w3.client_version
@@ -459,7 +473,13 @@ def _machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+    }
 
 
 def _git_commit() -> str | None:
@@ -472,16 +492,48 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def summary(rows: list[dict[str, Any]], block_gas_limit: int) -> dict[str, Any]:
+    """The largest book cleared and settled, and how many fills one settle transaction can hold.
+
+    Settlement takes every fill of an interval in one transaction, so its gas, not the commit's
+    (which splits), bounds an interval's size. Its gas grows faster than linearly (memory
+    expansion is quadratic), so a quadratic through the settled sizes (least squares) gives the
+    fills at which it would need the whole block.
+    """
+    done = sorted((r for r in rows if r["settled"]), key=lambda r: r["orders"])
+    failed = [r["orders"] for r in rows if not r["settled"]]
+    out: dict[str, Any] = {
+        "largest_settled": None,
+        "smallest_not_settled": min(failed) if failed else None,
+        "settle_fills_per_block_fit": None,
+    }
+    if done:
+        top = done[-1]
+        out["largest_settled"] = {
+            k: top[k] for k in ("orders", "commit_txs", "seconds_gate_to_committed", "settle_gas", "seconds_settle")
+        }
+    if len(done) >= 3:
+        fit = np.polyfit([r["orders"] for r in done], [r["settle_gas"] for r in done], 2)
+        roots = [z.real for z in np.roots(fit - np.array([0, 0, block_gas_limit])) if abs(z.imag) < 1e-9 and z.real > 0]
+        out["settle_fills_per_block_fit"] = int(min(roots)) if roots else None
+    return out
+
+
 def markdown_table(doc: dict[str, Any]) -> str:
     lines = [
-        "| orders | commit txs | commit gas | gas / fill | largest commit tx | settle gas | "
-        "gate → committed (s) | of which indexing (s) | settle (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| orders | commit txs | commit gas | commit gas / fill | largest commit tx | settle gas (share of block) "
+        "| settle gas / fill | gate → committed (s) | of which indexing (s) | settle (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in doc["results"]:
+        settle = (
+            f"{r['settle_gas']:,} ({r['settle_share_of_block']:.0%}) | {r['settle_gas_per_fill']:,}"
+            if r["settled"]
+            else "failed | –"
+        )
         lines.append(
             f"| {r['orders']:,} | {r['commit_txs']} | {r['commit_gas']:,} | {r['commit_gas_per_fill']:,} "
-            f"| {r['commit_gas_largest_tx']:,} | {r['settle_gas']:,} | {r['seconds_gate_to_committed']:.2f} "
+            f"| {r['commit_gas_largest_tx']:,} | {settle} | {r['seconds_gate_to_committed']:.2f} "
             f"| {r['seconds_index']:.2f} | {r['seconds_settle']:.2f} |"
         )
     return "\n".join(lines)
@@ -526,6 +578,8 @@ def run_bench(args: argparse.Namespace) -> int:
     except ValueError:
         print(f"bench e2e: error: --sizes must be integers, got {args.sizes!r}", file=sys.stderr)
         return 2
+    # A terminated run still stops the Ganache it started (context managers run on SystemExit).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not sizes or min(sizes) < 2:
         print("bench e2e: error: --sizes must be at least 2", file=sys.stderr)
         return 2
@@ -540,6 +594,7 @@ def run_bench(args: argparse.Namespace) -> int:
         print(f"bench e2e: error: {exc}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
+    machine = _machine()
     try:
         doc = measure(
             sizes,
@@ -562,7 +617,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "generated_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "command": command.strip(),
         "git_commit": _git_commit(),
-        "machine": _machine(),
+        "machine": {**machine, "load_average_1m_at_end": round(os.getloadavg()[0], 2)},
         "chain": f"{doc['client']} (hardfork shanghai, instamine eager, block gas limit {args.block_gas_limit:,})",
         "compiler": f"solc {SOLC_VERSION}, evm {EVM_VERSION}, optimizer 200 runs",
         "setup": {
@@ -581,6 +636,7 @@ def run_bench(args: argparse.Namespace) -> int:
             "seconds_settle = MarketLoop.settle (one transaction, then indexing its events)",
         },
         "results": doc["rows"],
+        "summary": summary(doc["rows"], args.block_gas_limit),
         "total_seconds": round(time.perf_counter() - t0, 1),
     }
     out = Path(args.out)
