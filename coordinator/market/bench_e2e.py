@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
 from nacl.signing import SigningKey
 from web3 import Web3
 
@@ -154,13 +155,13 @@ class RawSender:
             raise BenchError(f"{len(errors)} set-up transaction(s) not accepted, first: {errors[0]}")
         if not pending:
             return []
-        self.w3.eth.wait_for_transaction_receipt(pending[-1][1], timeout=timeout_s)
+        self.w3.eth.wait_for_transaction_receipt(HexBytes(pending[-1][1]), timeout=timeout_s)
         receipts: list[Any] = []
         for start in range(0, len(pending), 500):
             part = pending[start : start + 500]
             with self.w3.batch_requests() as batch:
                 for _, h in part:
-                    batch.add(self.w3.eth.get_transaction_receipt(h))
+                    batch.add(self.w3.eth.get_transaction_receipt(HexBytes(h)))
                 receipts.extend(batch.execute())
         for (name, h), r in zip(pending, receipts, strict=True):
             if int(r["status"]) != 1:
@@ -215,7 +216,9 @@ def onboard(w3: Web3, dep: Deployment, admin: LocalAccount, people: list[Partici
     market, token = dep.market_contract(w3), dep.token_contract(w3)
     funder = w3.eth.accounts[0]
     hashes = [
-        w3.eth.send_transaction({"from": funder, "to": p.account.address, "value": 10 * 10**18, "gas": 21_000})
+        w3.eth.send_transaction(
+            {"from": funder, "to": p.account.address, "value": Web3.to_wei(10, "ether"), "gas": 21_000}
+        )
         for p in people
     ]
     if hashes:
@@ -415,7 +418,7 @@ def send_readings(rig: Rig, k: int, fills: list[tuple[int, int, int]], orders: l
         (exported if side == "offer" else imported)[owner] += qty
         exported.setdefault(owner, 0)
         imported.setdefault(owner, 0)
-    by_address = {p.account.address: p for p in rig.participants}
+    by_address: dict[str, Participant] = {p.account.address: p for p in rig.participants}
     for j, address in enumerate(sorted(exported)):
         p = by_address[address]
         export = exported[address] * 9 // 10 if j % 10 == 9 else exported[address]  # one in ten falls short

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hexbytes import HexBytes
+
 from coordinator.hub import Hub
 from coordinator.indexer import Indexer
 from coordinator.market.cli import read_zones
@@ -252,8 +254,7 @@ class MarketLoop:
             except ContractRevert as exc:
                 if exc.name != "TransactionFailed":
                     raise
-                failed = str(exc.values["tx"])
-                failed = failed if failed.startswith("0x") else "0x" + failed
+                failed = HexBytes(str(exc.values["tx"]))
                 gas += int(self.operator.w3.eth.get_transaction_receipt(failed)["gasUsed"])
                 needed = self._estimate_commit(k, chunk, last)  # raises any other revert by name
                 if needed <= budget or len(chunk) == 1:
