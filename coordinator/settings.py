@@ -29,6 +29,7 @@ class MarketSettings(BaseModel):
     agent_wait_s: float = Field(default=120.0, ge=0)
     mechanism: Literal["uniform", "pay-as-bid"] = "uniform"
     commit_chunk: int = Field(default=300, ge=1)
+    commit_gas_fraction: float = Field(default=0.5, gt=0, le=1)  # share of the block gas limit per commit tx
     # Network-aware clearing: the on-chain zone number of each participant -> zone name, and a
     # ZONES.csv of links (from_zone,to_zone,fee,limit_wh; see docs/clearing.md). Without a
     # network file every order meets in one market.

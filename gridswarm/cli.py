@@ -9,7 +9,7 @@ Subcommands (``gridswarm SUBCOMMAND --help`` for each one's options):
   agent        run one site's agent from its config file (or --check its devices)
   clear        clear an order book from a CSV file and print the result
   forecast     forecast a meter series from a CSV file
-  bench        run a benchmark (clearing, forecast, agent, gas) and write bench/results/
+  bench        run a benchmark (clearing, e2e, forecast, agent, gas) and write bench/results/
 """
 
 from __future__ import annotations
@@ -202,6 +202,7 @@ BENCHES = {
     "forecast": ("agent.forecast.bench", "configure_bench", "run_bench", "forecast accuracy on real data"),
     "agent": ("agent.bench", "configure_bench", "run_bench", "agent footprint at a 10 ms tick"),
     "gas": ("gridswarm.bench_gas", "configure_bench", "run_bench", "contract gas per operation on Ganache"),
+    "e2e": ("coordinator.market.bench_e2e", "configure_bench", "run_bench", "clearing end to end on Ganache"),
 }
 
 
