@@ -15,4 +15,4 @@ FORGE="$ROOT/node_modules/@foundry-rs/forge-linux-amd64/bin/forge"
 [ -x "$FORGE" ] || { echo "fuzz: forge is missing: run npm ci" >&2; exit 2; }
 
 echo "invariant runs per invariant: $RUNS"
-FOUNDRY_INVARIANT_RUNS="$RUNS" exec "$FORGE" test --match-path 'tests/foundry/*.t.sol' "$@"
+FOUNDRY_INVARIANT_RUNS="$RUNS" FOUNDRY_FUZZ_RUNS="$RUNS" exec "$FORGE" test --match-path 'tests/foundry/*.t.sol' "$@"
