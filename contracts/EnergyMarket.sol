@@ -542,9 +542,12 @@ contract EnergyMarket is IEnergyMarket, AccessControl, EIP712 {
     function _loadTally(Clearing storage c, uint64 interval) private view returns (Tally memory t) {
         Clearing memory m = c;
         if (m.interval != interval) {
+            // A slot never used reads as interval 0 with nothing committed. (An interval that
+            // cleared with no fills looks the same; it holds no locks, so losing its slot costs
+            // nothing.)
+            bool unused = m.interval == 0 && m.lastId == 0 && m.fillsHash == bytes32(0);
             Interval memory previous = _intervals[m.interval];
-            IntervalStatus status = previous.status;
-            if (status != IntervalStatus.None && status != IntervalStatus.Settled && !_lapsed(previous)) {
+            if (!unused && previous.status != IntervalStatus.Settled && !_lapsed(previous)) {
                 revert MarketClearingSlotBusy(interval, m.interval);
             }
             return t;

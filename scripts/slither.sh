@@ -6,8 +6,7 @@
 #   scripts/slither.sh [extra slither args]
 #
 # Slither pulls eth-abi 6 and friends past eth-brownie's exact pins, so it lives in its own venv
-# (.venv/tools, from requirements/tools.txt, created on first use). Runs offline with the npm
-# solc behind scripts/solc.
+# (.venv/tools, from requirements/tools.txt, created on first use). Runs offline.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,10 +20,10 @@ if [ ! -f "$STAMP" ] || [ requirements/tools.txt -nt "$STAMP" ]; then
     touch "$STAMP"
 fi
 [ -f node_modules/@openzeppelin/contracts/package.json ] || { echo "slither: run npm ci first" >&2; exit 2; }
+# Compiled through forge (npm; foundry.toml points it at scripts/solc, offline), tests skipped.
+export PATH="$ROOT/node_modules/@foundry-rs/forge-linux-amd64/bin:$PATH"
 
-exec "$TOOLS/bin/slither" contracts \
-    --compile-force-framework solc \
-    --solc "$ROOT/scripts/solc" --solc-standard-json \
-    --solc-remaps "@openzeppelin/=node_modules/@openzeppelin/" \
-    --filter-paths "node_modules" \
+exec "$TOOLS/bin/slither" . \
+    --compile-force-framework foundry --foundry-out-directory out-forge \
+    --filter-paths "node_modules|tests" \
     --fail-medium "$@"
