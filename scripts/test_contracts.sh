@@ -24,7 +24,7 @@ export SOLCX_BINARY_PATH="${SOLCX_BINARY_PATH:-$VENV/solcx}"
 mkdir -p "$SOLCX_BINARY_PATH"
 ln -sfn "$ROOT/scripts/solc" "$SOLCX_BINARY_PATH/solc-v0.8.28"
 export HOME="$VENV/brownie-home"
-mkdir -p "$HOME"
+mkdir -p "$HOME" build/brownie/contracts build/brownie/deployments build/brownie/interfaces
 
 PORT="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 "$BROWNIE" networks delete "$NETWORK" >/dev/null 2>&1 || true
