@@ -112,7 +112,8 @@ class Chain:
         resp = self.w3.provider.make_request("eth_signTypedData_v4", [participant, data])
         if "result" not in resp:
             raise BenchError(f"the node could not sign a reading for {participant}: {resp.get('error')}")
-        return (participant, k, exported, imported), *compact_signature(bytes.fromhex(resp["result"].removeprefix("0x")))
+        r, vs = compact_signature(resp["result"])
+        return (participant, k, exported, imported), r, vs
 
 
 @dataclass
@@ -198,7 +199,8 @@ def run_interval(chain: Chain, owners: list[str], commit_chunk: int) -> Interval
     chunks = [commit_fills[i : i + commit_chunk] for i in range(0, len(commit_fills), commit_chunk)]
     commit_gas = 0
     for i, chunk in enumerate(chunks):
-        commit_gas += chain.gas(chain.market.functions.commitFills(k, chunk, i == len(chunks) - 1), chain.operator, BIG_GAS)
+        call = chain.market.functions.commitFills(k, chunk, i == len(chunks) - 1)
+        commit_gas += chain.gas(call, chain.operator, BIG_GAS)
 
     exports = {o["owner"]: o["fill"] for o in offers}
     fills, readings = _settle_args(chain, k, orders, exports)
@@ -347,7 +349,8 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += [f"| {k.replace('_', ' ')} | {v:,} |" for k, v in ops.items()]
     lines += [
         "",
-        "| fills / interval | commit txs | commit per fill | settle per fill | commit + settle per fill | per traded pair |",
+        "| fills / interval | commit txs | commit per fill | settle per fill | commit + settle per fill "
+        "| per traded pair |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in doc["intervals"]:

@@ -32,7 +32,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - (ganac
     out = tmp_path_factory.mktemp("ethers-demo")
     with Ganache(log_path=out / "ganache.log") as node:
         proc = subprocess.run(
-            [sys.executable, "-m", "gridswarm.cli", "demo", "--rpc-url", node.url, "--intervals", "1", "--out", str(out)],
+            [sys.executable, "-m", "gridswarm.cli", "demo", "--rpc-url", node.url]
+            + ["--intervals", "1", "--out", str(out)],
             capture_output=True,
             text=True,
             timeout=600,
