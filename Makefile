@@ -29,8 +29,21 @@ $(NODE_STAMP): package.json package-lock.json
 demo: setup
 	$(BIN)/gridswarm demo $(ARGS)
 
+# The whole suite: Python (unit, integration, end to end on Ganache, ethers.js client), brownie
+# contract tests, a short Foundry invariant pass, Halmos symbolic checks and Slither.
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	scripts/test_contracts.sh -q
+	scripts/fuzz.sh $(FUZZ_RUNS_SHORT)
+	scripts/halmos.sh
+	scripts/slither.sh
+
+FUZZ_RUNS_SHORT ?= 256
+FUZZ_RUNS ?= 10000
+
+# >= 10,000 random call sequences per invariant.
+fuzz: setup
+	scripts/fuzz.sh $(FUZZ_RUNS)
 
 test-python: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
