@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import random
 import resource
 import subprocess
@@ -35,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from gridswarm.benchinfo import machine
 
 __all__ = ["TARGETS", "configure_bench", "run_bench", "run_child"]
 
@@ -219,17 +220,7 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
-            "platform": platform.platform(), "loadavg_at_start": load}
+    return machine()
 
 
 def run_bench(args: argparse.Namespace) -> int:

@@ -25,8 +25,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,6 +36,7 @@ from web3 import Web3
 from gridswarm.chain import compact_signature, meter_typed_data
 from gridswarm.compile import EVM_VERSION, ROOT, SOLC_VERSION, compile_contracts
 from gridswarm.devnet import Ganache
+from gridswarm.benchinfo import machine
 
 logger = logging.getLogger(__name__)
 
@@ -293,15 +292,7 @@ def compare(current: dict[str, int], snapshot: dict[str, int], tolerance: float 
 
 
 def _machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    return machine()
 
 
 def results_document(doc: dict[str, Any], command: str) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from scipy.optimize import linprog
 from scipy.sparse import csc_matrix
 
 from .clearing import Book, Link, Network, clear_book
+from gridswarm import benchinfo
 
 DEFAULT_SIZES = (1_000, 10_000, 100_000, 1_000_000)
 DEFAULT_OUT = Path("bench/results/clearing.json")
@@ -143,25 +143,11 @@ def run_pymarket(python: str, book: Book, seed: int) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import highspy  # noqa: PLC0415
 
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "highspy": getattr(highspy, "__version__", "unknown"),
-        "platform": platform.platform(),
-    }
+    return benchinfo.machine(
+        numpy=np.__version__, scipy=scipy.__version__, highspy=str(getattr(highspy, "__version__", "unknown"))
+    )
 
 
 def _time_engine(book: Book, zbook: Book, net: Network, wide: Book, reps: int) -> dict[str, Any]:

@@ -31,7 +31,6 @@ import json
 import logging
 import math
 import os
-import platform
 import queue
 import signal
 import subprocess
@@ -62,6 +61,7 @@ from gridswarm.deploy import TOKEN_UNIT, deploy_market, fund_eth
 from gridswarm.devnet import Ganache
 from gridswarm.envelope import Signer
 from gridswarm.keys import derive_ed25519, derive_eth_account
+from gridswarm.benchinfo import machine
 
 logger = logging.getLogger(__name__)
 
@@ -468,21 +468,7 @@ def measure(
 
 
 def _machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
-    }
+    return machine()
 
 
 def _git_commit() -> str | None:
