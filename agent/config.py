@@ -13,17 +13,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gridswarm.clock import ClockConfig
+
 
 class ConfigError(ValueError):
     """The config file is missing, unreadable or has a bad field (named in the message)."""
-
-
-class ClockConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["wall", "scaled"] = "wall"
-    sim_start: float = 0.0
-    speed: float = Field(default=1.0, gt=0)
-    wall_anchor: float | None = None
 
 
 class TradingConfig(BaseModel):

@@ -31,7 +31,7 @@ from agent.config import AgentConfig
 from agent.store import AgentStore
 from agent.trader import Trader
 from gridswarm.chain import ChainError, sign_meter_reading
-from gridswarm.clock import Clock, ScaledClock, WallClock
+from gridswarm.clock import Clock
 from gridswarm.envelope import Envelope, EnvelopeError, Signer, Verifier
 from gridswarm.keys import load_ed25519, load_eth_key
 from gridswarm.messages import Ack, Arm, Dispatch, Error, IntervalNotice, validate_body
@@ -41,12 +41,6 @@ logger = logging.getLogger(__name__)
 COORDINATOR = "coordinator"
 RESEND_AFTER_S = 5.0  # wall seconds before an unacknowledged record is sent again
 TRANSIENT_REJECTIONS = frozenset({"expired", "future", "replayed"})
-
-
-def make_clock(cfg: AgentConfig) -> Clock:
-    if cfg.clock.kind == "wall":
-        return WallClock()
-    return ScaledClock(cfg.clock.sim_start, cfg.clock.speed, cfg.clock.wall_anchor)
 
 
 def build_site(cfg: AgentConfig, clock: Clock) -> Any:
@@ -60,7 +54,7 @@ def build_site(cfg: AgentConfig, clock: Clock) -> Any:
 class AgentRuntime:
     def __init__(self, cfg: AgentConfig, clock: Clock | None = None, site: Any = None) -> None:
         self.cfg = cfg
-        self.clock = clock or make_clock(cfg)
+        self.clock = clock or cfg.clock.build()
         self.store = AgentStore(cfg.store_path)
         self.account = load_eth_key(cfg.eth_key_file)
         self.address = str(self.account.address)

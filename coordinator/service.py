@@ -16,24 +16,17 @@ from coordinator.market.loop import MarketConfig, MarketLoop
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import Store
 from gridswarm.chain import Deployment, TxSender, connect
-from gridswarm.clock import Clock, ScaledClock, WallClock
+from gridswarm.clock import Clock
 from gridswarm.envelope import Signer
 from gridswarm.keys import load_ed25519, load_eth_key
 
 logger = logging.getLogger(__name__)
 
 
-def make_clock(kind: str, sim_start: float, speed: float, wall_anchor: float | None) -> Clock:
-    if kind == "wall":
-        return WallClock()
-    return ScaledClock(sim_start=sim_start, speed=speed, wall_anchor=wall_anchor)
-
-
 class Coordinator:
     def __init__(self, settings: CoordinatorSettings, clock: Clock | None = None) -> None:
         self.settings = settings
-        c = settings.clock
-        self.clock = clock or make_clock(c.kind, c.sim_start, c.speed, c.wall_anchor)
+        self.clock = clock or settings.clock.build()
         self.w3 = connect(settings.rpc_url)
         self.deployment = Deployment.load(settings.deployment)
         self.chain_id = int(self.w3.eth.chain_id)

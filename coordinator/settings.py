@@ -10,13 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class ClockSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["wall", "scaled"] = "wall"
-    sim_start: float = 0.0
-    speed: float = Field(default=1.0, gt=0)
-    wall_anchor: float | None = None
+from gridswarm.clock import ClockConfig
 
 
 class MarketSettings(BaseModel):
@@ -59,7 +53,7 @@ class CoordinatorSettings(BaseModel):
     index_poll_s: float = Field(default=0.5, gt=0)
     message_ttl_s: float = Field(default=120.0, gt=0, le=3600)  # lifetime of envelopes we sign (clock s)
     run_market: bool = True
-    clock: ClockSettings = ClockSettings()
+    clock: ClockConfig = ClockConfig()
     market: MarketSettings = MarketSettings()
     frequency_response: FrequencyResponseSettings = FrequencyResponseSettings()
 

@@ -159,10 +159,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 async def _agent_check(cfg: Any) -> int:
-    from agent.runtime import build_site, make_clock
+    from agent.runtime import build_site
 
     try:
-        site = build_site(cfg, make_clock(cfg))
+        site = build_site(cfg, cfg.clock.build())
     except ValueError as exc:
         return _fail(str(exc))
     results = await site.check()

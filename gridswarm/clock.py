@@ -17,7 +17,9 @@ import asyncio
 import heapq
 import itertools
 import time
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
 @runtime_checkable
@@ -115,3 +117,19 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.set(self._now + seconds)
+
+
+class ClockConfig(BaseModel):
+    """The ``clock:`` section of the coordinator's and the agents' config files: ``wall`` in
+    production; ``scaled`` (shared ``sim_start``, ``speed`` and ``wall_anchor``) in the demo."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["wall", "scaled"] = "wall"
+    sim_start: float = 0.0
+    speed: float = Field(default=1.0, gt=0)
+    wall_anchor: float | None = None
+
+    def build(self) -> Clock:
+        if self.kind == "wall":
+            return WallClock()
+        return ScaledClock(self.sim_start, self.speed, self.wall_anchor)
