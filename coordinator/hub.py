@@ -8,7 +8,6 @@ participant address whose Ed25519 key the indexer read from ``ParticipantRegiste
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -36,7 +35,6 @@ class Hub:
         self.market = market
         self.verifier = Verifier(clock=clock, keys=self._key_of, last_seq=store.last_seqs())
         self.links: dict[str, SendFn] = {}
-        self.ack_events: dict[tuple[str, int], asyncio.Event] = {}
 
     def _key_of(self, sender: str) -> VerifyKey | None:
         key = self.store.participant_key(sender)
@@ -134,9 +132,6 @@ class Hub:
                     },
                     pk=("sender", "interval", "kind"),
                 )
-            ev = self.ack_events.get((env.sender, body.interval or -1))
-            if ev:
-                ev.set()
             return {}
         if env.kind == "alarm":
             logger.warning("alarm from %s: %s", env.sender, env.body)
