@@ -28,7 +28,6 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from web3 import Web3
@@ -36,7 +35,7 @@ from web3 import Web3
 from gridswarm.chain import compact_signature, meter_typed_data
 from gridswarm.compile import EVM_VERSION, ROOT, SOLC_VERSION, compile_contracts
 from gridswarm.devnet import Ganache
-from gridswarm.benchinfo import machine
+from gridswarm.benchinfo import machine, write_results
 
 logger = logging.getLogger(__name__)
 
@@ -388,10 +387,7 @@ def run_bench(args: argparse.Namespace) -> int:
         return 2
     command = "gridswarm bench gas " + " ".join(sys.argv[3:]) if sys.argv[1:2] == ["bench"] else " ".join(sys.argv)
     result = results_document(doc, command.strip())
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(args.out, result)
     current = snapshot_of(doc)
     if args.update_snapshot:
         SNAPSHOT.write_text(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +30,12 @@ def machine(**versions: str) -> dict[str, Any]:
         "load_average_1m_at_start": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         **versions,
     }
+
+
+def write_results(path: str | Path, result: dict[str, Any], indent: int = 2) -> Path:
+    """Write a benchmark's figures as JSON (creating the folder) and say where on stderr."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=indent) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+    return out

@@ -9,16 +9,8 @@
 # (.venv/tools, from requirements/tools.txt, created on first use). Runs offline.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-TOOLS="${TOOLS_VENV:-$ROOT/.venv/tools}"
-STAMP="$TOOLS/.installed"
-if [ ! -f "$STAMP" ] || [ requirements/tools.txt -nt "$STAMP" ]; then
-    PY="$(command -v python3.11 || command -v python3)"
-    [ -x "$TOOLS/bin/python" ] || "$PY" -m venv "$TOOLS"
-    "$TOOLS/bin/pip" install --disable-pip-version-check -q -r requirements/tools.txt
-    touch "$STAMP"
-fi
+# shellcheck source=scripts/tools_env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/tools_env.sh"
 [ -f node_modules/@openzeppelin/contracts/package.json ] || { echo "slither: run npm ci first" >&2; exit 2; }
 # Compiled through forge (npm; foundry.toml points it at scripts/solc, offline), tests skipped.
 export PATH="$ROOT/node_modules/@foundry-rs/forge-linux-amd64/bin:$PATH"

@@ -287,10 +287,7 @@ def run_bench(args: argparse.Namespace) -> int:
         args.lp_max,
         log=lambda s: print(s, file=sys.stderr),
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    benchinfo.write_results(args.out, result)
     if args.markdown:
         print(markdown_table(result))
     return 0

@@ -61,7 +61,7 @@ from gridswarm.deploy import TOKEN_UNIT, deploy_market, fund_eth
 from gridswarm.devnet import Ganache
 from gridswarm.envelope import Signer
 from gridswarm.keys import derive_ed25519, derive_eth_account
-from gridswarm.benchinfo import machine
+from gridswarm.benchinfo import machine, write_results
 
 logger = logging.getLogger(__name__)
 
@@ -628,10 +628,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "summary": summary(doc["rows"], args.block_gas_limit),
         "total_seconds": round(time.perf_counter() - t0, 1),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    write_results(args.out, result)
     if args.markdown:
         print(markdown_table(result))
     return 0
