@@ -280,11 +280,12 @@ class SimStorage(SimDriver):
                 f"charge {-self.limits.min_w:.0f} W / discharge {self.limits.max_w:.0f} W AC")
 
 
-class SimPV(SimDriver):
-    def __init__(self, device_id: str, bus: SimBus, model: PVModel, *, writable: bool = True) -> None:
-        super().__init__(device_id, DeviceKind.PV, bus, writable=writable)
-        self.model = model
-        self._limits = DeviceLimits(0.0, model.rated_w)
+class _SimProfile(SimDriver):
+    """A device whose power follows its model's profile (PV, load): power at the start of a step
+    holds for the step, then the model is read again at its end."""
+
+    model: Any
+    _limits: DeviceLimits
 
     @property
     def limits(self) -> DeviceLimits:
@@ -297,6 +298,13 @@ class SimPV(SimDriver):
         wh = self._book(self.power_w * (t1 - t0) / 3600.0)
         self.power_w = self.model.power_w(t1)
         return wh
+
+
+class SimPV(_SimProfile):
+    def __init__(self, device_id: str, bus: SimBus, model: PVModel, *, writable: bool = True) -> None:
+        super().__init__(device_id, DeviceKind.PV, bus, writable=writable)
+        self.model = model
+        self._limits = DeviceLimits(0.0, model.rated_w)
 
     def _set(self, power_w: float, t: float) -> float:
         self.model.limit_w = power_w
@@ -323,23 +331,11 @@ class SimPV(SimDriver):
         return f"sim pv: {self.model.peak_w:.0f} Wp, inverter {self.model.rated_w:.0f} W, TMY3 {self.model.profile_name}"
 
 
-class SimLoad(SimDriver):
+class SimLoad(_SimProfile):
     def __init__(self, device_id: str, bus: SimBus, model: LoadModel, *, writable: bool = True) -> None:
         super().__init__(device_id, DeviceKind.LOAD, bus, writable=writable)
         self.model = model
         self._limits = DeviceLimits(-1.2 * model.peak_w, 0.0)
-
-    @property
-    def limits(self) -> DeviceLimits:
-        return self._limits
-
-    def settle_at(self, t: float) -> None:
-        self.power_w = self.model.power_w(t)
-
-    def step(self, t0: float, t1: float) -> float:
-        wh = self._book(self.power_w * (t1 - t0) / 3600.0)
-        self.power_w = self.model.power_w(t1)
-        return wh
 
     def _set(self, power_w: float, t: float) -> float:
         # a ceiling at the most negative limit means "no shedding"
