@@ -58,3 +58,81 @@ def test_bad_device_field_is_named(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "devices[0].capacity_wh" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------- --check against a field-laid-out SunSpec device
+
+sys.path.insert(0, str(ROOT / "tests" / "agent" / "drivers"))
+from field_device import LAYOUTS, serve  # noqa: E402
+
+from gridswarm.clock import ManualClock  # noqa: E402
+
+
+async def _check_async(path: Path) -> tuple[int, str, str]:
+    import asyncio
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gridswarm.cli", "agent", "--config", str(path), "--check",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode, out.decode(), err.decode()
+
+
+def _devices_only(tmp: Path, devices: list[dict]) -> Path:
+    path = tmp / "devices.yaml"
+    path.write_text(yaml.safe_dump({"devices": devices}))  # no keys, URLs or deployment
+    return path
+
+
+def test_check_only_reads_a_writable_device_and_says_what_it_controls(tmp_path: Path) -> None:
+    import asyncio
+
+    async def main() -> None:
+        async with serve(ManualClock(1_750_000_000.0), LAYOUTS["der-124"]) as dev:
+            # the owner's mode: discharging through 704 and 124 left in discharge mode
+            dev._set(704, "WSetEna", 1)
+            dev._set(704, "WSet", 1_200.0)
+            dev._set(124, "StorCtl_Mod", 2)
+            dev._settle()
+            dev._publish()
+            before = dev.image()
+            dev_cfg = {"id": "hybrid", "type": "battery", "driver": "sunspec", "host": "127.0.0.1", "port": dev.port,
+                       "writable": True, "timeout_s": 1.0}
+            code, out, err = await _check_async(_devices_only(tmp_path, [dev_cfg]))
+            assert code == 1, err  # writable but cannot be controlled: no capacity anywhere
+            row = json.loads(out.splitlines()[0])
+            assert row["ok"] and row["models"] == [1, 124, 704, 701]
+            assert "capacity_wh" in row["missing"] and not row["controls"]
+            assert "missing:  capacity_wh" in err
+            dev_cfg["capacity_wh"] = 12_000.0
+            code, out, err = await _check_async(_devices_only(tmp_path, [dev_cfg]))
+            assert code == 0, err
+            row = json.loads(out.splitlines()[0])
+            assert row["controls"] and "704 WSet" in row["controls"][0]
+            assert row["values"]["voltage_v"] == {"value": 230.4, "unit": "V"}
+            assert row["values"]["frequency_hz"]["unit"] == "Hz"
+            assert row["values"]["capacity_wh"] == {"value": 12_000.0, "unit": "Wh"}
+            assert "capacity_wh from config" in row["detail"]
+            assert "values:   power_w = 1200 W" in err
+            assert dev.writes == []  # not one write request reached the device
+            assert dev.image() == before
+            assert dev.read_point(704, "WSetEna") == 1 and dev.read_point(124, "StorCtl_Mod") == 2
+
+    asyncio.run(main())
+
+
+def test_check_reads_a_sunspec_meter(tmp_path: Path) -> None:
+    import asyncio
+
+    from field_device import meter_layout
+
+    async def main() -> None:
+        async with serve(ManualClock(1_750_000_000.0), meter_layout(203), kind="grid") as dev:
+            cfg = [{"id": "poc", "type": "grid", "driver": "sunspec", "host": "127.0.0.1", "port": dev.port}]
+            code, out, err = await _check_async(_devices_only(tmp_path, cfg))
+            assert code == 0, err
+            row = json.loads(out.splitlines()[0])
+            assert row["models"] == [1, 203] and row["values"]["frequency_hz"]["value"] == 50.02
+            assert row["values"]["energy_out_wh"]["unit"] == "Wh" and row["controls"] == []
+
+    asyncio.run(main())
