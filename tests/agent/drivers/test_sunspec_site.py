@@ -82,3 +82,26 @@ def test_site_logs_once_at_start_every_device_it_will_not_control(caplog):
     assert by_dev["roof"][0] == logging.INFO and "read-only" in by_dev["roof"][1]
     assert "meter" in by_dev["poc"][1]
     assert by_dev["gone"][0] == logging.WARNING and "until it answers" in by_dev["gone"][1]
+
+
+def test_a_sunspec_meter_meters_the_site_and_bounds_its_schedules():
+    async def main():
+        clock = ManualClock(T0)
+        async with serve(clock, meter_layout(201), kind="grid") as meter:
+            site = _site(clock, [{"id": "poc", "type": "grid", "driver": "sunspec", "host": "127.0.0.1",
+                                  "port": meter.port, "import_limit_w": 9_000.0, "export_limit_w": 4_000.0}])
+            await site.connect()
+            state = await site.tick()
+            assert state.devices["poc"].frequency_hz == pytest.approx(50.02)
+            assert state.devices["poc"].voltage_v == pytest.approx(231.4)
+            meter.meter["TotWhImp"] += 120.0
+            meter.meter["TotWhExp"] += 30.0
+            clock.advance(60)
+            await site.tick()
+            exported, imported = site.meter_window(T0, T0 + 60)
+            assert (exported, imported) == (pytest.approx(30.0), pytest.approx(120.0))
+            with pytest.raises(ValueError, match="grid connection"):
+                site.set_market_schedule(T0, T0 + 900, 5_000.0)  # beyond the metered export limit
+            await site.close()
+
+    asyncio.run(main())
