@@ -23,7 +23,8 @@ def check_report_text(result: ProbeResult) -> str:
     if d["models"]:
         lines.append(f"  models:   {', '.join(str(m) for m in d['models'])}")
     if d["values"]:
-        vals = ", ".join(f"{k} = {_fmt(v['value'])} {v['unit']}" for k, v in d["values"].items())
+        vals = ", ".join(f"{k} = {_fmt(v['value'])}" + (" (0..1)" if v["unit"] == "0..1" else f" {v['unit']}")
+                         for k, v in d["values"].items())
         lines.append(f"  values:   {vals}")
     for c in d["controls"]:
         lines.append(f"  controls: {c}")
