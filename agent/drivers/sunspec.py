@@ -131,6 +131,7 @@ class SunSpecDriver(Driver):
         self.rated_w = 0.0
         self.capacity_wh: float | None = None
         self.last_applied: float | None = None
+        self._wrote = False  # has this process written a setpoint? (revert only undoes our own writes)
         self._lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ transport
@@ -234,6 +235,7 @@ class SunSpecDriver(Driver):
         return out
 
     async def _write(self, address: int, values: list[int]) -> None:
+        self._wrote = True
         await self._call("write", address, values)
 
     # ------------------------------------------------------------------ discovery
@@ -657,6 +659,9 @@ class SunSpecDriver(Driver):
 
     async def _revert(self) -> float:
         async with self._lock:
+            if not self._wrote:  # never wrote: leave the device in the mode its owner set
+                self.last_applied = None
+                return 0.0 if self.kind is DeviceKind.BATTERY else self._limits.max_w
             await self._ensure()
             if self.kind is DeviceKind.BATTERY:
                 if 704 in self.models:
@@ -664,12 +669,14 @@ class SunSpecDriver(Driver):
                 if 124 in self.models:
                     await self._put(124, {"StorCtl_Mod": 0})
                 self.last_applied = None
+                self._wrote = False
                 return 0.0
             if 704 in self.models:
                 await self._put(704, {"WMaxLimPctEna": 0})
             if 123 in self.models:
                 await self._put(123, {"WMaxLim_Ena": 0})
             self.last_applied = None
+            self._wrote = False
             return self._limits.max_w
 
 
