@@ -6,7 +6,9 @@ What it does
   the common model 1; an inverter model 101/102/103 (integer + scale factors), 111/112/113
   (float) or 701 (DER AC measurement); ratings from 120 (nameplate), 121 (settings) or 702 (DER
   capacity); storage 124 (basic storage controls) and/or 713 (DER storage capacity: SoC, SoH,
-  WHRtg); controls 123 (immediate controls) and/or 704 (DER AC controls).
+  WHRtg); controls 123 (immediate controls) and/or 704 (DER AC controls). Models may come in
+  any order. AC voltage (701 ``LNV``/``LLV``, 10x ``PhVphA``/``PPVphAB``) and frequency
+  (``Hz``) go to ``Telemetry.voltage_v`` / ``frequency_hz``.
 - **Reads** apply scale factors (``value × 10^SF``); a "not implemented" marker in a required
   point, a scale factor outside -10..10 or a state of charge outside 0..100 % is a
   :class:`BadRegisterValueError`.
@@ -21,7 +23,20 @@ What it does
   failed handshake fails closed (:class:`DeviceUnavailableError`); there is no fallback to a
   bundled or default certificate, and no plain-TCP fallback.
 
-What it does not (yet): SunSpec Modbus RTU (serial), meters (201-204), multiple-MPPT 160,
+- **Meters** (``type: grid``; always read-only): models 201-204 give the power at the point of
+  connection (``W`` > 0 = import = delivered to the site's bus), ``TotWhImp``/``TotWhExp``,
+  voltage and frequency.
+- **Short models**: a device may lay a model out shorter than its full definition down to its
+  last non-pad point (the common model's optional ``Pad``: length 65); points past its ``L``
+  read as "not implemented" and are never written.
+- **Figures from the config**: capacity and ratings the device does not report (``capacity_wh``,
+  ``rated_w``, ``max_charge_w``, ``max_discharge_w``); a config power figure can only lower the
+  device's. :meth:`SunSpecDriver.control_report` says what the agent can drive and what a
+  missing figure blocks.
+- **Reverting** undoes only what this process wrote; a device never written is left as its
+  owner set it (``gridswarm agent --check`` never writes at all).
+
+What it does not (yet): SunSpec Modbus RTU (serial), float meters (211-214), multiple-MPPT 160,
 DER curves (705-712: volt-var, freq-watt curves), storage models 802/803, writing ramp rates or
 revert timers, float scale-factor-free storage models. The agent's own frequency response
 drives the power setpoint instead of the inverter's freq-watt curve.
