@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from agent.drivers.base import DeviceKind, Driver
 
-logger = logging.getLogger("agent.site")
+logger = logging.getLogger(__name__)
 
 __all__ = ["ControlLog"]
 

@@ -24,7 +24,7 @@ def _battery(port, **extra):
 
 @pytest.mark.parametrize("command", ["market", "virtual_battery"])
 def test_a_battery_without_capacity_registers_is_dispatched_with_config_capacity(command, caplog):
-    caplog.set_level(logging.INFO, logger="agent.site")
+    caplog.set_level(logging.INFO, logger="agent.control_log")
 
     async def main():
         clock = ManualClock(T0)
@@ -51,7 +51,7 @@ def test_a_battery_without_capacity_registers_is_dispatched_with_config_capacity
 
 
 def test_site_logs_once_at_start_every_device_it_will_not_control(caplog):
-    caplog.set_level(logging.INFO, logger="agent.site")
+    caplog.set_level(logging.INFO, logger="agent.control_log")
 
     async def main():
         clock = ManualClock(T0)
