@@ -83,6 +83,7 @@ __all__ = ["SunSpecDriver", "build_sunspec_driver", "tls_context"]
 BASES = (40000, 0, 50000)
 INVERTER_MODELS = (103, 102, 101, 113, 112, 111, 701)
 METER_MODELS = (203, 204, 202, 201)  # three-phase wye / delta, split phase, single phase
+OUTAGE_V = 20.0  # a meter that answers but measures less than this at the connection: the grid is down
 MAX_READ = 120  # registers per request (Modbus allows 125)
 _ILLEGAL = {2, 3}  # Modbus exception codes: illegal data address / value
 
@@ -494,6 +495,8 @@ class SunSpecDriver(Driver):
 
     def _frequency(self, r: list[int], mid: int) -> float | None:
         hz = self._scaled(r, mid, "Hz", required=False)
+        if hz == 0.0:
+            return None  # no voltage to measure a frequency on (a dead grid)
         if hz is not None and not 0.0 < hz < 1_000.0:
             raise BadRegisterValueError(f"model {mid} Hz = {hz:g} is not a frequency", device_id=self.device_id)
         return hz
@@ -513,12 +516,14 @@ class SunSpecDriver(Driver):
             detail["import_limit_w"], detail["export_limit_w"] = lim_imp, lim_exp
         if hz is not None:
             detail["frequency_hz"] = hz
+        volts = self._voltage(r, mid)
         # SunSpec meter W > 0 = power imported from the grid = delivered to the site's bus
         return Telemetry(
             device_id=self.device_id, kind=self.kind.value, ts=self.clock.now(), power_w=w,
             available_discharge_w=max(0.0, lim_imp) if lim_imp is not None else 0.0,
             available_charge_w=max(0.0, lim_exp) if lim_exp is not None else 0.0,
-            energy_out_wh=imp, energy_in_wh=exp, voltage_v=self._voltage(r, mid), frequency_hz=hz, detail=detail,
+            energy_out_wh=imp, energy_in_wh=exp, voltage_v=volts, frequency_hz=hz, detail=detail,
+            status="outage" if volts is not None and volts < OUTAGE_V else "ok",
         )
 
     async def _read_locked(self) -> Telemetry:

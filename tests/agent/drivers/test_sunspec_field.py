@@ -207,3 +207,18 @@ def test_config_supplies_a_rating_the_device_lacks():
             await d.close()
 
     asyncio.run(main())
+
+
+def test_a_meter_that_measures_no_voltage_reports_an_outage():
+    async def main():
+        clock = ManualClock(T0)
+        async with serve(clock, meter_layout(203), kind="grid") as dev:
+            d = driver(dev, clock, DeviceKind.GRID)
+            await d.connect()
+            assert (await d.read()).status == "ok"
+            dev.meter.update(PhV=0.0, Hz=0.0, W=0.0)
+            tel = await d.read()
+            assert tel.status == "outage" and tel.voltage_v == 0.0 and tel.frequency_hz is None
+            await d.close()
+
+    asyncio.run(main())
