@@ -222,3 +222,38 @@ def test_a_meter_that_measures_no_voltage_reports_an_outage():
             await d.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_field_maps_read_the_same_through_pysunspec2s_own_client(name):
+    """The field maps are valid SunSpec as pysunspec2's Modbus client sees them, and it reads the
+    same values our driver does."""
+    import sunspec2.modbus.client as ss_client
+
+    layout = LAYOUTS[name]
+
+    def theirs(port):
+        d = ss_client.SunSpecModbusClientDeviceTCP(slave_id=1, ipaddr="127.0.0.1", ipport=port, timeout=2)
+        try:
+            d.scan()
+            inv = 701 if 701 in d.models else 103
+            m = d.models[inv][0]
+            m.read()
+            return sorted(k for k in d.models if isinstance(k, int)), m.W.cvalue, m.Hz.cvalue
+        finally:
+            d.close()
+
+    async def main():
+        clock = ManualClock(T0)
+        async with serve(clock, layout) as dev:
+            d = driver(dev, clock, writable=True, capacity_wh=10_000.0)
+            await d.connect()
+            await d.apply(Setpoint(1_800.0))
+            tel = await d.read()
+            found, w, hz = await asyncio.to_thread(theirs, dev.port)
+            assert found == sorted(layout.models)
+            assert tel.power_w == pytest.approx(w) == pytest.approx(1_800.0, abs=100)
+            assert tel.frequency_hz == pytest.approx(hz)
+            await d.close()
+
+    asyncio.run(main())
