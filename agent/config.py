@@ -46,6 +46,48 @@ class ControlSection(BaseModel):
     flywheel_spike_w: float = Field(default=1_000.0, ge=0.0)
 
 
+def _read_mapping(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of fields")
+    return data
+
+
+def _validation_error(path: Path, exc: ValidationError) -> ConfigError:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        lines.append(f"{loc}: {err['msg']}")
+    return ConfigError(f"config {path}: " + "; ".join(lines))
+
+
+class DeviceSectionConfig(BaseModel):
+    """What ``gridswarm agent --check`` needs from a site config: the devices and the fields that
+    shape how they are built. Everything else (keys, coordinator and chain URLs, deployment) is
+    ignored, so a device section can be checked before the rest of the site exists."""
+
+    model_config = ConfigDict(extra="ignore")
+    seed: int = 0
+    reserve_soc: float = Field(default=0.2, ge=0.0, le=1.0)
+    clock: ClockConfig = ClockConfig()
+    control: ControlSection = ControlSection()
+    devices: list[dict[str, Any]] = Field(min_length=1)
+
+    @classmethod
+    def load(cls, path: Path) -> DeviceSectionConfig:
+        path = Path(path)
+        data = _read_mapping(path)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise _validation_error(path, exc) from exc
+
+
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     site: str = Field(min_length=1, max_length=64)
@@ -70,22 +112,11 @@ class AgentConfig(BaseModel):
     @classmethod
     def load(cls, path: Path) -> AgentConfig:
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"config {path} must be a mapping of fields")
+        data = _read_mapping(path)
         try:
             cfg = cls.model_validate(data)
         except ValidationError as exc:
-            lines = []
-            for err in exc.errors():
-                loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-                lines.append(f"{loc}: {err['msg']}")
-            raise ConfigError(f"config {path}: " + "; ".join(lines)) from exc
+            raise _validation_error(path, exc) from exc
         base = path.parent
         for name in ("eth_key_file", "ed25519_key_file", "deployment", "store_path"):
             value = getattr(cfg, name)

@@ -36,6 +36,7 @@ from agent.control.arbiter import (
 )
 from agent.control.device_loop import Intent
 from agent.control.frequency import FREQUENCY_MODES, FrequencyArm
+from agent.control_log import ControlLog
 from agent.devices.meter import MeterLog
 from agent.devices.pv import PROFILES as PV_PROFILES
 from agent.devices.spec import DeviceConfigError, validate_devices
@@ -138,6 +139,7 @@ class Site:
         self._last_tel: dict[str, Telemetry] = {}
         self._grid_counters: tuple[float, float] | None = None
         self._connected = False
+        self.control_log = ControlLog()  # which devices the site controls, and why not (logged once)
         self.ticks = 0
 
     # ------------------------------------------------------------------ construction
@@ -205,6 +207,7 @@ class Site:
                 await d.connect()
             except DriverError as exc:
                 d.health.failed(exc)
+        self.control_log.at_start(self._order)
         self._connected = True
 
     async def close(self) -> None:
@@ -349,6 +352,8 @@ class Site:
                 except DriverError as exc:
                     errors[d.device_id] = f"{type(exc).__name__}: {exc}"
 
+        for dev_id in tels:
+            self.control_log.after_read(self.drivers[dev_id])
         inputs = self._inputs(now, dt, tels)
         decision = arbitrate(inputs)
 

@@ -141,14 +141,18 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from agent.config import AgentConfig, ConfigError
+    from agent.config import AgentConfig, ConfigError, DeviceSectionConfig
 
+    if args.check:  # only the device section matters to a probe
+        try:
+            check_cfg = DeviceSectionConfig.load(Path(args.config))
+        except ConfigError as exc:
+            return _fail(str(exc))
+        return asyncio.run(_agent_check(check_cfg))
     try:
         cfg = AgentConfig.load(Path(args.config))
     except ConfigError as exc:
         return _fail(str(exc))
-    if args.check:
-        return asyncio.run(_agent_check(cfg))
     from agent.runtime import run_agent
 
     try:
@@ -159,19 +163,29 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 async def _agent_check(cfg: Any) -> int:
-    from agent.runtime import build_site
+    """Probe every device once: read only, never write (not even a revert on the way out).
+
+    stdout: one JSON object per device; stderr: the same for people. Exit 1 when a device does
+    not answer or a device configured writable cannot be controlled."""
+    from agent.drivers.check import check_report_text
+    from agent.site import Site
 
     try:
-        site = build_site(cfg, cfg.clock.build())
+        site = Site.from_config(cfg.devices, cfg.clock.build(), seed=cfg.seed, reserve_soc=cfg.reserve_soc,
+                                **cfg.control.model_dump())
     except ValueError as exc:
         return _fail(str(exc))
-    results = await site.check()
+    try:
+        results = await site.check()
+    finally:
+        for driver in site.drivers.values():  # close without reverting: a probe changes nothing
+            await driver.close()
     ok = True
     for r in results:
         d = dict(r)
-        print(json.dumps(d, default=str))
-        ok = ok and bool(d.get("ok", True))
-    await site.close()
+        print(json.dumps(d, default=str), flush=True)
+        print(check_report_text(r), file=sys.stderr, flush=True)
+        ok = ok and bool(d["ok"]) and (bool(d["controls"]) or not d["writable"] or d["kind"] == "grid")
     return 0 if ok else 1
 
 

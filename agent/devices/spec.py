@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEVICE_FIELDS", "DeviceConfigError", "Field", "validate_devices"]
+__all__ = ["DEVICE_FIELDS", "SUNSPEC_FIELDS", "SUNSPEC_FIGURES", "DeviceConfigError", "Field", "validate_devices"]
 
 
 class DeviceConfigError(ValueError):
@@ -154,6 +154,24 @@ SUNSPEC_FIELDS: dict[str, Field] = {
     "tls": Field("dict", None, doc="mutual TLS: ca_file, cert_file, key_file (all required; fails closed)"),
 }
 
+# figures a SunSpec device may lack, supplied by the config (the device's own figures win; a power
+# figure in the config can only lower the device's rating)
+SUNSPEC_FIGURES: dict[str, dict[str, Field]] = {
+    "battery": {
+        "capacity_wh": Field("float", None, gt(0), "Wh", "energy capacity, when the device has no 713/120 WHRtg"),
+        "rated_w": Field("float", None, gt(0), "W", "AC power rating, when the device reports none (or lower)"),
+        "max_charge_w": Field("float", None, gt(0), "W", "largest charge power (or lower than the device's)"),
+        "max_discharge_w": Field("float", None, gt(0), "W", "largest discharge power (or lower than the device's)"),
+    },
+    "pv": {
+        "rated_w": Field("float", None, gt(0), "W", "AC power rating, when the device reports none (or lower)"),
+    },
+    "grid": {
+        "import_limit_w": Field("float", None, gt(0), "W", "largest import at the connection"),
+        "export_limit_w": Field("float", None, ge(0), "W", "largest export at the connection"),
+    },
+}
+
 _DEFAULT_LOAD_PEAK = {"household": 5_000.0, "commercial": 40_000.0, "datacentre": 12_000.0}
 _DEFAULT_SHEDDABLE = {"household": 0.3, "commercial": 0.2, "datacentre": 0.0}
 
@@ -229,10 +247,11 @@ def validate_devices(devices: Any) -> list[dict[str, Any]]:
         driver = raw.get("driver", "sim")
         fields: dict[str, Field] = {"type": Field("str"), **_COMMON, **DEVICE_FIELDS[dtype]}
         if driver == "sunspec":
-            if dtype not in ("battery", "pv"):
-                raise DeviceConfigError(f"{prefix}.driver", f"sunspec drives battery and pv devices, not {dtype}")
-            # a sunspec device reads its ratings from the device; model fields are optional
-            fields = {"type": Field("str"), **_COMMON, **SUNSPEC_FIELDS}
+            if dtype not in SUNSPEC_FIGURES:
+                raise DeviceConfigError(f"{prefix}.driver",
+                                        f"sunspec drives battery and pv devices and reads grid meters, not {dtype}")
+            # a sunspec device reads its ratings from the device; the config supplies what it lacks
+            fields = {"type": Field("str"), **_COMMON, **SUNSPEC_FIELDS, **SUNSPEC_FIGURES[dtype]}
         spec = validate_fields(prefix, raw, fields)
         counts[dtype] = counts.get(dtype, 0) + 1
         if spec["id"] is None:
@@ -243,6 +262,10 @@ def validate_devices(devices: Any) -> list[dict[str, Any]]:
         if spec["writable"] is None:
             spec["writable"] = driver == "sim"
         if driver == "sunspec":
+            if dtype == "grid" and spec["writable"]:
+                raise DeviceConfigError(f"{prefix}.writable", "a sunspec grid meter is read-only")
+            if dtype == "grid" and (spec["import_limit_w"] is None) != (spec["export_limit_w"] is None):
+                raise DeviceConfigError(f"{prefix}.import_limit_w", "give both import_limit_w and export_limit_w")
             tls = spec.get("tls")
             if tls is not None:
                 spec["tls"] = validate_fields(f"{prefix}.tls", tls, {

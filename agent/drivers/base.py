@@ -59,8 +59,17 @@ __all__ = [
     "ProbeResult",
     "Setpoint",
     "SetpointOutOfRangeError",
+    "ControlReport",
     "Telemetry",
+    "UNITS",
 ]
+
+#: Units of the telemetry fields, for people reading ``gridswarm agent --check``.
+UNITS = {
+    "power_w": "W", "setpoint_w": "W", "available_discharge_w": "W", "available_charge_w": "W",
+    "soc": "0..1", "energy_wh": "Wh", "capacity_wh": "Wh", "temperature_c": "°C", "soh": "0..1",
+    "energy_out_wh": "Wh", "energy_in_wh": "Wh", "voltage_v": "V", "frequency_hz": "Hz",
+}
 
 
 # --------------------------------------------------------------------------- errors
@@ -162,6 +171,8 @@ class Telemetry:
     is the uncurtailed output; for a load the second is its current demand.
     ``energy_out_wh`` / ``energy_in_wh`` are cumulative counters of energy delivered to / taken
     from the bus since the driver started (a meter's lifetime registers), when the device has them.
+    ``voltage_v`` (AC RMS, line-to-neutral when the device has it, else line-to-line) and
+    ``frequency_hz`` are what the device measures at its AC terminals, when it measures them.
     """
 
     device_id: str
@@ -178,6 +189,8 @@ class Telemetry:
     soh: float | None = None
     energy_out_wh: float | None = None
     energy_in_wh: float | None = None
+    voltage_v: float | None = None
+    frequency_hz: float | None = None
     status: str = "ok"
     detail: Mapping[str, Any] = field(default_factory=dict)
 
@@ -193,6 +206,24 @@ class Telemetry:
 
 
 @dataclass(frozen=True, slots=True)
+class ControlReport:
+    """What the agent can and cannot control on a device, and why.
+
+    ``controls``: what the agent will drive (empty: nothing). ``cannot``: what it will not, each
+    with its reason. ``missing``: figures the controller needs that neither the device nor the
+    config supplies, mapped to what their absence blocks and how to supply them.
+    """
+
+    controls: tuple[str, ...] = ()
+    cannot: tuple[str, ...] = ()
+    missing: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def controlled(self) -> bool:
+        return bool(self.controls)
+
+
+@dataclass(frozen=True, slots=True)
 class ProbeResult:
     """What ``driver.probe()`` found (``gridswarm agent --check``)."""
 
@@ -204,8 +235,18 @@ class ProbeResult:
     writable: bool = False
     telemetry: Telemetry | None = None
     error: str | None = None
+    models: tuple[int, ...] = ()
+    control: ControlReport | None = None
+
+    def values(self) -> dict[str, dict[str, Any]]:
+        """The values read, each with its unit: ``{"power_w": {"value": 1200.0, "unit": "W"}}``."""
+        if self.telemetry is None:
+            return {}
+        tel = self.telemetry.as_dict()
+        return {k: {"value": tel[k], "unit": u} for k, u in UNITS.items() if k in tel}
 
     def as_dict(self) -> dict[str, Any]:
+        ctl = self.control
         return {
             "device_id": self.device_id,
             "kind": self.kind,
@@ -214,6 +255,11 @@ class ProbeResult:
             "detail": self.detail,
             "writable": self.writable,
             "error": self.error,
+            "models": list(self.models),
+            "values": self.values(),
+            "controls": list(ctl.controls) if ctl else [],
+            "cannot": list(ctl.cannot) if ctl else [],
+            "missing": dict(ctl.missing) if ctl else {},
             "telemetry": self.telemetry.as_dict() if self.telemetry else None,
         }
 
@@ -302,19 +348,37 @@ class Driver(abc.ABC):
         return applied
 
     async def probe(self) -> ProbeResult:
-        """Connect if needed and read once; never raises for device errors."""
+        """Connect if needed and read once; never raises for device errors and never writes."""
         try:
             await self.connect()
             tel = await self.read()
         except DriverError as exc:
             return ProbeResult(self.device_id, self.kind.value, self.driver_name, False,
-                               self.describe(), self.writable, None, f"{type(exc).__name__}: {exc}")
+                               self.describe(), self.writable, None, f"{type(exc).__name__}: {exc}",
+                               self.discovered_models(), self.control_report())
         return ProbeResult(self.device_id, self.kind.value, self.driver_name, True, self.describe(),
-                           self.writable, tel)
+                           self.writable, tel, None, self.discovered_models(), self.control_report())
 
     def describe(self) -> str:
         """One line saying what the driver found (models, ratings)."""
         return f"{self.driver_name} {self.kind.value}"
+
+    def discovered_models(self) -> tuple[int, ...]:
+        """The device's information models, in the order found (drivers that discover them)."""
+        return ()
+
+    def control_report(self) -> ControlReport:
+        """What the agent can control on this device and what it cannot (see :class:`ControlReport`).
+
+        The default: a grid connection is measured, never controlled; any other device is
+        controlled through its power setpoint when writable.
+        """
+        if self.kind is DeviceKind.GRID:
+            return ControlReport((), ("power: a grid connection is measured, not controlled",))
+        if not self.writable:
+            return ControlReport((), ("power setpoint: read-only (set writable: true in the config to allow writes)",))
+        lim = self.limits
+        return ControlReport((f"power setpoint within [{lim.min_w:.0f}, {lim.max_w:.0f}] W",))
 
     # -- implementation hooks -----------------------------------------------------------
 

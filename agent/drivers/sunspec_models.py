@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NOT_IMPLEMENTED", "ModelLayout", "Point", "decode", "encode", "layout"]
+__all__ = ["NOT_IMPLEMENTED", "ModelLayout", "Point", "decode", "encode", "layout", "min_length", "pad_model"]
 
 SUNS = (0x5375, 0x6E53)  # "SunS"
 END_ID = 0xFFFF
@@ -92,6 +92,38 @@ def layout(model_id: int) -> ModelLayout:
         off += size
     total = _group_size(group)
     return ModelLayout(model_id, group["name"], total - 2, points)
+
+
+def min_length(model_id: int) -> int:
+    """The shortest ``L`` a device may report for the model: everything up to its last top-level
+    point that is not padding. Trailing ``Pad`` registers are optional (a common model 1 of
+    length 65 has no ``Pad``; pysunspec2 reads it the same way); nested groups are not read."""
+    lay = layout(model_id)
+    end = max((pt.offset + pt.size for pt in lay.points.values() if pt.type != "pad"), default=2)
+    return end - 2
+
+
+def _filler(pt: Point) -> list[int]:
+    if pt.type == "float32":
+        return encode(math.nan, pt)
+    marker = NOT_IMPLEMENTED.get(pt.type)
+    if marker is None or pt.type in ("acc32", "acc64"):
+        return [0] * pt.size
+    return [(marker >> (16 * (pt.size - 1 - i))) & 0xFFFF for i in range(pt.size)]
+
+
+def pad_model(model_id: int, regs: list[int]) -> list[int]:
+    """``regs`` (a model as read: ID, L and ``L`` registers) extended to the full layout; points the
+    device did not lay out read as "not implemented"."""
+    lay = layout(model_id)
+    full = lay.length + 2
+    if len(regs) >= full:
+        return list(regs[:full])
+    out = list(regs) + [0] * (full - len(regs))
+    for pt in lay.points.values():
+        if pt.offset + pt.size > len(regs):
+            out[pt.offset:pt.offset + pt.size] = _filler(pt)
+    return out
 
 
 def decode(regs: list[int], pt: Point) -> int | float | str | None:

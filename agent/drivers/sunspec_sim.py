@@ -224,6 +224,7 @@ class SunSpecSimDevice:
         if self.inverter_model == 103:
             self._put(regs, 103, "W", round(ac / w_sf))
             self._put(regs, 103, "Hz", 5000)
+            self._put(regs, 103, "PhVphA", 2304)  # 230.4 V (V_SF = -1)
             self._put(regs, 103, "WH", int(self.wh_out) % (1 << 32))
             self._put(regs, 103, "TmpCab", round(10 * (self.store.temperature_c if self.store and
                                                       self.store.temperature_c is not None else 30.0)))
@@ -231,12 +232,15 @@ class SunSpecSimDevice:
         else:
             self._put(regs, 701, "W", round(ac / w_sf))
             self._put(regs, 701, "Hz", 5000)
+            self._put(regs, 701, "LNV", 2304)  # 230.4 V (V_SF = -1)
+            self._put(regs, 701, "LLV", 3991)
             self._put(regs, 701, "TotWhInj", int(self.wh_out))
             self._put(regs, 701, "TotWhAbs", int(self.wh_in))
             self._put(regs, 701, "TmpCab", round(10 * (self.store.temperature_c if self.store and
                                                       self.store.temperature_c is not None else 30.0)))
             self._put(regs, 701, "InvSt", 4 if abs(ac) > 0 else 8)
         self._put(regs, self.inverter_model, "W_SF", SF["W_SF"])
+        self._put(regs, self.inverter_model, "V_SF", SF["V_SF"])
         soc_mid = 124 if 124 in self.offsets else 713
         if self.store is not None:
             soc = self.store.soc
@@ -331,3 +335,52 @@ class SunSpecSimDevice:
             self._settle(self.clock.now())
         self._publish(registers)
         return None
+
+
+# ---------------------------------------------------------------------- the SunSpec test device
+
+
+async def _serve_forever(args: Any) -> None:
+    from gridswarm.clock import WallClock
+
+    clock = WallClock()
+    devices = [SunSpecSimDevice(clock, kind="battery", inverter_model=args.inverter_model,
+                                controls=(704,) if args.inverter_model == 701 else (123,),
+                                rated_w=args.rated_w, capacity_wh=args.capacity_wh, serial="GS-SIM-BATT")]
+    ports = [args.port]
+    if args.pv_port:
+        devices.append(SunSpecSimDevice(clock, kind="pv", inverter_model=args.inverter_model,
+                                        controls=(704,) if args.inverter_model == 701 else (123,),
+                                        rated_w=args.rated_w, serial="GS-SIM-PV"))
+        ports.append(args.pv_port)
+    for dev, port in zip(devices, ports, strict=True):
+        await dev.start(args.host, port)
+        print(f"SunSpec test device: {dev.kind} (models {', '.join(map(str, dev.offsets))}) "
+              f"on {args.host}:{port} unit {dev.unit_id}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        for dev in devices:
+            await dev.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agent.drivers.sunspec_sim``: serve the SunSpec test device until Ctrl-C."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m agent.drivers.sunspec_sim",
+                                description="Serve simulated SunSpec devices over Modbus TCP (for examples/site-sunspec.yaml)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5020, help="battery inverter port (default 5020)")
+    p.add_argument("--pv-port", type=int, default=5021, help="PV inverter port (default 5021; 0 = none)")
+    p.add_argument("--inverter-model", type=int, choices=(103, 701), default=701)
+    p.add_argument("--rated-w", type=float, default=5_000.0)
+    p.add_argument("--capacity-wh", type=float, default=10_000.0)
+    args = p.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_forever(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
