@@ -1,0 +1,45 @@
+"""The operator dashboard (``/``), its assets, and ``/metrics``.
+
+The page and its scripts live in ``coordinator/web/``; the charting library (Apache ECharts)
+comes from the project's npm lock (``node_modules/echarts``) and is served from here, so the
+page works with no internet access.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import FileResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from coordinator.api.deps import CoordinatorDep
+
+router = APIRouter(tags=["dashboard"])
+
+WEB = Path(__file__).resolve().parents[2] / "web"
+ROOT = Path(__file__).resolve().parents[3]
+VENDOR = {"echarts.min.js": ROOT / "node_modules" / "echarts" / "dist" / "echarts.min.js"}
+ASSETS = {p.name: p for p in WEB.iterdir() if p.suffix in (".js", ".css", ".svg")} if WEB.is_dir() else {}
+MEDIA = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".html": "text/html"}
+
+
+@router.get("/", include_in_schema=False)
+def index() -> FileResponse:
+    return FileResponse(WEB / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/assets/{name}", include_in_schema=False)
+def asset(name: str) -> FileResponse:
+    path = ASSETS.get(name) or VENDOR.get(name)
+    if path is None or not path.is_file():
+        hint = " (run `make setup` to install the npm packages)" if name in VENDOR else ""
+        raise HTTPException(status_code=404, detail=f"no asset {name!r}{hint}")
+    return FileResponse(path, media_type=MEDIA.get(path.suffix, "application/octet-stream"))
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+def metrics(coord: CoordinatorDep) -> Response:
+    """Prometheus exposition format: intervals by status, clearing time, gas, messages accepted
+    and refused, connected agents, unacknowledged alarms."""
+    return Response(generate_latest(coord.metrics), media_type=CONTENT_TYPE_LATEST)
