@@ -100,7 +100,8 @@ def check(settings: dict[str, Any], control: Any, trading: Any, policy: RemoteCo
             out[key] = v
     reserve = out.get("reserve_soc", control.reserve_soc)
     if "reserve_soc" in out and reserve < policy.min_reserve_soc:
-        raise Refused(f"reserve_soc {reserve:g} is below this site's floor of {policy.min_reserve_soc:g} set by its owner")
+        floor = policy.min_reserve_soc
+        raise Refused(f"reserve_soc {reserve:g} is below this site's floor of {floor:g} set by its owner")
     if reserve > MAX_RESERVE_SOC:
         raise Refused(f"reserve_soc {reserve:g} is above the safety limit of {MAX_RESERVE_SOC:g}")
     low = out.get("low_threshold", control.low_threshold)

@@ -125,13 +125,15 @@ _EVENT_TABLE = {
     "acked_by": str,
 }
 
+# Covering indexes, ordered so that one participant's (or one interval's) rows are adjacent
+# and the joins below walk two indexes side by side instead of seeking across the tables.
 _INDEXES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("intervals", ("delivery_start",)),
-    ("fills", ("owner", "interval")),
-    ("settlements", ("owner", "interval")),
-    ("orders", ("interval", "side", "price")),
-    ("orders", ("id", "zone")),  # covers the zone lookup of every fill in a market series
+    ("fills", ("owner", "interval", "order_id", "side", "qty_wh")),
     ("fills", ("interval", "order_id", "side", "qty_wh")),
+    ("settlements", ("owner", "interval", "order_id", "delivered_wh", "amount", "penalty")),
+    ("orders", ("interval", "id", "zone")),
+    ("orders", ("interval", "side", "price")),
     ("telemetry", ("sender", "ts")),
     ("telemetry", ("ts",)),
     ("event_log", ("ts",)),
@@ -148,15 +150,15 @@ class Analytics:
         self.tariff = tariff or Tariff(import_price=300, export_price=80)
         db = store.db
         with store.lock:
-            if not db["event_log"].exists():
-                db["event_log"].create(_EVENT_TABLE, pk="id", not_null={"ts", "kind"})
+            if not db.table("event_log").exists():
+                db.table("event_log").create(_EVENT_TABLE, pk="id", not_null={"ts", "kind"})
             # Written by the market loop (with alter=True) only once an interval clears.
             for col in ("fee_revenue", "buyers_pay", "sellers_receive"):
-                if col not in db["intervals"].columns_dict:
-                    db["intervals"].add_column(col, int)
+                if col not in db.table("intervals").columns_dict:
+                    db.table("intervals").add_column(col, int)
             for table, cols in _INDEXES:
-                if db[table].exists():
-                    db[table].create_index(list(cols), if_not_exists=True)
+                if db.table(table).exists():
+                    db.table(table).create_index(list(cols), if_not_exists=True)
 
     def zone_name(self, zone: int) -> str:
         return self.zones.get(int(zone), str(zone))
@@ -186,7 +188,10 @@ class Analytics:
             zone_prices = json.loads(r.pop("zone_prices") or "{}")
             flows = json.loads(r.pop("flows") or "{}")
             pay, receive, fees = r.get("buyers_pay"), r.get("sellers_receive"), r.get("fee_revenue")
-            r["congestion_rent"] = pay - receive - fees if None not in (pay, receive, fees) else None
+            rent = None
+            if pay is not None and receive is not None and fees is not None:
+                rent = pay - receive - fees
+            r["congestion_rent"] = rent
             zones: dict[str, dict[str, Any]] = {}
             for name, price in zone_prices.items():
                 zones.setdefault(name, {"price": None, "sold_wh": 0, "bought_wh": 0})["price"] = price
@@ -202,7 +207,7 @@ class Analytics:
     def _zone_volumes(self, first: int, last: int) -> dict[int, dict[tuple[int, str], int]]:
         rows = self.store.query(
             """select f.interval, o.zone, f.side, sum(f.qty_wh) as qty
-               from fills f join orders o on o.id = f.order_id
+               from fills f join orders o on o.interval = f.interval and o.id = f.order_id
                where f.interval between ? and ? and f.qty_wh > 0
                group by f.interval, o.zone, f.side""",
             [first, last],
@@ -264,10 +269,9 @@ class Analytics:
     ) -> Page:
         after = decode_cursor(cursor, "trades", (int, str))
         where, params = "", []
-        if since is not None or until is not None:
-            r, p = _range("delivery_start", since, until)
-            where += f" and f.interval in (select id from intervals where 1 = 1 {r})"
-            params += p
+        r, p = self._interval_range(since, until)
+        where += r
+        params += p
         if owner is not None:
             where += " and f.owner = ?"
             params.append(owner)
@@ -286,6 +290,18 @@ class Analytics:
         )
         nxt = encode_cursor("trades", [rows[-1]["interval"], rows[-1]["order_id"]]) if len(rows) == limit else None
         return Page(rows, nxt)
+
+    def _interval_range(self, since: float | None, until: float | None) -> tuple[str, list[Any]]:
+        """``f.interval`` bounds for a time range. Interval ids grow with delivery time (interval
+        k delivers from k × interval length, see coordinator/market/loop.py), so the intervals
+        that start in a range are a range of ids: a bound the owner-ordered indexes can use."""
+        if since is None and until is None:
+            return "", []
+        where, params = _range("delivery_start", since, until)
+        row = self.store.one(f"select min(id) as lo, max(id) as hi from intervals where 1 = 1 {where}", params)
+        if row is None or row["lo"] is None:
+            return " and 0", []
+        return " and f.interval between ? and ?", [int(row["lo"]), int(row["hi"])]
 
     # ------------------------------------------------------------------ participants
 
@@ -306,7 +322,8 @@ class Analytics:
               sum(case when f.side = 'offer' then coalesce(s.penalty, 0) else 0 end) as forfeited,
               sum(case when f.side = 'bid' then coalesce(s.penalty, 0) else 0 end) as compensated,
               sum(f.qty_wh) as traded_wh
-            from fills f left join settlements s on s.order_id = f.order_id
+            from fills f left join settlements s
+              on s.owner = f.owner and s.interval = f.interval and s.order_id = f.order_id
             where f.owner = ? and f.qty_wh > 0 {extra}
             """
 
@@ -329,12 +346,13 @@ class Analytics:
         """Energy, money, forfeits and the saving against the tariff over a period."""
         tariff = tariff or self.tariff
         head = self.participant(address)
-        where, params = _range("delivery_start", since, until)
-        extra = f" and f.interval in (select id from intervals where 1 = 1 {where})" if params else ""
+        extra, params = self._interval_range(since, until)
         row = self.store.one(self._money_sql(extra), [address, *params]) or {}
         row.pop("interval", None)
-        n = self.store.one(f"select count(distinct f.interval) as n from fills f where f.owner = ? and f.qty_wh > 0 {extra}",
-                           [address, *params])
+        n = self.store.one(
+            f"select count(distinct f.interval) as n from fills f where f.owner = ? and f.qty_wh > 0 {extra}",
+            [address, *params],
+        )
         out = {**head, **self._with_saving(row, tariff), "intervals": int(n["n"]) if n else 0}
         out["tariff"] = {"import_price": tariff.import_price, "export_price": tariff.export_price}
         return out
@@ -351,8 +369,7 @@ class Analytics:
         tariff = tariff or self.tariff
         self.participant(address)
         after = decode_cursor(cursor, "pint", (int,))
-        where, params = _range("delivery_start", since, until)
-        extra = f" and f.interval in (select id from intervals where 1 = 1 {where})" if params else ""
+        extra, params = self._interval_range(since, until)
         if after:
             extra += " and f.interval > ?"
             params.append(after[0])
@@ -428,7 +445,7 @@ class Analytics:
         if kind not in EVENT_KINDS:
             raise AnalyticsError(f"unknown event kind {kind!r}")
         with self.store.transaction() as db:
-            table = db["event_log"]
+            table = db.table("event_log")
             table.insert(
                 {
                     "ts": float(ts),
@@ -442,14 +459,14 @@ class Analytics:
                     "data": json.dumps(data or {}),
                 }
             )
-            event_id = int(table.last_pk)  # type: ignore[arg-type]
+            event_id = int(table.last_pk)  # type: ignore[arg-type]  # an integer primary key
             if event_id % 1000 == 0:
                 db.execute("delete from event_log where id <= ?", [event_id - MAX_EVENTS_KEPT])
         return event_id
 
     def record_alarm(self, ts: float, site: str, body: dict[str, Any]) -> int:
         """An ``alarm`` envelope's body; ``device``, ``severity`` and ``active`` are optional."""
-        severity = body.get("severity") if body.get("severity") in ("info", "warning", "critical") else "warning"
+        severity = str(body["severity"]) if body.get("severity") in ("info", "warning", "critical") else "warning"
         active = body.get("active")
         return self.add_event(
             ts,

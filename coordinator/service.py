@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -90,7 +91,7 @@ class Coordinator:
 
 def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> FastAPI:
     from coordinator.api.routes import agents, health, intervals, participants, trades
-    from coordinator.api.routes import analytics, dashboard, events, remote_config
+    from coordinator.api.routes import analytics, dashboard, events, remote_config  # noqa: I001
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -118,9 +119,11 @@ def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> Fas
 def serve(settings: CoordinatorSettings) -> None:
     import uvicorn
 
+    extra: dict[str, Any] = {}
     if settings.log_json:
         from gridswarm.jsonlog import use_json_logs
 
         use_json_logs()
+        extra["log_config"] = None  # keep the JSON handler for uvicorn's loggers too
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", **extra)

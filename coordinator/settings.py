@@ -79,7 +79,8 @@ class CoordinatorSettings(BaseModel):
         data: dict[str, Any] = {}
         if path is not None:
             data = yaml.safe_load(Path(path).read_text()) or {}
-        for name in ("rpc_url", "deployment", "operator_key_file", "ed25519_key_file", "db_path", "host", "port"):
+        for name in ("rpc_url", "deployment", "operator_key_file", "ed25519_key_file", "db_path", "host", "port",
+                     "log_json"):
             env = os.environ.get(f"GRIDSWARM_{name.upper()}")
             if env is not None:
                 data[name] = env

@@ -11,7 +11,7 @@ import pytest
 from nacl.signing import SigningKey
 
 from agent.control.arbiter import ControlConfig
-from agent.remote_config import RemoteConfig, RemoteConfigPolicy, Refused, check
+from agent.remote_config import Refused, RemoteConfig, RemoteConfigPolicy, check
 from agent.runtime import AgentRuntime
 from gridswarm.clock import ManualClock
 from gridswarm.envelope import Signer
@@ -49,7 +49,8 @@ def test_out_of_envelope_settings_are_refused(settings: dict[str, object], reaso
 
 
 def test_good_settings_pass_and_owner_choices_can_be_unlocked() -> None:
-    ok = {"reserve_soc": 0.35, "high_threshold": 0.85, "trading_enabled": False, "max_order_wh": 500, "idle_mode": "idle"}
+    ok = {"reserve_soc": 0.35, "high_threshold": 0.85, "trading_enabled": False, "max_order_wh": 500,
+          "idle_mode": "idle"}
     assert check(ok, CONTROL, TRADING, POLICY) == ok
     open_policy = RemoteConfigPolicy(min_reserve_soc=0.2, locked=[])
     assert check({"emergency_opt_in": True}, CONTROL, TRADING, open_policy) == {"emergency_opt_in": True}
@@ -64,7 +65,9 @@ def test_all_or_nothing_and_kept_across_restarts(tmp_path: Path) -> None:
     refused = rc.handle(1, {"reserve_soc": 0.5, "low_threshold": 0.9})
     assert refused["ok"] is False and site.control == CONTROL  # the good half was not applied either
     applied = rc.handle(2, {"reserve_soc": 0.5, "trading_enabled": False})
-    assert applied == {"config_id": 2, "ok": True, "reason": "", "applied": {"reserve_soc": 0.5, "trading_enabled": False}}
+    assert applied == {
+        "config_id": 2, "ok": True, "reason": "", "applied": {"reserve_soc": 0.5, "trading_enabled": False}
+    }
     assert site.control.reserve_soc == 0.5 and trading.enabled is False
     site2, trading2 = SimpleNamespace(control=CONTROL), SimpleNamespace(**vars(TRADING))
     RemoteConfig(site2, trading2, POLICY, tmp_path / "remote.json").restore()

@@ -146,7 +146,8 @@ def test_alarm_reaches_the_log_and_the_live_stream_and_is_acknowledged(running: 
     assert httpx.post(ack, headers=running.auth("wrong"), timeout=10).status_code == 401
     r = httpx.post(ack, headers=running.auth(), timeout=10)
     assert r.status_code == 200 and r.json()["acked_by"] == "operator"
-    assert httpx.post(f"{running.base}/api/v1/events/999999999/ack", headers=running.auth(), timeout=10).status_code == 404
+    missing = f"{running.base}/api/v1/events/999999999/ack"
+    assert httpx.post(missing, headers=running.auth(), timeout=10).status_code == 404
     listed = httpx.get(running.base + "/api/v1/events", params={"kind": "alarm", "unacked": True}, timeout=10).json()
     assert live["id"] not in [e["id"] for e in listed["data"]]
 
@@ -225,3 +226,35 @@ def test_private_analytics_need_the_key(ganache: Ganache, tmp_path: Path) -> Non
         assert httpx.get(server.base + "/api/v1/market/series", timeout=10).status_code == 401
         ok = httpx.get(server.base + "/api/v1/market/series", headers={"Authorization": f"Bearer {key}"}, timeout=10)
         assert ok.status_code == 200
+
+
+def test_coordinator_process_logs_json_lines_when_asked(ganache: Ganache, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    m = deploy_fresh(ganache, n_participants=2)
+    settings = write_settings(tmp_path, m, run_market=False, port=free_port())
+    data = json.loads(settings.model_dump_json())
+    data["log_json"] = True
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+    cmd = [sys.executable, "-m", "gridswarm.cli", "coordinator", "--config", str(tmp_path / "c.yaml")]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{settings.port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        # a refused message is logged (a warning) by the hub
+        assert httpx.post(base + "/api/v1/messages", content=b"{}", timeout=10).status_code == 400
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert lines, err
+    assert any(r["logger"] == "coordinator.hub" and "rejected" in r["message"] for r in lines), err

@@ -15,7 +15,18 @@ from fastapi.responses import StreamingResponse
 from coordinator.analytics import EVENT_KINDS
 from coordinator.api.deps import AnalyticsDep, CoordinatorDep
 from coordinator.api.operator import OperatorDep, ReadAccess
-from coordinator.api.routes.analytics import ADDRESS, CSV_RESPONSE, MAX_INT, Cursor, Format, Limit, Since, Until, respond, run
+from coordinator.api.routes.analytics import (
+    ADDRESS,
+    CSV_RESPONSE,
+    MAX_INT,
+    Cursor,
+    Format,
+    Limit,
+    Since,
+    Until,
+    respond,
+    run,
+)
 from coordinator.api.schemas_analytics import Event, EventsPage
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
@@ -53,7 +64,9 @@ async def stream_events(
     request: Request,
     analytics: AnalyticsDep,
     after: Annotated[int | None, Query(ge=0, le=MAX_INT, description="stream events after this id")] = None,
-    max_seconds: Annotated[float, Query(gt=0, le=86_400, allow_inf_nan=False, description="end the stream after")] = 3600,
+    max_seconds: Annotated[
+        float, Query(gt=0, le=86_400, allow_inf_nan=False, description="end the stream after (s)")
+    ] = 3600,
     last_event_id: Annotated[str | None, Header(max_length=20, pattern=r"^[0-9]+$")] = None,
 ) -> StreamingResponse:
     """Server-sent events: each new log entry as ``event: <kind>`` with its JSON. Without
