@@ -176,6 +176,7 @@ def run_bench(args: argparse.Namespace) -> int:
         size_mb = path.stat().st_size / 1e6
         store.db.conn.close()
     worst = max(r["max_ms"] for r in results.values())
+    worst_median = max(r["median_ms"] for r in results.values())
     out = {
         "benchmark": "analytics store API over a simulated year",
         "days": args.days,
@@ -187,8 +188,12 @@ def run_bench(args: argparse.Namespace) -> int:
         "index_seconds": round(index_s, 1),
         "repeat": args.repeat,
         "target_ms": 200,
-        "worst_ms": worst,
-        "all_within_target": worst <= 200,
+        "worst_median_ms": worst_median,
+        "worst_max_ms": worst,
+        "medians_within_target": worst_median <= 200,
+        "all_runs_within_target": worst <= 200,
+        "note": "wall time on a shared 2-core machine; cpu is the query's own CPU time; max includes the "
+                "first, cold-cache run of each query",
         "queries": results,
         "machine": machine(),
     }
@@ -196,7 +201,7 @@ def run_bench(args: argparse.Namespace) -> int:
     for name, r in results.items():
         print(f"{name:<36} median {r['median_ms']:>8.2f} ms   max {r['max_ms']:>8.2f} ms"
               f"   cpu {r['median_cpu_ms']:>8.2f} ms")
-    print(f"worst {worst:.1f} ms over {counts['orders']:,} orders and {counts['telemetry']:,} telemetry records")
+    print(f"worst median {worst_median:.1f} ms, worst run {worst:.1f} ms over {counts['orders']:,} orders and {counts['telemetry']:,} telemetry records")
     return 0
 
 
