@@ -3,7 +3,7 @@
 "use strict";
 
 const API = "/api/v1";
-const state = { sites: [], charts: {}, events: [], unacked: 0, hasFleet: null, pending: new Map() };
+const state = { sites: [], charts: {}, events: [], pending: new Map() };
 
 // ---------------------------------------------------------------- helpers
 
@@ -162,6 +162,11 @@ async function loadSite() {
       { name: "SoC", type: "line", yAxisIndex: 1, data: tel.map((t) => t.soc), showSymbol: false },
     ],
   }, true);
+  const num = (v, digits = 0) => (typeof v === "number" ? v.toFixed(digits) : v);
+  table("site-devices", [
+    ["device", ([name]) => name], ["kind", ([, d]) => d.kind], ["power W", ([, d]) => num(d.power_w)],
+    ["SoC", ([, d]) => num(d.soc, 3)], ["health", ([, d]) => num(d.soh ?? d.health, 2)], ["status", ([, d]) => d.status],
+  ], devices, "this agent reports no per-device telemetry");
   table("site-trades", [
     ["interval", (t) => t.interval], ["side", (t) => t.side], ["Wh", (t) => t.qty_wh], ["price", (t) => t.price],
     ["delivered Wh", (t) => t.delivered_wh], ["amount (tokens)", (t) => tokens(t.amount)], ["penalty (tokens)", (t) => tokens(t.penalty)],
@@ -171,19 +176,15 @@ async function loadSite() {
 
 // ---------------------------------------------------------------- fleet
 
-async function fleetEndpoint() {
-  // The fleet service's endpoint, where the coordinator has one (checked in the schema, so a
-  // coordinator without it costs no failing request).
-  if (state.hasFleet === null) {
-    try { state.hasFleet = "/api/v1/fleet" in (await getJSON("/openapi.json")).paths; } catch (e) { state.hasFleet = false; }
-  }
-  if (!state.hasFleet) return null;
-  try { return await getJSON(`${API}/fleet`); } catch (e) { return null; }
+async function fleetSnapshot() {
+  // The fleet service's view when the coordinator runs one ({available: false} otherwise).
+  const snap = await getJSON(`${API}/dashboard/fleet`);
+  return snap.available ? snap : null;
 }
 
 async function loadFleet() {
   await loadSites();
-  const fleet = await fleetEndpoint();
+  const fleet = await fleetSnapshot();
   const sites = state.sites;
   const socs = sites.filter((s) => s.soc != null);
   const totals = fleet?.totals || {};
@@ -191,9 +192,11 @@ async function loadFleet() {
     ["sites", sites.length], ["connected", sites.filter((s) => s.connected).length],
     ["net export (W)", sites.reduce((a, s) => a + (s.net_export_w || 0), 0).toFixed(0)],
     ["mean SoC", socs.length ? `${(100 * socs.reduce((a, s) => a + s.soc, 0) / socs.length).toFixed(1)} %` : null],
-    ["virtual battery energy (Wh)", totals.energy_wh ?? totals.energy_above_reserve_wh ?? null],
-    ["headroom charge / discharge (W)", totals.charge_headroom_w != null ? `${totals.charge_headroom_w} / ${totals.discharge_headroom_w}` : null],
-    ["frequency response available (W)", totals.frequency_response_w ?? null],
+    ["virtual battery usable (Wh)", totals.usable_wh?.toFixed(0)],
+    ["virtual battery SoC", totals.soc == null ? null : `${(100 * totals.soc).toFixed(1)} %`],
+    ["headroom charge / discharge (W)", totals.max_charge_w != null ? `${totals.max_charge_w.toFixed(0)} / ${totals.max_discharge_w.toFixed(0)}` : null],
+    ["frequency response available / armed (W)", fleet?.service ? `${fleet.service.available_w?.toFixed(0)} / ${fleet.service.armed_w?.toFixed(0)}` : null],
+    ["mode", fleet?.mode],
     ["source", fleet ? "fleet service" : "telemetry"],
   ]);
   chart("chart-fleet").setOption({
@@ -207,7 +210,8 @@ async function loadFleet() {
   ], sites);
   const excluded = fleet?.excluded || [];
   table("fleet-excluded", [
-    ["site", (u) => siteName(u.site || u.address)], ["device", (u) => u.device], ["reason", (u) => u.reason],
+    ["site", (u) => siteName(u.address || u.site)], ["device", (u) => u.device ?? "whole site"],
+    ["reason", (u) => Array.isArray(u.reasons) ? u.reasons.join("; ") : String(u.reasons ?? u.reason ?? "")],
   ], excluded, fleet ? "no unit is excluded" : "the fleet service is not running on this coordinator");
 }
 

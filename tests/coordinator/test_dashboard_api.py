@@ -108,6 +108,8 @@ def test_page_assets_and_metrics_are_served(running: Running) -> None:
     assert "gridswarm_agents_connected" in metrics.text and "gridswarm_messages_accepted_total" in metrics.text
     schema = httpx.get(running.base + "/openapi.json", timeout=10).json()
     assert "examples" in json.dumps(schema["components"]["schemas"]["MarketSeries"])
+    # no fleet service on this coordinator: the page's fleet source says so with a 200
+    assert httpx.get(running.base + "/api/v1/dashboard/fleet", timeout=10).json() == {"available": False}
 
 
 def _alarm(running: Running, code: str, **extra: object) -> httpx.Response:

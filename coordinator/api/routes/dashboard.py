@@ -8,6 +8,7 @@ page works with no internet access.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, Response
@@ -43,3 +44,14 @@ def metrics(coord: CoordinatorDep) -> Response:
     """Prometheus exposition format: intervals by status, clearing time, gas, messages accepted
     and refused, connected agents, unacknowledged alarms."""
     return Response(generate_latest(coord.metrics), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/v1/dashboard/fleet")
+def dashboard_fleet(coord: CoordinatorDep) -> dict[str, Any]:
+    """The fleet service's snapshot (totals, service, sites, excluded units) for the page, or
+    ``{"available": false}`` on a coordinator that runs no fleet service: the page shows what
+    telemetry alone gives then, without a failing request."""
+    fleet = getattr(coord, "fleet", None)
+    if fleet is None:
+        return {"available": False}
+    return {"available": True, **fleet.snapshot()}
