@@ -47,10 +47,32 @@ Cursor = Annotated[
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="rows per page")]
 Format = Annotated[Literal["json", "csv"], Query(description="json, or csv for a spreadsheet")]
 Address = Annotated[str, Path(pattern=ADDRESS, description="participant (site) address")]
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx answer: ``detail`` says what was wrong (a string, or FastAPI's list of fields)."""
+
+    detail: Any
+
+
+_ERRORS = {
+    400: "bad cursor, range or request body",
+    401: "operator key missing or wrong",
+    403: "no operator key is configured here",
+    404: "unknown interval, participant or event",
+    409: "the site's agent is not connected",
+    422: "a parameter or field out of its range or of the wrong type",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {c: {"model": ErrorOut, "description": _ERRORS[c]} for c in codes}
+
+
+READ_ERRORS = errors(400, 401, 404, 422)
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
-    400: {"description": "bad cursor or range"},
-    404: {"description": "unknown id"},
+    **READ_ERRORS,
 }
 
 M = TypeVar("M", bound=BaseModel)
@@ -102,7 +124,7 @@ def market_series(
     return respond(page, MarketSeries, format)
 
 
-@router.get("/market/depth", response_model=Depth, responses=CSV_RESPONSE)
+@router.get("/market/depth", response_model=Depth, responses=READ_ERRORS)
 def market_depth(
     analytics: AnalyticsDep,
     interval: Annotated[int | None, Query(ge=0, le=MAX_INT, description="default: the latest with orders")] = None,
@@ -142,7 +164,7 @@ def _tariff(analytics: Any, imp: int | None, exp: int | None) -> Tariff:
     return Tariff(base.import_price if imp is None else imp, base.export_price if exp is None else exp)
 
 
-@router.get("/participants/{address}/summary", response_model=ParticipantSummary)
+@router.get("/participants/{address}/summary", response_model=ParticipantSummary, responses=READ_ERRORS)
 def participant_summary(
     analytics: AnalyticsDep,
     address: Address,
@@ -175,7 +197,7 @@ def participant_intervals(
     return respond(page, ParticipantIntervals, format)
 
 
-@router.get("/sites", response_model=Sites)
+@router.get("/sites", response_model=Sites, responses=errors(401))
 def list_sites(analytics: AnalyticsDep, coord: CoordinatorDep) -> Sites:
     """Every site with its latest telemetry and whether its agent is connected now."""
     rows = analytics.sites()

@@ -15,6 +15,8 @@ from fastapi.responses import FileResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from coordinator.api.deps import CoordinatorDep
+from coordinator.api.operator import ReadAccess
+from coordinator.api.routes.analytics import errors
 
 router = APIRouter(tags=["dashboard"])
 
@@ -46,7 +48,7 @@ def metrics(coord: CoordinatorDep) -> Response:
     return Response(generate_latest(coord.metrics), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/api/v1/dashboard/fleet")
+@router.get("/api/v1/dashboard/fleet", responses=errors(401), dependencies=ReadAccess)
 def dashboard_fleet(coord: CoordinatorDep) -> dict[str, Any]:
     """The fleet service's snapshot (totals, service, sites, excluded units) for the page, or
     ``{"available": false}`` on a coordinator that runs no fleet service: the page shows what

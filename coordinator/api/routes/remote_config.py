@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException
 
 from coordinator.api.deps import AnalyticsDep, CoordinatorDep
 from coordinator.api.operator import OperatorDep
-from coordinator.api.routes.analytics import Address, run
+from coordinator.api.routes.analytics import Address, errors, run
 from coordinator.api.schemas_analytics import ConfigChange, ConfigSent
 
 router = APIRouter(prefix="/api/v1/sites", tags=["remote configuration"])
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/api/v1/sites", tags=["remote configuration"])
     "/{address}/config",
     response_model=ConfigSent,
     status_code=202,
-    responses={401: {}, 403: {}, 404: {}, 409: {"description": "the site's agent is not connected"}},
+    responses=errors(400, 401, 403, 404, 409, 422),
 )
 async def send_config(
     address: Address, change: ConfigChange, coord: CoordinatorDep, analytics: AnalyticsDep, operator: OperatorDep
