@@ -184,7 +184,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "intervals_per_day": 96,
         "rows": counts,
         "db_size_mb": round(size_mb, 1),
-        "build_seconds": round(build_s, 1),
+        "build_seconds": None if args.reuse else round(build_s, 1),  # --reuse: built by an earlier run
         "index_seconds": round(index_s, 1),
         "repeat": args.repeat,
         "target_ms": 200,
