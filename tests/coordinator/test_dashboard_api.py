@@ -98,6 +98,23 @@ def test_lists_answer_in_json_and_csv(running: Running) -> None:
     assert sites["count"] == len(running.market.participants)
 
 
+def _metric(base: str, line_start: str) -> float:
+    text = httpx.get(base + "/metrics", timeout=10).text
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(line_start)]
+    return values[0] if values else 0.0
+
+
+def test_metrics_count_what_happens(running: Running) -> None:
+    refused = 'gridswarm_messages_refused_total{reason="unsigned"}'
+    before = _metric(running.base, refused)
+    assert httpx.post(running.base + "/api/v1/messages", content=b"{}", timeout=10).status_code == 400
+    assert _metric(running.base, refused) == before + 1
+    alarms = 'gridswarm_messages_accepted_total{kind="alarm"}'
+    before = _metric(running.base, alarms)
+    assert _alarm(running, "meter-drift").status_code == 200
+    assert _metric(running.base, alarms) == before + 1
+
+
 def test_page_assets_and_metrics_are_served(running: Running) -> None:
     page = httpx.get(running.base + "/", timeout=10)
     assert page.status_code == 200 and "/assets/echarts.min.js" in page.text

@@ -159,7 +159,14 @@ def test_operator_dashboard_in_a_real_browser(demo: Demo) -> None:
         expect(status).to_contain_text("below this site's floor")
         expect(page.locator("#config-history")).to_contain_text("applied")
         page.screenshot(path=str(SHOTS / "config.png"), full_page=True)
+
+        # The operator (key given above) acknowledges the alarm from its row.
+        _show(page, "events")
+        page.click("#events-table button[data-ack]")
+        expect(page.locator("#events-table tbody")).to_contain_text("by operator", timeout=10_000)
+        expect(page.locator("#alarm-count")).to_be_hidden()
         assert errors == [], errors  # every view and action so far: no console error
+        _show(page, "config")
 
         # Without the key the coordinator refuses, and nothing reaches the agent.
         sent = len(httpx.get(demo.base + "/api/v1/events", params={"kind": "config_sent"}, timeout=10).json()["data"])
