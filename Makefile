@@ -32,6 +32,7 @@ demo: setup
 # The whole suite: Python (unit, integration, end to end on Ganache, ethers.js client), brownie
 # contract tests, a short Foundry invariant pass, Halmos symbolic checks and Slither.
 test: setup
+	scripts/chromium.sh
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	scripts/test_contracts.sh -q
 	scripts/fuzz.sh $(FUZZ_RUNS_SHORT)
@@ -46,6 +47,7 @@ fuzz: setup
 	scripts/fuzz.sh $(FUZZ_RUNS)
 
 test-python: setup
+	scripts/chromium.sh
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lock:

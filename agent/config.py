@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.remote_config import RemoteConfigPolicy
 from gridswarm.clock import ClockConfig
 
 
@@ -107,6 +108,7 @@ class AgentConfig(BaseModel):
     clock: ClockConfig = ClockConfig()
     trading: TradingConfig = TradingConfig()
     control: ControlSection = ControlSection()
+    remote_config: RemoteConfigPolicy = RemoteConfigPolicy()
     devices: list[dict[str, Any]] = Field(default_factory=list)
 
     @classmethod

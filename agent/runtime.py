@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -28,13 +29,14 @@ from nacl.signing import VerifyKey
 
 from agent.chain_client import AgentChain
 from agent.config import AgentConfig
+from agent.remote_config import RemoteConfig
 from agent.store import AgentStore
 from agent.trader import Trader
 from gridswarm.chain import ChainError, sign_meter_reading
 from gridswarm.clock import Clock
 from gridswarm.envelope import Envelope, EnvelopeError, Signer, Verifier
 from gridswarm.keys import load_ed25519, load_eth_key
-from gridswarm.messages import Ack, Arm, Dispatch, Error, IntervalNotice, validate_body
+from gridswarm.messages import Ack, Arm, Config, Dispatch, Error, IntervalNotice, validate_body
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,9 @@ class AgentRuntime:
         self.chain = AgentChain(cfg.rpc_url, cfg.deployment, self.account)
         self.site = site if site is not None else build_site(cfg, self.clock)
         self.trader = Trader(cfg.trading, self.site, self.clock, seed=str(cfg.seed))
+        remote_path = None if str(cfg.store_path) == ":memory:" else Path(f"{cfg.store_path}.remote.json")
+        self.remote = RemoteConfig(self.site, cfg.trading, cfg.remote_config, remote_path)
+        self.remote.restore()
         self._coordinator_key: VerifyKey | None = None
         self.verifier = Verifier(clock=self.clock, keys=self._key_of)
         self.ws: aiohttp.ClientWebSocketResponse | None = None
@@ -258,6 +263,8 @@ class AgentRuntime:
             self.apply_dispatch(env, body)
         elif isinstance(body, Arm):
             self.apply_arm(env, body)
+        elif isinstance(body, Config):
+            self.apply_config(env, body)
 
     def _on_error(self, err: Error) -> None:
         """A record the coordinator refused: retry at once if the refusal was about timing
@@ -374,6 +381,13 @@ class AgentRuntime:
         self.store.log_command(self.clock.now(), "arm", env.seq, None, ok, reason)
         ack = {"kind": "arm", "seq": env.seq, "ok": ok, "reason": "" if ok else reason}
         self.store.enqueue("ack", ack, f"ack:arm:{env.seq}", self.clock.now())
+        self._wake_outbox.set()
+
+    def apply_config(self, env: Envelope, c: Config) -> None:
+        """Remote configuration (see :mod:`agent.remote_config`): applied or refused, logged, answered."""
+        result = self.remote.handle(c.config_id, dict(c.settings))
+        self.store.log_command(self.clock.now(), "config", env.seq, None, result["ok"], result["reason"] or "applied")
+        self.store.enqueue("config_result", result, f"config:{c.config_id}", self.clock.now())
         self._wake_outbox.set()
 
     def _schedule_meter(self, k: int, start: float, end: float) -> None:

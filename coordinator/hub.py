@@ -19,7 +19,7 @@ from coordinator.store import Store
 from gridswarm.chain import recover_meter_signer
 from gridswarm.clock import Clock
 from gridswarm.envelope import Envelope, EnvelopeError, MalformedEnvelope, Signer, Verifier, verify_key_from_hex
-from gridswarm.messages import Ack, Hello, Meter, Telemetry, validate_body
+from gridswarm.messages import Ack, ConfigResult, Hello, Meter, Telemetry, validate_body
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ class Hub:
         self.market = market
         self.verifier = Verifier(clock=clock, keys=self._key_of, last_seq=store.last_seqs())
         self.links: dict[str, SendFn] = {}
+        self.events: Any = None  # coordinator.analytics.Analytics: alarms and config results are logged there
 
     def _key_of(self, sender: str) -> VerifyKey | None:
         key = self.store.participant_key(sender)
@@ -135,6 +136,12 @@ class Hub:
             return {}
         if env.kind == "alarm":
             logger.warning("alarm from %s: %s", env.sender, env.body)
+            if self.events is not None:
+                self.events.record_alarm(self.clock.now(), env.sender, body.model_dump())
+            return Ack(kind=env.kind, seq=env.seq).model_dump()
+        if isinstance(body, ConfigResult):
+            if self.events is not None:
+                self.events.record_config_result(self.clock.now(), env.sender, body.model_dump())
             return Ack(kind=env.kind, seq=env.seq).model_dump()
         raise MalformedEnvelope(f"agents may not send {env.kind!r} messages")
 

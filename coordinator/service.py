@@ -7,12 +7,15 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
+from coordinator.analytics import Analytics, Tariff
 from coordinator.hub import Hub
 from coordinator.indexer import Indexer
 from coordinator.market.loop import MarketConfig, MarketLoop
+from coordinator.metrics import registry_for
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import Store
 from gridswarm.chain import Deployment, TxSender, connect
@@ -45,6 +48,11 @@ class Coordinator:
         if published != bytes(key.verify_key):
             raise ValueError("the coordinator's Ed25519 key is not the one published on chain (setCoordinatorKey)")
         self.hub = Hub(self.store, self.clock, self.signer, self.chain_id, self.deployment.market)
+        d = settings.dashboard
+        tariff = Tariff(d.tariff_import_price, d.tariff_export_price)
+        self.analytics = Analytics(self.store, settings.market.zones, tariff)
+        self.hub.events = self.analytics
+        self.metrics = registry_for(self)
         m = settings.market
         self.loop: MarketLoop | None = None
         if settings.run_market:
@@ -83,6 +91,7 @@ class Coordinator:
 
 def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> FastAPI:
     from coordinator.api.routes import agents, health, intervals, participants, trades
+    from coordinator.api.routes import analytics, dashboard, events, remote_config  # noqa: I001
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -102,7 +111,7 @@ def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> Fas
                     await t
 
     app = FastAPI(title="GridSwarm coordinator", version="0.1.0", lifespan=lifespan)
-    for module in (health, intervals, trades, participants, agents):
+    for module in (health, intervals, trades, participants, agents, analytics, events, remote_config, dashboard):
         app.include_router(module.router)
     return app
 
@@ -110,5 +119,11 @@ def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> Fas
 def serve(settings: CoordinatorSettings) -> None:
     import uvicorn
 
+    extra: dict[str, Any] = {}
+    if settings.log_json:
+        from gridswarm.jsonlog import use_json_logs
+
+        use_json_logs()
+        extra["log_config"] = None  # keep the JSON handler for uvicorn's loggers too
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", **extra)

@@ -41,6 +41,21 @@ class FrequencyResponseSettings(BaseModel):
     mode: Literal["standby", "grid_support", "emergency"] = "grid_support"
 
 
+class DashboardSettings(BaseModel):
+    """The dashboard and analytics API (docs/dashboard.md).
+
+    State-changing endpoints (remote configuration, acknowledging alarms) need the operator
+    key, sent as ``Authorization: Bearer KEY``; only its SHA-256 is stored here. Without one,
+    every change is refused. The tariff prices the saving against the grid (base units per Wh).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    operator_key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    public_read: bool = True  # read-only analytics without the operator key
+    tariff_import_price: int = Field(default=300, ge=0, lt=2**32)
+    tariff_export_price: int = Field(default=80, ge=0, lt=2**32)
+
+
 class CoordinatorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rpc_url: str
@@ -56,13 +71,16 @@ class CoordinatorSettings(BaseModel):
     clock: ClockConfig = ClockConfig()
     market: MarketSettings = MarketSettings()
     frequency_response: FrequencyResponseSettings = FrequencyResponseSettings()
+    dashboard: DashboardSettings = DashboardSettings()
+    log_json: bool = False  # log records as JSON lines
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> CoordinatorSettings:
         data: dict[str, Any] = {}
         if path is not None:
             data = yaml.safe_load(Path(path).read_text()) or {}
-        for name in ("rpc_url", "deployment", "operator_key_file", "ed25519_key_file", "db_path", "host", "port"):
+        for name in ("rpc_url", "deployment", "operator_key_file", "ed25519_key_file", "db_path", "host", "port",
+                     "log_json"):
             env = os.environ.get(f"GRIDSWARM_{name.upper()}")
             if env is not None:
                 data[name] = env

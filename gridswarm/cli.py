@@ -9,7 +9,7 @@ Subcommands (``gridswarm SUBCOMMAND --help`` for each one's options):
   agent        run one site's agent from its config file (or --check its devices)
   clear        clear an order book from a CSV file and print the result
   forecast     forecast a meter series from a CSV file
-  bench        run a benchmark (clearing, e2e, forecast, agent, gas) and write bench/results/
+  bench        run a benchmark (clearing, e2e, forecast, agent, gas, analytics) and write bench/results/
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 out=Path(args.out),
                 speed=args.speed,
+                serve=args.serve,
             )
         )
     except DemoError as exc:
@@ -217,6 +218,7 @@ BENCHES = {
     "agent": ("agent.bench", "configure_bench", "run_bench", "agent footprint at a 10 ms tick"),
     "gas": ("gridswarm.bench_gas", "configure_bench", "run_bench", "contract gas per operation on Ganache"),
     "e2e": ("coordinator.market.bench_e2e", "configure_bench", "run_bench", "clearing end to end on Ganache"),
+    "analytics": ("coordinator.bench_analytics", "configure_bench", "run_bench", "analytics queries over a year"),
 }
 
 
@@ -236,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="seed for keys, sites and prices (default 1)")
     p.add_argument("--out", default="demo-out", help="output folder for report.json, logs and keys")
     p.add_argument("--speed", type=float, default=150.0, help="simulated seconds per wall second (default 150)")
+    p.add_argument("--serve", action="store_true", help="keep everything up afterwards and print the dashboard's URL")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("devnet", help="start a local Ganache chain (shanghai) on a port")

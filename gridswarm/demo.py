@@ -26,7 +26,7 @@ from web3 import Web3
 from gridswarm.chain import ChainUnavailable, Deployment, connect
 from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_market, fund_eth, register_participants
 from gridswarm.devnet import Ganache, free_port
-from gridswarm.keys import derive_ed25519, derive_eth_account, write_ed25519, write_eth_key
+from gridswarm.keys import derive_ed25519, derive_eth_account, new_operator_key, write_ed25519, write_eth_key
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class DemoOptions:
     speed: float = 150.0
     sim_start: float = DEFAULT_SIM_START
     timeout_s: float = 600.0
+    serve: bool = False  # keep everything running after the report, for the dashboard
 
 
 def site_devices(role: str, i: int) -> list[dict[str, Any]]:
@@ -198,6 +199,12 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         )
         coord_cfg["market"]["zones"] = {0: "feeder-a", 1: "feeder-b"}  # type: ignore[index]
         coord_cfg["market"]["network_file"] = str(cdir / "zones.csv")  # type: ignore[index]
+        # The dashboard's operator key: the coordinator keeps only its hash.
+        operator_key, operator_hash = new_operator_key()
+        coord_cfg["dashboard"] = {"operator_key_sha256": operator_hash}
+        key_file = cdir / "dashboard-operator.key"
+        key_file.touch(mode=0o600)
+        key_file.write_text(operator_key + "\n")
         (cdir / "coordinator.yaml").write_text(yaml.safe_dump(coord_cfg))
         procs.start(
             "coordinator",
@@ -246,11 +253,35 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         report["wall_seconds"] = round(time.monotonic() - t_start, 1)
         (out / "report.json").write_text(json.dumps(report, indent=2))
         _print_summary(report, out)
+        if opts.serve:
+            _serve_until_stopped(base, key_file, procs)
+        else:
+            print("run with --serve to keep the system up and look at the dashboard", flush=True)
         return report
     finally:
         procs.stop_all()
         if ganache:
             ganache.stop()
+
+
+def _serve_until_stopped(base: str, key_file: Path, procs: Processes) -> None:
+    """Keep the chain, coordinator and agents up until Ctrl-C or SIGTERM."""
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    print(f"dashboard: {base}/  (operator key in {key_file})", flush=True)
+    print("serving; Ctrl-C stops everything", flush=True)
+    try:
+        while all(proc.poll() is None for _, proc in procs.children):
+            time.sleep(0.5)
+        dead = [name for name, proc in procs.children if proc.poll() is not None]
+        print(f"stopping: {', '.join(dead)} exited", flush=True)
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _wait_until_done(base: str, procs: Processes, opts: DemoOptions) -> dict[str, Any]:

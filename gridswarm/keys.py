@@ -7,7 +7,9 @@ are for throw-away chains only.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
 from pathlib import Path
 
 from eth_account import Account
@@ -65,3 +67,13 @@ def derive_eth_account(seed: int, role: str, index: int = 0) -> LocalAccount:
 
 def derive_ed25519(seed: int, role: str, index: int = 0) -> SigningKey:
     return SigningKey(keccak(text=f"gridswarm-demo-ed25519/{seed}/{role}/{index}"))
+
+
+def new_operator_key() -> tuple[str, str]:
+    """A fresh dashboard operator key and the SHA-256 hex the coordinator stores instead of it."""
+    key = secrets.token_urlsafe(32)
+    return key, hash_operator_key(key)
+
+
+def hash_operator_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()

@@ -100,6 +100,23 @@ class Alarm(_Body):
     message: str = Field(max_length=1024)
 
 
+class Config(_Body):
+    """Remote configuration from an operator: new control settings for the site. The agent
+    checks them against its own safety envelope and answers with a ``config_result``."""
+
+    config_id: int = Field(ge=0)
+    settings: dict[str, bool | int | float | str] = Field(min_length=1, max_length=32)
+
+
+class ConfigResult(_Body):
+    """The agent's answer to a ``config``: applied, or refused with the reason."""
+
+    config_id: int = Field(ge=0)
+    ok: bool
+    reason: str = Field(default="", max_length=1024)
+    applied: dict[str, bool | int | float | str] = Field(default_factory=dict, max_length=32)
+
+
 class Error(_Body):
     reason: str
     message: str
@@ -117,6 +134,8 @@ SCHEMAS: dict[str, type[_Body]] = {
     "telemetry": Telemetry,
     "alarm": Alarm,
     "error": Error,
+    "config": Config,
+    "config_result": ConfigResult,
 }
 
 

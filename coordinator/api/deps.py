@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from coordinator.analytics import Analytics
 from coordinator.store import Store
 
 if TYPE_CHECKING:
@@ -23,3 +24,10 @@ def get_coordinator(request: HTTPConnection) -> Coordinator:
 
 StoreDep = Annotated[Store, Depends(get_store)]
 CoordinatorDep = Annotated["Coordinator", Depends(get_coordinator)]
+
+
+def get_analytics(request: HTTPConnection) -> Analytics:
+    return request.app.state.coordinator.analytics  # type: ignore[no-any-return]
+
+
+AnalyticsDep = Annotated[Analytics, Depends(get_analytics)]

@@ -1,0 +1,80 @@
+"""Prometheus metrics, read from the store and the hub when scraped (nothing to keep in sync).
+
+Exposed at ``/metrics`` in Prometheus' text format by :mod:`coordinator.api.routes.dashboard`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from coordinator.service import Coordinator
+
+# Records the hub accepted, by envelope kind, counted from the tables they were stored in.
+_ACCEPTED = {
+    "telemetry": "select count(*) as n from telemetry",
+    "meter": "select count(*) as n from readings",
+    "ack": "select count(*) as n from acks",
+    "alarm": "select count(*) as n from event_log where kind = 'alarm'",
+    "config_result": "select count(*) as n from event_log where kind in ('config_applied', 'config_refused')"
+    " and json_extract(data, '$.reason') != 'link broken'",
+}
+
+
+class CoordinatorCollector(Collector):
+    def __init__(self, coord: Coordinator) -> None:
+        self.coord = coord
+
+    def collect(self) -> Iterator[Metric]:
+        c = self.coord
+        store, analytics = c.store, c.analytics
+        g = GaugeMetricFamily("gridswarm_intervals", "Delivery intervals by status", labels=["status"])
+        for status, n in sorted(analytics.interval_counts().items()):
+            g.add_metric([status], n)
+        yield g
+        failed = GaugeMetricFamily("gridswarm_intervals_failed", "Intervals the market loop gave up on")
+        failed.add_metric([], len(c.loop.failed) if c.loop else 0)
+        yield failed
+        row = store.one(
+            "select count(clear_seconds) as n, coalesce(sum(clear_seconds), 0) as s from intervals"
+            " where clear_seconds is not null"
+        )
+        clear = CounterMetricFamily("gridswarm_clearing_seconds", "Time to clear and commit intervals")
+        clear.add_metric([], float(row["s"]) if row else 0.0)
+        yield clear
+        clear_n = CounterMetricFamily("gridswarm_clearing_count", "Intervals cleared and committed")
+        clear_n.add_metric([], int(row["n"]) if row else 0)
+        yield clear_n
+        gas = GaugeMetricFamily("gridswarm_interval_gas", "Gas of the latest settled interval", labels=["step"])
+        latest = analytics.latest_settled()
+        if latest:
+            gas.add_metric(["commit"], int(latest["gas_commit"] or 0))
+            gas.add_metric(["settle"], int(latest["gas_settle"] or 0))
+        yield gas
+        acc = CounterMetricFamily("gridswarm_messages_accepted", "Agent records accepted, by kind", labels=["kind"])
+        for kind, sql in _ACCEPTED.items():
+            r = store.one(sql)
+            acc.add_metric([kind], int(r["n"]) if r else 0)
+        yield acc
+        ref = CounterMetricFamily("gridswarm_messages_refused", "Agent messages refused, by reason", labels=["reason"])
+        for reason, n in sorted(analytics.rejection_counts().items()):
+            ref.add_metric([reason], n)
+        yield ref
+        agents = GaugeMetricFamily("gridswarm_agents_connected", "Agents with a live link")
+        agents.add_metric([], len(c.hub.links))
+        yield agents
+        alarms = GaugeMetricFamily("gridswarm_alarms_unacknowledged", "Alarms no operator has acknowledged")
+        r = store.one("select count(*) as n from event_log where kind = 'alarm' and acked_at is null")
+        alarms.add_metric([], int(r["n"]) if r else 0)
+        yield alarms
+
+
+def registry_for(coord: Coordinator) -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(CoordinatorCollector(coord))
+    return reg
