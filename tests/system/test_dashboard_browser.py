@@ -2,7 +2,8 @@
 the coordinator of a real `gridswarm demo --serve` run (Ganache, coordinator and four agent
 processes): every view loads with data and no console error, an alarm appears live, a
 configuration change reaches an agent, a refused one shows the agent's reason, and a change
-without the operator key is refused. Screenshots of each view go to docs/screenshots/."""
+without the operator key is refused. Screenshots of each view go to build/screenshots/ (the
+copies the README shows are refreshed with GRIDSWARM_SCREENSHOTS=docs/screenshots)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from gridswarm.keys import derive_ed25519, derive_eth_account
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(os.environ.get("GRIDSWARM_SCREENSHOTS", ROOT / "docs" / "screenshots"))
+SHOTS = Path(os.environ.get("GRIDSWARM_SCREENSHOTS", ROOT / "build" / "screenshots"))
 SEED = 3
 VIEWS = ("market", "site", "fleet", "events", "config")
 
