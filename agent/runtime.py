@@ -64,6 +64,10 @@ class AgentRuntime:
         self.chain = AgentChain(cfg.rpc_url, cfg.deployment, self.account)
         self.site = site if site is not None else build_site(cfg, self.clock)
         self.trader = Trader(cfg.trading, self.site, self.clock, seed=str(cfg.seed))
+        from agent.control.planner import build_planner  # forecasts -> flywheel plan, reserve, trader
+
+        self.planner = build_planner(self.site, self.clock, cfg.store_path)
+        self.trader.planner = self.planner
         self._coordinator_key: VerifyKey | None = None
         self.verifier = Verifier(clock=self.clock, keys=self._key_of)
         self.ws: aiohttp.ClientWebSocketResponse | None = None
@@ -105,6 +109,8 @@ class AgentRuntime:
             asyncio.create_task(self.resend_forever(), name="resend"),
             asyncio.create_task(self.chain_watchdog(), name="chain-watchdog"),
         ]
+        if self.planner is not None:
+            loops.append(asyncio.create_task(self.planner.run(), name="planner"))
         try:
             await stop.wait()
         finally:
@@ -153,6 +159,8 @@ class AgentRuntime:
             except Exception:  # noqa: BLE001 - the loop must survive anything a device does
                 logger.exception("site tick failed")
                 state = None
+            if state is not None and self.planner is not None:
+                self.planner.observe_safely(state)
             if state is not None and t >= next_telemetry:
                 self._queue_telemetry(state)
                 next_telemetry = t + self.cfg.telemetry_every_s

@@ -1,0 +1,307 @@
+"""The site planner: forecasts turned into what the control loop uses (a background task).
+
+Every ``step_s`` (5 minutes) the planner, off the control tick:
+
+1. refreshes the site's forecasts (:class:`agent.forecast.online.SiteForecaster`) in a worker
+   thread — the control loop only ever appends samples;
+2. sets the **peak threshold** for the flywheels: the lowest site import the flywheels could
+   have held over the last day, replayed with their power, energy and recharge (yesterday as
+   the forecast of today: the daily seasonal naive), never below the highest import already
+   seen today (shaving below a peak that has happened saves nothing), never above the grid
+   connection limit. Without a day of history there is no threshold: the site's spike rule
+   stands in (logged once);
+3. predicts a **peak** when the 80 % upper bound of the demand forecast over the next
+   15 minutes, less the PV forecast, exceeds the threshold: ``Site.predict_spike`` makes the
+   flywheels pre-charge for it as late as their power allows;
+4. gives the reserve trigger its **predicted demand** (the 5-minute 80 % upper bound, via
+   ``Site.set_demand_forecast``); with no forecast the trigger acts on measured demand alone.
+
+Everything the planner sets expires after two steps, so a planner that stops leaves the site
+in its safe default. :meth:`SitePlanner.observe` (control loop, every tick) also keeps the
+figures an owner asks for: pre-charges, peaks shaved, reserve activations, flywheel wear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.drivers.base import DeviceKind
+from agent.forecast.online import Outlook, SiteForecaster
+from gridswarm.clock import Clock
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ControlStats", "SitePlanner", "build_planner", "peak_threshold"]
+
+
+def build_planner(site: Any, clock: Clock, store_path: Path | None = None) -> SitePlanner | None:
+    """The planner of an agent's site (None for a site object without devices, e.g. a test fake).
+    Its summary is written beside the agent's store as ``<store>.control.json``."""
+    if not hasattr(site, "drivers") or not hasattr(site, "set_flywheel_plan"):
+        return None
+    summary = Path(store_path).with_suffix(".control.json") if store_path is not None else None
+    return SitePlanner(site, clock, summary_path=summary)
+
+
+def peak_threshold(import_w: list[float], step_s: float, *, energy_wh: float, discharge_w: float,
+                   charge_w: float, efficiency: float = 0.95, loss_per_h: float = 0.0,
+                   start_soc_frac: float = 1.0, iters: int = 40) -> float:
+    """Lowest import cap (W) that a store of ``energy_wh`` usable energy, ``discharge_w`` /
+    ``charge_w`` power and one-way ``efficiency`` could hold over the profile ``import_w``
+    (one value per ``step_s``), recharging below the cap. Bisection over a greedy replay."""
+    if not import_w:
+        return math.inf
+    hi = max(import_w)
+    lo = max(0.0, hi - discharge_w)
+    if energy_wh <= 0 or discharge_w <= 0:
+        return hi
+    h = step_s / 3600.0
+    keep = (1.0 - loss_per_h) ** h if 0 < loss_per_h < 1 else 1.0
+
+    def holds(cap: float) -> bool:
+        e = energy_wh * start_soc_frac
+        for x in import_w:
+            if x > cap:
+                need = (x - cap) * h / efficiency
+                if x - cap > discharge_w + 1e-9 or need > e + 1e-9:
+                    return False
+                e -= need
+            else:
+                e = min(energy_wh, e + min(charge_w, cap - x) * h * efficiency)
+            e *= keep
+        return True
+
+    if holds(lo):
+        return lo
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        if holds(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+@dataclass
+class ControlStats:
+    """What local control did, for the owner's report (counts are transitions, not ticks)."""
+
+    precharges: int = 0
+    peaks_shaved: int = 0
+    peak_shaved_wh: float = 0.0
+    reserve_activations: int = 0
+    spikes_predicted: int = 0
+    max_import_w: float = 0.0
+    flywheel_throughput_wh: float = 0.0
+    flywheel_cycles: float = 0.0
+    flywheel_standing_loss_wh: float = 0.0
+    shave_above_w: float | None = None
+    forecast: dict[str, Any] | None = None
+    fallback: str | None = None
+    orders_shaped: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+class SitePlanner:
+    """Forecasts and flywheel/reserve plans for one :class:`agent.site.Site` (module docstring)."""
+
+    def __init__(self, site: Any, clock: Clock, *, step_s: float = 300.0, readiness_soc: float = 0.25,
+                 summary_path: Path | None = None) -> None:
+        self.site = site
+        self.clock = clock
+        self.step_s = float(step_s)
+        self.readiness_soc = readiness_soc
+        self.summary_path = summary_path
+        kinds = {d.kind for d in site.drivers.values()}
+        self.forecaster = SiteForecaster(clock, step_s=step_s, has_pv=DeviceKind.PV in kinds)
+        self.stats = ControlStats()
+        self._fly_ids = [d.device_id for d in site.drivers.values() if d.kind is DeviceKind.FLYWHEEL]
+        self._prev: dict[str, str] = {}
+        self._fly_counters: dict[str, tuple[float, float, float]] = {}
+        self._day: int | None = None
+        self._today_peak = 0.0
+        self._import_hist: list[float] = []  # site import with storage idle, step means, last day
+        self._acc: list[float] = [0.0, 0.0, 0]  # step sums: import with storage idle, grid import; count
+        self._acc_step: int | None = None
+        self._last_spike: float | None = None
+        self._warned: str | None = None
+        self._observe_failed = False
+
+    # ------------------------------------------------------------------ control loop side
+
+    def observe(self, state: Any) -> None:
+        """Called after every site tick: feed the forecaster, count what control did. Cheap."""
+        demand = pv = 0.0
+        for dev_id, tel in state.devices.items():
+            kind = self.site.drivers[dev_id].kind
+            if kind is DeviceKind.LOAD:
+                demand += float(tel.detail.get("demand_w", tel.available_charge_w))
+            elif kind is DeviceKind.PV:
+                pv += float(tel.available_discharge_w)
+        self.forecaster.observe(state.ts, demand, pv)
+        imp = demand - pv
+        grid_import = max(0.0, -state.net_export_w)
+        if math.isfinite(imp) and math.isfinite(grid_import):
+            step = math.floor(state.ts / self.step_s)
+            if self._acc_step is not None and step != self._acc_step and self._acc[2]:
+                self._import_hist.append(self._acc[0] / self._acc[2])
+                del self._import_hist[: -int(round(86400 / self.step_s))]
+                # the realised peak (step mean) of the day: shaving below it saves nothing
+                day = math.floor(self._acc_step * self.step_s / 86400)
+                if day != self._day:
+                    self._day, self._today_peak = day, 0.0
+                self._today_peak = max(self._today_peak, self._acc[1] / self._acc[2])
+                self.stats.max_import_w = max(self.stats.max_import_w, self._acc[1] / self._acc[2])
+                self._acc = [0.0, 0.0, 0]
+            self._acc_step = step
+            self._acc[0] += imp
+            self._acc[1] += grid_import
+            self._acc[2] += 1
+        dec = state.decision
+        shaved = 0.0
+        for fid in self._fly_ids:
+            sp = dec.setpoints.get(fid)
+            if sp is None:
+                continue
+            kind = ("peak" if "share a peak" in sp.reason or "covers demand" in sp.reason else
+                    "pre" if "pre-charge for" in sp.reason else "other")
+            before = self._prev.get(fid)
+            if kind == "peak":
+                shaved += max(0.0, sp.power_w)
+            if kind != before:
+                if kind == "peak":
+                    self.stats.peaks_shaved += 1
+                elif kind == "pre":
+                    self.stats.precharges += 1
+            self._prev[fid] = kind
+            tel = state.devices.get(fid)
+            if tel is not None:
+                self._wear(fid, tel)
+        self.stats.peak_shaved_wh += shaved * self.site._last_dt / 3600.0
+        self.stats.reserve_activations = max(self.stats.reserve_activations, dec.reserve.activations)
+
+    def observe_safely(self, state: Any) -> None:
+        """:meth:`observe`, with a fault logged once instead of raised into the control loop."""
+        try:
+            self.observe(state)
+            if self._observe_failed:
+                logger.info("site planner: recovered, observing again")
+            self._observe_failed = False
+        except Exception:  # noqa: BLE001 - bookkeeping must never stop control
+            if not self._observe_failed:
+                logger.exception("site planner could not observe a tick; control goes on")
+            self._observe_failed = True
+
+    def _wear(self, fid: str, tel: Any) -> None:
+        out_wh, in_wh = tel.energy_out_wh, tel.energy_in_wh
+        lost = float(tel.detail.get("lost_wh", 0.0))
+        if out_wh is None or in_wh is None:
+            return
+        prev = self._fly_counters.get(fid)
+        self._fly_counters[fid] = (out_wh, in_wh, lost)
+        if prev is None:
+            return
+        d_through = max(0.0, out_wh - prev[0]) + max(0.0, in_wh - prev[1])
+        self.stats.flywheel_throughput_wh += d_through
+        if tel.capacity_wh:
+            self.stats.flywheel_cycles += d_through / (2.0 * tel.capacity_wh)
+        self.stats.flywheel_standing_loss_wh += max(0.0, lost - prev[2])
+
+    # ------------------------------------------------------------------ background task
+
+    async def run(self) -> None:
+        """Refresh forecasts and plans every step until cancelled; faults are logged, never fatal."""
+        t = math.floor(self.clock.now() / self.step_s) * self.step_s + self.step_s + 1.0
+        while True:
+            await self.clock.sleep_until(t)
+            try:
+                outlook = await asyncio.to_thread(self.forecaster.refresh)
+                self.apply(outlook, self.clock.now())
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the planner must survive; the site falls back on expiry
+                logger.exception("site planner step failed; plans expire and the site falls back")
+            t += self.step_s
+            now = self.clock.now()
+            if t < now:
+                t = math.floor(now / self.step_s) * self.step_s + self.step_s + 1.0
+
+    def apply(self, outlook: Outlook | None, now: float) -> None:
+        """Turn an outlook (or its absence) into the site's flywheel plan and reserve prediction."""
+        until = now + 2 * self.step_s
+        threshold = self._threshold()
+        self.stats.shave_above_w = None if threshold is None else round(threshold, 1)
+        reason = None
+        if threshold is None:
+            reason = "less than a day of history: flywheels use the spike rule"
+        self.site.set_flywheel_plan(until, threshold, self.readiness_soc if self._fly_ids else None)
+        if outlook is None:
+            reason = reason or f"no forecast ({self.forecaster.fallback})"
+            self.stats.forecast = None
+        else:
+            self.stats.forecast = outlook.as_dict()
+            d5 = outlook.demand[min(outlook.demand)]
+            self.site.set_demand_forecast(now, until, max(d5.upper80_w, 0.0))
+            d15 = outlook.demand[max(outlook.demand)]
+            pv15 = outlook.pv[max(outlook.pv)].lower80_w if outlook.pv else 0.0
+            peak = d15.peak_upper80_w - max(0.0, pv15)
+            if threshold is not None and peak > threshold and self._fly_ids:
+                start = outlook.start_ts + d15.peak_offset_s
+                if self._last_spike != start:
+                    self.site.predict_spike(start, start + self.step_s, peak - threshold)
+                    self._last_spike = start
+                    self.stats.spikes_predicted += 1
+        if reason != self._warned:
+            if reason:
+                logger.warning("site planner: %s", reason)
+            elif self._warned:
+                logger.info("site planner: recovered, forecasts and peak threshold in use")
+            self._warned = reason
+        self.stats.fallback = reason
+        self.write_summary()
+
+    def _threshold(self) -> float | None:
+        day = int(round(86400 / self.step_s))
+        flys = [self.site.drivers[f] for f in self._fly_ids]
+        if math.floor(self.clock.now() / 86400) != self._day:
+            self._today_peak = 0.0
+        if not flys or len(self._import_hist) < day:
+            return None
+        tels = [self.site._last_tel.get(f) for f in self._fly_ids]
+        if any(t is None or not t.capacity_wh for t in tels):
+            return None
+        energy = sum((float(t.detail.get("soc_max", 1.0)) - float(t.detail.get("soc_min", 0.0))) * t.capacity_wh
+                     for t in tels)
+        dis = sum(max(0.0, d.limits.max_w) for d in flys)
+        chg = sum(max(0.0, -d.limits.min_w) for d in flys)
+        loss = max((float(t.detail.get("standing_loss_per_h", 0.0)) for t in tels), default=0.0)
+        cap = peak_threshold(self._import_hist, self.step_s, energy_wh=energy, discharge_w=dis, charge_w=chg,
+                             loss_per_h=loss, start_soc_frac=self.readiness_soc)
+        limits = self.site._grid_limits()
+        if limits is not None:
+            cap = min(cap, limits[0])
+        return max(cap, self._today_peak) if math.isfinite(cap) else None
+
+    def note_order(self, entry: dict[str, Any]) -> None:
+        """The trader reports an order the device loop shaped (kept for the report, bounded)."""
+        self.stats.orders_shaped.append(entry)
+        del self.stats.orders_shaped[:-50]
+
+    def write_summary(self) -> None:
+        if self.summary_path is None:
+            return
+        tmp = self.summary_path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(self.stats.as_dict(), indent=1))
+            os.replace(tmp, self.summary_path)
+        except OSError as exc:
+            logger.warning("cannot write the control summary %s: %s", self.summary_path, exc)
