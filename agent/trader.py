@@ -65,7 +65,13 @@ class Trader:
         self.seed = seed
         self.step_s = step_s
         self.min_history = min_history
-        self.forecaster = make_forecaster(model, step_s=step_s, clock=clock, nonnegative=False, background=True)
+        # the history-only candidates: numpy is enough (dshw would load scipy, lstm a model file,
+        # together ~90 MB more in the agent process) and ``auto`` picks per horizon among them
+        from agent.forecast.online import CANDIDATES
+
+        extra: dict[str, Any] = {"candidates": list(CANDIDATES)} if model == "auto" else {}
+        self.forecaster = make_forecaster(model, step_s=step_s, clock=clock, nonnegative=False, background=True,
+                                          **extra)
         self._fitted = False
         self._next_step: float | None = None
         self._last_basis: str | None = None
@@ -124,10 +130,8 @@ class Trader:
         return point, lower
 
     def _shaped(self, interval: int, d: Decision, intent_wh: float) -> Decision:
-        logger.info("interval %d: %s %d Wh shaped by the device loop (%s)", interval, d.side, d.qty_wh, d.basis)
-        if self.planner is not None:
-            self.planner.note_order({"interval": interval, "side": d.side, "qty_wh": d.qty_wh,
-                                     "intent_wh": round(intent_wh, 1), "basis": d.basis})
+        logger.info("interval %d: %s %d Wh shaped by the device loop (store wants/offers %.0f Wh; %s)",
+                    interval, d.side, d.qty_wh, intent_wh, d.basis)
         return d
 
     @property
@@ -137,6 +141,17 @@ class Trader:
     # ------------------------------------------------------------------ deciding
 
     def decide(self, interval: int, address: str, start: float, end: float) -> Decision:
+        d = self._decide(interval, address, start, end)
+        if self.planner is not None:
+            state = getattr(self.site, "last_state", None)
+            intent = state.intent if state is not None else None
+            self.planner.note_order({"interval": interval, "side": d.side, "qty_wh": d.qty_wh, "basis": d.basis,
+                                     "intent": intent.kind if intent else None,
+                                     "intent_wh": round(intent.energy_wh, 1) if intent else None,
+                                     "shaped": "device loop" in d.basis})
+        return d
+
+    def _decide(self, interval: int, address: str, start: float, end: float) -> Decision:
         t = self.cfg
         rng = random.Random(f"{self.seed}/{address}/{interval}")
         jitter = rng.randint(-t.price_jitter, t.price_jitter) if t.price_jitter else 0
@@ -159,14 +174,15 @@ class Trader:
         can_sell = min(storage_and_net if fc is None else max(0.0, lower) + storage, storage_and_net)
         state = getattr(self.site, "last_state", None)
         intent = state.intent if state is not None else None
-        if intent is not None and intent.kind == "request" and t.role != "seller":
+        if intent is not None and intent.kind == "request":
             # below the low threshold: never offer; buy the deficit and what the store wants
             lo, _hi = self.site._storage_range()
             want = min(intent.energy_wh, -lo * (end - start) / 3600.0)
             qty = int(min(max(0.0, -point) + want, t.max_order_wh))
-            if qty >= t.min_order_wh:
+            if t.role != "seller" and qty >= t.min_order_wh:
                 return self._shaped(interval, Decision("bid", qty, max(1, t.bid_price + jitter),
                                                        f"{basis}; device loop: {intent.reason}"), want)
+            return self._shaped(interval, Decision("offer", 0, 0, f"{basis}; device loop: {intent.reason}"), 0.0)
         if intent is not None and intent.kind == "contribute" and t.role != "buyer":
             extra = min(intent.energy_wh, storage_and_net)
             if extra > can_sell and extra >= t.min_order_wh:

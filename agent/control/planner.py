@@ -13,8 +13,10 @@ Every ``step_s`` (5 minutes) the planner, off the control tick:
 3. predicts a **peak** when the 80 % upper bound of the demand forecast over the next
    15 minutes, less the PV forecast, exceeds the threshold: ``Site.predict_spike`` makes the
    flywheels pre-charge for it as late as their power allows;
-4. gives the reserve trigger its **predicted demand** (the 5-minute 80 % upper bound, via
-   ``Site.set_demand_forecast``); with no forecast the trigger acts on measured demand alone.
+4. gives the reserve trigger its **predicted demand**: the 80 % upper bound of the forecast of
+   each 5-minute step's *highest* demand (a trigger compares instantaneous demand, so a mean
+   would hide bursts), via ``Site.set_demand_forecast``; with no forecast the trigger acts on
+   measured demand alone.
 
 Everything the planner sets expires after two steps, so a planner that stops leaves the site
 in its safe default. :meth:`SitePlanner.observe` (control loop, every tick) also keeps the
@@ -48,6 +50,18 @@ def build_planner(site: Any, clock: Clock, store_path: Path | None = None) -> Si
         return None
     summary = Path(store_path).with_suffix(".control.json") if store_path is not None else None
     return SitePlanner(site, clock, summary_path=summary)
+
+
+def outlook_profile(last_day: list[float], now_w: float, steps: int) -> list[float]:
+    """The next ``steps`` steps of site import as the planner plans on them, starting with the
+    value now: the last day repeated (daily seasonal naive) and shifted to today's level —
+    ``y(t+k-P) + y(t) - y(t-P)``, the "level shift" forecast. ``last_day`` holds the last ``P``
+    step means before now, oldest first (``P`` = steps per day)."""
+    period = len(last_day)
+    if period == 0:
+        return [now_w]
+    shift = now_w - last_day[0]
+    return [now_w] + [max(0.0, last_day[k % period] + shift) for k in range(1, steps)]
 
 
 def peak_threshold(import_w: list[float], step_s: float, *, energy_wh: float, discharge_w: float,
@@ -105,7 +119,8 @@ class ControlStats:
     shave_above_w: float | None = None
     forecast: dict[str, Any] | None = None
     fallback: str | None = None
-    orders_shaped: list[dict[str, Any]] = field(default_factory=list)
+    orders_shaped: int = 0  # orders the device loop's intent changed
+    orders: list[dict[str, Any]] = field(default_factory=list)  # the last 50 order decisions
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -249,7 +264,7 @@ class SitePlanner:
             self.stats.forecast = None
         else:
             self.stats.forecast = outlook.as_dict()
-            d5 = outlook.demand[min(outlook.demand)]
+            d5 = (outlook.demand_peak or outlook.demand)[min(outlook.demand)]
             self.site.set_demand_forecast(now, until, max(d5.upper80_w, 0.0))
             d15 = outlook.demand[max(outlook.demand)]
             pv15 = outlook.pv[max(outlook.pv)].lower80_w if outlook.pv else 0.0
@@ -292,9 +307,11 @@ class SitePlanner:
         return max(cap, self._today_peak) if math.isfinite(cap) else None
 
     def note_order(self, entry: dict[str, Any]) -> None:
-        """The trader reports an order the device loop shaped (kept for the report, bounded)."""
-        self.stats.orders_shaped.append(entry)
-        del self.stats.orders_shaped[:-50]
+        """The trader reports each order decision with the device loop's intent (bounded)."""
+        self.stats.orders.append(entry)
+        del self.stats.orders[:-50]
+        self.stats.orders_shaped += int(bool(entry.get("shaped")))
+        self.write_summary()
 
     def write_summary(self) -> None:
         if self.summary_path is None:

@@ -72,9 +72,10 @@ class Outlook:
     made_ts: float
     start_ts: float
     step_s: float
-    demand: dict[float, SeriesOutlook]  # by horizon (s)
+    demand: dict[float, SeriesOutlook]  # by horizon (s): step means
     pv: dict[float, SeriesOutlook] | None
     history_steps: int
+    demand_peak: dict[float, SeriesOutlook] | None = None  # the highest reading of each step
 
     def as_dict(self) -> dict[str, Any]:
         def one(d: dict[float, SeriesOutlook] | None) -> dict[str, Any] | None:
@@ -85,14 +86,16 @@ class Outlook:
                     for h, o in d.items()}
 
         return {"made_ts": self.made_ts, "start_ts": self.start_ts, "step_s": self.step_s,
-                "history_steps": self.history_steps, "demand": one(self.demand), "pv": one(self.pv)}
+                "history_steps": self.history_steps, "demand": one(self.demand), "pv": one(self.pv),
+                "demand_peak": one(self.demand_peak)}
 
 
 class _Series:
     """Step averaging (control thread) and the forecaster (worker thread) of one series."""
 
-    def __init__(self, name: str, step_s: float, max_w: float, clock: Clock) -> None:
+    def __init__(self, name: str, step_s: float, max_w: float, clock: Clock, *, peak: bool = False) -> None:
         self.name = name
+        self.peak = peak  # the step's highest reading instead of its mean
         self.step_s = step_s
         self.max_w = max_w
         self.clock = clock
@@ -110,7 +113,8 @@ class _Series:
         self._good.pop(key, None)
         if key not in self._bad:
             self._bad.add(key)
-            logger.warning("site forecast %s: " + msg, self.name, *args)
+            if not self.peak:  # the same readings as the demand series, which says it already
+                logger.warning("site forecast %s: " + msg, self.name, *args)
 
     def _clear(self, key: str, msg: str) -> None:
         # "recovered" only after a run of good readings, so input that flips between good and
@@ -120,7 +124,8 @@ class _Series:
             if self._good[key] >= _RECOVER_AFTER:
                 self._bad.discard(key)
                 self._good.pop(key, None)
-                logger.info("site forecast %s: recovered, %s", self.name, msg)
+                if not self.peak:
+                    logger.info("site forecast %s: recovered, %s", self.name, msg)
 
     def observe(self, ts: float, value: float) -> None:
         if not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -140,7 +145,7 @@ class _Series:
         step = math.floor(ts / self.step_s)
         if self._step is not None and step != self._step:
             if self._n:
-                self.pending.append((self._step * self.step_s, self._sum / self._n))
+                self.pending.append((self._step * self.step_s, self._sum if self.peak else self._sum / self._n))
             if step > self._step + 1:
                 self._flag("jump", "no reading for %.0f s (clock jump or missing data); the forecaster "
                            "bridges or restarts its history", (step - self._step - 1) * self.step_s)
@@ -148,7 +153,7 @@ class _Series:
         elif self._step is not None:
             self._clear("jump", "steps continuous")
         self._step = step
-        self._sum += float(value)
+        self._sum = max(self._sum, float(value)) if self.peak else self._sum + float(value)
         self._n += 1
 
     def feed(self) -> int:
@@ -200,6 +205,7 @@ class SiteForecaster:
         self.horizons_s = tuple(float(h) for h in horizons_s)
         self.min_history = int(min_history)
         self.demand = _Series("demand", self.step_s, max_w, clock)
+        self.demand_peak = _Series("demand peak", self.step_s, max_w, clock, peak=True)
         self.pv = _Series("pv", self.step_s, max_w, clock) if has_pv else None
         self.outlook: Outlook | None = None
         self.fallback: str | None = "no history yet"
@@ -208,6 +214,7 @@ class SiteForecaster:
     def observe(self, ts: float, demand_w: float, pv_w: float | None = None) -> None:
         """The control loop's sample at ``ts`` (cheap; bad values are dropped and logged once)."""
         self.demand.observe(ts, demand_w)
+        self.demand_peak.observe(ts, demand_w)
         if self.pv is not None and pv_w is not None:
             self.pv.observe(ts, pv_w)
 
@@ -216,6 +223,7 @@ class SiteForecaster:
         now = self.clock.now()
         try:
             self.demand.feed()
+            self.demand_peak.feed()
             if self.pv is not None:
                 self.pv.feed()
             n = self.demand.forecaster.n_obs if self.demand.forecaster is not None else 0
@@ -228,12 +236,13 @@ class SiteForecaster:
             if self.pv is not None and self.pv.forecaster is not None and self.pv.forecaster.n_obs >= self.min_history:
                 pv_got = self.pv.outlook(self.horizons_s)
                 pv = pv_got[1] if pv_got is not None else None
+            peak_got = self.demand_peak.outlook(self.horizons_s)
         except Exception as exc:  # noqa: BLE001 - a forecasting fault must never stop control
             if self._logged_fallback != "error":
                 logger.exception("site forecast failed; safe control without forecasts")
             self._logged_fallback = "error"
             return self._fail(f"forecast failed: {exc}", log=False)
-        self.outlook = Outlook(now, start, self.step_s, demand, pv, n)
+        self.outlook = Outlook(now, start, self.step_s, demand, pv, n, peak_got[1] if peak_got else None)
         if self.fallback is not None:
             logger.info("site forecast: ready (%d steps of history; demand %s)", n,
                         ", ".join(f"{int(h)} s {o.model}" for h, o in demand.items()))
