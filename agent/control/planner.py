@@ -4,12 +4,17 @@ Every ``step_s`` (5 minutes) the planner, off the control tick:
 
 1. refreshes the site's forecasts (:class:`agent.forecast.online.SiteForecaster`) in a worker
    thread — the control loop only ever appends samples;
-2. sets the **peak threshold** for the flywheels: the lowest site import the flywheels could
-   have held over the last day, replayed with their power, energy and recharge (yesterday as
-   the forecast of today: the daily seasonal naive), never below the highest import already
-   seen today (shaving below a peak that has happened saves nothing), never above the grid
-   connection limit. Without a day of history there is no threshold: the site's spike rule
-   stands in (logged once);
+2. sets the **peak threshold** for the flywheels: the highest import (5-minute mean) already
+   realised in the peak window (a day by default; a demand charge's month works the same way),
+   never above the grid connection limit. Shaving below a peak that has already happened saves
+   nothing, and charging only below it never makes a new one; between peaks the flywheels are
+   kept ready (90 % by default), standing losses made up within that headroom. Until a step has
+   been metered in the window the site's spike rule stands in (logged once). A threshold planned
+   on a day-ahead forecast (yesterday's profile, level-shifted, with the flywheel's replayed or
+   LP-optimal schedule) was tried and lost to this on every real trace of
+   ``scripts/bench_site_control.py``: a day-ahead error of 1-10 % is larger than the few percent
+   a flywheel of this size can shave, and charging up to a forecast that is too high makes a
+   new peak;
 3. predicts a **peak** when the 80 % upper bound of the demand forecast over the next
    15 minutes, less the PV forecast, exceeds the threshold: ``Site.predict_spike`` makes the
    flywheels pre-charge for it as late as their power allows;
@@ -40,7 +45,7 @@ from gridswarm.clock import Clock
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ControlStats", "SitePlanner", "build_planner", "peak_threshold"]
+__all__ = ["ControlStats", "SitePlanner", "build_planner"]
 
 
 def build_planner(site: Any, clock: Clock, store_path: Path | None = None) -> SitePlanner | None:
@@ -50,57 +55,6 @@ def build_planner(site: Any, clock: Clock, store_path: Path | None = None) -> Si
         return None
     summary = Path(store_path).with_suffix(".control.json") if store_path is not None else None
     return SitePlanner(site, clock, summary_path=summary)
-
-
-def outlook_profile(last_day: list[float], now_w: float, steps: int) -> list[float]:
-    """The next ``steps`` steps of site import as the planner plans on them, starting with the
-    value now: the last day repeated (daily seasonal naive) and shifted to today's level —
-    ``y(t+k-P) + y(t) - y(t-P)``, the "level shift" forecast. ``last_day`` holds the last ``P``
-    step means before now, oldest first (``P`` = steps per day)."""
-    period = len(last_day)
-    if period == 0:
-        return [now_w]
-    shift = now_w - last_day[0]
-    return [now_w] + [max(0.0, last_day[k % period] + shift) for k in range(1, steps)]
-
-
-def peak_threshold(import_w: list[float], step_s: float, *, energy_wh: float, discharge_w: float,
-                   charge_w: float, efficiency: float = 0.95, loss_per_h: float = 0.0,
-                   start_soc_frac: float = 1.0, iters: int = 40) -> float:
-    """Lowest import cap (W) that a store of ``energy_wh`` usable energy, ``discharge_w`` /
-    ``charge_w`` power and one-way ``efficiency`` could hold over the profile ``import_w``
-    (one value per ``step_s``), recharging below the cap. Bisection over a greedy replay."""
-    if not import_w:
-        return math.inf
-    hi = max(import_w)
-    lo = max(0.0, hi - discharge_w)
-    if energy_wh <= 0 or discharge_w <= 0:
-        return hi
-    h = step_s / 3600.0
-    keep = (1.0 - loss_per_h) ** h if 0 < loss_per_h < 1 else 1.0
-
-    def holds(cap: float) -> bool:
-        e = energy_wh * start_soc_frac
-        for x in import_w:
-            if x > cap:
-                need = (x - cap) * h / efficiency
-                if x - cap > discharge_w + 1e-9 or need > e + 1e-9:
-                    return False
-                e -= need
-            else:
-                e = min(energy_wh, e + min(charge_w, cap - x) * h * efficiency)
-            e *= keep
-        return True
-
-    if holds(lo):
-        return lo
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        if holds(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
 
 
 @dataclass
@@ -129,12 +83,13 @@ class ControlStats:
 class SitePlanner:
     """Forecasts and flywheel/reserve plans for one :class:`agent.site.Site` (module docstring)."""
 
-    def __init__(self, site: Any, clock: Clock, *, step_s: float = 300.0, readiness_soc: float = 0.25,
-                 summary_path: Path | None = None) -> None:
+    def __init__(self, site: Any, clock: Clock, *, step_s: float = 300.0, readiness_soc: float = 0.9,
+                 peak_window_s: float = 86400.0, summary_path: Path | None = None) -> None:
         self.site = site
         self.clock = clock
         self.step_s = float(step_s)
         self.readiness_soc = readiness_soc
+        self.peak_window_s = float(peak_window_s)
         self.summary_path = summary_path
         kinds = {d.kind for d in site.drivers.values()}
         self.forecaster = SiteForecaster(clock, step_s=step_s, has_pv=DeviceKind.PV in kinds)
@@ -144,7 +99,6 @@ class SitePlanner:
         self._fly_counters: dict[str, tuple[float, float, float]] = {}
         self._day: int | None = None
         self._today_peak = 0.0
-        self._import_hist: list[float] = []  # site import with storage idle, step means, last day
         self._acc: list[float] = [0.0, 0.0, 0]  # step sums: import with storage idle, grid import; count
         self._acc_step: int | None = None
         self._last_spike: float | None = None
@@ -168,10 +122,8 @@ class SitePlanner:
         if math.isfinite(imp) and math.isfinite(grid_import):
             step = math.floor(state.ts / self.step_s)
             if self._acc_step is not None and step != self._acc_step and self._acc[2]:
-                self._import_hist.append(self._acc[0] / self._acc[2])
-                del self._import_hist[: -int(round(86400 / self.step_s))]
                 # the realised peak (step mean) of the day: shaving below it saves nothing
-                day = math.floor(self._acc_step * self.step_s / 86400)
+                day = math.floor(self._acc_step * self.step_s / self.peak_window_s)
                 if day != self._day:
                     self._day, self._today_peak = day, 0.0
                 self._today_peak = max(self._today_peak, self._acc[1] / self._acc[2])
@@ -256,8 +208,8 @@ class SitePlanner:
         threshold = self._threshold()
         self.stats.shave_above_w = None if threshold is None else round(threshold, 1)
         reason = None
-        if threshold is None:
-            reason = "less than a day of history: flywheels use the spike rule"
+        if threshold is None and self._fly_ids:
+            reason = "no step metered in this peak window yet: flywheels use the spike rule"
         self.site.set_flywheel_plan(until, threshold, self.readiness_soc if self._fly_ids else None)
         if outlook is None:
             reason = reason or f"no forecast ({self.forecaster.fallback})"
@@ -285,26 +237,16 @@ class SitePlanner:
         self.write_summary()
 
     def _threshold(self) -> float | None:
-        day = int(round(86400 / self.step_s))
-        flys = [self.site.drivers[f] for f in self._fly_ids]
-        if math.floor(self.clock.now() / 86400) != self._day:
-            self._today_peak = 0.0
-        if not flys or len(self._import_hist) < day:
+        """Today's realised peak import (step means), capped by the connection limit."""
+        if math.floor(self.clock.now() / self.peak_window_s) != self._day:
+            self._today_peak = 0.0  # a new window: nothing realised yet
+        if not self._fly_ids or self._today_peak <= 0.0:
             return None
-        tels = [self.site._last_tel.get(f) for f in self._fly_ids]
-        if any(t is None or not t.capacity_wh for t in tels):
-            return None
-        energy = sum((float(t.detail.get("soc_max", 1.0)) - float(t.detail.get("soc_min", 0.0))) * t.capacity_wh
-                     for t in tels)
-        dis = sum(max(0.0, d.limits.max_w) for d in flys)
-        chg = sum(max(0.0, -d.limits.min_w) for d in flys)
-        loss = max((float(t.detail.get("standing_loss_per_h", 0.0)) for t in tels), default=0.0)
-        cap = peak_threshold(self._import_hist, self.step_s, energy_wh=energy, discharge_w=dis, charge_w=chg,
-                             loss_per_h=loss, start_soc_frac=self.readiness_soc)
+        cap = self._today_peak
         limits = self.site._grid_limits()
         if limits is not None:
             cap = min(cap, limits[0])
-        return max(cap, self._today_peak) if math.isfinite(cap) else None
+        return cap
 
     def note_order(self, entry: dict[str, Any]) -> None:
         """The trader reports each order decision with the device loop's intent (bounded)."""

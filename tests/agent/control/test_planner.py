@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from agent.control.planner import SitePlanner, peak_threshold
+from agent.control.planner import SitePlanner
 from agent.site import Site
 from gridswarm.clock import ManualClock
 
@@ -41,20 +41,14 @@ def simulate(devices, hours, tick=30.0):
     return site, planner, asyncio.run(main())
 
 
-def test_peak_threshold_is_the_lowest_cap_the_store_can_hold():
-    prof = [10.0] * 10 + [20.0] * 2 + [10.0] * 10  # one 2-step peak, 1 h steps
-    cap = peak_threshold(prof, 3600.0, energy_wh=10.0, discharge_w=100.0, charge_w=100.0, efficiency=1.0)
-    assert cap == pytest.approx(15.0, abs=1e-3)  # 2 steps x 5 W = 10 Wh
-    assert peak_threshold(prof, 3600.0, energy_wh=0.0, discharge_w=100.0, charge_w=1.0) == 20.0
-
-
 def test_forecasts_drive_the_flywheel_and_keep_it_ready(caplog):
     with caplog.at_level(logging.WARNING, logger="agent.control.planner"):
         site, planner, states = simulate([FLY, LOAD, GRID], 26)
     s = planner.stats
-    # the first day: no threshold yet, the spike rule stands in (said once)
-    assert caplog.text.count("less than a day of history") == 1
+    # the threshold is the day's realised peak (step means), below the connection limit
+    assert caplog.text.count("no step metered") <= 1
     assert s.shave_above_w is not None and s.shave_above_w < 20_000.0
+    assert s.shave_above_w >= max(st.devices["load1"].available_charge_w for st in states[-200:]) * 0.5
     assert s.forecast is not None and set(s.forecast["demand"]) == {"300s", "900s"}
     assert s.peaks_shaved > 0 and s.peak_shaved_wh > 0
     assert s.flywheel_standing_loss_wh > 0 and s.flywheel_cycles > 0
