@@ -58,3 +58,12 @@ def test_bad_device_field_is_named(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "devices[0].capacity_wh" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_agent_command_does_not_load_the_benchmarks_heavy_imports() -> None:
+    code = ("import sys; from gridswarm.cli import build_parser, CORE; "
+            "build_parser(delegated=False).parse_args(['agent', '--config', 'x.yaml']); "
+            "print(sorted(m for m in ('scipy', 'pandas', 'fastapi') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
