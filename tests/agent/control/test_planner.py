@@ -94,3 +94,28 @@ def test_planner_faults_and_bad_outlooks_fall_back_and_keep_running(caplog):
         planner.observe_safely(bad)
     assert caplog.text.count("could not observe") == 1
     assert asyncio.run(site.tick()) is not None  # the site goes on
+
+
+def test_clock_jump_and_absurd_readings_fall_back_and_recover(caplog):
+    site, planner, _ = simulate([FLY, LOAD, GRID], 1.0)
+    clock = site.clock
+
+    async def more(seconds):
+        nxt = clock.now() + 300.0
+        for _ in range(int(seconds / 30)):
+            clock.advance(30)
+            st = await site.tick()
+            planner.observe_safely(st)
+            if clock.now() >= nxt:
+                planner.apply(await asyncio.to_thread(planner.forecaster.refresh), clock.now())
+                nxt += 300.0
+        return st
+
+    with caplog.at_level(logging.WARNING):
+        clock.advance(3 * 86400)  # the process was suspended for three days
+        planner.forecaster.observe(clock.now(), float("nan"))
+        planner.forecaster.observe(clock.now() + 1, 1e12)
+        st = asyncio.run(more(1800))
+    assert st is not None and planner.stats.forecast is not None  # forecasting again on fresh history
+    assert caplog.text.count("non-finite reading") == 1 and caplog.text.count("outside [0") == 1
+    assert caplog.text.count("clock jump or missing data") == 1
