@@ -343,10 +343,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             res.setdefault("reserve", {})[tr["name"]] = bench_reserve(tr)
         if "forecast" in sections:
             res.setdefault("forecast", {})[tr["name"]] = bench_forecast(tr)
-    import highspy
+    from importlib.metadata import version
 
     out = {"command": "python scripts/bench_site_control.py " + " ".join(argv or []),
-           "machine": machine(numpy=np.__version__, highspy=getattr(highspy, "__version__", "installed")),
+           "machine": machine(numpy=np.__version__, highspy=version("highspy")),
            "elapsed_s": round(time.perf_counter() - t0, 1), **res}
     write_results(args.out, out)
     print(_tables(res))
