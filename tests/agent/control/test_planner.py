@@ -5,7 +5,6 @@ import asyncio
 import logging
 import math
 
-import pytest
 
 from agent.control.planner import SitePlanner
 from agent.site import Site
@@ -64,7 +63,6 @@ def test_two_flywheels_never_give_more_than_the_peak():
     site, planner, states = simulate(two, 2, tick=10.0)
     for st in states:
         fly = sum(max(0.0, st.decision.setpoints[f].power_w) for f in ("flywheel1", "flywheel2"))
-        excess = max(0.0, -(st.decision.net_export_w) - fly)  # import without the flywheels
         load = st.devices["load1"].available_charge_w
         assert fly <= load + 1e-6
         assert st.decision.net_export_w <= 1e-6  # never exported to the grid
