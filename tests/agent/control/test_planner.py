@@ -5,7 +5,6 @@ import asyncio
 import logging
 import math
 
-
 from agent.control.planner import SitePlanner
 from agent.site import Site
 from gridswarm.clock import ManualClock
