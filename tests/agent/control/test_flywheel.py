@@ -92,3 +92,17 @@ def test_readiness_recharges_within_headroom_only():
     assert none[0][0] == 0.0
     full = plan_flywheels([fly("fly1", soc=0.6)], t=T, dt=1.0, excess_w=0.0, headroom_w=1e6, readiness_soc=0.5)
     assert full[0][0] == 0.0
+
+
+def test_a_slow_ramp_makes_the_precharge_start_earlier():
+    spike = ((T + 600.0, T + 900.0, 12_000.0),)
+    at = T + 600.0 - 390.0  # late enough for a flywheel that reaches full power at once
+    fast = plan_flywheels([fly("f", soc=0.0)], t=at, dt=1.0, excess_w=0.0, headroom_w=1e6, spikes=spike)
+    slow = plan_flywheels([fly("f", soc=0.0, ramp=50.0)], t=at, dt=1.0, excess_w=0.0, headroom_w=1e6, spikes=spike)
+    assert fast[0][0] < 0
+    assert slow[0][0] < 0  # 200 s of ramp: it had to start even earlier, and is charging
+    early = plan_flywheels([fly("f", soc=0.0, ramp=50.0)], t=at - 150.0, dt=1.0, excess_w=0.0, headroom_w=1e6,
+                           spikes=spike)
+    late_fast = plan_flywheels([fly("f", soc=0.0)], t=at - 150.0, dt=1.0, excess_w=0.0, headroom_w=1e6,
+                               spikes=spike)
+    assert early[0][0] < 0 and late_fast[0][0] == 0.0  # only the slow one starts 150 s earlier
