@@ -69,6 +69,10 @@ class AgentRuntime:
         remote_path = None if str(cfg.store_path) == ":memory:" else Path(f"{cfg.store_path}.remote.json")
         self.remote = RemoteConfig(self.site, cfg.trading, cfg.remote_config, remote_path)
         self.remote.restore()
+        from agent.control.planner import build_planner  # forecasts -> flywheel plan, reserve, trader
+
+        self.planner = build_planner(self.site, self.clock, cfg.store_path)
+        self.trader.planner = self.planner
         self._coordinator_key: VerifyKey | None = None
         self.verifier = Verifier(clock=self.clock, keys=self._key_of)
         self.ws: aiohttp.ClientWebSocketResponse | None = None
@@ -110,6 +114,8 @@ class AgentRuntime:
             asyncio.create_task(self.resend_forever(), name="resend"),
             asyncio.create_task(self.chain_watchdog(), name="chain-watchdog"),
         ]
+        if self.planner is not None:
+            loops.append(asyncio.create_task(self.planner.run(), name="planner"))
         try:
             await stop.wait()
         finally:
@@ -158,6 +164,8 @@ class AgentRuntime:
             except Exception:  # noqa: BLE001 - the loop must survive anything a device does
                 logger.exception("site tick failed")
                 state = None
+            if state is not None and self.planner is not None:
+                self.planner.observe_safely(state)
             if state is not None and t >= next_telemetry:
                 self._queue_telemetry(state)
                 next_telemetry = t + self.cfg.telemetry_every_s

@@ -37,6 +37,7 @@ from agent.control.arbiter import (
 from agent.control.device_loop import Intent
 from agent.control.frequency import FREQUENCY_MODES, FrequencyArm
 from agent.control_log import ControlLog
+from agent.control.reserve import ReserveState
 from agent.devices.meter import MeterLog
 from agent.devices.pv import PROFILES as PV_PROFILES
 from agent.devices.spec import DeviceConfigError, validate_devices
@@ -129,6 +130,8 @@ class Site:
         self._vb: list[Schedule] = []
         self._spikes: list[tuple[float, float, float]] = []
         self._demand_upper: tuple[float, float, float] | None = None  # (start, end, upper W)
+        self._fly_plan: tuple[float, float | None, float | None] | None = None  # (until, shave above W, readiness)
+        self._reserve = ReserveState()
         self._arm: FrequencyArm | None = None
         self._frequency_hz: float | None = None
         self._autonomous = False
@@ -326,6 +329,13 @@ class Site:
         """Upper bound of the demand forecast's confidence interval over a window (K2)."""
         self._demand_upper = (_finite("start_ts", start_ts), _finite("end_ts", end_ts), _finite("upper_w", upper_w))
 
+    def set_flywheel_plan(self, until_ts: float, shave_above_w: float | None, readiness_soc: float | None) -> None:
+        """The planner's peak threshold (site import, W) and flywheel readiness SoC until ``until_ts``
+        (agent/control/planner.py); after that the site falls back to its spike rule."""
+        shave = None if shave_above_w is None else _finite("shave_above_w", shave_above_w)
+        ready = None if readiness_soc is None else _fraction("readiness_soc", readiness_soc)
+        self._fly_plan = (_finite("until_ts", until_ts), shave, ready)
+
     # ------------------------------------------------------------------ the control cycle
 
     async def tick(self) -> SiteState:
@@ -356,6 +366,7 @@ class Site:
             self.control_log.after_read(self.drivers[dev_id])
         inputs = self._inputs(now, dt, tels)
         decision = arbitrate(inputs)
+        self._reserve = decision.reserve
 
         applied: dict[str, float] = {}
         for dev_id, sp in decision.setpoints.items():
@@ -551,10 +562,13 @@ class Site:
         upper = None
         if self._demand_upper is not None and self._demand_upper[0] <= now < self._demand_upper[1]:
             upper = self._demand_upper[2]
+        plan = self._fly_plan if self._fly_plan is not None and now < self._fly_plan[0] else None
         cmds = Commands(
             market_export_w=sched.power_w if sched else None, market_reason=sched.reason if sched else "",
             virtual_battery_w=vb.power_w if vb else 0.0, frequency_arm=self._arm, frequency_hz=self._frequency_hz,
             autonomous=self._autonomous, spikes=spikes, demand_upper_w=upper,
+            shave_above_w=plan[1] if plan else None, flywheel_readiness_soc=plan[2] if plan else None,
+            reserve=self._reserve,
         )
         return ArbiterInputs(t=now, dt=dt if dt > 0 else self._last_dt, stores=tuple(stores), pv=tuple(pvs),
                              loads=tuple(loads), grid=grid, commands=cmds, config=self.control, other_w=other_w)

@@ -10,7 +10,15 @@ is sized from that forecast:
   never sells below the reserve or beyond the connection);
 - a **buyer** bids for its forecast deficit (the point forecast).
 
-Until the forecaster has ``min_history`` steps, the site's device models stand in (logged once).
+Until the forecaster has ``min_history`` steps, the site planner's demand/PV forecast stands
+in when it covers the window (agent/control/planner.py), else the site's device models (logged
+once).
+
+The **device loop** (agent/control/device_loop.py) shapes the order: a site whose store is
+below its low threshold (``request``) never offers and bids for its forecast deficit plus the
+energy its store wants (within what the store can take in the window); a site above its high
+threshold with low local use (``contribute``) offers at least that energy — never more than
+``Site.available_export_wh``, which keeps the owner's reserve.
 Limit prices come from the config, with a deterministic per-interval jitter from the seed.
 """
 
@@ -57,10 +65,17 @@ class Trader:
         self.seed = seed
         self.step_s = step_s
         self.min_history = min_history
-        self.forecaster = make_forecaster(model, step_s=step_s, clock=clock, nonnegative=False, background=True)
+        # the history-only candidates: numpy is enough (dshw would load scipy, lstm a model file,
+        # together ~90 MB more in the agent process) and ``auto`` picks per horizon among them
+        from agent.forecast.online import CANDIDATES
+
+        extra: dict[str, Any] = {"candidates": list(CANDIDATES)} if model == "auto" else {}
+        self.forecaster = make_forecaster(model, step_s=step_s, clock=clock, nonnegative=False, background=True,
+                                          **extra)
         self._fitted = False
         self._next_step: float | None = None
         self._last_basis: str | None = None
+        self.planner: Any = None  # agent.control.planner.SitePlanner, when the runtime has one
 
     # ------------------------------------------------------------------ learning
 
@@ -97,6 +112,28 @@ class Trader:
             lower += float(fc.lower80[i]) * overlap / 3600.0
         return point, lower
 
+    def _site_forecast_wh(self, start: float, end: float) -> tuple[float, float] | None:
+        """(point, 80 % lower) net export in Wh from the planner's demand/PV forecast, when the
+        window lies within its horizon."""
+        outlook = getattr(self.planner, "forecaster", None)
+        outlook = getattr(outlook, "outlook", None)
+        if outlook is None:
+            return None
+        h = max(outlook.demand)
+        if end > outlook.start_ts + h + self.step_s:
+            return None
+        d = outlook.demand[h]
+        pv = outlook.pv[h] if outlook.pv else None
+        hours = (end - start) / 3600.0
+        point = ((pv.point_w if pv else 0.0) - d.point_w) * hours
+        lower = ((pv.lower80_w if pv else 0.0) - d.upper80_w) * hours
+        return point, lower
+
+    def _shaped(self, interval: int, d: Decision, intent_wh: float) -> Decision:
+        logger.info("interval %d: %s %d Wh shaped by the device loop (store wants/offers %.0f Wh; %s)",
+                    interval, d.side, d.qty_wh, intent_wh, d.basis)
+        return d
+
     @property
     def model(self) -> str:
         return str(self.forecaster.model)
@@ -104,22 +141,54 @@ class Trader:
     # ------------------------------------------------------------------ deciding
 
     def decide(self, interval: int, address: str, start: float, end: float) -> Decision:
+        d = self._decide(interval, address, start, end)
+        if self.planner is not None:
+            state = getattr(self.site, "last_state", None)
+            intent = state.intent if state is not None else None
+            self.planner.note_order({"interval": interval, "side": d.side, "qty_wh": d.qty_wh, "basis": d.basis,
+                                     "intent": intent.kind if intent else None,
+                                     "intent_wh": round(intent.energy_wh, 1) if intent else None,
+                                     "shaped": "device loop" in d.basis})
+        return d
+
+    def _decide(self, interval: int, address: str, start: float, end: float) -> Decision:
         t = self.cfg
         rng = random.Random(f"{self.seed}/{address}/{interval}")
         jitter = rng.randint(-t.price_jitter, t.price_jitter) if t.price_jitter else 0
         modelled_net = float(self.site.expected_net_wh(start, end))
         storage_and_net = float(self.site.available_export_wh(start, end))
         fc = self.forecast_net_wh(start, end)
-        if fc is None:
-            basis, point, lower = "device models", modelled_net, modelled_net
-        else:
+        site_fc = self._site_forecast_wh(start, end) if fc is None else None
+        if fc is not None:
             basis, (point, lower) = f"forecast ({self.model})", fc
+        elif site_fc is not None:
+            basis, (point, lower) = "site forecast (demand/PV)", site_fc
+            fc = site_fc
+        else:
+            basis, point, lower = "device models", modelled_net, modelled_net
         if basis != self._last_basis:
             logger.info("interval %d: orders sized from %s", interval, basis)
             self._last_basis = basis
         # storage above the reserve (what the site model adds on top of its own net estimate)
         storage = max(0.0, storage_and_net - max(0.0, modelled_net))
         can_sell = min(storage_and_net if fc is None else max(0.0, lower) + storage, storage_and_net)
+        state = getattr(self.site, "last_state", None)
+        intent = state.intent if state is not None else None
+        if intent is not None and intent.kind == "request":
+            # below the low threshold: never offer; buy the deficit and what the store wants
+            lo, _hi = self.site._storage_range()
+            want = min(intent.energy_wh, -lo * (end - start) / 3600.0)
+            qty = int(min(max(0.0, -point) + want, t.max_order_wh))
+            if t.role != "seller" and qty >= t.min_order_wh:
+                return self._shaped(interval, Decision("bid", qty, max(1, t.bid_price + jitter),
+                                                       f"{basis}; device loop: {intent.reason}"), want)
+            return self._shaped(interval, Decision("offer", 0, 0, f"{basis}; device loop: {intent.reason}"), 0.0)
+        if intent is not None and intent.kind == "contribute" and t.role != "buyer":
+            extra = min(intent.energy_wh, storage_and_net)
+            if extra > can_sell and extra >= t.min_order_wh:
+                return self._shaped(interval, Decision("offer", int(min(extra, t.max_order_wh)),
+                                                       max(1, t.offer_price + jitter),
+                                                       f"{basis}; device loop: {intent.reason}"), extra)
         if t.role != "buyer" and can_sell >= t.min_order_wh:
             return Decision("offer", int(min(can_sell, t.max_order_wh)), max(1, t.offer_price + jitter), basis)
         if t.role != "seller" and point <= -t.min_order_wh:

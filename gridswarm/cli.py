@@ -222,7 +222,12 @@ BENCHES = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+CORE = frozenset({"demo", "devnet", "deploy", "coordinator", "agent"})
+
+
+def build_parser(*, delegated: bool = True) -> argparse.ArgumentParser:
+    """The parser; ``delegated=False`` leaves out the tools and benchmarks, whose modules pull in
+    heavy packages (scipy: ~80 MB) that a long-running agent process must not carry."""
     parser = argparse.ArgumentParser(
         prog="gridswarm",
         description=__doc__,
@@ -268,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="probe every configured device and exit")
     p.set_defaults(func=cmd_agent)
 
+    if not delegated:
+        return parser
     for name, (module, conf, run, help_) in TOOLS.items():
         p = sub.add_parser(name, help=help_)
         c, g = _delegate(module, conf, run)
@@ -285,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    parser = build_parser(delegated=not words or words[0] not in CORE)
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     func: Callable[[argparse.Namespace], int] = args.func

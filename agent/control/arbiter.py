@@ -23,10 +23,13 @@ powers except the grid's.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent.control.device_loop import Intent, device_loop
+from agent.control.flywheel import plan_flywheels, sustainable_w
+from agent.control.flywheel import precharge_lead_s as _lead_s
 from agent.control.frequency import FrequencyArm, response_w
+from agent.control.reserve import ReserveState, reserve_trigger
 from agent.control.safety import clamp_storage
 
 __all__ = [
@@ -118,6 +121,8 @@ class ControlConfig:
     flywheel_spike_w: float = 1_000.0  # load above expected by more than this is a spike
     flywheel_max_precharge_loss: float = 0.05  # lose at most 5 % of a pre-charge to standing losses
     ups_recharge_w: float | None = None  # None: the UPS's own charge limit
+    reserve_hold_s: float = 60.0  # a started reserve runs at least this long after the need went
+    flywheel_sustain_s: float = 60.0  # flywheel power counts as available if held this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +135,9 @@ class Commands:
     autonomous: bool = False
     spikes: tuple[tuple[float, float, float], ...] = ()  # predicted (start, end, extra W)
     demand_upper_w: float | None = None  # forecast upper bound of demand now (K2)
+    shave_above_w: float | None = None  # planner: site import above this is a peak the flywheels cover
+    flywheel_readiness_soc: float | None = None  # planner: recharge flywheels to this when safe
+    reserve: ReserveState | None = None  # the reserve trigger's state from the last tick
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +184,7 @@ class Decision:
     intent: Intent
     unserved_w: float = 0.0
     alarms: tuple[str, ...] = field(default_factory=tuple)
+    reserve: ReserveState = ReserveState()
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -186,6 +195,8 @@ class Decision:
             "net_export_w": self.net_export_w,
             "unserved_w": self.unserved_w,
             "alarms": list(self.alarms),
+            "reserve": {"active": self.reserve.active, "activations": self.reserve.activations,
+                        "reason": self.reserve.reason},
             "intent": {"kind": self.intent.kind, "energy_wh": self.intent.energy_wh, "reason": self.intent.reason},
             "setpoints": {k: {"power_w": v.power_w, "source": v.source, "reason": v.reason}
                           for k, v in self.setpoints.items()},
@@ -292,12 +303,24 @@ def arbitrate(inp: ArbiterInputs) -> Decision:
     d_power = sum(max(0.0, min(s.max_discharge_w, s.max_w)) for s in bulk)
     c_max = sum(chg_caps)
 
-    # flywheel plan (level 4, K1): buffer spikes, pre-charge just before predicted spikes. The
-    # layers below see the site net of it, so the batteries and the grid do not see the spike.
-    fly_w: dict[str, tuple[float, tuple[str, str]]] = {}
-    spike_now = max(0.0, demand - expected - cfg.flywheel_spike_w) if inp.loads else 0.0
-    for s in fly:
-        fly_w[s.device_id] = _flywheel_plan(s, cfg, cmd, t, dt, spike_now)
+    # flywheel plan (level 4, see agent/control/flywheel.py): share a peak, pre-charge late
+    # before a predicted one, keep ready. The layers below see the site net of it, so the
+    # batteries and the grid do not see the peak. The peak is import above the planner's
+    # threshold when it gives one, else load above its expected level by flywheel_spike_w.
+    import_now = -n0
+    limit = grid.import_limit_w if grid is not None and not outage else math.inf
+    if outage:
+        excess, headroom = 0.0, max(0.0, -import_now)  # the deficit is bridged below; charge from PV only
+    elif cmd.shave_above_w is not None and math.isfinite(cmd.shave_above_w):
+        threshold = min(cmd.shave_above_w, limit)
+        excess, headroom = max(0.0, import_now - threshold), threshold - import_now
+    else:
+        excess = max(0.0, demand - expected - cfg.flywheel_spike_w) if inp.loads else 0.0
+        headroom = limit - import_now
+    plans = plan_flywheels(fly, t=t, dt=dt, excess_w=excess, headroom_w=headroom, spikes=cmd.spikes,
+                           readiness_soc=cmd.flywheel_readiness_soc,
+                           max_precharge_loss=cfg.flywheel_max_precharge_loss)
+    fly_w: dict[str, tuple[float, tuple[str, str]]] = {s.device_id: p for s, p in zip(fly, plans, strict=True)}
     n0 += sum(min(max(w, -_charge_cap(s)), min(s.max_discharge_w, s.max_w))
               for s, (w, _src) in ((f, fly_w[f.device_id]) for f in fly))
 
@@ -408,9 +431,22 @@ def arbitrate(inp: ArbiterInputs) -> Decision:
     # until then; on the grid the flywheel goes first and the reserve supply (UPS) is engaged
     # only when predicted AND actual demand exceed primary + flywheel capacity (K2)
     primary = pv_avail + d_res + (0.0 if outage or grid is None else grid.import_limit_w)
-    fly_cap = sum(min(s.max_discharge_w, s.max_w) for s in fly)
-    predicted = cmd.demand_upper_w if cmd.demand_upper_w is not None else expected
-    trigger = (not outage and demand > primary + fly_cap and predicted > primary + fly_cap)
+    # what the flywheels can still give (their energy counted: an empty one gives nothing)
+    fly_cap = sum(sustainable_w(s, cfg.flywheel_sustain_s) for s in fly)
+    if cmd.reserve is None:  # stateless caller: no hold, prediction from the forecast or the profile
+        predicted = cmd.demand_upper_w if cmd.demand_upper_w is not None else expected
+        trigger = (not outage and demand > primary + fly_cap and predicted > primary + fly_cap)
+        reserve_state = ReserveState(trigger, t if trigger else None, None, int(trigger),
+                                     "reserve started" if trigger else "reserve off")
+    elif outage:
+        reserve_state = replace(cmd.reserve, reason="outage: the UPS carries the load")
+        trigger = False
+        predicted = cmd.demand_upper_w if cmd.demand_upper_w is not None else demand
+    else:
+        reserve_state = reserve_trigger(cmd.reserve, t, actual_w=demand, predicted_w=cmd.demand_upper_w,
+                                        threshold_w=primary + fly_cap, hold_s=cfg.reserve_hold_s)
+        trigger = reserve_state.active
+        predicted = cmd.demand_upper_w if cmd.demand_upper_w is not None else demand
 
     def bridge(deficit: float) -> float:
         for s in fly:
@@ -431,10 +467,11 @@ def arbitrate(inp: ArbiterInputs) -> Decision:
             if outage and deficit > _EPS:
                 want = min(deficit, cap)
                 src = ("local", "outage: UPS carries the load")
-            elif trigger and deficit > _EPS:
+            elif trigger:
                 want = min(deficit, cap)
                 src = ("local", f"reserve trigger: demand {demand:.0f} W (predicted {predicted:.0f} W) above "
-                                f"primary {primary:.0f} W + flywheel {fly_cap:.0f} W")
+                                f"primary {primary:.0f} W + flywheel {fly_cap:.0f} W" if deficit > _EPS
+                                else f"reserve trigger held: {reserve_state.reason}")
             elif not outage and s.soc < s.soc_max - 0.01:
                 rate = cfg.ups_recharge_w if cfg.ups_recharge_w is not None else s.max_charge_w
                 want = -min(rate, _charge_cap(s))
@@ -496,7 +533,7 @@ def arbitrate(inp: ArbiterInputs) -> Decision:
     intent = _intent(bulk, demand, pv_avail, cfg)
     return Decision(t=t, source=win.source, reason=win.reason, storage_w=bulk_w, setpoints=setpoints,
                     trace=tuple(track.steps), net_export_w=net, intent=intent, unserved_w=unserved,
-                    alarms=tuple(alarms))
+                    alarms=tuple(alarms), reserve=reserve_state)
 
 
 def _add_store(setpoints: dict[str, AppliedSetpoint], s: StoreView, want: float, src: tuple[str, str],
@@ -510,35 +547,8 @@ def _add_store(setpoints: dict[str, AppliedSetpoint], s: StoreView, want: float,
 
 
 def precharge_lead_s(s: StoreView, cfg: ControlConfig) -> float:
-    """Longest time ahead of a spike worth charging a flywheel: standing losses over the lead
-    time stay below ``flywheel_max_precharge_loss`` of the energy put in."""
-    if not s.standing_loss_per_h:
-        return 3600.0
-    per_s = -math.log(1.0 - s.standing_loss_per_h) / 3600.0
-    return -math.log(1.0 - cfg.flywheel_max_precharge_loss) / per_s
-
-
-def _flywheel_plan(s: StoreView, cfg: ControlConfig, cmd: Commands, t: float, dt: float,
-                   spike_now: float) -> tuple[float, tuple[str, str]]:
-    if spike_now > 0 and s.max_discharge_w > 0:
-        return min(spike_now, s.max_discharge_w), ("local", f"flywheel buffers a load spike of {spike_now:.0f} W")
-    lead = precharge_lead_s(s, cfg)
-    for start, end, extra_w in cmd.spikes:
-        if start - lead <= t < start:
-            need_wh = extra_w * (end - start) / 3600.0 / max(s.discharge_efficiency, 1e-6)
-            target_soc = min(s.soc_max, s.soc_min + need_wh / s.capacity_wh)
-            gap_wh = (target_soc - s.soc) * s.capacity_wh
-            if gap_wh > 1e-6:
-                time_left = max(start - t, max(dt, 1e-3))
-                rate = gap_wh * 3600.0 / time_left / max(s.charge_efficiency, 1e-6)
-                # charge as late as possible: full power only when it is needed to be ready in time
-                full_w = min(s.max_charge_w, -s.min_w)
-                if rate * 1.2 < full_w and start - t - dt > gap_wh * 3600.0 / max(full_w, 1e-6) * 1.5:
-                    return 0.0, ("local", f"pre-charge deferred: spike in {start - t:.0f} s, losses {s.standing_loss_per_h:.0%}/h")
-                return -min(full_w, max(rate, full_w * 0.5)), (
-                    "local", f"flywheel pre-charge for a spike at {start:.0f} (+{extra_w:.0f} W)")
-            return 0.0, ("local", "flywheel charged and waiting for a predicted spike")
-    return 0.0, ("idle", "flywheel idle (standing losses make early charging wasteful)")
+    """Longest time ahead of a spike worth charging flywheel ``s`` (see agent/control/flywheel.py)."""
+    return _lead_s(s.standing_loss_per_h, cfg.flywheel_max_precharge_loss)
 
 
 def _intent(bulk: list[StoreView], demand: float, pv: float, cfg: ControlConfig) -> Intent:

@@ -1,8 +1,10 @@
-"""Automatic model selection on the site's own recent history.
+"""Automatic model selection on the site's own recent history, for the horizon that is asked.
 
-:class:`AutoForecaster` runs every candidate side by side (they are cheap online), and uses the
-one with the lowest mean absolute error over horizons ``1..select_horizon`` on its most recent
-``select_window`` forecasts. The errors are the same residuals the conformal calibrator keeps:
+:class:`AutoForecaster` runs every candidate side by side (they are cheap online). ``predict(H)``
+uses the candidate with the lowest mean absolute error over horizons ``1..H`` on its most recent
+``select_window`` forecasts: a 5-minute question and a 24-hour question may get different
+models (persistence is hard to beat one step ahead, a seasonal model a day ahead). ``chosen``
+is the choice for ``select_horizon`` (one hour by default). The errors are the same residuals the conformal calibrator keeps:
 first a rolling-origin backtest over the end of the history (at ``fit``), then every forecast
 scored as the actual values arrive. It re-selects every ``reselect_every`` steps and logs its
 choice (INFO) whenever the choice changes, with every candidate's error, so an operator can
@@ -58,6 +60,8 @@ class AutoForecaster(Forecaster):
             raise ForecastInputError("auto: no usable candidate model")
         self.chosen: str | None = None
         self.scores: dict[str, float] = {}
+        self._by_h: dict[int, str] = {}  # horizon -> choice, kept between reselections (hysteresis)
+        self._scored: set[int] = set()  # horizons scored since the last reselection
         self._steps = 0
 
     # ------------------------------------------------------------------ delegation
@@ -112,10 +116,46 @@ class AutoForecaster(Forecaster):
             self._select()
 
     def predict(self, horizon_steps: int) -> Forecast:
-        fc = self._current.predict(horizon_steps)
+        name = self.choice_for(horizon_steps) if isinstance(horizon_steps, int) and horizon_steps >= 1 else None
+        f = self.candidates[name] if name is not None else self._current
+        fc = f.predict(horizon_steps)
+        info = {"scores": self.scores if name in (None, self.chosen) else self._scores_at(horizon_steps)}
         return Forecast(fc.point, fc.lower80, fc.upper80, fc.lower95, fc.upper95,
                         model=f"auto:{fc.model}", step_s=fc.step_s, start_ts=fc.start_ts,
-                        fallback=fc.fallback, info={"scores": self.scores})
+                        fallback=fc.fallback, info=info)
+
+    def choice_for(self, horizon_steps: int) -> str:
+        """The candidate used for a ``horizon_steps``-step forecast (scored on horizons 1..H)."""
+        current = self._current  # raises before fit
+        h = min(int(horizon_steps), max(f.calibrator.max_h for f in self.candidates.values()))
+        if h == self.select_horizon and self.chosen is not None:
+            return self.chosen
+        if h in self._scored:
+            return self._by_h[h]
+        finite = self._scores_at(h)
+        prev = self._by_h.get(h, self.chosen)
+        best = prev if prev is not None else current.name
+        if finite:
+            best = min(finite, key=lambda k: finite[k])
+            if prev in finite and finite[best] > (1 - self.switch_margin) * finite[prev]:
+                best = prev
+        if best != self._by_h.get(h):
+            logger.info("forecast auto: %d-step horizon uses %s (MAE over 1..%d: %s)", h, best, h,
+                        ", ".join(f"{k}={v:.4g}" for k, v in sorted(finite.items(), key=lambda kv: kv[1]))
+                        or "no scores yet")
+        self._by_h[h] = best if best is not None else current.name
+        self._scored.add(h)
+        return self._by_h[h]
+
+    def _scores_at(self, horizon: int) -> dict[str, float]:
+        out = {}
+        for name, f in self.candidates.items():
+            if not f._fitted or (f.fallback_reason is not None and name != "persistence"):
+                continue
+            mae = f.calibrator.mean_abs_error(horizon, last=self.select_window)
+            if math.isfinite(mae):
+                out[name] = round(mae, 6)
+        return out
 
     def wait_refit(self, timeout: float | None = None) -> None:
         for f in self.candidates.values():
@@ -123,6 +163,7 @@ class AutoForecaster(Forecaster):
 
     # ------------------------------------------------------------------ selection
     def _select(self, initial: bool = False) -> None:
+        self._scored.clear()  # per-horizon choices are re-scored on the next predict
         scores = {}
         for name, f in self.candidates.items():
             if not f._fitted:

@@ -338,7 +338,10 @@ class Forecaster:
         fb = self._fallback_engine(self._y, reason)
         fb.fit(self._y, self._ts0)
         if self._fallback_reason != reason:
-            logger.warning("forecast %s: %s; %s stands in", self.name, reason, fb.name)
+            # a short history is the normal start of every series, not a fault: INFO
+            expected = reason.startswith("too little history") or (reason == "constant series" and len(self._y) < 3)
+            logger.log(logging.INFO if expected else logging.WARNING, "forecast %s: %s; %s stands in",
+                       self.name, reason, fb.name)
         self._fallback_reason = reason
         self._active = fb
         self._constant_value = float(self._y[-1]) if reason == "constant series" else None

@@ -66,3 +66,43 @@ def test_buyer_bids_for_its_forecast_deficit() -> None:
     assert d.side == "bid"
     assert d.qty_wh == int(-point)
     assert d.price == TradingConfig().bid_price
+
+
+def _site_at(devices: list[dict], seconds: float = 60.0) -> tuple[Trader, ManualClock]:
+    clock = ManualClock(NOON_ISH)
+    site = Site.from_config(devices, clock, seed=3, reserve_soc=0.2, low_threshold=0.3, high_threshold=0.8)
+    trader = Trader(TradingConfig(price_jitter=0), site, clock, seed="t", step_s=300.0)
+
+    async def main() -> None:
+        await site.connect()
+        for _ in range(int(seconds // 30)):
+            clock.advance(30)
+            await site.tick()
+
+    asyncio.run(main())
+    return trader, clock
+
+
+def test_device_loop_request_makes_a_short_site_buy_and_never_offer() -> None:
+    # PV surplus at 10:00, but the store is below its low threshold: it buys, it does not sell
+    low = [SELLER[0], {**SELLER[1], "initial_soc": 0.22}, SELLER[2], SELLER[3]]
+    trader, clock = _site_at(low)
+    assert trader.site.last_state.intent.kind == "request"
+    start = clock.now() + 900
+    d = trader.decide(5, "0xabc", start, start + 900)
+    assert d.side == "bid" and "device loop" in d.basis
+    wanted = trader.site.last_state.intent.energy_wh
+    assert d.qty_wh >= min(wanted, 5000.0 * 0.25) - 1  # at least what the store asks (within its charge power)
+
+
+def test_device_loop_contribute_offers_surplus_within_the_owners_reserve() -> None:
+    full = [{**SELLER[1], "initial_soc": 0.95}, {"type": "load", "profile": "household", "peak_w": 300.0},
+            {"type": "grid"}]
+    trader, clock = _site_at(full)
+    intent = trader.site.last_state.intent
+    assert intent.kind == "contribute"
+    start = clock.now() + 900
+    d = trader.decide(6, "0xabc", start, start + 900)
+    assert d.side == "offer"
+    assert d.qty_wh <= trader.site.available_export_wh(start, start + 900) + 1  # never below the reserve
+    assert d.qty_wh >= min(intent.energy_wh, trader.site.available_export_wh(start, start + 900)) - 1

@@ -218,3 +218,10 @@ def test_agent_process_dispatches_a_sunspec_battery_with_config_capacity(ganache
                 assert dev.writes == []  # not even a revert on the way out: it never wrote
 
     asyncio.run(main())
+def test_the_agent_command_does_not_load_the_benchmarks_heavy_imports() -> None:
+    code = ("import sys; from gridswarm.cli import build_parser, CORE; "
+            "build_parser(delegated=False).parse_args(['agent', '--config', 'x.yaml']); "
+            "print(sorted(m for m in ('scipy', 'pandas', 'fastapi') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

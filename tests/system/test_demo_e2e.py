@@ -42,6 +42,12 @@ def test_demo_trades_dispatches_meters_and_settles_on_chain(ganache: Ganache, tm
     assert sum(p["bought_wh"] for p in buyers) > 0
     assert sum(p["sold_wh"] for p in sellers) == sum(p["bought_wh"] for p in buyers)
     assert report["conservation"]["conserved"]
+    # the data-centre site's planner: forecasts from its own history, flywheel peaks shaved,
+    # bids shaped by the device loop (its battery starts below the low threshold)
+    dc = report["site_control"]["site2"]
+    assert dc["forecast"] is not None and dc["forecast"]["demand"]["900s"]["upper80_w"] > 0
+    assert dc["peaks_shaved"] >= 1 and dc["flywheel_standing_loss_wh"] > 0
+    assert dc["orders_shaped"] >= 1 and all(o["side"] == "bid" for o in dc["orders"] if o["shaped"])
 
     # The report agrees with the chain: balances, statuses and the settlement transactions.
     w3 = connect(ganache.url)

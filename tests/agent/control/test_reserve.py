@@ -1,0 +1,42 @@
+"""The reserve trigger: predicted AND actual demand, a hold time, safe without a forecast."""
+
+import math
+
+from agent.control.reserve import ReserveState, naive_trigger, reserve_trigger
+
+
+def test_needs_both_predicted_and_actual_demand_above_the_threshold():
+    s = reserve_trigger(ReserveState(), 0.0, actual_w=11.0, predicted_w=9.0, threshold_w=10.0)
+    assert not s.active
+    s = reserve_trigger(ReserveState(), 0.0, actual_w=9.0, predicted_w=11.0, threshold_w=10.0)
+    assert not s.active
+    s = reserve_trigger(ReserveState(), 0.0, actual_w=11.0, predicted_w=12.0, threshold_w=10.0)
+    assert s.active and s.activations == 1 and "predicted" in s.reason
+
+
+def test_hold_time_stops_chatter_on_a_hovering_load():
+    hold, naive = ReserveState(), ReserveState()
+    for k in range(600):  # demand flips around the threshold every second for 10 minutes
+        actual = 10.5 if k % 2 == 0 else 9.5
+        hold = reserve_trigger(hold, float(k), actual_w=actual, predicted_w=10.6, threshold_w=10.0, hold_s=60.0)
+        naive = naive_trigger(naive, float(k), actual_w=actual, threshold_w=10.0)
+    assert hold.activations == 1 and hold.active
+    assert naive.activations == 300
+
+
+def test_releases_only_after_the_need_has_been_gone_for_the_hold_time():
+    s = reserve_trigger(ReserveState(), 0.0, actual_w=12.0, predicted_w=12.0, threshold_w=10.0, hold_s=60.0)
+    for t in range(1, 60):
+        s = reserve_trigger(s, float(t), actual_w=5.0, predicted_w=5.0, threshold_w=10.0, hold_s=60.0)
+        assert s.active
+    s = reserve_trigger(s, 61.0, actual_w=5.0, predicted_w=5.0, threshold_w=10.0, hold_s=60.0)
+    assert not s.active and s.activations == 1
+
+
+def test_missing_or_nan_forecast_falls_back_to_actual_demand():
+    for pred in (None, math.nan, math.inf):
+        s = reserve_trigger(ReserveState(), 0.0, actual_w=11.0, predicted_w=pred, threshold_w=10.0)
+        assert s.active and "no forecast" in s.reason
+    on = reserve_trigger(ReserveState(), 0.0, actual_w=11.0, predicted_w=11.0, threshold_w=10.0)
+    kept = reserve_trigger(on, 1.0, actual_w=math.nan, predicted_w=11.0, threshold_w=10.0)
+    assert kept.active  # a non-finite reading never stops a running reserve

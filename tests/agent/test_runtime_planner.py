@@ -1,0 +1,48 @@
+"""The real agent runtime runs the site planner: forecasts on its own history feed the
+flywheel plan and the reserve trigger, in a background task that never blocks the control tick."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from agent.runtime import AgentRuntime
+from gridswarm.clock import ScaledClock
+from tests.agent.test_runtime import agent_config, chain_market  # noqa: F401 - fixture
+from tests.conftest import Market
+
+DATACENTRE = [
+    {"type": "flywheel", "capacity_wh": 1_500.0, "max_power_w": 6_000.0, "initial_soc": 0.5},
+    {"type": "ups", "capacity_wh": 5_000.0, "max_charge_w": 2_000.0, "max_discharge_w": 6_000.0},
+    {"type": "load", "profile": "datacentre", "peak_w": 20_000.0},
+    {"type": "grid", "import_limit_w": 14_500.0},
+]
+
+
+def test_runtime_forecasts_and_plans_in_the_background(tmp_path: Path, chain_market: Market) -> None:  # noqa: F811
+    clock = ScaledClock(sim_start=1_800_000_000.0, speed=900.0)
+    cfg = agent_config(tmp_path, chain_market, 0, "http://127.0.0.1:9", rpc_url="http://127.0.0.1:9",
+                       chain_check_s=0.5, devices=DATACENTRE, tick_s=5.0)
+    rt = AgentRuntime(cfg, clock=clock)
+    assert rt.planner is not None and rt.trader.planner is rt.planner
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(rt.run(stop))
+        for _ in range(100):  # up to 10 s wall = 2.5 h simulated
+            await asyncio.sleep(0.1)
+            if rt.planner.stats.forecast is not None and rt.site.last_state is not None \
+                    and rt.site.last_state.decision.reserve.activations:
+                break
+        stop.set()
+        await task
+
+    asyncio.run(main())
+    stats = rt.planner.stats
+    assert stats.forecast is not None  # demand forecast 5 and 15 min ahead from its own history
+    assert set(stats.forecast["demand"]) == {"300s", "900s"}
+    assert rt.site._demand_upper is not None  # the reserve trigger got its predicted demand
+    assert rt.site.last_state.decision.reserve.activations >= 1  # demand above grid + flywheel: reserve started
+    summary = json.loads(Path(cfg.store_path).with_suffix(".control.json").read_text())
+    assert summary["forecast"]["demand"]["300s"]["upper80_w"] >= summary["forecast"]["demand"]["300s"]["point_w"]
