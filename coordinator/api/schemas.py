@@ -99,6 +99,9 @@ class Health(BaseModel):
     agents_connected: int
     intervals_settled: int
     intervals_failed: int
+    intervals_lapsed: int = 0
+    intervals_stuck: list[int] = []
+    problems: list[str] = []
 
 
 class MessageAccepted(BaseModel):

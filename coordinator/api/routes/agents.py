@@ -69,6 +69,8 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
                 if fr.enabled:
                     arm = {"armed": True, "droop": fr.droop, "deadband_hz": fr.deadband_hz, "mode": fr.mode}
                     await ws.send_text(hub.sign("arm", arm).to_json())
+                if coord.loop is not None:
+                    await coord.loop.obligations(address)
             elif reply:
                 await ws.send_text(hub.sign("ack", reply).to_json())
     except WebSocketDisconnect:
