@@ -79,6 +79,18 @@ class AgentChain:
             ev["orderId"], side, qty_wh, price, "0x" + bytes(receipt["transactionHash"]).hex(), int(receipt["gasUsed"])
         )
 
+    def order_state(self, order_id: int, interval: int) -> tuple[bool, bool]:
+        """(live, lapsed): whether the order still holds a lock, and whether its interval
+        missed the operator's deadline (then :meth:`recover` releases the lock)."""
+        live = bool(self.market.functions.orderOf(order_id).call()[5])
+        lapsed = bool(self.market.functions.lapsed(interval).call()) if live else False
+        return live, lapsed
+
+    def recover(self, order_ids: list[int]) -> Any:
+        """Release this account's locks in orders of lapsed intervals (the contract checks
+        ownership and the lapse)."""
+        return self.sender.transact(self.market.functions.recover(order_ids))
+
     def balance(self) -> tuple[int, int]:
         free, locked, *_ = self.market.functions.accountOf(self.account.address).call()
         return int(free), int(locked)

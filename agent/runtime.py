@@ -104,6 +104,7 @@ class AgentRuntime:
             asyncio.create_task(self.outbox_loop(), name="outbox"),
             asyncio.create_task(self.resend_forever(), name="resend"),
             asyncio.create_task(self.chain_watchdog(), name="chain-watchdog"),
+            asyncio.create_task(self.recover_locks_forever(), name="lock-recovery"),
         ]
         try:
             await stop.wait()
@@ -287,7 +288,7 @@ class AgentRuntime:
         loop = asyncio.get_running_loop()
         in_flight = {oid for oid, sent in self._inflight.values() if loop.time() - sent < RESEND_AFTER_S}
         sent = 0
-        for outbox_id, kind, body in self.store.pending(limit=200):
+        for outbox_id, kind, body in self.store.pending_fair(limit=200):
             if outbox_id in in_flight:
                 continue
             env = self.signer.sign(kind, body)
@@ -302,7 +303,40 @@ class AgentRuntime:
     async def resend_forever(self) -> None:
         while True:
             await asyncio.sleep(RESEND_AFTER_S)
+            try:
+                expired = self.store.expire(self.clock.now())
+                if expired:
+                    logger.warning("outbox: %d records expired unacknowledged", expired)
+            except Exception:  # noqa: BLE001 - a failed clean-up is retried next round
+                logger.exception("outbox clean-up failed")
             self._wake_outbox.set()
+
+    async def recover_locks_forever(self) -> None:
+        """Release our own locks in intervals the operator let lapse, by ourselves: every
+        ``chain_check_s``, each order not yet known finished is looked up on chain; a lapsed
+        one is recovered, a finished one is marked so it is not asked about again."""
+        while True:
+            try:
+                await self.recover_locks()
+            except Exception as exc:  # noqa: BLE001 - the chain may be down; try again next round
+                logger.warning("lock recovery check failed (%s: %s); retrying", exc.__class__.__name__, exc)
+            await asyncio.sleep(self.cfg.chain_check_s)
+
+    async def recover_locks(self) -> list[int]:
+        recovered = []
+        for order in self.store.open_orders():
+            if order["delivery_start"] > self.clock.now():
+                continue  # the interval has not reached delivery yet
+            k, oid = int(order["interval"]), int(order["order_id"])
+            live, lapsed = await asyncio.to_thread(self.chain.order_state, oid, k)
+            if not live:
+                self.store.close_order(k)
+            elif lapsed:
+                await asyncio.to_thread(self.chain.recover, [oid])
+                self.store.close_order(k)
+                recovered.append(k)
+                logger.warning("interval %d lapsed: recovered the lock of our order %d", k, oid)
+        return recovered
 
     # ------------------------------------------------------------------ trading
 

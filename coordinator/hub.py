@@ -132,7 +132,8 @@ class Hub:
                     },
                     pk=("sender", "interval", "kind"),
                 )
-            return {}
+            # Acknowledged like every other record, so the agent's outbox lets it go.
+            return Ack(kind=env.kind, seq=env.seq, interval=body.interval).model_dump()
         if env.kind == "alarm":
             logger.warning("alarm from %s: %s", env.sender, env.body)
             return Ack(kind=env.kind, seq=env.seq).model_dump()
