@@ -26,6 +26,11 @@ logger = logging.getLogger(__name__)
 SendFn = Callable[[str], Awaitable[None]]
 
 
+def _printable(text: str) -> str:
+    """``text`` safe to log and store: lone surrogates and the like escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class Hub:
     def __init__(self, store: Store, clock: Clock, signer: Signer, chain_id: int, market: str) -> None:
         self.store = store
@@ -61,11 +66,11 @@ class Hub:
                 self.store.db["envelope_seq"].upsert({"sender": env.sender, "last_seq": env.seq}, pk="sender")
                 return env, reply
         except EnvelopeError as exc:
-            sender = raw.get("sender", "?") if isinstance(raw, dict) else "?"
-            logger.warning("rejected message from %s: %s (%s)", sender, exc, exc.reason)
+            sender = _printable(str(raw.get("sender", "?")) if isinstance(raw, dict) else "?")[:100]
+            logger.warning("rejected message from %s: %s (%s)", sender, _printable(str(exc)), exc.reason)
             with self.store.transaction() as db:
                 db["rejections"].insert(
-                    {"sender": str(sender), "reason": exc.reason, "message": str(exc)[:500], "ts": self.clock.now()}
+                    {"sender": sender, "reason": exc.reason, "message": _printable(str(exc))[:500], "ts": self.clock.now()}
                 )
             raise
 
