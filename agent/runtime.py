@@ -72,6 +72,9 @@ class AgentRuntime:
         self._wake_outbox = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._metered: set[int] = set()
+        self._commitments: dict[int, tuple[float, float]] = {}  # accepted dispatch windows by interval
+        self._meter_windows: dict[int, tuple[float, float]] = {}  # deliveries being metered
+        self._run = self.store.next_counter("run")  # this process's run number (restarts count up)
         self._link_failing = False
         self._link_up = False
         self._chain_up = True
@@ -94,6 +97,7 @@ class AgentRuntime:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
         await self.site.connect()
+        self._resume_dispatch()
         self._resume_metering()
         loops = [
             # the site runs from the first moment, chain or no chain; messages from the
@@ -134,6 +138,38 @@ class AgentRuntime:
                 failing = True
                 await asyncio.sleep(self.cfg.reconnect_s)
 
+    def _prune_state(self, keep_s: float = 86_400.0) -> None:
+        """Forget stored dispatch windows and partial meter readings a day after their delivery."""
+        now = self.clock.now()
+        for key, (_, end, _) in self.store.states_with_prefix("dispatch:").items():
+            if end < now - keep_s:
+                self.store.delete_state(key)
+                self._commitments.pop(int(key.split(":")[1]), None)
+        for key in self.store.states_with_prefix("meter:"):
+            order = self.store.order_for(int(key.split(":")[1]))
+            if order is None or order["delivery_end"] < now - keep_s:
+                self.store.delete_state(key)
+
+    def _committed_now(self) -> bool:
+        now = self.clock.now()
+        return any(start <= now < end for start, end in self._commitments.values())
+
+    def _resume_dispatch(self) -> None:
+        """After a restart, re-apply every accepted dispatch whose window has not ended (the
+        coordinator sends it again too when the link comes back)."""
+        now = self.clock.now()
+        for key, (start, end, export_w) in self.store.states_with_prefix("dispatch:").items():
+            k = int(key.split(":")[1])
+            if end <= now:
+                continue
+            try:
+                self.site.set_market_schedule(start, end, export_w, reason=f"interval {k} (resumed)")
+            except ValueError as exc:
+                logger.warning("interval %d: stored dispatch not re-applied: %s", k, exc)
+                continue
+            self._commitments[k] = (start, end)
+            logger.info("interval %d: dispatch %.0f W re-applied after a restart", k, export_w)
+
     def _resume_metering(self) -> None:
         """After a restart, meter every recent traded interval that has not been metered yet."""
         for order in self.store.orders():
@@ -151,6 +187,8 @@ class AgentRuntime:
             try:
                 state = await self.site.tick()
                 self.trader.observe(self.clock.now())
+                self._save_partial_meters()
+                self._update_autonomy()
             except Exception:  # noqa: BLE001 - the loop must survive anything a device does
                 logger.exception("site tick failed")
                 state = None
@@ -208,8 +246,10 @@ class AgentRuntime:
                 await asyncio.sleep(self.cfg.reconnect_s)
 
     def _update_autonomy(self) -> None:
-        """Autonomous self-consumption unless both the coordinator link and the chain are up."""
-        on = not (self._link_up and self._chain_up)
+        """Autonomous self-consumption unless both the coordinator link and the chain are up,
+        except that a dispatch accepted for the delivery under way is kept while only the link
+        is down: the fill is committed on chain, and the reading waits in the outbox."""
+        on = not self._chain_up or not (self._link_up or self._committed_now())
         if bool(getattr(self.site, "autonomous", not on)) != on:
             self.site.set_autonomous(on)
 
@@ -307,6 +347,7 @@ class AgentRuntime:
                 expired = self.store.expire(self.clock.now())
                 if expired:
                     logger.warning("outbox: %d records expired unacknowledged", expired)
+                self._prune_state()
             except Exception:  # noqa: BLE001 - a failed clean-up is retried next round
                 logger.exception("outbox clean-up failed")
             self._wake_outbox.set()
@@ -383,6 +424,8 @@ class AgentRuntime:
         ok = not reason
         if ok:
             logger.info("interval %d: dispatch %.0f W accepted", d.interval, d.export_w)
+            self._commitments[d.interval] = (d.start, d.end)
+            self.store.put_state(f"dispatch:{d.interval}", [d.start, d.end, d.export_w])
         else:
             logger.warning("interval %d: dispatch rejected: %s", d.interval, reason)
         self.store.log_command(self.clock.now(), "dispatch", env.seq, d.interval, ok, reason or "applied")
@@ -414,11 +457,36 @@ class AgentRuntime:
         if k in self._metered:
             return
         self._metered.add(k)
+        self._meter_windows[k] = (start, end)
         self._spawn(self._meter_after(k, start, end), f"meter-{k}")
+
+    def _save_partial_meters(self) -> None:
+        """Keep what this process has metered of each delivery in progress, so that a restarted
+        agent's reading counts the energy delivered before the restart too."""
+        now = self.clock.now()
+        for k, (start, end) in list(self._meter_windows.items()):
+            if now < start:
+                continue
+            exported, imported = self.site.meter_window(start, min(now, end))
+            self.store.put_state(f"meter:{k}:{self._run}", [exported, imported])
+            if now >= end:
+                self._meter_windows.pop(k, None)
+
+    def _earlier_runs_metered(self, k: int) -> tuple[float, float]:
+        exported = imported = 0.0
+        for key, (e, i) in self.store.states_with_prefix(f"meter:{k}:").items():
+            if key != f"meter:{k}:{self._run}":
+                exported += float(e)
+                imported += float(i)
+        return exported, imported
 
     async def _meter_after(self, k: int, start: float, end: float) -> None:
         await self.clock.sleep_until(end + min(self.cfg.tick_s, 0.1 * (end - start)))
         exported, imported = self.site.meter_window(start, end)
+        before_e, before_i = self._earlier_runs_metered(k)  # metered by this agent before a restart
+        if before_e or before_i:
+            logger.info("interval %d: adding %.0f Wh export metered before a restart", k, before_e)
+        exported, imported = exported + before_e, imported + before_i
         exp_wh, imp_wh = int(round(exported)), int(round(imported))
         dep = self.chain.deployment
         signature = sign_meter_reading(self.account, dep.chain_id, dep.market, k, exp_wh, imp_wh)

@@ -223,6 +223,17 @@ class AgentStore:
             row = self._conn.execute("select value from state where key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    def delete_state(self, key: str) -> None:
+        with self._lock:
+            self._conn.execute("delete from state where key = ?", (key,))
+
+    def states_with_prefix(self, prefix: str) -> dict[str, Any]:
+        with self._lock:
+            rows = self._conn.execute(
+                "select key, value from state where key >= ? and key < ?", (prefix, prefix + "\uffff")
+            ).fetchall()
+        return {str(k): json.loads(v) for k, v in rows}
+
     def orders(self) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._conn.execute("select interval from orders order by interval").fetchall()

@@ -22,6 +22,8 @@ from gridswarm.keys import load_ed25519, load_eth_key
 
 logger = logging.getLogger(__name__)
 
+GRACEFUL_S = 10.0  # wall seconds a stopping coordinator waits for open connections and tasks
+
 
 class Coordinator:
     def __init__(self, settings: CoordinatorSettings, clock: Clock | None = None) -> None:
@@ -108,7 +110,25 @@ def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> Fas
 
 
 def serve(settings: CoordinatorSettings) -> None:
+    """Run until SIGINT or SIGTERM. Either stops the service gracefully: the market loop hands
+    every interval in flight over to the next start (which resumes it from the chain) and the
+    process exits with code 0. (uvicorn re-raises the signal after its shutdown; the handlers
+    set here take it, instead of the default one that would end the process by the signal.)"""
+    import faulthandler
+    import signal
+
     import uvicorn
 
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    def stopped(*_: object) -> None:
+        # Before uvicorn runs (nothing started yet) and after it returns, a stop signal ends
+        # the process with code 0; while it runs, uvicorn's own handlers shut down gracefully.
+        logger.info("coordinator stopped")
+        raise SystemExit(0)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stopped)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints every thread's stack to the log
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_S
+    )

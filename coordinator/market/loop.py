@@ -471,11 +471,12 @@ class MarketLoop:
                 logger.warning("interval %d: no link to %s for its dispatch", k, address)
 
     async def _wait_for_readings(self, k: int, participants: set[str], deadline: float) -> None:
-        have = self.store.reading_senders(k)
-        while self.clock.now() < deadline:
+        while True:
             have = self.store.reading_senders(k)
             if participants <= have:
                 return
+            if self.clock.now() >= deadline:
+                break
             await asyncio.sleep(0.05)
         logger.warning("interval %d: settling without readings from %s", k, sorted(participants - have))
 
