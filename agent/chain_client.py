@@ -10,11 +10,15 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from gridswarm.chain import ChainUnavailable, Deployment, TxSender, connect
+from gridswarm.chain import ChainError, ChainUnavailable, Deployment, TxSender, connect
 
 logger = logging.getLogger(__name__)
 
 SIDES = {"bid": 0, "offer": 1}
+
+
+class WrongMarket(ChainError):
+    """The deployment's market address holds no contract on this chain."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,11 @@ class AgentChain:
         return self._sender
 
     def coordinator_key(self) -> bytes:
+        if not self.w3.eth.get_code(self.deployment.market):
+            raise WrongMarket(
+                f"no contract code at the market address {self.deployment.market} on {self.rpc_url}: the deployment "
+                "file is for another chain or the chain was reset (fix `deployment` in the site config)"
+            )
         return bytes(self.market.functions.coordinatorKey().call())
 
     def find_order(self, interval: int) -> PostedOrder | None:

@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 from nacl.signing import VerifyKey
 
-from agent.chain_client import AgentChain
+from agent.chain_client import AgentChain, WrongMarket
 from agent.config import AgentConfig
 from agent.store import AgentStore
 from agent.trader import Trader
@@ -132,9 +132,14 @@ class AgentRuntime:
                 if failing:
                     logger.info("chain reachable again")
                 return
-            except (ChainError, ValueError) as exc:
+            except WrongMarket as exc:
                 if not failing:
-                    logger.warning("cannot read the coordinator key from chain: %s; retrying", exc)
+                    logger.error("%s; running autonomously until it is fixed", exc)
+                failing = True
+                await asyncio.sleep(max(self.cfg.reconnect_s, self.cfg.chain_check_s))
+            except Exception as exc:  # noqa: BLE001 - node down or answering nonsense: keep trying
+                if not failing:
+                    logger.warning("cannot read the coordinator key from chain: %s: %s; retrying", exc.__class__.__name__, exc)
                 failing = True
                 await asyncio.sleep(self.cfg.reconnect_s)
 
@@ -280,6 +285,13 @@ class AgentRuntime:
             self.store.log_command(self.clock.now(), "?", None, None, False, f"{exc.reason}: {exc}")
             return
         if env.kind == "welcome":
+            market = str(env.body.get("market", ""))
+            if market and market.lower() != self.chain.deployment.market.lower():
+                logger.error(
+                    "the coordinator at %s runs market %s, but our deployment names %s: fix `deployment` or "
+                    "`coordinator_url` in the site config",
+                    self.cfg.coordinator_url, market, self.chain.deployment.market,
+                )
             if self._link_failing:
                 logger.info("coordinator link recovered")
             self._link_failing = False

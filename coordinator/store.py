@@ -19,6 +19,7 @@ import sqlite_utils
 
 SCHEMA: dict[str, tuple[dict[str, Any], str | tuple[str, ...]]] = {
     "cursor": ({"name": str, "block": int}, "name"),
+    "meta": ({"key": str, "value": str}, "key"),
     "events": (
         {"key": str, "block": int, "log_index": int, "tx": str, "name": str, "args": str},
         "key",
@@ -162,6 +163,14 @@ class Store:
         return rows[0] if rows else None
 
     # ------------------------------------------------------------ small helpers
+
+    def meta(self, key: str) -> str | None:
+        row = self.one("select value from meta where key = ?", [key])
+        return str(row["value"]) if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db["meta"].upsert({"key": key, "value": value}, pk="key")
 
     def cursor(self, name: str, default: int) -> int:
         row = self.one("select block from cursor where name = ?", [name])
