@@ -69,10 +69,15 @@ class AgentChain:
 
     def find_order(self, interval: int) -> PostedOrder | None:
         """This account's order in ``interval`` if one was posted (read from events)."""
-        logs = self.market.events.OrderPosted.get_logs(
-            argument_filters={"interval": interval, "owner": self.account.address},
-            from_block=self.deployment.block,
-        )
+        try:
+            logs = self.market.events.OrderPosted.get_logs(
+                argument_filters={"interval": interval, "owner": self.account.address},
+                from_block=self.deployment.block,
+            )
+        except ChainError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - named like every other chain failure
+            raise self.deployment.decoder().map(exc) from exc
         if not logs:
             return None
         a = logs[-1]["args"]

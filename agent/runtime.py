@@ -30,7 +30,7 @@ from agent.chain_client import AgentChain, WrongMarket
 from agent.config import AgentConfig
 from agent.store import AgentStore
 from agent.trader import Trader
-from gridswarm.chain import ChainError, sign_meter_reading
+from gridswarm.chain import ChainError, ChainUnavailable, sign_meter_reading
 from gridswarm.clock import Clock
 from gridswarm.envelope import Envelope, EnvelopeError, Signer, Verifier
 from gridswarm.keys import load_ed25519, load_eth_key
@@ -41,6 +41,12 @@ logger = logging.getLogger(__name__)
 COORDINATOR = "coordinator"
 RESEND_AFTER_S = 5.0  # wall seconds before an unacknowledged record is sent again
 TRANSIENT_REJECTIONS = frozenset({"expired", "future", "replayed"})
+TRADE_RETRIES = 6  # attempts to post an order while the node is unreachable (bounded by the gate too)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("task %s failed: %r", task.get_name(), task.exception(), exc_info=task.exception())
 
 
 def build_site(cfg: AgentConfig, clock: Clock) -> Any:
@@ -91,6 +97,24 @@ class AgentRuntime:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    async def _supervise(self, name: str, factory: Any) -> None:
+        """Run one of the agent's loops; if it ever fails, log it and start it again after a
+        bounded back-off, so that no loop can die silently. A loop that returns is done."""
+        failures = 0
+        while True:
+            try:
+                await factory()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - logged loudly, then restarted
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                failures += 1
+                logger.exception("agent loop %s failed (%d times); restarting it in %.1f s", name, failures, delay)
+                await asyncio.sleep(delay)
+                logger.info("agent loop %s restarted", name)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -102,13 +126,13 @@ class AgentRuntime:
         loops = [
             # the site runs from the first moment, chain or no chain; messages from the
             # coordinator are refused (unknown sender) until its key has been read from chain
-            asyncio.create_task(self._load_coordinator_key(stop), name="coordinator-key"),
-            asyncio.create_task(self.control_loop(), name="control"),
-            asyncio.create_task(self.link_loop(), name="link"),
-            asyncio.create_task(self.outbox_loop(), name="outbox"),
-            asyncio.create_task(self.resend_forever(), name="resend"),
-            asyncio.create_task(self.chain_watchdog(), name="chain-watchdog"),
-            asyncio.create_task(self.recover_locks_forever(), name="lock-recovery"),
+            asyncio.create_task(self._supervise("coordinator-key", lambda: self._load_coordinator_key(stop)), name="coordinator-key"),
+            asyncio.create_task(self._supervise("control", self.control_loop), name="control"),
+            asyncio.create_task(self._supervise("link", self.link_loop), name="link"),
+            asyncio.create_task(self._supervise("outbox", self.outbox_loop), name="outbox"),
+            asyncio.create_task(self._supervise("resend", self.resend_forever), name="resend"),
+            asyncio.create_task(self._supervise("chain-watchdog", self.chain_watchdog), name="chain-watchdog"),
+            asyncio.create_task(self._supervise("lock-recovery", self.recover_locks_forever), name="lock-recovery"),
         ]
         try:
             await stop.wait()
@@ -403,12 +427,24 @@ class AgentRuntime:
         if qty < t.min_order_wh:
             logger.info("interval %d: nothing to trade", k)
             return
-        try:
-            existing = await asyncio.to_thread(self.chain.find_order, k)
-            posted = existing or await asyncio.to_thread(self.chain.post_order, k, side, qty, price)
-        except ChainError as exc:
-            logger.warning("interval %d: order not posted: %s", k, exc)
-            return
+        attempt = 0
+        while True:
+            try:
+                # looked up first on every attempt, so a retry never posts twice
+                existing = await asyncio.to_thread(self.chain.find_order, k)
+                posted = existing or await asyncio.to_thread(self.chain.post_order, k, side, qty, price)
+                break
+            except ChainUnavailable as exc:  # the node is away: retry with back-off until the gate
+                attempt += 1
+                delay = min(10.0, 0.5 * 2 ** min(attempt, 5))
+                if attempt > TRADE_RETRIES or self.clock.now() >= notice.gate_close:
+                    logger.warning("interval %d: order not posted after %d attempts: %s", k, attempt, exc)
+                    return
+                logger.info("interval %d: chain unavailable (%s); retrying in %.1f s", k, exc, delay)
+                await asyncio.sleep(delay)
+            except ChainError as exc:
+                logger.warning("interval %d: order not posted: %s", k, exc)
+                return
         self.store.record_order(
             k, posted.order_id, posted.side, posted.qty_wh, posted.price, posted.tx, notice.delivery_start, notice.delivery_end
         )

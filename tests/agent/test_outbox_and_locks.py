@@ -144,3 +144,20 @@ def test_agent_recovers_its_lock_after_a_lapse_by_itself(ganache: Ganache, tmp_p
     assert len(events) == 1 and events[0]["args"]["owner"] == me
     again = AgentStore(cfg.store_path)
     assert again.open_orders() == []  # marked finished: not asked about again
+
+
+def test_a_failed_loop_is_logged_and_restarted(caplog: object) -> None:
+    runs = []
+
+    async def flaky() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise RuntimeError("boom")
+
+    async def main() -> None:
+        await asyncio.wait_for(AgentRuntime._supervise(None, "flaky", flaky), 10)  # type: ignore[arg-type]
+
+    asyncio.run(main())
+    assert len(runs) == 2
+    text = caplog.text  # type: ignore[attr-defined]
+    assert "agent loop flaky failed" in text and "boom" in text and "restarted" in text

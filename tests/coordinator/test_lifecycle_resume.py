@@ -24,6 +24,7 @@ from coordinator.market.loop import MarketConfig, MarketLoop
 from coordinator.store import Store
 from gridswarm.chain import TxSender, sign_meter_reading
 from gridswarm.clock import ManualClock
+from gridswarm.devnet import Ganache, free_port
 from gridswarm.envelope import Signer
 from tests.conftest import Market, deploy_fresh
 
@@ -266,3 +267,42 @@ def test_interval_past_its_deadline_lapses(tmp_path: Path, ganache: object) -> N
         assert "lapsed" in loop.failed[k]
 
     asyncio.run(scenario())
+
+
+def test_chain_outage_longer_than_an_interval(tmp_path: Path) -> None:
+    """The node stops for longer than an interval (simulated) and comes back on its database:
+    the steps that failed meanwhile are retried, and the interval ends by rule (here voided,
+    since the commit could not happen before delivery) with every lock released."""
+    port = free_port()
+    db = tmp_path / "chain"
+    node = Ganache(port=port, db_path=db).start()
+    try:
+        m = deploy_fresh(node)
+        k = 2_000_400
+        clock = ManualClock(Times(k, I, GATE).opens)
+        rig = Rig(m, tmp_path / "coordinator.sqlite", clock)
+
+        async def scenario() -> None:
+            nonlocal node
+            loop = rig.loop()
+            loop._plan(k)
+            task = asyncio.create_task(loop.run_interval(k))
+            await _until(lambda: rig.status(k) == 1, "interval opened")
+            rig.post(k)
+            node.stop()  # the chain goes away
+            clock.set(Times(k, I, GATE).gate)
+            await _until(lambda: k in loop.errors, "a failed step")
+            clock.set(Times(k, I, GATE).end + 10)  # more than an interval passes while it is down
+            await asyncio.sleep(1.0)
+            assert not task.done()
+            assert (loop.store.lifecycle(k) or {}).get("error")
+            node = Ganache(port=port, db_path=db).start()  # back, on its database
+            await asyncio.wait_for(task, 90)
+            assert rig.status(k) == 4
+            assert loop.store.lifecycle(k)["stage"] == "settled"
+            assert k not in loop.errors
+
+        asyncio.run(scenario())
+        rig.conserved()
+    finally:
+        node.stop()
