@@ -147,6 +147,9 @@ def test_agent_recovers_its_lock_after_a_lapse_by_itself(ganache: Ganache, tmp_p
 
 
 def test_a_failed_loop_is_logged_and_restarted(caplog: object) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="agent.runtime")  # type: ignore[attr-defined]
     runs = []
 
     async def flaky() -> None:
