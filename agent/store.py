@@ -4,7 +4,7 @@ Telemetry, meter readings and acknowledgements go through the outbox: a record s
 the coordinator acknowledges it, so nothing is lost while the link is down, and each record
 has a dedup key so the coordinator stores it exactly once however often it is re-sent.
 
-The outbox never blocks and stays bounded (docs/architecture.md): each send takes meter
+The outbox never blocks and stays bounded (docs/operations.md): each send takes meter
 readings first, then acknowledgements, then telemetry, each kind with its own share of the
 batch, so a backlog of one kind cannot starve another; every kind that is not acknowledged
 expires by rule (``EXPIRE_AFTER_S``: a stale record is marked expired and no longer sent);

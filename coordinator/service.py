@@ -47,6 +47,7 @@ class Coordinator:
         if published != bytes(key.verify_key):
             raise ValueError("the coordinator's Ed25519 key is not the one published on chain (setCoordinatorKey)")
         self.hub = Hub(self.store, self.clock, self.signer, self.chain_id, self.deployment.market)
+        self.dead_tasks: dict[str, str] = {}  # long-running tasks that stopped, and why
         m = settings.market
         self.loop: MarketLoop | None = None
         if settings.run_market:
@@ -67,6 +68,18 @@ class Coordinator:
             seq = (int(rows[0]["last_seq"]) if rows else 0) + 1
             db["envelope_seq"].upsert({"sender": "coordinator", "last_seq": seq}, pk="sender")
         return seq
+
+    def task_ended(self, task: asyncio.Task[None]) -> None:
+        """No long-running task ends silently: a failure is logged with its traceback and
+        reported by ``/healthz`` (``problems``) until the service is restarted."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            logger.error("coordinator task %s died: %r", task.get_name(), exc, exc_info=exc)
+            self.dead_tasks[task.get_name()] = f"{exc.__class__.__name__}: {exc}"
+        elif task.get_name() != "market":  # the market loop ends after its `intervals`
+            self.dead_tasks[task.get_name()] = "ended"
 
     async def index_forever(self) -> None:
         failing = False
@@ -94,6 +107,8 @@ def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> Fas
         tasks = [asyncio.create_task(coord.index_forever(), name="indexer")]
         if coord.loop:
             tasks.append(asyncio.create_task(coord.loop.run(), name="market"))
+        for t in tasks:
+            t.add_done_callback(coord.task_ended)
         try:
             yield
         finally:

@@ -1,4 +1,4 @@
-"""The interval lifecycle as one explicit, resumable state machine (docs/architecture.md).
+"""The interval lifecycle as one explicit, resumable state machine (docs/operations.md).
 
 The chain is the source of truth: each step of :class:`~coordinator.market.loop.MarketLoop`
 starts by reading the interval's status from the market contract (``intervalOf`` and

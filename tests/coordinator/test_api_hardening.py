@@ -129,3 +129,36 @@ def test_websocket_bad_frames_get_a_reason_and_a_close_code(running: RunningCoor
 
     asyncio.run(main())
     assert httpx.get(running.base + "/healthz", timeout=10).status_code == 200
+
+
+def test_healthz_reports_what_stops_the_coordinator(running: RunningCoordinator) -> None:
+    coord = running.coordinator
+    url = running.base + "/healthz"
+    assert httpx.get(url, timeout=10).json()["status"] == "ok"
+    # a head behind the indexed block: the node was reset
+    store = coord.store
+    indexed = store.cursor("market", -1)
+    store.db["cursor"].upsert({"name": "market", "block": indexed + 10_000}, pk="name")
+    try:
+        r = httpx.get(url, timeout=10)
+        assert r.status_code == 503
+        assert r.json()["status"] == "degraded"
+        assert any("behind the indexed block" in p for p in r.json()["problems"])
+    finally:
+        store.db["cursor"].upsert({"name": "market", "block": indexed}, pk="name")
+    # a market address with no code
+    real = coord.deployment.market
+    coord.deployment.market = "0x" + "22" * 20
+    try:
+        r = httpx.get(url, timeout=10)
+        assert r.status_code == 503 and any("no contract code" in p for p in r.json()["problems"])
+    finally:
+        coord.deployment.market = real
+    # a long-running task that died
+    coord.dead_tasks["indexer"] = "RuntimeError: boom"
+    try:
+        r = httpx.get(url, timeout=10)
+        assert r.status_code == 503 and "task indexer stopped: RuntimeError: boom" in r.json()["problems"]
+    finally:
+        coord.dead_tasks.clear()
+    assert httpx.get(url, timeout=10).status_code == 200

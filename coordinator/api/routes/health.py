@@ -42,6 +42,8 @@ async def healthz(coord: CoordinatorDep) -> Any:
         )
     if block >= 0 and not has_code:
         problems.append(f"no contract code at the market address {coord.deployment.market}: wrong chain or reset node")
+    for name, why in getattr(coord, "dead_tasks", {}).items():
+        problems.append(f"task {name} stopped: {why}")
     stuck: list[int] = []
     lapsed = 0
     loop = coord.loop
