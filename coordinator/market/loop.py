@@ -116,8 +116,10 @@ class MarketLoop:
         await self._wait_for_agents()
         await self._retry("index", lambda: asyncio.to_thread(self.indexer.sync))
         planned = self.store.lifecycle_rows()
+        final = {int(r["interval"]) for r in planned if r["stage"] not in ACTIVE_STAGES}
         resume = sorted(
-            {int(r["interval"]) for r in planned if r["stage"] in ACTIVE_STAGES} | set(self.store.chain_unsettled())
+            {int(r["interval"]) for r in planned if r["stage"] in ACTIVE_STAGES}
+            | (set(self.store.chain_unsettled()) - final)  # opened on chain, lost from our own records
         )
         for k in resume:
             logger.info("resuming interval %d (%s)", k, (self.store.lifecycle(k) or {}).get("stage", "on chain"))

@@ -10,6 +10,9 @@ tests/system/test_faults.py.)
 from __future__ import annotations
 
 import asyncio
+import json
+from types import SimpleNamespace
+from typing import Any
 import itertools
 import time
 from collections.abc import Awaitable, Callable
@@ -269,6 +272,17 @@ def test_interval_past_its_deadline_lapses(tmp_path: Path, ganache: object) -> N
     asyncio.run(scenario())
 
 
+async def _health(loop: MarketLoop) -> Any:
+    """``/healthz`` over this loop's coordinator parts (the route function itself)."""
+    from coordinator.api.routes.health import healthz
+
+    coord = SimpleNamespace(
+        w3=loop.operator.w3, deployment=loop.dep, store=loop.store, loop=loop, clock=loop.clock,
+        hub=loop.hub, chain_id=loop.dep.chain_id, dead_tasks={},
+    )  # fmt: skip
+    return await healthz(coord)  # type: ignore[arg-type]
+
+
 def test_chain_outage_longer_than_an_interval(tmp_path: Path) -> None:
     """The node stops for longer than an interval (simulated) and comes back on its database:
     the steps that failed meanwhile are retried, and the interval ends by rule (here voided,
@@ -296,6 +310,12 @@ def test_chain_outage_longer_than_an_interval(tmp_path: Path) -> None:
             await asyncio.sleep(1.0)
             assert not task.done()
             assert (loop.store.lifecycle(k) or {}).get("error")
+            clock.set(Times(k, I, GATE).end + I + 70)  # past the end, the meter wait and an interval
+            health = await _health(loop)
+            assert health.status_code == 503
+            problems = json.loads(health.body)["problems"]
+            assert any(p.startswith("chain unreachable") for p in problems)
+            assert any(p.startswith(f"interval {k} stuck past its schedule") for p in problems), problems
             node = Ganache(port=port, db_path=db).start()  # back, on its database
             await asyncio.wait_for(task, 90)
             assert rig.status(k) == 4
