@@ -209,6 +209,7 @@ BENCHES = {
     "agent": ("agent.bench", "configure_bench", "run_bench", "agent footprint at a 10 ms tick"),
     "gas": ("gridswarm.bench_gas", "configure_bench", "run_bench", "contract gas per operation on Ganache"),
     "e2e": ("coordinator.market.bench_e2e", "configure_bench", "run_bench", "clearing end to end on Ganache"),
+    "ingest": ("coordinator.bench_ingest", "configure_bench", "run_bench", "signed messages/s one coordinator takes"),
 }
 
 
