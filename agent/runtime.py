@@ -343,7 +343,9 @@ class AgentRuntime:
         if entry is None:
             logger.warning("coordinator rejected a message: %s", err.message)
             return
-        if err.reason in TRANSIENT_REJECTIONS:
+        if err.reason == "busy":  # the coordinator shed it: the periodic resend sends it again
+            logger.info("coordinator busy; record %d goes again with the next resend", entry[0])
+        elif err.reason in TRANSIENT_REJECTIONS:
             logger.info("coordinator refused record %d (%s); sending it again", entry[0], err.reason)
             self._wake_outbox.set()
         else:

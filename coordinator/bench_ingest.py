@@ -4,8 +4,10 @@ Starts Ganache, deploys a market, registers ``--agents`` participants (their own
 Ethereum keys, registered on chain), starts ``gridswarm coordinator`` as its own process (market
 loop off: ingest only) and connects one WebSocket per simulated agent. Each agent says ``hello``
 and then sends signed ``telemetry`` envelopes, keeping ``--window`` unacknowledged at a time,
-until ``--messages`` each have been acknowledged. Reports acknowledged messages per second,
-acknowledgement latency (median, p99), rejections and the coordinator's peak RSS, to
+until ``--messages`` each have been acknowledged. Messages the coordinator sheds when over its in-flight
+limit (``busy``) are sent again after a second, as an agent's outbox would. Reports acknowledged
+messages per second, acknowledgement latency (median, p99), busy replies, rejections and the
+coordinator's peak RSS, to
 ``bench/results/ingest.json``. The load generator runs on the same machine.
 """
 
@@ -51,7 +53,9 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-async def _agent(url: str, signer: Signer, address: str, n: int, window: int, lat: list[float], errs: list[str]) -> int:
+async def _agent(
+    url: str, signer: Signer, address: str, n: int, window: int, lat: list[float], errs: list[str], shed: list[int]
+) -> int:
     acked = 0
     sent_at: dict[int, float] = {}
     async with aiohttp.ClientSession() as session, session.ws_connect(url, max_msg_size=1 << 20) as ws:
@@ -78,6 +82,14 @@ async def _agent(url: str, signer: Signer, address: str, n: int, window: int, la
                 errs.append(f"socket ended: {msg.type}")
                 break
             env = json.loads(msg.data)
+            if env.get("kind") == "error" and env["body"].get("reason") == "busy":
+                # shed by the coordinator: an agent's outbox sends it again later; so do we
+                sent_at.pop(env["body"].get("seq"), None)
+                shed.append(1)
+                await asyncio.sleep(1.0)  # the HTTP reply's Retry-After
+                next_id -= 1
+                await send_one()
+                continue
             if env.get("kind") == "error":
                 errs.append(str(env["body"].get("reason")))
                 seq = env["body"].get("seq")
@@ -149,6 +161,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 time.sleep(0.2)
             lat: list[float] = []
             errs: list[str] = []
+            shed: list[int] = []
             peak = {"rss": _rss_kb(coord.pid)}
 
             async def main() -> tuple[int, float]:
@@ -167,7 +180,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 sampler = asyncio.create_task(sample())
                 t0 = time.perf_counter()
                 done = await asyncio.gather(
-                    *(_agent(url, s, a, args.messages, args.window, lat, errs) for s, a in signers),
+                    *(_agent(url, s, a, args.messages, args.window, lat, errs, shed) for s, a in signers),
                     return_exceptions=True,
                 )
                 elapsed = time.perf_counter() - t0
@@ -195,6 +208,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "messages_offered": offered,
         "messages_acked": acked,
         "errors": len(errs),
+        "shed_busy_replies": len(shed),
         "error_kinds": sorted(set(errs))[:10],
         "seconds": round(elapsed, 2),
         "acked_per_s": round(acked / elapsed, 1) if elapsed else None,

@@ -24,6 +24,7 @@ from gridswarm.messages import Ack, Hello, Meter, Telemetry, validate_body
 logger = logging.getLogger(__name__)
 
 SendFn = Callable[[str], Awaitable[None]]
+MAX_INFLIGHT = 256  # about half a second of work at the measured ingest rate (bench/results/ingest.json)
 
 
 def _printable(text: str) -> str:
@@ -40,12 +41,30 @@ class Hub:
         self.market = market
         self.verifier = Verifier(clock=clock, keys=self._key_of, last_seq=store.last_seqs())
         self.links: dict[str, SendFn] = {}
+        # Load shedding: messages being verified and applied (or waiting for a worker thread);
+        # past ``max_inflight`` a message is refused at once as ``busy`` and the agent sends it
+        # again later from its outbox, so overload costs a reply, not an unbounded queue.
+        self.inflight = 0
+        self.max_inflight = MAX_INFLIGHT
+        self.shed = 0
 
     def _key_of(self, sender: str) -> VerifyKey | None:
         key = self.store.participant_key(sender)
         return verify_key_from_hex(key) if key else None
 
     # ------------------------------------------------------------------ inbound
+
+    def admit(self, kind: object = None) -> bool:
+        """Take a slot for one inbound message, or say no (the caller answers ``busy``). A
+        ``hello`` is always admitted: without it the agent's link cannot start."""
+        if self.inflight >= self.max_inflight and kind != "hello":
+            self.shed += 1
+            return False
+        self.inflight += 1
+        return True
+
+    def release(self) -> None:
+        self.inflight -= 1
 
     def handle(self, raw: str | bytes | dict[str, Any]) -> tuple[Envelope, dict[str, Any]]:
         """Verify and apply one message; return it and the reply body (an ``ack``).

@@ -11,6 +11,7 @@ import aiohttp
 import httpx
 
 from coordinator.api.guard import MAX_DEPTH
+from coordinator.hub import MAX_INFLIGHT
 from gridswarm.envelope import MAX_ENVELOPE_BYTES
 from tests.coordinator.conftest import RunningCoordinator
 
@@ -162,3 +163,36 @@ def test_healthz_reports_what_stops_the_coordinator(running: RunningCoordinator)
     finally:
         coord.dead_tasks.clear()
     assert httpx.get(url, timeout=10).status_code == 200
+
+
+def test_overload_is_shed_with_a_clear_status(running: RunningCoordinator) -> None:
+    """Past its in-flight limit the coordinator refuses at once (HTTP 503 ``busy`` with
+    Retry-After; a WebSocket ``error`` with reason ``busy``) instead of queueing."""
+    hub = running.coordinator.hub
+    before = _rejections(running)
+    hub.max_inflight = 0
+    try:
+        r = httpx.post(running.base + "/api/v1/messages", content=b'{"kind": "telemetry"}', timeout=10)
+        assert r.status_code == 503 and r.json()["detail"]["reason"] == "busy"
+        assert r.headers["retry-after"] == "1"
+
+        async def ws_busy() -> dict[str, object]:
+            url = running.base.replace("http://", "ws://") + "/ws/agent"
+            async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+                await ws.send_str('{"kind": "telemetry", "seq": 7}')
+                return json.loads((await ws.receive(timeout=10)).data)
+
+        async def ws_hello() -> dict[str, object]:
+            url = running.base.replace("http://", "ws://") + "/ws/agent"
+            async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+                await ws.send_str('{"kind": "hello", "seq": 3}')
+                return json.loads((await ws.receive(timeout=10)).data)
+
+        assert asyncio.run(ws_hello())["body"]["reason"] != "busy"  # type: ignore[index]  # hello always read
+        error = asyncio.run(ws_busy())
+        assert error["kind"] == "error" and error["body"] == {"reason": "busy", "message": error["body"]["message"], "seq": 7}  # type: ignore[index]
+        assert hub.shed >= 2
+    finally:
+        hub.max_inflight = MAX_INFLIGHT
+    assert hub.inflight == 0
+    assert _rejections(running) == before  # nothing was read, nothing recorded

@@ -43,6 +43,8 @@ ENVELOPE_SCHEMA = {
     },
 }
 
+BUSY = "coordinator overloaded: the message was not read; send it again later"
+
 # WebSocket close codes (RFC 6455) for frames that cannot be a message at all.
 CLOSE_UNSUPPORTED = 1003  # a binary frame
 CLOSE_INVALID = 1007  # not JSON text, too deep, lone surrogates
@@ -53,7 +55,7 @@ CLOSE_INTERNAL = 1011
 @router.post(
     "/api/v1/messages",
     response_model=MessageAccepted,
-    responses=error_responses(400, 413, 422),
+    responses=error_responses(400, 413, 422, 503),
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": ENVELOPE_SCHEMA}}}},
 )
 async def post_message(request: Request, coord: CoordinatorDep) -> MessageAccepted:
@@ -64,10 +66,16 @@ async def post_message(request: Request, coord: CoordinatorDep) -> MessageAccept
             raise BadInput(400, "malformed", "an envelope is a JSON object")
     except BadInput as exc:
         raise HTTPException(status_code=exc.status, detail={"reason": exc.reason, "message": str(exc)}) from exc
+    if not coord.hub.admit(data.get("kind")):
+        raise HTTPException(
+            status_code=503, detail={"reason": "busy", "message": BUSY}, headers={"Retry-After": "1"}
+        )
     try:
         env, reply = await asyncio.to_thread(coord.hub.handle, data)
     except EnvelopeError as exc:
         raise HTTPException(status_code=400, detail={"reason": exc.reason, "message": str(exc)}) from exc
+    finally:
+        coord.hub.release()
     return MessageAccepted(accepted=True, kind=env.kind, seq=env.seq, reply=reply)
 
 
@@ -103,6 +111,9 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
             except BadInput as exc:
                 await refuse(exc.reason, str(exc), CLOSE_INVALID)
                 break
+            if not hub.admit(data.get("kind") if isinstance(data, dict) else None):
+                await ws.send_text(hub.sign("error", {"reason": "busy", "message": BUSY, "seq": _seq_of(raw)}).to_json())
+                continue
             try:
                 env, reply = await asyncio.to_thread(hub.handle, data)
             except EnvelopeError as exc:
@@ -113,6 +124,8 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
                 logger.exception("agent message failed")
                 await refuse("internal", f"{exc.__class__.__name__}", CLOSE_INTERNAL, _seq_of(raw))
                 break
+            finally:
+                hub.release()
             if env.kind == "hello":
                 address = env.sender
                 hub.links[address] = send_text
