@@ -189,6 +189,7 @@ def test_overload_is_shed_with_a_clear_status(running: RunningCoordinator) -> No
                 return json.loads((await ws.receive(timeout=10)).data)
 
         assert asyncio.run(ws_hello())["body"]["reason"] != "busy"  # type: ignore[index]  # hello always read
+        before += 1  # (and that malformed hello was rejected and recorded)
         error = asyncio.run(ws_busy())
         assert error["kind"] == "error" and error["body"] == {"reason": "busy", "message": error["body"]["message"], "seq": 7}  # type: ignore[index]
         assert hub.shed >= 2
