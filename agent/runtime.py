@@ -49,12 +49,31 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
         logger.error("task %s failed: %r", task.get_name(), task.exception(), exc_info=task.exception())
 
 
-def build_site(cfg: AgentConfig, clock: Clock) -> Any:
+def build_site(cfg: AgentConfig, clock: Clock, saved_soc: dict[str, float] | None = None) -> Any:
+    """The site of ``cfg``; ``saved_soc`` (device id -> SoC kept in the agent store) starts each
+    simulated storage device where the last run left it instead of at its configured SoC."""
     from agent.site import Site
 
+    devices = cfg.devices
+    if saved_soc:
+        devices = _with_saved_soc(cfg.devices, saved_soc)
     return Site.from_config(
-        cfg.devices, clock, seed=cfg.seed, reserve_soc=cfg.reserve_soc, **cfg.control.model_dump()
+        devices, clock, seed=cfg.seed, reserve_soc=cfg.reserve_soc, **cfg.control.model_dump()
     )
+
+
+def _with_saved_soc(devices: list[dict[str, Any]], saved: dict[str, float]) -> list[dict[str, Any]]:
+    from agent.devices.spec import validate_devices
+
+    specs = validate_devices(devices)
+    out = []
+    for raw, spec in zip(devices, specs, strict=True):
+        soc = saved.get(spec["id"])
+        if soc is not None and spec.get("driver") == "sim" and "initial_soc" in spec:
+            lo, hi = float(spec.get("soc_min") or 0.0), float(spec.get("soc_max") or 1.0)
+            raw = {**raw, "initial_soc": min(hi, max(lo, float(soc)))}
+        out.append(raw)
+    return out
 
 
 class AgentRuntime:
@@ -68,7 +87,7 @@ class AgentRuntime:
             load_ed25519(cfg.ed25519_key_file), self.address, self.clock, self._next_seq, ttl_s=cfg.message_ttl_s
         )
         self.chain = AgentChain(cfg.rpc_url, cfg.deployment, self.account)
-        self.site = site if site is not None else build_site(cfg, self.clock)
+        self.site = site if site is not None else build_site(cfg, self.clock, self.store.get_state("soc"))
         self.trader = Trader(cfg.trading, self.site, self.clock, seed=str(cfg.seed))
         self._coordinator_key: VerifyKey | None = None
         self.verifier = Verifier(clock=self.clock, keys=self._key_of)
@@ -223,11 +242,19 @@ class AgentRuntime:
                 state = None
             if state is not None and t >= next_telemetry:
                 self._queue_telemetry(state)
+                self._save_soc(state)
                 next_telemetry = t + self.cfg.telemetry_every_s
             now = self.clock.now()
             t += tick
             if t < now - tick:  # fell far behind (process was paused): skip ahead, don't spin
                 t = math.ceil(now / tick) * tick
+
+    def _save_soc(self, state: Any) -> None:
+        """Keep each storage device's SoC in the agent store, so a restarted simulated site
+        resumes from it (see :func:`build_site`)."""
+        socs = {dev: float(t.soc) for dev, t in getattr(state, "devices", {}).items() if getattr(t, "soc", None) is not None}
+        if socs:
+            self.store.put_state("soc", socs)
 
     def _queue_telemetry(self, state: Any) -> None:
         record_id = self.store.next_counter("telemetry")

@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 from agent.runtime import AgentRuntime
 from agent.store import EXPIRE_AFTER_S, AgentStore
@@ -164,3 +165,35 @@ def test_a_failed_loop_is_logged_and_restarted(caplog: object) -> None:
     assert len(runs) == 2
     text = caplog.text  # type: ignore[attr-defined]
     assert "agent loop flaky failed" in text and "boom" in text and "restarted" in text
+
+
+def test_simulated_soc_and_dispatch_survive_a_restart(tmp_path: Path, ganache: Ganache) -> None:
+    m = deploy_fresh(ganache, n_participants=1)
+    clock = ManualClock(1_800_000_000.0)
+    cfg = agent_config(tmp_path, m, 0, "http://127.0.0.1:9")
+    first = AgentRuntime(cfg, clock=clock)
+
+    async def run_for(rt: AgentRuntime, seconds: float) -> Any:
+        await rt.site.connect()
+        state = None
+        for _ in range(int(seconds // 10)):
+            clock.advance(10)
+            state = await rt.site.tick()
+        return state
+
+    # discharge the battery hard for an hour under an accepted export schedule
+    start, end = clock.now(), clock.now() + 3600
+    first.site.set_market_schedule(start, end, 12_000.0, reason="test")
+    first.store.put_state("dispatch:7", [start, end, 12_000.0])
+    state = asyncio.run(run_for(first, 1800))
+    first._save_soc(state)
+    soc_before = state.soc
+    assert soc_before < 0.75  # moved away from the configured 0.8
+    first.store.close()
+
+    again = AgentRuntime(cfg, clock=clock)
+    again._resume_dispatch()
+    assert again._committed_now()  # the dispatch window under way was re-applied
+    state = asyncio.run(run_for(again, 10))
+    assert abs(state.soc - soc_before) < 0.02  # resumed, not reset to 0.8
+    again.store.close()
