@@ -338,8 +338,12 @@ class MarketLoop:
     ) -> tuple[list[tuple[int, int, int]], ClearingResult, dict[str, dict[str, Any]]]:
         t0 = time.perf_counter()
         await asyncio.to_thread(self.indexer.sync)
+        # Every live order, those a partial commit before a restart already filled included, so
+        # the clearing (deterministic) gives the same fills again and only the missing are sent.
         rows = self.store.query(
-            "select * from orders where interval = ? and status = 'open' order by block, log_index", [k]
+            "select * from orders where interval = ? and status in ('open', 'filled', 'unfilled') "
+            "order by block, log_index",
+            [k],
         )
         # Chain order ids are 256-bit (interval, side, owner, nonce); the engine takes row numbers.
         orders = [

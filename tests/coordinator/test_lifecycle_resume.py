@@ -10,6 +10,7 @@ tests/system/test_faults.py.)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from types import SimpleNamespace
 from typing import Any
@@ -86,6 +87,9 @@ class Rig:
     def status(self, k: int) -> int:
         return int(self.m.market.functions.intervalOf(k).call()[0])
 
+    def committed(self, k: int) -> int:
+        return int(self.m.market.functions.intervalOf(k).call()[2])
+
     def post(self, k: int) -> None:
         seller, buyer = self.m.participants[0], self.m.participants[1]
         self.m.sender(seller.account).transact(self.m.market.functions.postOrder(k, 1, 500, 100))
@@ -144,7 +148,7 @@ async def _drive_to_settled(rig: Rig, loop: MarketLoop, k: int) -> None:
     assert k in loop.completed
 
 
-STAGES = ["open", "closed", "cleared-before-dispatch", "delivering"]
+STAGES = ["open", "closed", "committing", "cleared-before-dispatch", "delivering"]
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -161,7 +165,18 @@ def test_restart_at_each_stage_settles_the_interval(stage: str, tmp_path: Path, 
         rig.post(k)
         if stage != "open":
             clock.set(Times(k, I, GATE).gate)
-            want = 2 if stage == "closed" else 3
+            want = 2 if stage in ("closed", "committing") else 3
+            if stage == "committing":
+                # one fill per commit transaction, and the process dies after the first
+                first.cfg = dataclasses.replace(first.cfg, commit_chunk=1)
+                real_transact = first.operator.transact
+
+                def one_then_die(call: Any, gas: int | None = None) -> Any:
+                    if call.fn_name == "commitFills" and rig.committed(k) >= 1:
+                        raise RuntimeError("killed between commit chunks")
+                    return real_transact(call, gas=gas)
+
+                first.operator.transact = one_then_die  # type: ignore[method-assign]
             if stage == "closed":
                 # stop the first coordinator between closing and committing
                 real = first.clear_and_commit
@@ -177,6 +192,9 @@ def test_restart_at_each_stage_settles_the_interval(stage: str, tmp_path: Path, 
 
                 first._send_dispatch = blocked  # type: ignore[method-assign]
             await _until(lambda: rig.status(k) == want, f"chain status {want}")
+            if stage == "committing":
+                await _until(lambda: k in first.errors, "the commit stopped after one chunk")
+                assert rig.committed(k) == 1
             if stage == "delivering":
                 await _until(lambda: (first.store.lifecycle(k) or {}).get("dispatched") == 1, "dispatch sent")
                 clock.set(Times(k, I, GATE).start + 100)
