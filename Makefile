@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 export SOLCX_BINARY_PATH := $(CURDIR)/$(VENV)/solcx
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-python fuzz clean lock
+.PHONY: setup demo test test-python fuzz api-fuzz clean lock
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -30,21 +30,28 @@ demo: setup
 	$(BIN)/gridswarm demo $(ARGS)
 
 # The whole suite: Python (unit, integration, end to end on Ganache, ethers.js client), brownie
-# contract tests, a short Foundry invariant pass, Halmos symbolic checks and Slither.
+# contract tests, a short Foundry invariant pass, Halmos symbolic checks, Slither, and a short
+# schemathesis pass against a live coordinator (0 server errors).
 test: setup
 	scripts/chromium.sh
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	scripts/test_contracts.sh -q
+	scripts/schemathesis.sh --max-time $(API_FUZZ_S)
 	scripts/fuzz.sh $(FUZZ_RUNS_SHORT)
 	scripts/halmos.sh
 	scripts/slither.sh
 
 FUZZ_RUNS_SHORT ?= 256
+API_FUZZ_S ?= 45
 FUZZ_RUNS ?= 10000
 
 # >= 10,000 random call sequences per invariant.
 fuzz: setup
 	scripts/fuzz.sh $(FUZZ_RUNS)
+
+# schemathesis against a live coordinator for longer: make api-fuzz API_FUZZ_S=600
+api-fuzz: setup
+	scripts/schemathesis.sh --max-time $(API_FUZZ_S)
 
 test-python: setup
 	scripts/chromium.sh

@@ -10,11 +10,15 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from gridswarm.chain import ChainUnavailable, Deployment, TxSender, connect
+from gridswarm.chain import ChainError, ChainUnavailable, Deployment, TxSender, connect
 
 logger = logging.getLogger(__name__)
 
 SIDES = {"bid": 0, "offer": 1}
+
+
+class WrongMarket(ChainError):
+    """The deployment's market address holds no contract on this chain."""
 
 
 @dataclass(frozen=True)
@@ -56,14 +60,24 @@ class AgentChain:
         return self._sender
 
     def coordinator_key(self) -> bytes:
+        if not self.w3.eth.get_code(self.deployment.market):
+            raise WrongMarket(
+                f"no contract code at the market address {self.deployment.market} on {self.rpc_url}: the deployment "
+                "file is for another chain or the chain was reset (fix `deployment` in the site config)"
+            )
         return bytes(self.market.functions.coordinatorKey().call())
 
     def find_order(self, interval: int) -> PostedOrder | None:
         """This account's order in ``interval`` if one was posted (read from events)."""
-        logs = self.market.events.OrderPosted.get_logs(
-            argument_filters={"interval": interval, "owner": self.account.address},
-            from_block=self.deployment.block,
-        )
+        try:
+            logs = self.market.events.OrderPosted.get_logs(
+                argument_filters={"interval": interval, "owner": self.account.address},
+                from_block=self.deployment.block,
+            )
+        except ChainError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - named like every other chain failure
+            raise self.deployment.decoder().map(exc) from exc
         if not logs:
             return None
         a = logs[-1]["args"]
@@ -78,6 +92,18 @@ class AgentChain:
         return PostedOrder(
             ev["orderId"], side, qty_wh, price, "0x" + bytes(receipt["transactionHash"]).hex(), int(receipt["gasUsed"])
         )
+
+    def order_state(self, order_id: int, interval: int) -> tuple[bool, bool]:
+        """(live, lapsed): whether the order still holds a lock, and whether its interval
+        missed the operator's deadline (then :meth:`recover` releases the lock)."""
+        live = bool(self.market.functions.orderOf(order_id).call()[5])
+        lapsed = bool(self.market.functions.lapsed(interval).call()) if live else False
+        return live, lapsed
+
+    def recover(self, order_ids: list[int]) -> Any:
+        """Release this account's locks in orders of lapsed intervals (the contract checks
+        ownership and the lapse)."""
+        return self.sender.transact(self.market.functions.recover(order_ids))
 
     def balance(self) -> tuple[int, int]:
         free, locked, *_ = self.market.functions.accountOf(self.account.address).call()

@@ -27,12 +27,12 @@ from typing import Any
 import aiohttp
 from nacl.signing import VerifyKey
 
-from agent.chain_client import AgentChain
+from agent.chain_client import AgentChain, WrongMarket
 from agent.config import AgentConfig
 from agent.remote_config import RemoteConfig
 from agent.store import AgentStore
 from agent.trader import Trader
-from gridswarm.chain import ChainError, sign_meter_reading
+from gridswarm.chain import ChainError, ChainUnavailable, sign_meter_reading
 from gridswarm.clock import Clock
 from gridswarm.envelope import Envelope, EnvelopeError, Signer, Verifier
 from gridswarm.keys import load_ed25519, load_eth_key
@@ -43,14 +43,39 @@ logger = logging.getLogger(__name__)
 COORDINATOR = "coordinator"
 RESEND_AFTER_S = 5.0  # wall seconds before an unacknowledged record is sent again
 TRANSIENT_REJECTIONS = frozenset({"expired", "future", "replayed"})
+TRADE_RETRIES = 6  # attempts to post an order while the node is unreachable (bounded by the gate too)
 
 
-def build_site(cfg: AgentConfig, clock: Clock) -> Any:
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("task %s failed: %r", task.get_name(), task.exception(), exc_info=task.exception())
+
+
+def build_site(cfg: AgentConfig, clock: Clock, saved_soc: dict[str, float] | None = None) -> Any:
+    """The site of ``cfg``; ``saved_soc`` (device id -> SoC kept in the agent store) starts each
+    simulated storage device where the last run left it instead of at its configured SoC."""
     from agent.site import Site
 
+    devices = cfg.devices
+    if saved_soc:
+        devices = _with_saved_soc(cfg.devices, saved_soc)
     return Site.from_config(
-        cfg.devices, clock, seed=cfg.seed, reserve_soc=cfg.reserve_soc, **cfg.control.model_dump()
+        devices, clock, seed=cfg.seed, reserve_soc=cfg.reserve_soc, **cfg.control.model_dump()
     )
+
+
+def _with_saved_soc(devices: list[dict[str, Any]], saved: dict[str, float]) -> list[dict[str, Any]]:
+    from agent.devices.spec import validate_devices
+
+    specs = validate_devices(devices)
+    out = []
+    for raw, spec in zip(devices, specs, strict=True):
+        soc = saved.get(spec["id"])
+        if soc is not None and spec.get("driver") == "sim" and "initial_soc" in spec:
+            lo, hi = float(spec.get("soc_min") or 0.0), float(spec.get("soc_max") or 1.0)
+            raw = {**raw, "initial_soc": min(hi, max(lo, float(soc)))}
+        out.append(raw)
+    return out
 
 
 class AgentRuntime:
@@ -64,7 +89,7 @@ class AgentRuntime:
             load_ed25519(cfg.ed25519_key_file), self.address, self.clock, self._next_seq, ttl_s=cfg.message_ttl_s
         )
         self.chain = AgentChain(cfg.rpc_url, cfg.deployment, self.account)
-        self.site = site if site is not None else build_site(cfg, self.clock)
+        self.site = site if site is not None else build_site(cfg, self.clock, self.store.get_state("soc"))
         self.trader = Trader(cfg.trading, self.site, self.clock, seed=str(cfg.seed))
         remote_path = None if str(cfg.store_path) == ":memory:" else Path(f"{cfg.store_path}.remote.json")
         self.remote = RemoteConfig(self.site, cfg.trading, cfg.remote_config, remote_path)
@@ -81,6 +106,9 @@ class AgentRuntime:
         self._wake_outbox = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._metered: set[int] = set()
+        self._commitments: dict[int, tuple[float, float]] = {}  # accepted dispatch windows by interval
+        self._meter_windows: dict[int, tuple[float, float]] = {}  # deliveries being metered
+        self._run = self.store.next_counter("run")  # this process's run number (restarts count up)
         self._link_failing = False
         self._link_up = False
         self._chain_up = True
@@ -97,22 +125,42 @@ class AgentRuntime:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    async def _supervise(self, name: str, factory: Any) -> None:
+        """Run one of the agent's loops; if it ever fails, log it and start it again after a
+        bounded back-off, so that no loop can die silently. A loop that returns is done."""
+        failures = 0
+        while True:
+            try:
+                await factory()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - logged loudly, then restarted
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                failures += 1
+                logger.exception("agent loop %s failed (%d times); restarting it in %.1f s", name, failures, delay)
+                await asyncio.sleep(delay)
+                logger.info("agent loop %s restarted", name)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
         await self.site.connect()
+        self._resume_dispatch()
         self._resume_metering()
         loops = [
             # the site runs from the first moment, chain or no chain; messages from the
             # coordinator are refused (unknown sender) until its key has been read from chain
-            asyncio.create_task(self._load_coordinator_key(stop), name="coordinator-key"),
-            asyncio.create_task(self.control_loop(), name="control"),
-            asyncio.create_task(self.link_loop(), name="link"),
-            asyncio.create_task(self.outbox_loop(), name="outbox"),
-            asyncio.create_task(self.resend_forever(), name="resend"),
-            asyncio.create_task(self.chain_watchdog(), name="chain-watchdog"),
+            asyncio.create_task(self._supervise("coordinator-key", lambda: self._load_coordinator_key(stop)), name="coordinator-key"),
+            asyncio.create_task(self._supervise("control", self.control_loop), name="control"),
+            asyncio.create_task(self._supervise("link", self.link_loop), name="link"),
+            asyncio.create_task(self._supervise("outbox", self.outbox_loop), name="outbox"),
+            asyncio.create_task(self._supervise("resend", self.resend_forever), name="resend"),
+            asyncio.create_task(self._supervise("chain-watchdog", self.chain_watchdog), name="chain-watchdog"),
+            asyncio.create_task(self._supervise("lock-recovery", self.recover_locks_forever), name="lock-recovery"),
         ]
         if self.planner is not None:
             loops.append(asyncio.create_task(self.planner.run(), name="planner"))
@@ -138,11 +186,48 @@ class AgentRuntime:
                 if failing:
                     logger.info("chain reachable again")
                 return
-            except (ChainError, ValueError) as exc:
+            except WrongMarket as exc:
                 if not failing:
-                    logger.warning("cannot read the coordinator key from chain: %s; retrying", exc)
+                    logger.error("%s; running autonomously until it is fixed", exc)
+                failing = True
+                await asyncio.sleep(max(self.cfg.reconnect_s, self.cfg.chain_check_s))
+            except Exception as exc:  # noqa: BLE001 - node down or answering nonsense: keep trying
+                if not failing:
+                    logger.warning("cannot read the coordinator key from chain: %s: %s; retrying", exc.__class__.__name__, exc)
                 failing = True
                 await asyncio.sleep(self.cfg.reconnect_s)
+
+    def _prune_state(self, keep_s: float = 86_400.0) -> None:
+        """Forget stored dispatch windows and partial meter readings a day after their delivery."""
+        now = self.clock.now()
+        for key, (_, end, _) in self.store.states_with_prefix("dispatch:").items():
+            if end < now - keep_s:
+                self.store.delete_state(key)
+                self._commitments.pop(int(key.split(":")[1]), None)
+        for key in self.store.states_with_prefix("meter:"):
+            order = self.store.order_for(int(key.split(":")[1]))
+            if order is None or order["delivery_end"] < now - keep_s:
+                self.store.delete_state(key)
+
+    def _committed_now(self) -> bool:
+        now = self.clock.now()
+        return any(start <= now < end for start, end in self._commitments.values())
+
+    def _resume_dispatch(self) -> None:
+        """After a restart, re-apply every accepted dispatch whose window has not ended (the
+        coordinator sends it again too when the link comes back)."""
+        now = self.clock.now()
+        for key, (start, end, export_w) in self.store.states_with_prefix("dispatch:").items():
+            k = int(key.split(":")[1])
+            if end <= now:
+                continue
+            try:
+                self.site.set_market_schedule(start, end, export_w, reason=f"interval {k} (resumed)")
+            except ValueError as exc:
+                logger.warning("interval %d: stored dispatch not re-applied: %s", k, exc)
+                continue
+            self._commitments[k] = (start, end)
+            logger.info("interval %d: dispatch %.0f W re-applied after a restart", k, export_w)
 
     def _resume_metering(self) -> None:
         """After a restart, meter every recent traded interval that has not been metered yet."""
@@ -161,6 +246,8 @@ class AgentRuntime:
             try:
                 state = await self.site.tick()
                 self.trader.observe(self.clock.now())
+                self._save_partial_meters()
+                self._update_autonomy()
             except Exception:  # noqa: BLE001 - the loop must survive anything a device does
                 logger.exception("site tick failed")
                 state = None
@@ -168,11 +255,19 @@ class AgentRuntime:
                 self.planner.observe_safely(state)
             if state is not None and t >= next_telemetry:
                 self._queue_telemetry(state)
+                self._save_soc(state)
                 next_telemetry = t + self.cfg.telemetry_every_s
             now = self.clock.now()
             t += tick
             if t < now - tick:  # fell far behind (process was paused): skip ahead, don't spin
                 t = math.ceil(now / tick) * tick
+
+    def _save_soc(self, state: Any) -> None:
+        """Keep each storage device's SoC in the agent store, so a restarted simulated site
+        resumes from it (see :func:`build_site`)."""
+        socs = {dev: float(t.soc) for dev, t in getattr(state, "devices", {}).items() if getattr(t, "soc", None) is not None}
+        if socs:
+            self.store.put_state("soc", socs)
 
     def _queue_telemetry(self, state: Any) -> None:
         record_id = self.store.next_counter("telemetry")
@@ -220,8 +315,10 @@ class AgentRuntime:
                 await asyncio.sleep(self.cfg.reconnect_s)
 
     def _update_autonomy(self) -> None:
-        """Autonomous self-consumption unless both the coordinator link and the chain are up."""
-        on = not (self._link_up and self._chain_up)
+        """Autonomous self-consumption unless both the coordinator link and the chain are up,
+        except that a dispatch accepted for the delivery under way is kept while only the link
+        is down: the fill is committed on chain, and the reading waits in the outbox."""
+        on = not self._chain_up or not (self._link_up or self._committed_now())
         if bool(getattr(self.site, "autonomous", not on)) != on:
             self.site.set_autonomous(on)
 
@@ -252,6 +349,13 @@ class AgentRuntime:
             self.store.log_command(self.clock.now(), "?", None, None, False, f"{exc.reason}: {exc}")
             return
         if env.kind == "welcome":
+            market = str(env.body.get("market", ""))
+            if market and market.lower() != self.chain.deployment.market.lower():
+                logger.error(
+                    "the coordinator at %s runs market %s, but our deployment names %s: fix `deployment` or "
+                    "`coordinator_url` in the site config",
+                    self.cfg.coordinator_url, market, self.chain.deployment.market,
+                )
             if self._link_failing:
                 logger.info("coordinator link recovered")
             self._link_failing = False
@@ -281,7 +385,9 @@ class AgentRuntime:
         if entry is None:
             logger.warning("coordinator rejected a message: %s", err.message)
             return
-        if err.reason in TRANSIENT_REJECTIONS:
+        if err.reason == "busy":  # the coordinator shed it: the periodic resend sends it again
+            logger.info("coordinator busy; record %d goes again with the next resend", entry[0])
+        elif err.reason in TRANSIENT_REJECTIONS:
             logger.info("coordinator refused record %d (%s); sending it again", entry[0], err.reason)
             self._wake_outbox.set()
         else:
@@ -302,7 +408,7 @@ class AgentRuntime:
         loop = asyncio.get_running_loop()
         in_flight = {oid for oid, sent in self._inflight.values() if loop.time() - sent < RESEND_AFTER_S}
         sent = 0
-        for outbox_id, kind, body in self.store.pending(limit=200):
+        for outbox_id, kind, body in self.store.pending_fair(limit=200):
             if outbox_id in in_flight:
                 continue
             env = self.signer.sign(kind, body)
@@ -317,7 +423,41 @@ class AgentRuntime:
     async def resend_forever(self) -> None:
         while True:
             await asyncio.sleep(RESEND_AFTER_S)
+            try:
+                expired = self.store.expire(self.clock.now())
+                if expired:
+                    logger.warning("outbox: %d records expired unacknowledged", expired)
+                self._prune_state()
+            except Exception:  # noqa: BLE001 - a failed clean-up is retried next round
+                logger.exception("outbox clean-up failed")
             self._wake_outbox.set()
+
+    async def recover_locks_forever(self) -> None:
+        """Release our own locks in intervals the operator let lapse, by ourselves: every
+        ``chain_check_s``, each order not yet known finished is looked up on chain; a lapsed
+        one is recovered, a finished one is marked so it is not asked about again."""
+        while True:
+            try:
+                await self.recover_locks()
+            except Exception as exc:  # noqa: BLE001 - the chain may be down; try again next round
+                logger.warning("lock recovery check failed (%s: %s); retrying", exc.__class__.__name__, exc)
+            await asyncio.sleep(self.cfg.chain_check_s)
+
+    async def recover_locks(self) -> list[int]:
+        recovered = []
+        for order in self.store.open_orders():
+            if order["delivery_start"] > self.clock.now():
+                continue  # the interval has not reached delivery yet
+            k, oid = int(order["interval"]), int(order["order_id"])
+            live, lapsed = await asyncio.to_thread(self.chain.order_state, oid, k)
+            if not live:
+                self.store.close_order(k)
+            elif lapsed:
+                await asyncio.to_thread(self.chain.recover, [oid])
+                self.store.close_order(k)
+                recovered.append(k)
+                logger.warning("interval %d lapsed: recovered the lock of our order %d", k, oid)
+        return recovered
 
     # ------------------------------------------------------------------ trading
 
@@ -331,12 +471,24 @@ class AgentRuntime:
         if qty < t.min_order_wh:
             logger.info("interval %d: nothing to trade", k)
             return
-        try:
-            existing = await asyncio.to_thread(self.chain.find_order, k)
-            posted = existing or await asyncio.to_thread(self.chain.post_order, k, side, qty, price)
-        except ChainError as exc:
-            logger.warning("interval %d: order not posted: %s", k, exc)
-            return
+        attempt = 0
+        while True:
+            try:
+                # looked up first on every attempt, so a retry never posts twice
+                existing = await asyncio.to_thread(self.chain.find_order, k)
+                posted = existing or await asyncio.to_thread(self.chain.post_order, k, side, qty, price)
+                break
+            except ChainUnavailable as exc:  # the node is away: retry with back-off until the gate
+                attempt += 1
+                delay = min(10.0, 0.5 * 2 ** min(attempt, 5))
+                if attempt > TRADE_RETRIES or self.clock.now() >= notice.gate_close:
+                    logger.warning("interval %d: order not posted after %d attempts: %s", k, attempt, exc)
+                    return
+                logger.info("interval %d: chain unavailable (%s); retrying in %.1f s", k, exc, delay)
+                await asyncio.sleep(delay)
+            except ChainError as exc:
+                logger.warning("interval %d: order not posted: %s", k, exc)
+                return
         self.store.record_order(
             k, posted.order_id, posted.side, posted.qty_wh, posted.price, posted.tx, notice.delivery_start, notice.delivery_end
         )
@@ -364,6 +516,8 @@ class AgentRuntime:
         ok = not reason
         if ok:
             logger.info("interval %d: dispatch %.0f W accepted", d.interval, d.export_w)
+            self._commitments[d.interval] = (d.start, d.end)
+            self.store.put_state(f"dispatch:{d.interval}", [d.start, d.end, d.export_w])
         else:
             logger.warning("interval %d: dispatch rejected: %s", d.interval, reason)
         self.store.log_command(self.clock.now(), "dispatch", env.seq, d.interval, ok, reason or "applied")
@@ -402,11 +556,36 @@ class AgentRuntime:
         if k in self._metered:
             return
         self._metered.add(k)
+        self._meter_windows[k] = (start, end)
         self._spawn(self._meter_after(k, start, end), f"meter-{k}")
+
+    def _save_partial_meters(self) -> None:
+        """Keep what this process has metered of each delivery in progress, so that a restarted
+        agent's reading counts the energy delivered before the restart too."""
+        now = self.clock.now()
+        for k, (start, end) in list(self._meter_windows.items()):
+            if now < start:
+                continue
+            exported, imported = self.site.meter_window(start, min(now, end))
+            self.store.put_state(f"meter:{k}:{self._run}", [exported, imported])
+            if now >= end:
+                self._meter_windows.pop(k, None)
+
+    def _earlier_runs_metered(self, k: int) -> tuple[float, float]:
+        exported = imported = 0.0
+        for key, (e, i) in self.store.states_with_prefix(f"meter:{k}:").items():
+            if key != f"meter:{k}:{self._run}":
+                exported += float(e)
+                imported += float(i)
+        return exported, imported
 
     async def _meter_after(self, k: int, start: float, end: float) -> None:
         await self.clock.sleep_until(end + min(self.cfg.tick_s, 0.1 * (end - start)))
         exported, imported = self.site.meter_window(start, end)
+        before_e, before_i = self._earlier_runs_metered(k)  # metered by this agent before a restart
+        if before_e or before_i:
+            logger.info("interval %d: adding %.0f Wh export metered before a restart", k, before_e)
+        exported, imported = exported + before_e, imported + before_i
         exp_wh, imp_wh = int(round(exported)), int(round(imported))
         dep = self.chain.deployment
         signature = sign_meter_reading(self.account, dep.chain_id, dep.market, k, exp_wh, imp_wh)

@@ -24,6 +24,12 @@ from gridswarm.messages import Ack, ConfigResult, Hello, Meter, Telemetry, valid
 logger = logging.getLogger(__name__)
 
 SendFn = Callable[[str], Awaitable[None]]
+MAX_INFLIGHT = 256  # about half a second of work at the measured ingest rate (bench/results/ingest.json)
+
+
+def _printable(text: str) -> str:
+    """``text`` safe to log and store: lone surrogates and the like escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class Hub:
@@ -36,12 +42,30 @@ class Hub:
         self.verifier = Verifier(clock=clock, keys=self._key_of, last_seq=store.last_seqs())
         self.links: dict[str, SendFn] = {}
         self.events: Any = None  # coordinator.analytics.Analytics: alarms and config results are logged there
+        # Load shedding: messages being verified and applied (or waiting for a worker thread);
+        # past ``max_inflight`` a message is refused at once as ``busy`` and the agent sends it
+        # again later from its outbox, so overload costs a reply, not an unbounded queue.
+        self.inflight = 0
+        self.max_inflight = MAX_INFLIGHT
+        self.shed = 0
 
     def _key_of(self, sender: str) -> VerifyKey | None:
         key = self.store.participant_key(sender)
         return verify_key_from_hex(key) if key else None
 
     # ------------------------------------------------------------------ inbound
+
+    def admit(self, kind: object = None) -> bool:
+        """Take a slot for one inbound message, or say no (the caller answers ``busy``). A
+        ``hello`` is always admitted: without it the agent's link cannot start."""
+        if self.inflight >= self.max_inflight and kind != "hello":
+            self.shed += 1
+            return False
+        self.inflight += 1
+        return True
+
+    def release(self) -> None:
+        self.inflight -= 1
 
     def handle(self, raw: str | bytes | dict[str, Any]) -> tuple[Envelope, dict[str, Any]]:
         """Verify and apply one message; return it and the reply body (an ``ack``).
@@ -62,11 +86,11 @@ class Hub:
                 self.store.db["envelope_seq"].upsert({"sender": env.sender, "last_seq": env.seq}, pk="sender")
                 return env, reply
         except EnvelopeError as exc:
-            sender = raw.get("sender", "?") if isinstance(raw, dict) else "?"
-            logger.warning("rejected message from %s: %s (%s)", sender, exc, exc.reason)
+            sender = _printable(str(raw.get("sender", "?")) if isinstance(raw, dict) else "?")[:100]
+            logger.warning("rejected message from %s: %s (%s)", sender, _printable(str(exc)), exc.reason)
             with self.store.transaction() as db:
                 db["rejections"].insert(
-                    {"sender": str(sender), "reason": exc.reason, "message": str(exc)[:500], "ts": self.clock.now()}
+                    {"sender": sender, "reason": exc.reason, "message": _printable(str(exc))[:500], "ts": self.clock.now()}
                 )
             raise
 
@@ -133,7 +157,8 @@ class Hub:
                     },
                     pk=("sender", "interval", "kind"),
                 )
-            return {}
+            # Acknowledged like every other record, so the agent's outbox lets it go.
+            return Ack(kind=env.kind, seq=env.seq, interval=body.interval).model_dump()
         if env.kind == "alarm":
             logger.warning("alarm from %s: %s", env.sender, env.body)
             if self.events is not None:

@@ -25,6 +25,8 @@ from gridswarm.keys import load_ed25519, load_eth_key
 
 logger = logging.getLogger(__name__)
 
+GRACEFUL_S = 10.0  # wall seconds a stopping coordinator waits for open connections and tasks
+
 
 class Coordinator:
     def __init__(self, settings: CoordinatorSettings, clock: Clock | None = None) -> None:
@@ -53,6 +55,7 @@ class Coordinator:
         self.analytics = Analytics(self.store, settings.market.zones, tariff)
         self.hub.events = self.analytics
         self.metrics = registry_for(self)
+        self.dead_tasks: dict[str, str] = {}  # long-running tasks that stopped, and why
         m = settings.market
         self.loop: MarketLoop | None = None
         if settings.run_market:
@@ -73,6 +76,18 @@ class Coordinator:
             seq = (int(rows[0]["last_seq"]) if rows else 0) + 1
             db["envelope_seq"].upsert({"sender": "coordinator", "last_seq": seq}, pk="sender")
         return seq
+
+    def task_ended(self, task: asyncio.Task[None]) -> None:
+        """No long-running task ends silently: a failure is logged with its traceback and
+        reported by ``/healthz`` (``problems``) until the service is restarted."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            logger.error("coordinator task %s died: %r", task.get_name(), exc, exc_info=exc)
+            self.dead_tasks[task.get_name()] = f"{exc.__class__.__name__}: {exc}"
+        elif task.get_name() != "market":  # the market loop ends after its `intervals`
+            self.dead_tasks[task.get_name()] = "ended"
 
     async def index_forever(self) -> None:
         failing = False
@@ -101,6 +116,8 @@ def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> Fas
         tasks = [asyncio.create_task(coord.index_forever(), name="indexer")]
         if coord.loop:
             tasks.append(asyncio.create_task(coord.loop.run(), name="market"))
+        for t in tasks:
+            t.add_done_callback(coord.task_ended)
         try:
             yield
         finally:
@@ -117,6 +134,13 @@ def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> Fas
 
 
 def serve(settings: CoordinatorSettings) -> None:
+    """Run until SIGINT or SIGTERM. Either stops the service gracefully: the market loop hands
+    every interval in flight over to the next start (which resumes it from the chain) and the
+    process exits with code 0. (uvicorn re-raises the signal after its shutdown; the handlers
+    set here take it, instead of the default one that would end the process by the signal.)"""
+    import faulthandler
+    import signal
+
     import uvicorn
 
     extra: dict[str, Any] = {}
@@ -126,4 +150,15 @@ def serve(settings: CoordinatorSettings) -> None:
         use_json_logs()
         extra["log_config"] = None  # keep the JSON handler for uvicorn's loggers too
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", **extra)
+    def stopped(*_: object) -> None:
+        # Before uvicorn runs (nothing started yet) and after it returns, a stop signal ends
+        # the process with code 0; while it runs, uvicorn's own handlers shut down gracefully.
+        logger.info("coordinator stopped")
+        raise SystemExit(0)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stopped)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints every thread's stack to the log
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_S, **extra
+    )

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gridswarm.clock import ClockConfig
 
@@ -29,6 +29,15 @@ class MarketSettings(BaseModel):
     # network file every order meets in one market.
     zones: dict[int, str] = Field(default_factory=dict)
     network_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _gate_inside_interval(self) -> MarketSettings:
+        if self.gate_lead_s >= self.interval_s:
+            raise ValueError(
+                f"gate_lead_s ({self.gate_lead_s:g}) must be less than interval_s ({self.interval_s:g}): "
+                "orders are taken from an interval's opening until gate_lead_s before its delivery"
+            )
+        return self
 
 
 class FrequencyResponseSettings(BaseModel):
@@ -56,6 +65,10 @@ class DashboardSettings(BaseModel):
     tariff_export_price: int = Field(default=80, ge=0, lt=2**32)
 
 
+class SettingsError(ValueError):
+    """The settings file is missing, unreadable or has a bad field (named in the one-line message)."""
+
+
 class CoordinatorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rpc_url: str
@@ -78,11 +91,27 @@ class CoordinatorSettings(BaseModel):
     def load(cls, path: Path | None = None, **overrides: Any) -> CoordinatorSettings:
         data: dict[str, Any] = {}
         if path is not None:
-            data = yaml.safe_load(Path(path).read_text()) or {}
+            try:
+                data = yaml.safe_load(Path(path).read_text()) or {}
+            except OSError as exc:
+                raise SettingsError(f"cannot read config {path}: {exc.strerror}") from exc
+            except yaml.YAMLError as exc:
+                where = getattr(exc, "problem_mark", None)
+                line = f" at line {where.line + 1}" if where is not None else ""
+                raise SettingsError(f"config {path} is not valid YAML{line}: {getattr(exc, 'problem', None) or exc}") from exc
+            if not isinstance(data, dict):
+                raise SettingsError(f"config {path} must be a mapping of fields")
         for name in ("rpc_url", "deployment", "operator_key_file", "ed25519_key_file", "db_path", "host", "port",
                      "log_json"):
             env = os.environ.get(f"GRIDSWARM_{name.upper()}")
             if env is not None:
                 data[name] = env
         data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.model_validate(data)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            parts = []
+            for err in exc.errors():
+                loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+                parts.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}")
+            raise SettingsError(f"config {path or '(environment)'}: " + "; ".join(parts)) from exc

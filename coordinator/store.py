@@ -19,6 +19,7 @@ import sqlite_utils
 
 SCHEMA: dict[str, tuple[dict[str, Any], str | tuple[str, ...]]] = {
     "cursor": ({"name": str, "block": int}, "name"),
+    "meta": ({"key": str, "value": str}, "key"),
     "events": (
         {"key": str, "block": int, "log_index": int, "tx": str, "name": str, "args": str},
         "key",
@@ -104,6 +105,22 @@ SCHEMA: dict[str, tuple[dict[str, Any], str | tuple[str, ...]]] = {
         ("sender", "interval", "kind"),
     ),
     "envelope_seq": ({"sender": str, "last_seq": int}, "sender"),
+    # The market loop's own progress through each interval (coordinator/market/lifecycle.py);
+    # chain-derived state stays in ``intervals``, written by the indexer.
+    "lifecycle": (
+        {
+            "interval": int,
+            "stage": str,
+            "delivery_start": float,
+            "delivery_end": float,
+            "gate_close": float,
+            "dispatched": int,
+            "updated": float,
+            "error": str,
+        },
+        "interval",
+    ),
+    "dispatch": ({"interval": int, "address": str, "body": str}, ("interval", "address")),
     "rejections": ({"id": int, "sender": str, "reason": str, "message": str, "ts": float}, "id"),
 }
 
@@ -147,6 +164,14 @@ class Store:
 
     # ------------------------------------------------------------ small helpers
 
+    def meta(self, key: str) -> str | None:
+        row = self.one("select value from meta where key = ?", [key])
+        return str(row["value"]) if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db["meta"].upsert({"key": key, "value": value}, pk="key")
+
     def cursor(self, name: str, default: int) -> int:
         row = self.one("select block from cursor where name = ?", [name])
         return int(row["block"]) if row else default
@@ -157,6 +182,62 @@ class Store:
                 fields[key] = json.dumps(fields[key])
         with self.transaction() as db:
             db["intervals"].upsert({"id": interval_id, **fields}, pk="id", alter=True)
+
+    # ------------------------------------------------------------ interval lifecycle
+
+    def set_stage(self, interval_id: int, stage: str, **fields: Any) -> None:
+        with self.transaction() as db:
+            db["lifecycle"].upsert({"interval": interval_id, "stage": stage, **fields}, pk="interval", alter=True)
+
+    def lifecycle(self, interval_id: int) -> dict[str, Any] | None:
+        return self.one("select * from lifecycle where interval = ?", [interval_id])
+
+    def lifecycle_rows(self, stages: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        if stages is None:
+            return self.query("select * from lifecycle order by interval")
+        marks = ",".join("?" * len(stages))
+        return self.query(f"select * from lifecycle where stage in ({marks}) order by interval", list(stages))
+
+    def lifecycle_count(self) -> int:
+        row = self.one("select count(*) as n from lifecycle")
+        return int(row["n"]) if row else 0
+
+    def chain_unsettled(self) -> list[int]:
+        """Intervals the indexer saw opened on chain that have not settled."""
+        rows = self.query("select id from intervals where status in ('open', 'closed', 'cleared') order by id")
+        return [int(r["id"]) for r in rows]
+
+    def save_dispatch(self, interval_id: int, dispatch: dict[str, dict[str, Any]]) -> None:
+        with self.transaction() as db:
+            for address, body in dispatch.items():
+                db["dispatch"].upsert(
+                    {"interval": interval_id, "address": address, "body": json.dumps(body)}, pk=("interval", "address")
+                )
+
+    def dispatch_of(self, interval_id: int, address: str) -> dict[str, Any] | None:
+        row = self.one("select body from dispatch where interval = ? and address = ?", [interval_id, address])
+        return json.loads(row["body"]) if row else None
+
+    def committed_fills(self, interval_id: int) -> list[tuple[int, int, int]]:
+        """The fills committed on chain for an interval (indexed), in ascending order id."""
+        rows = self.query("select order_id, qty_wh, price from fills where interval = ?", [interval_id])
+        return sorted((int(r["order_id"]), int(r["qty_wh"]), int(r["price"])) for r in rows)
+
+    def fill_dispatch(self, interval_id: int) -> dict[str, dict[str, Any]]:
+        """Each owner's committed fills of an interval, as the loop dispatches them."""
+        rows = self.query(
+            "select order_id, owner, side, qty_wh, price from fills where interval = ?", [interval_id]
+        )
+        out: dict[str, dict[str, Any]] = {}
+        for r in sorted(rows, key=lambda r: int(r["order_id"])):
+            d = out.setdefault(r["owner"], {"net_wh": 0, "fills": []})
+            qty = int(r["qty_wh"])
+            d["net_wh"] += qty if r["side"] == "offer" else -qty
+            d["fills"].append({"order_id": int(r["order_id"]), "side": r["side"], "qty_wh": qty, "price": int(r["price"])})
+        return out
+
+    def reading_senders(self, interval_id: int) -> set[str]:
+        return {r["participant"] for r in self.query("select participant from readings where interval = ?", [interval_id])}
 
     def last_seqs(self) -> dict[str, int]:
         return {r["sender"]: int(r["last_seq"]) for r in self.query("select sender, last_seq from envelope_seq")}

@@ -74,8 +74,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_devnet(args: argparse.Namespace) -> int:
     from gridswarm.devnet import Ganache
 
-    g = Ganache(port=args.port, chain_id=args.chain_id, accounts=args.accounts).start()
-    print(f"Ganache (shanghai) listening on {g.url}, chain id {g.chain_id}; Ctrl-C stops it", flush=True)
+    db = None if args.in_memory else Path(args.db)
+    g = Ganache(port=args.port, chain_id=args.chain_id, accounts=args.accounts, db_path=db).start()
+    kept = f"chain kept in {db}" if db else "chain in memory only"
+    print(f"Ganache (shanghai) listening on {g.url}, chain id {g.chain_id}, {kept}; Ctrl-C stops it", flush=True)
     try:
         while g.proc and g.proc.poll() is None:
             time.sleep(0.5)
@@ -124,21 +126,25 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
+    from coordinator.preflight import StartupError, check
     from coordinator.service import serve
-    from coordinator.settings import CoordinatorSettings
+    from coordinator.settings import CoordinatorSettings, SettingsError
     from gridswarm.chain import ChainUnavailable
 
     try:
         settings = CoordinatorSettings.load(Path(args.config) if args.config else None, port=args.port)
-    except (OSError, ValidationError) as exc:
-        return _fail(f"coordinator config: {exc}")
+        check(settings)
+    except (SettingsError, StartupError) as exc:
+        return _fail(_one_line(str(exc)))
     try:
         serve(settings)
     except ChainUnavailable as exc:
         return _fail(str(exc))
     return 0
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
@@ -148,12 +154,12 @@ def cmd_agent(args: argparse.Namespace) -> int:
         try:
             check_cfg = DeviceSectionConfig.load(Path(args.config))
         except ConfigError as exc:
-            return _fail(str(exc))
+            return _fail(_one_line(str(exc)))
         return asyncio.run(_agent_check(check_cfg))
     try:
         cfg = AgentConfig.load(Path(args.config))
     except ConfigError as exc:
-        return _fail(str(exc))
+        return _fail(_one_line(str(exc)))
     from agent.runtime import run_agent
 
     try:
@@ -219,6 +225,7 @@ BENCHES = {
     "gas": ("gridswarm.bench_gas", "configure_bench", "run_bench", "contract gas per operation on Ganache"),
     "e2e": ("coordinator.market.bench_e2e", "configure_bench", "run_bench", "clearing end to end on Ganache"),
     "analytics": ("coordinator.bench_analytics", "configure_bench", "run_bench", "analytics queries over a year"),
+    "ingest": ("coordinator.bench_ingest", "configure_bench", "run_bench", "signed messages/s one coordinator takes"),
 }
 
 
@@ -250,6 +257,8 @@ def build_parser(*, delegated: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="port (default: a free one)")
     p.add_argument("--chain-id", type=int, default=1337)
     p.add_argument("--accounts", type=int, default=10)
+    p.add_argument("--db", default="devnet-chain", help="folder the chain is kept in (a restart resumes it)")
+    p.add_argument("--in-memory", action="store_true", help="keep the chain in memory only (lost on exit)")
     p.set_defaults(func=cmd_devnet)
 
     p = sub.add_parser("deploy", help="deploy GridToken and EnergyMarket and register participants")

@@ -130,7 +130,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         raise DemoError("--intervals must be at least 1")
     out = opts.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("coordinator", "agents", "deployments", "logs", "report.json"):
+    for stale in ("coordinator", "agents", "deployments", "logs", "chain", "report.json"):
         # A fresh chain each run: state left by an earlier run in the same folder must go.
         path = out / stale
         if path.is_dir():
@@ -148,7 +148,8 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
                 raise DemoError(str(exc)) from exc
             rpc_url = opts.rpc_url
         else:
-            ganache = Ganache(log_path=out / "logs" / "ganache.log").start()
+            # On disk (out/chain), so a node restarted on that folder resumes the demo's chain.
+            ganache = Ganache(log_path=out / "logs" / "ganache.log", db_path=out / "chain").start()
             rpc_url = ganache.url
             w3 = connect(rpc_url)
         print(f"chain: {rpc_url} (chain id {w3.eth.chain_id})", flush=True)

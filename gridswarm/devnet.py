@@ -2,7 +2,8 @@
 
 Ganache 7.9.2 knows hardforks up to shanghai (TOOLCHAIN.md), so the node runs shanghai and the
 contracts are compiled for it. Accounts are deterministic; the first one funds the keys the
-deployment generates.
+deployment generates. With ``db_path`` the chain is kept on disk (Ganache's
+``--database.dbPath``), so a node restarted on the same folder resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ class Ganache:
         accounts: int = 10,
         block_gas_limit: int = 30_000_000,
         log_path: Path | None = None,
+        db_path: Path | None = None,
     ) -> None:
         self.port = port or free_port()
         self.chain_id = chain_id
         self.accounts = accounts
         self.block_gas_limit = block_gas_limit
         self.log_path = log_path
+        self.db_path = db_path
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -74,6 +77,9 @@ class Ganache:
             "--miner.instamine=eager",
             "--logging.quiet=true",
         ]
+        if self.db_path is not None:
+            Path(self.db_path).mkdir(parents=True, exist_ok=True)
+            cmd.append(f"--database.dbPath={Path(self.db_path).resolve()}")
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()

@@ -99,6 +99,9 @@ class Health(BaseModel):
     agents_connected: int
     intervals_settled: int
     intervals_failed: int
+    intervals_lapsed: int = 0
+    intervals_stuck: list[int] = []
+    problems: list[str] = []
 
 
 class MessageAccepted(BaseModel):
@@ -106,3 +109,24 @@ class MessageAccepted(BaseModel):
     kind: str
     seq: int
     reply: dict[str, Any]
+
+
+class ErrorDetail(BaseModel):
+    reason: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    detail: ErrorDetail | str | list[dict[str, Any]]
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error responses a route can give."""
+    text = {
+        400: "malformed, unsigned, replayed, expired or otherwise invalid input; nothing changed",
+        404: "no such resource",
+        413: "request body over the size limit",
+        422: "a query or path parameter out of range or of the wrong type",
+        503: "the coordinator cannot serve this now",
+    }
+    return {code: {"model": ErrorResponse, "description": text[code]} for code in codes}

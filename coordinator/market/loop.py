@@ -1,4 +1,4 @@
-"""The market loop: drives each delivery interval through its lifecycle (DESIGN §3).
+"""The market loop: drives each delivery interval through its lifecycle.
 
 For interval *k* with delivery window ``[start, end)`` (``k = start // interval_s``):
 
@@ -11,7 +11,9 @@ For interval *k* with delivery window ``[start, end)`` (``k = start // interval_
 then                       settle on chain with the readings that arrived
 =========================  ===================================================
 
-Intervals overlap (k+1 opens while k delivers); each runs as its own task. Chain calls are
+Intervals overlap (k+1 opens while k delivers); each runs as its own task. Each step starts
+from the interval's state read back from the chain (``coordinator/market/lifecycle.py``), so a
+restarted coordinator resumes every unfinished interval wherever it stopped. Chain calls are
 blocking web3 calls, so they run in worker threads and never stall the agents' links.
 """
 
@@ -22,6 +24,7 @@ import logging
 import math
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,15 @@ from coordinator.hub import Hub
 from coordinator.indexer import Indexer
 from coordinator.market.cli import read_zones
 from coordinator.market.clearing import ClearingResult, Network, Order, clear
+from coordinator.market.lifecycle import (
+    ACTIVE_STAGES,
+    ChainState,
+    Step,
+    Times,
+    backoff_s,
+    first_new_interval,
+    next_step,
+)
 from coordinator.store import Store
 from gridswarm.chain import ContractRevert, Deployment, TxSender, compact_signature
 from gridswarm.clock import Clock
@@ -85,29 +97,82 @@ class MarketLoop:
         self.market = deployment.market_contract(operator.w3)
         self.done = asyncio.Event()
         self.completed: list[int] = []
-        self.failed: dict[int, str] = {}
+        self.failed: dict[int, str] = {}  # intervals that ended without settling, and why
+        self.errors: dict[int, str] = {}  # the last failed step of intervals still being driven
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._announced: set[int] = set()
         self.network: Network | None = read_zones(str(cfg.network_file)) if cfg.network_file else None
 
     # ------------------------------------------------------------------ driver
 
     async def run(self) -> None:
+        """Resume every interval left unfinished, then open new ones on the schedule.
+
+        Every interval runs as its own supervised task through :meth:`run_interval`, which
+        reads the interval's state back from the chain before each step (see
+        ``coordinator/market/lifecycle.py``), so a restart continues where the last process
+        stopped. ``intervals`` counts every interval this coordinator's store has planned.
+        """
         await self._wait_for_agents()
-        k = math.floor(self.clock.now() / self.cfg.interval_s) + 2
-        tasks: list[asyncio.Task[None]] = []
-        n = 0
+        await self._retry("index", lambda: asyncio.to_thread(self.indexer.sync))
+        planned = self.store.lifecycle_rows()
+        final = {int(r["interval"]) for r in planned if r["stage"] not in ACTIVE_STAGES}
+        resume = sorted(
+            {int(r["interval"]) for r in planned if r["stage"] in ACTIVE_STAGES}
+            | (set(self.store.chain_unsettled()) - final)  # opened on chain, lost from our own records
+        )
+        for k in resume:
+            logger.info("resuming interval %d (%s)", k, (self.store.lifecycle(k) or {}).get("stage", "on chain"))
+            self._start(k)
+        n = len(planned)
+        last = max((int(r["interval"]) for r in planned), default=None)
+        k = first_new_interval(self.clock.now(), self.cfg.interval_s, self.cfg.gate_lead_s, last)
         try:
             while self.cfg.intervals is None or n < self.cfg.intervals:
-                start = k * self.cfg.interval_s
-                await self.clock.sleep_until(start - self.cfg.interval_s)
-                tasks.append(asyncio.create_task(self.run_interval(k), name=f"interval-{k}"))
-                tasks = [t for t in tasks if not t.done()]
+                times = self._times(k)
+                await self.clock.sleep_until(times.opens)
+                if k not in self._tasks:
+                    self._plan(k)
+                    self._start(k)
+                    n += 1
                 k += 1
-                n += 1
-            await asyncio.gather(*tasks)
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
         finally:
-            for t in tasks:
-                t.cancel()
+            for k, t in list(self._tasks.items()):
+                if not t.done():
+                    stage = (self.store.lifecycle(k) or {}).get("stage", "?")
+                    logger.info("stopping: interval %d handed over at stage %s (resumed on next start)", k, stage)
+                    t.cancel()
             self.done.set()
+
+    def _times(self, k: int) -> Times:
+        return Times(k, self.cfg.interval_s, self.cfg.gate_lead_s)
+
+    def _plan(self, k: int) -> None:
+        t = self._times(k)
+        self.store.set_stage(
+            k, "pending", delivery_start=t.start, delivery_end=t.end, gate_close=t.gate, dispatched=0,
+            updated=self.clock.now(), error="",
+        )
+
+    def _start(self, k: int) -> None:
+        if k in self._tasks:
+            return
+        if self.store.lifecycle(k) is None:
+            self._plan(k)
+        task = asyncio.create_task(self.run_interval(k), name=f"interval-{k}")
+        self._tasks[k] = task
+        task.add_done_callback(lambda t, k=k: self._finished(k, t))
+
+    def _finished(self, k: int, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(k, None)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:  # run_interval catches everything; this is a bug, made loud
+            logger.error("interval %d task died: %r", k, exc, exc_info=exc)
+            self.failed[k] = f"{exc.__class__.__name__}: {exc}"
 
     async def _wait_for_agents(self) -> None:
         if not self.cfg.expected_agents:
@@ -117,33 +182,151 @@ class MarketLoop:
             await asyncio.sleep(0.1)
         logger.info("%d of %d expected agents connected", len(self.hub.links), self.cfg.expected_agents)
 
+    async def chain_state(self, k: int) -> ChainState:
+        def read() -> ChainState:
+            status, live, committed, clear_by, settle_by = self.market.functions.intervalOf(k).call()
+            lapsed = bool(self.market.functions.lapsed(k).call())
+            return ChainState(int(status), int(live), int(committed), int(clear_by), int(settle_by), lapsed)
+
+        return await asyncio.to_thread(read)
+
     async def run_interval(self, k: int) -> None:
-        start = k * self.cfg.interval_s
-        end = start + self.cfg.interval_s
-        gate = start - self.cfg.gate_lead_s
-        try:
-            await self._tx(self.market.functions.openInterval(k))
-            self.store.upsert_interval(k, status="open", delivery_start=start, delivery_end=end)
-            await self.hub.broadcast(
-                "interval", {"interval": k, "delivery_start": start, "delivery_end": end, "gate_close": gate}
-            )
-            await self.clock.sleep_until(gate)
-            await self._tx(self.market.functions.closeInterval(k))
-            fills, result, dispatch = await self.clear_and_commit(k)
-            await self._dispatch(k, start, end, dispatch)
-            await self.clock.sleep_until(end)
-            await self._wait_for_readings(k, set(dispatch), end + self.cfg.meter_wait_s)
-            await self.settle(k, fills)
-            self.completed.append(k)
+        """Drive interval ``k`` to a final stage (settled, lapsed or skipped) from wherever the
+        chain says it is. A failed step is retried with bounded back-off after reading the
+        state again; the contract's deadlines bound how long (past them the interval lapses)."""
+        times = self._times(k)
+        attempt = 0
+        while True:
+            try:
+                state = await self.chain_state(k)
+                step = next_step(state, self.clock.now(), times)
+                if step.final:
+                    self._final(k, step, state)
+                    return
+                self.store.set_stage(k, state.name if state.status else "pending", updated=self.clock.now())
+                await self._do(k, step, times)
+                attempt = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - read the state again and retry, bounded by the deadlines
+                delay = backoff_s(attempt)
+                attempt += 1
+                message = f"{exc.__class__.__name__}: {exc}"
+                self.errors[k] = message
+                self.store.set_stage(k, (self.store.lifecycle(k) or {}).get("stage", "pending"), error=message[:500])
+                if isinstance(exc, ContractRevert):
+                    logger.error("interval %d: step failed: %s; retrying in %.1f s", k, exc, delay)
+                else:
+                    logger.warning("interval %d: step failed (%s); retrying in %.1f s", k, message, delay, exc_info=attempt == 1)
+                await asyncio.sleep(delay)
+
+    def _final(self, k: int, step: Step, state: ChainState) -> None:
+        self.store.set_stage(k, step.value, updated=self.clock.now())
+        self.errors.pop(k, None)
+        if step is Step.SETTLED:
+            if k not in self.completed:
+                self.completed.append(k)
             logger.info("interval %d settled", k)
-        except ContractRevert as exc:
-            self.failed[k] = str(exc)
-            logger.error("interval %d failed: %s", k, exc)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one bad interval must not stop the market
-            self.failed[k] = f"{exc.__class__.__name__}: {exc}"
-            logger.exception("interval %d failed", k)
+        else:
+            why = {
+                Step.LAPSED: f"lapsed on chain at status {state.name}: its deadline passed; owners recover their locks",
+                Step.SKIP: "not opened before its gate",
+            }[step]
+            self.failed[k] = why
+            logger.warning("interval %d %s", k, why)
+
+    async def _do(self, k: int, step: Step, times: Times) -> None:
+        if step is Step.OPEN:
+            await self._tx(self.market.functions.openInterval(k))
+            await self._announce(k, times)
+        elif step is Step.CLOSE:
+            if self.clock.now() < times.gate:
+                await self._announce(k, times)
+                await self.clock.sleep_until(times.gate)
+            await self._tx(self.market.functions.closeInterval(k))
+        elif step is Step.COMMIT:
+            _, _, dispatch = await self.clear_and_commit(k)
+            await self._send_dispatch(k, times, dispatch)
+        elif step is Step.VOID:
+            await self._void(k)
+        elif step is Step.SETTLE:
+            await self._deliver_and_settle(k, times)
+
+    async def _announce(self, k: int, times: Times) -> None:
+        if k in self._announced:
+            return
+        self._announced.add(k)
+        await self.hub.broadcast("interval", self._notice(times))
+
+    @staticmethod
+    def _notice(times: Times) -> dict[str, Any]:
+        return {
+            "interval": times.interval,
+            "delivery_start": times.start,
+            "delivery_end": times.end,
+            "gate_close": times.gate,
+        }
+
+    async def _send_dispatch(self, k: int, times: Times, dispatch: dict[str, dict[str, Any]]) -> None:
+        self.store.save_dispatch(k, dispatch)
+        await self._dispatch(k, times.start, times.end, dispatch)
+        self.store.set_stage(k, "cleared", dispatched=1, updated=self.clock.now())
+
+    async def _void(self, k: int) -> None:
+        """Commit a zero fill for every live order: the gate closed but the commit came too
+        late for anyone to deliver, so the interval settles with nothing traded and every lock
+        released (nobody forfeits collateral for a dispatch they never got)."""
+        await self._retry("index", lambda: asyncio.to_thread(self.indexer.sync))
+        rows = self.store.query("select id from orders where interval = ? and status = 'open'", [k])
+        zero = sorted((int(r["id"]), 0, 0) for r in rows)
+        logger.warning("interval %d: gate closed but not committed before delivery; voiding %d orders", k, len(zero))
+        await asyncio.to_thread(self._commit_fills, k, zero)
+        await asyncio.to_thread(self.indexer.sync)
+        self.store.set_stage(k, "cleared", dispatched=1, updated=self.clock.now(), error="voided: committed too late")
+
+    async def _deliver_and_settle(self, k: int, times: Times) -> None:
+        await asyncio.to_thread(self.indexer.sync)
+        fills = self.store.committed_fills(k)
+        row = self.store.lifecycle(k) or {}
+        if not row.get("dispatched") and self.clock.now() < times.end:
+            await self._send_dispatch(k, times, self.store.fill_dispatch(k))
+        sellers = {
+            r["owner"]
+            for r in self.store.query("select owner from fills where interval = ? and side = 'offer' and qty_wh > 0", [k])
+        }
+        if sellers:
+            await self.clock.sleep_until(times.end)
+            await self._wait_for_readings(k, sellers, times.end + self.cfg.meter_wait_s)
+        self.store.set_stage(k, "cleared", updated=self.clock.now())
+        await self.settle(k, fills)
+
+    async def obligations(self, address: str) -> None:
+        """Send a (re)connected agent what it needs now: the notices of intervals still taking
+        orders and its dispatch for intervals whose delivery has not ended."""
+        now = self.clock.now()
+        for row in self.store.lifecycle_rows(("open", "closed", "cleared")):
+            k = int(row["interval"])
+            times = self._times(k)
+            if row["stage"] == "open" and now < times.gate:
+                await self.hub.send(address, "interval", self._notice(times))
+            elif row["stage"] == "cleared" and now < times.end and row.get("dispatched"):
+                d = self.store.dispatch_of(k, address)
+                if d is not None:
+                    await self._dispatch(k, times.start, times.end, {address: d})
+
+    async def _retry(self, what: str, fn: Callable[[], Awaitable[Any]], attempts: int = 8) -> Any:
+        for attempt in range(attempts):
+            try:
+                return await fn()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - bounded retries, then the caller's handling
+                if attempt == attempts - 1:
+                    raise
+                delay = backoff_s(attempt)
+                logger.warning("%s failed (%s: %s); retrying in %.1f s", what, exc.__class__.__name__, exc, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ steps
 
@@ -155,8 +338,12 @@ class MarketLoop:
     ) -> tuple[list[tuple[int, int, int]], ClearingResult, dict[str, dict[str, Any]]]:
         t0 = time.perf_counter()
         await asyncio.to_thread(self.indexer.sync)
+        # Every live order, those a partial commit before a restart already filled included, so
+        # the clearing (deterministic) gives the same fills again and only the missing are sent.
         rows = self.store.query(
-            "select * from orders where interval = ? and status = 'open' order by block, log_index", [k]
+            "select * from orders where interval = ? and status in ('open', 'filled', 'unfilled') "
+            "order by block, log_index",
+            [k],
         )
         # Chain order ids are 256-bit (interval, side, owner, nonce); the engine takes row numbers.
         orders = [
@@ -178,7 +365,9 @@ class MarketLoop:
             f = by_id.get(i)
             fills.append((int(r["id"]), int(f.qty_wh) if f else 0, int(f.price) if f else 0))
         committed = sorted(fills)  # the market takes fills in ascending order id
-        commit_txs, gas = await asyncio.to_thread(self._commit_fills, k, committed)
+        # After a restart mid-commit, only the fills the chain has not taken yet are sent.
+        done = {oid for oid, _, _ in self.store.committed_fills(k)}
+        commit_txs, gas = await asyncio.to_thread(self._commit_fills, k, [f for f in committed if f[0] not in done])
         clear_seconds = time.perf_counter() - t0
         self.store.upsert_interval(
             k,
@@ -288,10 +477,12 @@ class MarketLoop:
                 logger.warning("interval %d: no link to %s for its dispatch", k, address)
 
     async def _wait_for_readings(self, k: int, participants: set[str], deadline: float) -> None:
-        while self.clock.now() < deadline:
-            have = {r["participant"] for r in self.store.query("select participant from readings where interval = ?", [k])}
+        while True:
+            have = self.store.reading_senders(k)
             if participants <= have:
                 return
+            if self.clock.now() >= deadline:
+                break
             await asyncio.sleep(0.05)
         logger.warning("interval %d: settling without readings from %s", k, sorted(participants - have))
 

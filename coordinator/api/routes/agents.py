@@ -10,7 +10,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect
 
 from coordinator.api.deps import CoordinatorDep
-from coordinator.api.schemas import MessageAccepted
+from coordinator.api.guard import BadInput, parse_json, read_limited
+from coordinator.api.schemas import MessageAccepted, error_responses
 from gridswarm.envelope import MAX_ENVELOPE_BYTES, EnvelopeError
 
 logger = logging.getLogger(__name__)
@@ -26,15 +27,55 @@ def _seq_of(raw: str) -> int | None:
     return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else None
 
 
-@router.post("/api/v1/messages", response_model=MessageAccepted)
+ENVELOPE_SCHEMA = {
+    "type": "object",
+    "description": "a signed envelope (docs/protocol.md); at most 256 KiB",
+    "required": ["version", "kind", "sender", "seq", "issued_at", "expires_at", "body", "signature"],
+    "properties": {
+        "version": {"type": "integer"},
+        "kind": {"type": "string"},
+        "sender": {"type": "string"},
+        "seq": {"type": "integer", "minimum": 0},
+        "issued_at": {"type": "number"},
+        "expires_at": {"type": "number"},
+        "body": {"type": "object"},
+        "signature": {"type": "string"},
+    },
+}
+
+BUSY = "coordinator overloaded: the message was not read; send it again later"
+
+# WebSocket close codes (RFC 6455) for frames that cannot be a message at all.
+CLOSE_UNSUPPORTED = 1003  # a binary frame
+CLOSE_INVALID = 1007  # not JSON text, too deep, lone surrogates
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+
+
+@router.post(
+    "/api/v1/messages",
+    response_model=MessageAccepted,
+    responses=error_responses(400, 413, 422, 503),
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": ENVELOPE_SCHEMA}}}},
+)
 async def post_message(request: Request, coord: CoordinatorDep) -> MessageAccepted:
-    raw = await request.body()
-    if len(raw) > MAX_ENVELOPE_BYTES:
-        raise HTTPException(status_code=413, detail=f"message larger than {MAX_ENVELOPE_BYTES} bytes")
     try:
-        env, reply = await asyncio.to_thread(coord.hub.handle, raw)
+        raw = await read_limited(request.stream(), request.headers.get("content-length"))
+        data = parse_json(raw)
+        if not isinstance(data, dict):
+            raise BadInput(400, "malformed", "an envelope is a JSON object")
+    except BadInput as exc:
+        raise HTTPException(status_code=exc.status, detail={"reason": exc.reason, "message": str(exc)}) from exc
+    if not coord.hub.admit(data.get("kind")):
+        raise HTTPException(
+            status_code=503, detail={"reason": "busy", "message": BUSY}, headers={"Retry-After": "1"}
+        )
+    try:
+        env, reply = await asyncio.to_thread(coord.hub.handle, data)
     except EnvelopeError as exc:
         raise HTTPException(status_code=400, detail={"reason": exc.reason, "message": str(exc)}) from exc
+    finally:
+        coord.hub.release()
     return MessageAccepted(accepted=True, kind=env.kind, seq=env.seq, reply=reply)
 
 
@@ -47,15 +88,44 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
     async def send_text(text: str) -> None:
         await ws.send_text(text)
 
+    async def refuse(reason: str, message: str, code: int, seq: int | None = None) -> None:
+        """Answer a frame that cannot be a message with a signed error, then close with ``code``."""
+        logger.warning("closing agent socket (%s): %s", reason, message)
+        await ws.send_text(hub.sign("error", {"reason": reason, "message": message, "seq": seq}).to_json())
+        await ws.close(code=code, reason=reason)
+
     try:
         while True:
-            raw = await ws.receive_text()
+            frame = await ws.receive()
+            if frame["type"] == "websocket.disconnect":
+                break
+            raw = frame.get("text")
+            if raw is None:
+                await refuse("binary", "send envelopes as text frames", CLOSE_UNSUPPORTED)
+                break
+            if len(raw) > MAX_ENVELOPE_BYTES:
+                await refuse("too_large", f"frame over {MAX_ENVELOPE_BYTES} bytes", CLOSE_TOO_BIG)
+                break
             try:
-                env, reply = await asyncio.to_thread(hub.handle, raw)
+                data = parse_json(raw)
+            except BadInput as exc:
+                await refuse(exc.reason, str(exc), CLOSE_INVALID)
+                break
+            if not hub.admit(data.get("kind") if isinstance(data, dict) else None):
+                await ws.send_text(hub.sign("error", {"reason": "busy", "message": BUSY, "seq": _seq_of(raw)}).to_json())
+                continue
+            try:
+                env, reply = await asyncio.to_thread(hub.handle, data)
             except EnvelopeError as exc:
                 body: dict[str, Any] = {"reason": exc.reason, "message": str(exc), "seq": _seq_of(raw)}
                 await ws.send_text(hub.sign("error", body).to_json())
                 continue
+            except Exception as exc:  # noqa: BLE001 - a bug must not kill the server; the agent reconnects
+                logger.exception("agent message failed")
+                await refuse("internal", f"{exc.__class__.__name__}", CLOSE_INTERNAL, _seq_of(raw))
+                break
+            finally:
+                hub.release()
             if env.kind == "hello":
                 address = env.sender
                 hub.links[address] = send_text
@@ -69,10 +139,14 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
                 if fr.enabled:
                     arm = {"armed": True, "droop": fr.droop, "deadband_hz": fr.deadband_hz, "mode": fr.mode}
                     await ws.send_text(hub.sign("arm", arm).to_json())
+                if coord.loop is not None:
+                    await coord.loop.obligations(address)
             elif reply:
                 await ws.send_text(hub.sign("ack", reply).to_json())
     except WebSocketDisconnect:
         pass
+    except Exception as exc:  # noqa: BLE001 - e.g. the socket broke mid-send: drop this link only
+        logger.info("agent socket ended: %s: %s", exc.__class__.__name__, exc)
     finally:
         if address and hub.links.get(address) is send_text:
             hub.links.pop(address, None)

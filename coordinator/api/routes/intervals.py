@@ -3,11 +3,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 
 from coordinator.api.deps import StoreDep
 from coordinator.api.routes.trades import trade_rows
-from coordinator.api.schemas import IntervalDetail, IntervalPublic, IntervalsPublic, OrderPublic, TradePublic
+from coordinator.api.guard import MAX_SQL_INT
+from coordinator.api.schemas import (
+    IntervalDetail,
+    IntervalPublic,
+    IntervalsPublic,
+    OrderPublic,
+    TradePublic,
+    error_responses,
+)
 
 router = APIRouter(prefix="/api/v1/intervals", tags=["intervals"])
 
@@ -19,12 +27,12 @@ def interval_public(row: dict[str, Any]) -> IntervalPublic:
     return IntervalPublic.model_validate(data)
 
 
-@router.get("", response_model=IntervalsPublic)
+@router.get("", response_model=IntervalsPublic, responses=error_responses(422))
 def list_intervals(
     store: StoreDep,
-    status: str | None = None,
+    status: str | None = Query(default=None, max_length=32),
     limit: int = Query(default=100, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_SQL_INT),
 ) -> IntervalsPublic:
     where, params = ("where status = ?", [status]) if status else ("", [])
     rows = store.query(f"select * from intervals {where} order by id limit ? offset ?", [*params, limit, offset])
@@ -32,8 +40,8 @@ def list_intervals(
     return IntervalsPublic(data=[interval_public(r) for r in rows], count=int(count["n"]) if count else 0)
 
 
-@router.get("/{interval_id}", response_model=IntervalDetail)
-def get_interval(interval_id: int, store: StoreDep) -> IntervalDetail:
+@router.get("/{interval_id}", response_model=IntervalDetail, responses=error_responses(404, 422))
+def get_interval(store: StoreDep, interval_id: int = Path(ge=0, le=MAX_SQL_INT)) -> IntervalDetail:
     row = store.one("select * from intervals where id = ?", [interval_id])
     if row is None:
         raise HTTPException(status_code=404, detail=f"interval {interval_id} not found")

@@ -5,7 +5,8 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from coordinator.api.deps import StoreDep
-from coordinator.api.schemas import TradePublic, TradesPublic
+from coordinator.api.guard import MAX_SQL_INT
+from coordinator.api.schemas import TradePublic, TradesPublic, error_responses
 from coordinator.store import Store
 
 router = APIRouter(prefix="/api/v1/trades", tags=["trades"])
@@ -30,13 +31,13 @@ def trade_rows(store: Store, interval: int | None, owner: str | None, limit: int
     return store.query(_SELECT.format(extra=extra), [*params, limit, offset])
 
 
-@router.get("", response_model=TradesPublic)
+@router.get("", response_model=TradesPublic, responses=error_responses(422))
 def list_trades(
     store: StoreDep,
-    interval: int | None = None,
-    owner: str | None = None,
+    interval: int | None = Query(default=None, ge=0, le=MAX_SQL_INT),
+    owner: str | None = Query(default=None, max_length=64),
     limit: int = Query(default=500, ge=1, le=10_000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_SQL_INT),
 ) -> TradesPublic:
     rows = trade_rows(store, interval, owner, limit, offset)
     return TradesPublic(data=[TradePublic.model_validate(r) for r in rows], count=len(rows))

@@ -1,0 +1,86 @@
+"""Checks on untrusted input before anything else reads it: size while the body is read,
+JSON that is too deep, lone surrogates, integers SQLite cannot hold. Each failure is a
+:class:`BadInput` with an HTTP status and a reason the sender can act on; nothing is changed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gridswarm.envelope import MAX_ENVELOPE_BYTES
+
+MAX_DEPTH = 16  # an envelope nests four deep; anything near this is not one
+MAX_SQL_INT = 2**63 - 1  # SQLite integers are signed 64-bit
+
+
+class BadInput(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+async def read_limited(chunks: AsyncIterator[bytes], declared: str | None, limit: int = MAX_ENVELOPE_BYTES) -> bytes:
+    """The body, read chunk by chunk and refused (413) as soon as it passes ``limit``; a
+    declared ``Content-Length`` over the limit is refused before anything is read."""
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise BadInput(400, "bad_length", "Content-Length is not a number") from None
+        if size > limit:
+            raise BadInput(413, "too_large", f"body of {size} bytes is over the limit of {limit}")
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > limit:
+            raise BadInput(413, "too_large", f"body is over the limit of {limit} bytes")
+    return bytes(body)
+
+
+def parse_json(raw: str | bytes) -> Any:
+    """Parse ``raw`` and check every value: depth, strings encodable as UTF-8, integers that fit
+    the store. Raises :class:`BadInput` (400) naming the problem."""
+    if len(raw) > MAX_ENVELOPE_BYTES:
+        raise BadInput(413, "too_large", f"message of {len(raw)} bytes is over the limit of {MAX_ENVELOPE_BYTES}")
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise BadInput(400, "too_deep", f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadInput(400, "malformed", f"not JSON: {_printable(str(exc))}") from None
+    check_value(data)
+    return data
+
+
+def check_value(data: Any) -> None:
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise BadInput(400, "too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, str):
+            _check_text(value)
+        elif isinstance(value, bool) or value is None or isinstance(value, float):
+            continue
+        elif isinstance(value, int):
+            if not -MAX_SQL_INT - 1 <= value <= MAX_SQL_INT:
+                raise BadInput(400, "out_of_range", "integer outside the signed 64-bit range")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                _check_text(k)
+                stack.append((v, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInput(400, "bad_text", "string holds a lone UTF-16 surrogate (not valid Unicode)") from None
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")[:300]

@@ -1,0 +1,346 @@
+"""A coordinator stopped at any stage of an interval resumes it from the chain.
+
+Each test runs the real market loop against Ganache on a manual clock, stops it (its tasks
+cancelled, as a killed process leaves them) at one lifecycle stage, then starts a NEW loop over
+the same SQLite store, which must drive the interval to settlement: no order or fill doubled,
+every lock released, value conserved. (Killing a real coordinator process with SIGKILL is in
+tests/system/test_faults.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from types import SimpleNamespace
+from typing import Any
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from coordinator.hub import Hub
+from coordinator.indexer import Indexer
+from coordinator.market.lifecycle import ChainState, Step, Times, first_new_interval, next_step
+from coordinator.market.loop import MarketConfig, MarketLoop
+from coordinator.store import Store
+from gridswarm.chain import TxSender, sign_meter_reading
+from gridswarm.clock import ManualClock
+from gridswarm.devnet import Ganache, free_port
+from gridswarm.envelope import Signer
+from tests.conftest import Market, deploy_fresh
+
+I = 900.0
+GATE = 300.0
+
+# ------------------------------------------------------------------ the pure state machine
+
+
+def test_next_step_covers_every_chain_status() -> None:
+    t = Times(100, I, GATE)
+    assert next_step(ChainState(0), t.opens, t) is Step.OPEN
+    assert next_step(ChainState(0), t.gate, t) is Step.SKIP
+    assert next_step(ChainState(1), t.opens, t) is Step.CLOSE
+    assert next_step(ChainState(1, lapsed=True), t.opens, t) is Step.LAPSED
+    assert next_step(ChainState(2), t.gate, t) is Step.COMMIT
+    assert next_step(ChainState(2), t.start, t) is Step.VOID
+    assert next_step(ChainState(2, live_orders=4, committed=2), t.start, t) is Step.COMMIT
+    assert next_step(ChainState(3), t.end + 10_000, t) is Step.SETTLE
+    assert next_step(ChainState(3, lapsed=True), t.end, t) is Step.LAPSED
+    assert next_step(ChainState(4, lapsed=True), t.end, t) is Step.SETTLED
+    with pytest.raises(ValueError):
+        next_step(ChainState(9), t.start, t)
+
+
+def test_first_new_interval_skips_nothing_that_can_still_trade() -> None:
+    assert first_new_interval(100 * I + 1, I, GATE, None) == 102  # fresh: the interval after next
+    # restart early in interval 100 after planning up to 100: 101 can still trade (gate at 100*I + 600)
+    assert first_new_interval(100 * I + 10, I, GATE, 100) == 101
+    # restart too close to 101's gate: it gets 102
+    assert first_new_interval(100 * I + 500, I, GATE, 100) == 102
+    # never goes back before what was planned
+    assert first_new_interval(100 * I + 10, I, GATE, 105) == 106
+
+
+# ------------------------------------------------------------------ against the chain
+
+
+class Rig:
+    def __init__(self, m: Market, db: Path, clock: ManualClock) -> None:
+        self.m = m
+        self.db = db
+        self.clock = clock
+        self.cfg = MarketConfig(interval_s=I, gate_lead_s=GATE, meter_wait_s=60.0)
+
+    def loop(self) -> MarketLoop:
+        """A fresh coordinator (new store connection, new indexer) over the same database."""
+        store = Store(self.db)
+        signer = Signer(self.m.coordinator_key, "coordinator", self.clock, itertools.count(1).__next__)
+        hub = Hub(store, self.clock, signer, self.m.dep.chain_id, self.m.dep.market)
+        indexer = Indexer(self.m.w3, self.m.dep, store)
+        indexer.sync()
+        operator = TxSender(self.m.w3, self.m.operator, self.m.dep.decoder())
+        return MarketLoop(self.cfg, self.clock, store, hub, indexer, operator, self.m.dep)
+
+    def status(self, k: int) -> int:
+        return int(self.m.market.functions.intervalOf(k).call()[0])
+
+    def committed(self, k: int) -> int:
+        return int(self.m.market.functions.intervalOf(k).call()[2])
+
+    def post(self, k: int) -> None:
+        seller, buyer = self.m.participants[0], self.m.participants[1]
+        self.m.sender(seller.account).transact(self.m.market.functions.postOrder(k, 1, 500, 100))
+        self.m.sender(buyer.account).transact(self.m.market.functions.postOrder(k, 0, 400, 150))
+
+    def meter(self, loop: MarketLoop, k: int, exported: int) -> None:
+        seller = self.m.participants[0].account
+        sig = sign_meter_reading(seller, self.m.dep.chain_id, self.m.dep.market, k, exported, 0)
+        with loop.store.transaction() as db:
+            db["readings"].upsert(
+                {"interval": k, "participant": seller.address, "exported_wh": exported, "imported_wh": 0, "signature": sig},
+                pk=("interval", "participant"),
+            )
+
+    def conserved(self) -> None:
+        market = self.m.market
+        held = int(self.m.dep.token_contract(self.m.w3).functions.balanceOf(self.m.dep.market).call())
+        owners = [p.account.address for p in self.m.participants] + [self.m.admin.address]
+        total, locked = 0, 0
+        for a in owners:
+            free, lk, *_ = market.functions.accountOf(a).call()
+            total += int(free) + int(lk)
+            locked += int(lk)
+        assert total == held
+        assert locked == 0
+
+
+async def _until(pred: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
+async def _drive_to_settled(rig: Rig, loop: MarketLoop, k: int) -> None:
+    times = Times(k, I, GATE)
+    task = asyncio.create_task(loop.run_interval(k))
+    for t in (times.gate, times.start, times.end, times.end + 120):
+        rig.clock.set(max(rig.clock.now(), t))
+        if t == times.end:
+            rig.meter(loop, k, 380)
+        await asyncio.sleep(0.3)
+        if task.done():
+            break
+    await asyncio.wait_for(task, 60)
+    assert rig.status(k) == 4
+    assert k in loop.completed
+
+
+STAGES = ["open", "closed", "committing", "cleared-before-dispatch", "delivering"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_restart_at_each_stage_settles_the_interval(stage: str, tmp_path: Path, market: Market) -> None:
+    k = 2_000_000 + STAGES.index(stage)
+    clock = ManualClock(Times(k, I, GATE).opens)
+    rig = Rig(market, tmp_path / "coordinator.sqlite", clock)
+
+    async def scenario() -> None:
+        first = rig.loop()
+        first._plan(k)
+        task = asyncio.create_task(first.run_interval(k))
+        await _until(lambda: rig.status(k) == 1, "interval opened")
+        rig.post(k)
+        if stage != "open":
+            clock.set(Times(k, I, GATE).gate)
+            want = 2 if stage in ("closed", "committing") else 3
+            if stage == "committing":
+                # one fill per commit transaction, and the process dies after the first
+                first.cfg = dataclasses.replace(first.cfg, commit_chunk=1)
+                real_transact = first.operator.transact
+
+                def one_then_die(call: Any, gas: int | None = None) -> Any:
+                    if call.fn_name == "commitFills" and rig.committed(k) >= 1:
+                        raise RuntimeError("killed between commit chunks")
+                    return real_transact(call, gas=gas)
+
+                first.operator.transact = one_then_die  # type: ignore[method-assign]
+            if stage == "closed":
+                # stop the first coordinator between closing and committing
+                real = first.clear_and_commit
+
+                async def never(k_: int) -> object:
+                    await asyncio.Event().wait()
+                    return await real(k_)
+
+                first.clear_and_commit = never  # type: ignore[method-assign]
+            if stage == "cleared-before-dispatch":
+                async def blocked(*a: object) -> None:
+                    await asyncio.Event().wait()
+
+                first._send_dispatch = blocked  # type: ignore[method-assign]
+            await _until(lambda: rig.status(k) == want, f"chain status {want}")
+            if stage == "committing":
+                await _until(lambda: k in first.errors, "the commit stopped after one chunk")
+                assert rig.committed(k) == 1
+            if stage == "delivering":
+                await _until(lambda: (first.store.lifecycle(k) or {}).get("dispatched") == 1, "dispatch sent")
+                clock.set(Times(k, I, GATE).start + 100)
+        await asyncio.sleep(0.1)
+        await _stop(task)
+        assert rig.status(k) != 4
+
+        second = rig.loop()
+        await _drive_to_settled(rig, second, k)
+        fills = second.store.committed_fills(k)
+        assert len(fills) == 2  # each order filled once, none doubled
+        assert sorted(q for _, q, _ in fills) == [400, 400]
+        assert second.store.lifecycle(k)["stage"] == "settled"
+        assert second.store.lifecycle(k)["dispatched"] == 1
+        row = second.store.one("select delivered_wh from intervals where id = ?", [k])
+        assert row["delivered_wh"] == 380
+
+    asyncio.run(scenario())
+    rig.conserved()
+
+
+def test_run_resumes_unfinished_and_opens_the_next(tmp_path: Path, market: Market) -> None:
+    """``run()`` after a restart drives the interval left behind and still opens the next one."""
+    k = 2_000_100
+    clock = ManualClock(Times(k, I, GATE).opens)
+    rig = Rig(market, tmp_path / "coordinator.sqlite", clock)
+
+    async def scenario() -> None:
+        first = rig.loop()
+        first._plan(k)
+        task = asyncio.create_task(first.run_interval(k))
+        await _until(lambda: rig.status(k) == 1, "interval opened")
+        rig.post(k)
+        await _stop(task)
+
+        second = rig.loop()
+        second.cfg.intervals = 2  # k (planned before) and one new one
+        runner = asyncio.create_task(second.run())
+        times = Times(k, I, GATE)
+        for t in (times.gate, times.start, times.end, times.end + 120, times.end + I, times.end + 2 * I):
+            clock.set(max(clock.now(), t))
+            if t == times.end:
+                rig.meter(second, k, 400)
+            await asyncio.sleep(0.4)
+        await _until(lambda: len(second.store.lifecycle_rows(("settled",))) == 2, "both intervals settled")
+        await asyncio.wait_for(runner, 30)
+        assert rig.status(k) == 4
+        assert rig.status(k + 1) == 4  # the next interval was not skipped
+
+    asyncio.run(scenario())
+    rig.conserved()
+
+
+def test_commit_too_late_voids_the_interval(tmp_path: Path, market: Market) -> None:
+    """Closed but not committed before delivery started: nobody was told to deliver, so the
+    interval is committed with zero fills and settled with every lock released."""
+    k = 2_000_200
+    clock = ManualClock(Times(k, I, GATE).opens)
+    rig = Rig(market, tmp_path / "coordinator.sqlite", clock)
+
+    async def scenario() -> None:
+        loop = rig.loop()
+        loop.market  # noqa: B018
+        loop.operator.transact(loop.market.functions.openInterval(k))
+        rig.post(k)
+        loop.operator.transact(loop.market.functions.closeInterval(k))
+        clock.set(Times(k, I, GATE).start + 10)
+        await asyncio.wait_for(loop.run_interval(k), 60)
+        assert rig.status(k) == 4
+        assert [q for _, q, _ in loop.store.committed_fills(k)] == [0, 0]
+
+    asyncio.run(scenario())
+    rig.conserved()
+
+
+def test_interval_past_its_deadline_lapses(tmp_path: Path, ganache: object) -> None:
+    m = deploy_fresh(ganache)  # type: ignore[arg-type]
+    m.sender(m.admin).transact(m.market.functions.setParameters(20, 2, 2, m.admin.address))
+    k = 2_000_300
+    clock = ManualClock(Times(k, I, GATE).opens)
+    rig = Rig(m, tmp_path / "coordinator.sqlite", clock)
+
+    async def scenario() -> None:
+        loop = rig.loop()
+        loop.operator.transact(loop.market.functions.openInterval(k))
+        rig.post(k)
+        time.sleep(3.5)  # the chain's clear deadline (2 s of chain time) passes
+        m.w3.provider.make_request("evm_mine", [])
+        await asyncio.wait_for(loop.run_interval(k), 30)
+        assert loop.store.lifecycle(k)["stage"] == "lapsed"
+        assert "lapsed" in loop.failed[k]
+
+    asyncio.run(scenario())
+
+
+async def _health(loop: MarketLoop) -> Any:
+    """``/healthz`` over this loop's coordinator parts (the route function itself)."""
+    from coordinator.api.routes.health import healthz
+
+    coord = SimpleNamespace(
+        w3=loop.operator.w3, deployment=loop.dep, store=loop.store, loop=loop, clock=loop.clock,
+        hub=loop.hub, chain_id=loop.dep.chain_id, dead_tasks={},
+    )  # fmt: skip
+    return await healthz(coord)  # type: ignore[arg-type]
+
+
+def test_chain_outage_longer_than_an_interval(tmp_path: Path) -> None:
+    """The node stops for longer than an interval (simulated) and comes back on its database:
+    the steps that failed meanwhile are retried, and the interval ends by rule (here voided,
+    since the commit could not happen before delivery) with every lock released."""
+    port = free_port()
+    db = tmp_path / "chain"
+    node = Ganache(port=port, db_path=db).start()
+    try:
+        m = deploy_fresh(node)
+        k = 2_000_400
+        clock = ManualClock(Times(k, I, GATE).opens)
+        rig = Rig(m, tmp_path / "coordinator.sqlite", clock)
+
+        async def scenario() -> None:
+            nonlocal node
+            loop = rig.loop()
+            loop._plan(k)
+            task = asyncio.create_task(loop.run_interval(k))
+            await _until(lambda: rig.status(k) == 1, "interval opened")
+            rig.post(k)
+            node.stop()  # the chain goes away
+            clock.set(Times(k, I, GATE).gate)
+            await _until(lambda: k in loop.errors, "a failed step")
+            clock.set(Times(k, I, GATE).end + 10)  # more than an interval passes while it is down
+            await asyncio.sleep(1.0)
+            assert not task.done()
+            assert (loop.store.lifecycle(k) or {}).get("error")
+            clock.set(Times(k, I, GATE).end + I + 70)  # past the end, the meter wait and an interval
+            health = await _health(loop)
+            assert health.status_code == 503
+            problems = json.loads(health.body)["problems"]
+            assert any(p.startswith("chain unreachable") for p in problems)
+            assert any(p.startswith(f"interval {k} stuck past its schedule") for p in problems), problems
+            node = Ganache(port=port, db_path=db).start()  # back, on its database
+            await asyncio.wait_for(task, 90)
+            assert rig.status(k) == 4
+            assert loop.store.lifecycle(k)["stage"] == "settled"
+            assert k not in loop.errors
+
+        asyncio.run(scenario())
+        rig.conserved()
+    finally:
+        node.stop()
