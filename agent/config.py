@@ -46,6 +46,17 @@ class ControlSection(BaseModel):
     flywheel_spike_w: float = Field(default=1_000.0, ge=0.0)
 
 
+class FrequencySection(BaseModel):
+    """The agent's fast frequency path (``docs/fleet.md``): how often the measured grid
+    frequency is read from the drivers (clock seconds) and the smallest change of response (W)
+    that rewrites the storage setpoints between control ticks."""
+
+    model_config = ConfigDict(extra="forbid")
+    fast_path: bool = True
+    poll_s: float = Field(default=0.05, gt=0, le=60.0)
+    min_change_w: float = Field(default=10.0, ge=0.0)
+
+
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     site: str = Field(min_length=1, max_length=64)
@@ -65,6 +76,7 @@ class AgentConfig(BaseModel):
     clock: ClockConfig = ClockConfig()
     trading: TradingConfig = TradingConfig()
     control: ControlSection = ControlSection()
+    frequency: FrequencySection = FrequencySection()
     devices: list[dict[str, Any]] = Field(default_factory=list)
 
     @classmethod

@@ -28,6 +28,7 @@ from nacl.signing import VerifyKey
 
 from agent.chain_client import AgentChain
 from agent.config import AgentConfig
+from agent.fleet_link import AlarmTracker, telemetry_body
 from agent.store import AgentStore
 from agent.trader import Trader
 from gridswarm.chain import ChainError, sign_meter_reading
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 COORDINATOR = "coordinator"
 RESEND_AFTER_S = 5.0  # wall seconds before an unacknowledged record is sent again
+TELEMETRY_RETENTION_S = 6 * 3600.0  # clock s: older telemetry/alarm records leave the outbox
 TRANSIENT_REJECTIONS = frozenset({"expired", "future", "replayed"})
 
 
@@ -77,6 +79,12 @@ class AgentRuntime:
         self._chain_up = True
         self._key_ready = asyncio.Event()
         self.rejected: list[tuple[str, str]] = []  # (reason, message) of rejected inbound envelopes
+        self.alarms = AlarmTracker()
+        self.fast_path: Any = None
+        if cfg.frequency.fast_path:
+            from agent.control.fast_path import FrequencyFastPath
+
+            self.fast_path = FrequencyFastPath(self.site, self.clock, cfg.frequency.poll_s, cfg.frequency.min_change_w)
 
     def _next_seq(self) -> int:
         return self.store.next_counter("seq")
@@ -105,6 +113,8 @@ class AgentRuntime:
             asyncio.create_task(self.resend_forever(), name="resend"),
             asyncio.create_task(self.chain_watchdog(), name="chain-watchdog"),
         ]
+        if self.fast_path is not None:
+            loops.append(asyncio.create_task(self.fast_path.run(), name="frequency-fast-path"))
         try:
             await stop.wait()
         finally:
@@ -153,6 +163,8 @@ class AgentRuntime:
             except Exception:  # noqa: BLE001 - the loop must survive anything a device does
                 logger.exception("site tick failed")
                 state = None
+            if state is not None:
+                self._queue_alarms(state)
             if state is not None and t >= next_telemetry:
                 self._queue_telemetry(state)
                 next_telemetry = t + self.cfg.telemetry_every_s
@@ -163,15 +175,27 @@ class AgentRuntime:
 
     def _queue_telemetry(self, state: Any) -> None:
         record_id = self.store.next_counter("telemetry")
-        body = {
-            "ts": round(self.clock.now(), 3),
-            "net_export_w": float(state.net_export_w),
-            "soc": None if state.soc is None else float(min(1.0, max(0.0, state.soc))),
-            "devices": {},
-            "record_id": record_id,
-        }
+        response = self.fast_path.response_w if self.fast_path is not None else None
+        body = telemetry_body(state, self.site, record_id, self.clock.now(), response_w=response)
         self.store.enqueue("telemetry", body, f"telemetry:{record_id}", self.clock.now())
+        if record_id % 100 == 0:  # keep the outbox bounded (telemetry and alarms expire)
+            self.store.prune(("telemetry", "alarm"), self.clock.now() - TELEMETRY_RETENTION_S)
         self._wake_outbox.set()
+
+    def _queue_alarms(self, state: Any) -> None:
+        """Alarms raised or cleared this tick, each an ``alarm`` record in the outbox."""
+        try:
+            bodies = self.alarms.update(state, self.site, self.clock.now())
+        except Exception:  # noqa: BLE001 - alarms must never stop the control loop
+            logger.exception("alarm bookkeeping failed")
+            return
+        for body in bodies:
+            n = self.store.next_counter("alarm")
+            self.store.enqueue("alarm", body, f"alarm:{n}", self.clock.now())
+            log = logger.warning if body["active"] else logger.info
+            log("alarm %s: %s", "raised" if body["active"] else "cleared", body["message"])
+        if bodies:
+            self._wake_outbox.set()
 
     # ------------------------------------------------------------------ link
 
@@ -362,9 +386,7 @@ class AgentRuntime:
         reason = "armed" if a.armed else "disarmed"
         try:
             if a.armed:
-                self.site.arm_frequency_response(
-                    droop=a.droop, deadband_hz=a.deadband_hz, max_power_w=a.max_power_w, mode=a.mode, until_ts=a.until_ts
-                )
+                self.site.arm_frequency_response(**arm_kwargs(a, self.clock.now(), self.site))
             else:
                 self.site.disarm_frequency_response()
             ok = True
@@ -392,6 +414,24 @@ class AgentRuntime:
         if self.store.enqueue("meter", body, f"meter:{k}", self.clock.now()):
             logger.info("interval %d: metered export %d Wh, import %d Wh", k, exp_wh, imp_wh)
         self._wake_outbox.set()
+
+
+def arm_kwargs(a: Arm, now: float, site: Any) -> dict[str, Any]:
+    """The site's arming for an ``arm`` message; ValueError (nothing changes) for an arm that
+    has already expired or a share above the site's storage rating."""
+    if a.until_ts is not None and a.until_ts <= now:
+        raise ValueError(f"arm expired at {a.until_ts:.0f} (now {now:.0f})")
+    kw: dict[str, Any] = {"droop": a.droop, "deadband_hz": a.deadband_hz, "max_power_w": a.max_power_w,
+                          "mode": a.mode, "until_ts": a.until_ts, "knee_hz": a.knee_hz,
+                          "knee_fraction": a.knee_fraction}
+    if a.share_w is not None:
+        lo, hi = site._storage_range()
+        rating = max(-lo, hi)
+        if a.share_w > rating + 1e-6:
+            raise ValueError(f"share_w {a.share_w:.0f} W above the site's storage rating {rating:.0f} W")
+        kw["p_ref_w"] = a.share_w
+        kw["max_power_w"] = a.share_w if a.max_power_w is None else min(a.share_w, a.max_power_w)
+    return kw
 
 
 async def run_agent(cfg: AgentConfig) -> None:

@@ -35,7 +35,7 @@ from agent.control.arbiter import (
     arbitrate,
 )
 from agent.control.device_loop import Intent
-from agent.control.frequency import FREQUENCY_MODES, FrequencyArm
+from agent.control.frequency import FREQUENCY_MODES, FrequencyArm, response_w
 from agent.devices.meter import MeterLog
 from agent.devices.pv import PROFILES as PV_PROFILES
 from agent.devices.spec import DeviceConfigError, validate_devices
@@ -139,6 +139,8 @@ class Site:
         self._grid_counters: tuple[float, float] | None = None
         self._connected = False
         self.ticks = 0
+        self._write_lock = asyncio.Lock()  # the control tick and the fast frequency path both write
+        self._fr_written_w = 0.0  # droop response the storage setpoints carry now (W)
 
     # ------------------------------------------------------------------ construction
 
@@ -268,7 +270,8 @@ class Site:
     def arm_frequency_response(self, *, droop: float = 0.04, deadband_hz: float = 0.02,
                                p_ref_w: float | None = None, max_power_w: float | None = None,
                                mode: str = "grid_support", until_ts: float | None = None,
-                               nominal_hz: float | None = None) -> FrequencyArm:
+                               nominal_hz: float | None = None, knee_hz: float | None = None,
+                               knee_fraction: float = 0.0) -> FrequencyArm:
         """Arm local droop response (K4). ``p_ref_w`` defaults to the batteries' AC rating."""
         if mode not in FREQUENCY_MODES:
             raise ValueError(f"mode: must be one of {', '.join(FREQUENCY_MODES)}, got {mode!r}")
@@ -278,12 +281,68 @@ class Site:
         arm = FrequencyArm(droop=_finite("droop", droop), deadband_hz=_finite("deadband_hz", deadband_hz),
                            nominal_hz=_finite("nominal_hz", nominal), p_ref_w=ref,
                            max_power_w=math.inf if max_power_w is None else _finite("max_power_w", max_power_w),
-                           mode=mode, until_ts=None if until_ts is None else _finite("until_ts", until_ts))
+                           mode=mode, until_ts=None if until_ts is None else _finite("until_ts", until_ts),
+                           knee_hz=None if knee_hz is None else _finite("knee_hz", knee_hz),
+                           knee_fraction=_finite("knee_fraction", knee_fraction))
         self._arm = arm
         return arm
 
     def disarm_frequency_response(self) -> None:
         self._arm = None
+
+    @property
+    def frequency_arm(self) -> FrequencyArm | None:
+        return self._arm
+
+    def frequency_request_w(self, t: float) -> float:
+        """What the armed droop asks for at the last measured frequency (W, device sign)."""
+        arm, f = self._arm, self._frequency_hz
+        if arm is None or f is None or not arm.active(t):
+            return 0.0
+        return response_w(arm, f)
+
+    def frequency_source(self) -> Driver | None:
+        """The driver that measures the grid frequency: the grid connection (sim) or a device
+        that reported ``frequency_hz`` (a SunSpec inverter's ``Hz``)."""
+        if isinstance(self._grid, SimGrid):
+            return self._grid
+        for d in self._order:
+            if hasattr(d, "read_frequency") and "frequency_hz" in getattr(self._last_tel.get(d.device_id), "detail", {}):
+                return d
+        return None
+
+    async def respond_to_frequency(self, hz: float, *, min_change_w: float = 10.0) -> dict[str, float]:
+        """The fast path (``docs/fleet.md``): take a measured frequency now and, when the droop's
+        request moved by at least ``min_change_w``, arbitrate again on the last tick's readings
+        and write the storage setpoints that changed, without waiting for the next tick. The
+        whole safety envelope applies (owner's reserve, device limits). Returns what each
+        written driver accepted (W)."""
+        self.feed_frequency(hz)
+        if self._arm is None or self._last_state is None:
+            return {}
+        now = self.clock.now()
+        async with self._write_lock:
+            want = self.frequency_request_w(now)
+            if abs(want - self._fr_written_w) < max(min_change_w, 1e-6):
+                return {}
+            decision = arbitrate(self._inputs(now, self._last_dt, self._last_tel))
+            applied: dict[str, float] = {}
+            for dev_id, sp in decision.setpoints.items():
+                d = self.drivers[dev_id]
+                if not d.writable or not d.kind.is_storage:
+                    continue
+                prev = self._applied.get(dev_id)
+                if prev is not None and abs(prev - sp.power_w) < 1e-3:
+                    continue
+                try:
+                    applied[dev_id] = await d.apply(Setpoint(sp.power_w, sp.source, sp.reason))
+                except DriverError as exc:
+                    logger.warning("fast frequency write to %s failed: %s", dev_id, exc)
+                    self._applied.pop(dev_id, None)
+                    continue
+                self._applied[dev_id] = sp.power_w
+            self._fr_written_w = want
+            return applied
 
     def feed_frequency(self, hz: float) -> None:
         """The measured grid frequency (in simulation: fed). Used from the next tick on."""
@@ -349,23 +408,30 @@ class Site:
                 except DriverError as exc:
                     errors[d.device_id] = f"{type(exc).__name__}: {exc}"
 
-        inputs = self._inputs(now, dt, tels)
-        decision = arbitrate(inputs)
+        for tel in tels.values():  # the measured frequency (grid meter or inverter ``Hz``)
+            f = tel.detail.get("frequency_hz")
+            if isinstance(f, (int, float)) and math.isfinite(f) and 40.0 <= f <= 70.0:
+                self._frequency_hz = float(f)
+                break
+        async with self._write_lock:
+            inputs = self._inputs(now, dt, tels)
+            decision = arbitrate(inputs)
+            self._fr_written_w = self.frequency_request_w(now)
 
-        applied: dict[str, float] = {}
-        for dev_id, sp in decision.setpoints.items():
-            d = self.drivers[dev_id]
-            if not d.writable or dev_id in errors:
-                continue
-            prev = self._applied.get(dev_id)
-            if prev is not None and abs(prev - sp.power_w) < 1e-3:
-                continue
-            try:
-                applied[dev_id] = await d.apply(Setpoint(sp.power_w, sp.source, sp.reason))
-            except DriverError as exc:
-                errors[dev_id] = f"{type(exc).__name__}: {exc}"
-                continue
-            self._applied[dev_id] = sp.power_w
+            applied: dict[str, float] = {}
+            for dev_id, sp in decision.setpoints.items():
+                d = self.drivers[dev_id]
+                if not d.writable or dev_id in errors:
+                    continue
+                prev = self._applied.get(dev_id)
+                if prev is not None and abs(prev - sp.power_w) < 1e-3:
+                    continue
+                try:
+                    applied[dev_id] = await d.apply(Setpoint(sp.power_w, sp.source, sp.reason))
+                except DriverError as exc:
+                    errors[dev_id] = f"{type(exc).__name__}: {exc}"
+                    continue
+                self._applied[dev_id] = sp.power_w
         for dev_id in errors:
             self._applied.pop(dev_id, None)  # re-send once the device is back
 

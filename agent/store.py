@@ -77,6 +77,17 @@ class AgentStore:
         with self._lock:
             self._conn.execute("update outbox set acked = 2 where id = ?", (outbox_id,))
 
+    def prune(self, kinds: tuple[str, ...], before: float) -> int:
+        """Drop records of ``kinds`` created before ``before`` (clock s), sent or not: telemetry
+        and alarms older than that are history the coordinator no longer needs, and dropping
+        them keeps the outbox bounded through a long coordinator outage. Returns how many."""
+        marks = ",".join("?" for _ in kinds)
+        with self._lock:
+            cur = self._conn.execute(
+                f"delete from outbox where kind in ({marks}) and created < ?", (*kinds, before)  # noqa: S608
+            )
+            return int(cur.rowcount)
+
     def pending_count(self) -> int:
         with self._lock:
             return int(self._conn.execute("select count(*) from outbox where acked = 0").fetchone()[0])

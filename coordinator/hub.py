@@ -19,7 +19,7 @@ from coordinator.store import Store
 from gridswarm.chain import recover_meter_signer
 from gridswarm.clock import Clock
 from gridswarm.envelope import Envelope, EnvelopeError, MalformedEnvelope, Signer, Verifier, verify_key_from_hex
-from gridswarm.messages import Ack, Hello, Meter, Telemetry, validate_body
+from gridswarm.messages import Ack, Alarm, Hello, Meter, Telemetry, validate_body
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ class Hub:
         self.market = market
         self.verifier = Verifier(clock=clock, keys=self._key_of, last_seq=store.last_seqs())
         self.links: dict[str, SendFn] = {}
+        self.fleet: Any = None  # coordinator.services.FleetService, when the fleet runs
 
     def _key_of(self, sender: str) -> VerifyKey | None:
         key = self.store.participant_key(sender)
@@ -90,10 +91,12 @@ class Hub:
                         "ts": body.ts,
                         "net_export_w": body.net_export_w,
                         "soc": body.soc,
-                        "devices": json.dumps(body.devices),
+                        "devices": json.dumps({k: v.model_dump(exclude_none=True) for k, v in body.devices.items()}),
                     },
                     pk=("sender", "record_id"),
                 )
+            if self.fleet is not None:
+                self.fleet.on_telemetry(env.sender, body)
             return Ack(kind=env.kind, seq=env.seq).model_dump()
         if isinstance(body, Meter):
             signer = recover_meter_signer(
@@ -133,8 +136,10 @@ class Hub:
                     pk=("sender", "interval", "kind"),
                 )
             return {}
-        if env.kind == "alarm":
-            logger.warning("alarm from %s: %s", env.sender, env.body)
+        if isinstance(body, Alarm):
+            logger.warning("alarm %s from %s: %s", "raised" if body.active else "cleared", env.sender, body.message)
+            if self.fleet is not None:
+                self.fleet.on_alarm(env.sender, body)
             return Ack(kind=env.kind, seq=env.seq).model_dump()
         raise MalformedEnvelope(f"agents may not send {env.kind!r} messages")
 

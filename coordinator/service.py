@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from coordinator.hub import Hub
 from coordinator.indexer import Indexer
 from coordinator.market.loop import MarketConfig, MarketLoop
+from coordinator.services import FleetService
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import Store
 from gridswarm.chain import Deployment, TxSender, connect
@@ -45,6 +46,9 @@ class Coordinator:
         if published != bytes(key.verify_key):
             raise ValueError("the coordinator's Ed25519 key is not the one published on chain (setCoordinatorKey)")
         self.hub = Hub(self.store, self.clock, self.signer, self.chain_id, self.deployment.market)
+        self.fleet: FleetService | None = None
+        if settings.fleet.enabled:
+            self.fleet = self.hub.fleet = FleetService(settings.fleet, self.store, self.clock, self.hub)
         m = settings.market
         self.loop: MarketLoop | None = None
         if settings.run_market:
@@ -82,7 +86,7 @@ class Coordinator:
 
 
 def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> FastAPI:
-    from coordinator.api.routes import agents, health, intervals, participants, trades
+    from coordinator.api.routes import agents, fleet, health, intervals, participants, trades
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -92,6 +96,8 @@ def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> Fas
         tasks = [asyncio.create_task(coord.index_forever(), name="indexer")]
         if coord.loop:
             tasks.append(asyncio.create_task(coord.loop.run(), name="market"))
+        if coord.fleet:
+            tasks.append(asyncio.create_task(coord.fleet.run(), name="fleet"))
         try:
             yield
         finally:
@@ -102,7 +108,7 @@ def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> Fas
                     await t
 
     app = FastAPI(title="GridSwarm coordinator", version="0.1.0", lifespan=lifespan)
-    for module in (health, intervals, trades, participants, agents):
+    for module in (health, intervals, trades, participants, agents, fleet):
         app.include_router(module.router)
     return app
 

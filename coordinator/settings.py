@@ -10,6 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from coordinator.services.config import FleetSettings
 from gridswarm.clock import ClockConfig
 
 
@@ -56,6 +57,7 @@ class CoordinatorSettings(BaseModel):
     clock: ClockConfig = ClockConfig()
     market: MarketSettings = MarketSettings()
     frequency_response: FrequencyResponseSettings = FrequencyResponseSettings()
+    fleet: FleetSettings = FleetSettings(enabled=False)  # fleet grid services (docs/fleet.md)
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> CoordinatorSettings:

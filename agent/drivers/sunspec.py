@@ -338,6 +338,15 @@ class SunSpecDriver(Driver):
             await self._ensure()
             return await self._read_locked()
 
+    async def read_frequency(self) -> float | None:
+        """The fast path's light read: the inverter model's ``Hz`` only (one Modbus request;
+        model 701 or 10x); None when the device does not implement it."""
+        async with self._lock:
+            await self._ensure()
+            inv = self.inverter_model
+            assert inv is not None
+            return self._scaled(await self._model(inv), inv, "Hz", required=False)
+
     async def _read_locked(self) -> Telemetry:
         inv = self.inverter_model
         assert inv is not None

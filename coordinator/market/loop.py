@@ -127,6 +127,8 @@ class MarketLoop:
             await self.hub.broadcast(
                 "interval", {"interval": k, "delivery_start": start, "delivery_end": end, "gate_close": gate}
             )
+            if self.hub.fleet is not None:  # re-size and re-arm the fleet's services (docs/fleet.md)
+                await self.hub.fleet.on_interval(k)
             await self.clock.sleep_until(gate)
             await self._tx(self.market.functions.closeInterval(k))
             fills, result, dispatch = await self.clear_and_commit(k)
