@@ -175,7 +175,7 @@ class AgentRuntime:
 
     def _queue_telemetry(self, state: Any) -> None:
         record_id = self.store.next_counter("telemetry")
-        response = self.fast_path.response_w if self.fast_path is not None else None
+        response = getattr(self.site, "frequency_delivered_w", None)
         body = telemetry_body(state, self.site, record_id, self.clock.now(), response_w=response)
         self.store.enqueue("telemetry", body, f"telemetry:{record_id}", self.clock.now())
         if record_id % 100 == 0:  # keep the outbox bounded (telemetry and alarms expire)

@@ -107,6 +107,17 @@ def _fraction(name: str, value: Any) -> float:
     return v
 
 
+def _frequency_delivered(decision: Decision) -> float:
+    """The storage power the frequency layer added, as it survived the reserve and the limits
+    (W, device sign; 0 when the droop asked for nothing)."""
+    step = next((s for s in decision.trace if s.source == "frequency"), None)
+    if step is None:
+        return 0.0
+    asked = step.after_w - step.before_w
+    got = decision.storage_w - step.before_w
+    return max(0.0, min(asked, got)) if asked >= 0 else min(0.0, max(asked, got))
+
+
 class Site:
     """The devices of one site and their control loop (see the module docstring)."""
 
@@ -141,6 +152,7 @@ class Site:
         self.ticks = 0
         self._write_lock = asyncio.Lock()  # the control tick and the fast frequency path both write
         self._fr_written_w = 0.0  # droop response the storage setpoints carry now (W)
+        self.frequency_delivered_w = 0.0  # of it, what the setpoints deliver after reserve and limits
 
     # ------------------------------------------------------------------ construction
 
@@ -326,6 +338,7 @@ class Site:
             if abs(want - self._fr_written_w) < max(min_change_w, 1e-6):
                 return {}
             decision = arbitrate(self._inputs(now, self._last_dt, self._last_tel))
+            self.frequency_delivered_w = _frequency_delivered(decision)
             applied: dict[str, float] = {}
             for dev_id, sp in decision.setpoints.items():
                 d = self.drivers[dev_id]
@@ -417,6 +430,7 @@ class Site:
             inputs = self._inputs(now, dt, tels)
             decision = arbitrate(inputs)
             self._fr_written_w = self.frequency_request_w(now)
+            self.frequency_delivered_w = _frequency_delivered(decision)
 
             applied: dict[str, float] = {}
             for dev_id, sp in decision.setpoints.items():

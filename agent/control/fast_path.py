@@ -42,8 +42,9 @@ class FrequencyFastPath:
 
     @property
     def response_w(self) -> float:
-        """The droop response the site's storage carries now (W, device sign)."""
-        return float(self.site.frequency_request_w(self.clock.now()))
+        """The frequency response the site's storage setpoints deliver now, after the owner's
+        reserve and the device limits (W, device sign)."""
+        return float(self.site.frequency_delivered_w)
 
     async def step(self) -> bool:
         """One poll: read, respond; True when setpoints were written."""

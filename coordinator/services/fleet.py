@@ -113,10 +113,10 @@ class FleetService:
             rec.devices = {k: v.model_dump(exclude_none=True) for k, v in body.devices.items()}
             if body.frequency_hz is not None:
                 if self.modes.measured(body.frequency_hz, now):
-                    self._frequency_event(rec, now)
+                    self._frequency_event(rec, now, extend=True)
                     self._poke()
                 elif self.frequency_events and self.frequency_events[-1]["open"]:
-                    self._frequency_event(rec, now)
+                    self._frequency_event(rec, now, extend=False)
 
     def on_alarm(self, sender: str, body: Any) -> None:
         now = self.clock.now()
@@ -143,7 +143,7 @@ class FleetService:
         with self.store.transaction() as db:
             db["fleet_events"].insert({**ev, "device": device or ""})
 
-    def _frequency_event(self, rec: SiteRecord, now: float) -> None:
+    def _frequency_event(self, rec: SiteRecord, now: float, *, extend: bool) -> None:
         evs = self.frequency_events
         if not evs or not evs[-1]["open"]:
             evs.append({"open": True, "start_ts": now, "end_ts": now, "min_hz": rec.frequency_hz,
@@ -152,7 +152,8 @@ class FleetService:
                         "sites_responding": 0})
             self._event("frequency", rec.address, None, f"measured {rec.frequency_hz:.3f} Hz: frequency event")
         ev = evs[-1]
-        ev["end_ts"] = now
+        if extend:
+            ev["end_ts"] = now
         f = rec.frequency_hz
         assert f is not None
         ev["min_hz"], ev["max_hz"] = min(ev["min_hz"], f), max(ev["max_hz"], f)

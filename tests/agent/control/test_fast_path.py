@@ -106,6 +106,7 @@ def test_fast_path_keeps_the_owners_reserve():
     clock.set(T0 + 100 + 63.35)
     asyncio.run(fp.step())
     assert site.drivers["battery1"].last_setpoint is None or site.drivers["battery1"].last_setpoint.power_w <= 1e-6
+    assert site.frequency_request_w(clock.now()) > 1000 and fp.response_w == 0.0  # asked, not delivered
     # the owner opted in: an emergency may go below the reserve
     site2, clock2 = make([low, grid(event="gb_loss_of_infeed", event_ts=T0 + 100)], emergency_opt_in=True)
     site2.arm_frequency_response(droop=0.0097, deadband_hz=0.015, p_ref_w=3000.0, mode="emergency")
