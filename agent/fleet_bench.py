@@ -79,8 +79,11 @@ async def run(steps: int, share_w: float, low_hz: float, poll_s: float, tmp: Pat
                             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     latencies: list[float] = []
     missed = 0
+    misses: list[dict[str, Any]] = []
     try:
-        await asyncio.sleep(4.0)  # connect, first tick (the fast path needs one reading of Hz)
+        # ready once the first control tick wrote its setpoint (the fast path needs one reading)
+        await asyncio.wait_for(writes.get(), timeout=120.0)
+        await asyncio.sleep(1.0)
         while not writes.empty():
             writes.get_nowait()
         rng = random.Random(1)
@@ -90,17 +93,20 @@ async def run(steps: int, share_w: float, low_hz: float, poll_s: float, tmp: Pat
             hz = low_hz if hz == 50.0 else 50.0
             while not writes.empty():
                 writes.get_nowait()
+            seen: list[float] = []
             t0 = time.perf_counter()
             dev.frequency_hz = hz
             want = share_w if hz < 50.0 else 0.0
             try:
                 while True:
                     t1, w = await asyncio.wait_for(writes.get(), timeout=2.0)
+                    seen.append(round(w, 1))
                     if abs(w - want) <= 0.05 * share_w:
                         latencies.append(t1 - t0)
                         break
             except asyncio.TimeoutError:
                 missed += 1
+                misses.append({"step": i, "hz": hz, "last_writes": seen[-3:]})
     finally:
         proc.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -117,6 +123,7 @@ async def run(steps: int, share_w: float, low_hz: float, poll_s: float, tmp: Pat
         "latency_ms": {"min": round(ms[0], 1), "p50": round(statistics.median(ms), 1),
                        "p95": round(ms[int(0.95 * (len(ms) - 1))], 1), "max": round(ms[-1], 1)} if ms else None,
         "within_100ms": sum(1 for x in ms if x <= 100.0),
+        "misses": misses,
         "machine": machine(),
     }
 

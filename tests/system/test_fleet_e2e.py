@@ -14,6 +14,7 @@ from agent.runtime import AgentRuntime
 from coordinator.service import create_app
 from gridswarm.clock import ScaledClock
 from gridswarm.devnet import Ganache
+from gridswarm.envelope import Signer
 from tests.agent.test_runtime import ServerThread, agent_config
 from tests.conftest import deploy_fresh
 from tests.coordinator.conftest import write_settings
@@ -61,6 +62,15 @@ def test_fleet_sizes_arms_and_rides_a_frequency_event(ganache: Ganache, tmp_path
                     missing = await client.get("/api/v1/fleet/sites/0x" + "ab" * 20)
                     bad = await client.post("/api/v1/fleet/mode", json={"mode": "panic"})
                     ok = await client.post("/api/v1/fleet/mode", json={"mode": "standby"})
+                    p = m.participants[0]
+                    forged_seq = Signer(p.ed25519, p.account.address, clock, lambda: 10**9)
+                    bad_tel = forged_seq.sign("telemetry", {"ts": clock.now(), "net_export_w": 0.0, "soc": 1.5,
+                                                            "record_id": 10**6, "devices": {}})
+                    before = len(fleet_sites := (await client.get("/api/v1/fleet")).json()["sites"])
+                    refused = await client.post("/api/v1/messages", content=bad_tel.to_json())
+                    after = (await client.get(f"/api/v1/fleet/sites/{p.account.address}")).json()
+                    assert refused.status_code == 400 and "soc" in refused.json()["detail"]["message"]
+                    assert after["soc"] != 1.5 and before == len(fleet_sites)
                     arms_ok = [any(c["kind"] == "arm" and c["accepted"] for c in rt.store.commands()) for rt in rts]
                     return {"arms_ok": arms_ok, "fleet": fleet, "site0": site0, "hist": hist, "missing": missing.status_code,
                             "bad": bad.status_code, "ok": ok.json()}
