@@ -57,6 +57,16 @@ class FrequencySection(BaseModel):
     min_change_w: float = Field(default=10.0, ge=0.0)
 
 
+class BorrowingSection(BaseModel):
+    """Virtual battery (``docs/fleet.md``): when the site's own storage cannot cover its need,
+    ask the fleet for the shortfall over the next market interval (off by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    priority: Literal["critical", "essential", "flexible"] = "essential"
+    min_w: float = Field(default=50.0, gt=0.0)  # smaller shortfalls are not worth a request
+
+
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     site: str = Field(min_length=1, max_length=64)
@@ -77,6 +87,7 @@ class AgentConfig(BaseModel):
     trading: TradingConfig = TradingConfig()
     control: ControlSection = ControlSection()
     frequency: FrequencySection = FrequencySection()
+    borrowing: BorrowingSection = BorrowingSection()
     devices: list[dict[str, Any]] = Field(default_factory=list)
 
     @classmethod

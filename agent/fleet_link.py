@@ -20,7 +20,7 @@ from typing import Any
 
 from agent.drivers.base import DeviceKind
 
-__all__ = ["AlarmTracker", "device_states", "telemetry_body"]
+__all__ = ["AlarmTracker", "borrow_need_w", "device_states", "telemetry_body", "vb_order"]
 
 TEMPERATURE_RANGE_C = (-20.0, 55.0)  # outside it a storage device is reported (warning)
 LOW_SOH = 0.7  # state of health below this is reported (warning)
@@ -155,3 +155,40 @@ class AlarmTracker:
         self.active = {k: now[k] for k in now if k in self.active or any(
             b["active"] and (b["code"], b["device"]) == k for b in out)}
         return out
+
+
+def borrow_need_w(state: Any, site: Any) -> float:
+    """What the site's own storage cannot cover now (W): its load less its PV, less what its
+    storage can still deliver above the owner's reserve."""
+    need = own = 0.0
+    for dev_id, tel in state.devices.items():
+        d = site.drivers.get(dev_id)
+        if d is None:
+            continue
+        if d.kind is DeviceKind.LOAD:
+            need += max(0.0, _num(tel.available_charge_w) or 0.0)
+        elif d.kind is DeviceKind.PV:
+            need -= max(0.0, _num(tel.power_w) or 0.0)
+        elif d.kind.is_storage and d.writable:
+            soc = _num(tel.soc)
+            if soc is not None and soc > site.control.reserve_soc + 1e-3:
+                own += max(0.0, _num(tel.available_discharge_w) or 0.0)
+    return max(0.0, need - own)
+
+
+def vb_order(grants: list[dict[str, Any]], start: float, end: float) -> tuple[str, int, int] | None:
+    """The order (side, Wh, price) virtual-battery grants call for in the market interval
+    ``[start, end)``: the lender offers, the borrower bids, the granted energy that falls in it at
+    the operator's price. None without grants there, or with grants of both roles."""
+    wh = 0.0
+    roles, prices = set(), set()
+    for g in grants:
+        lo, hi = max(start, g["start"]), min(end, g["end"])
+        if hi <= lo:
+            continue
+        wh += g["energy_wh"] * (hi - lo) / (g["end"] - g["start"])
+        roles.add(g["role"])
+        prices.add(g["price"])
+    if not roles or len(roles) > 1 or len(prices) > 1 or round(wh) < 1:
+        return None
+    return ("offer" if roles == {"lender"} else "bid"), int(round(wh)), prices.pop()

@@ -28,14 +28,14 @@ from nacl.signing import VerifyKey
 
 from agent.chain_client import AgentChain
 from agent.config import AgentConfig
-from agent.fleet_link import AlarmTracker, telemetry_body
+from agent.fleet_link import AlarmTracker, borrow_need_w, telemetry_body, vb_order
 from agent.store import AgentStore
 from agent.trader import Trader
 from gridswarm.chain import ChainError, sign_meter_reading
 from gridswarm.clock import Clock
 from gridswarm.envelope import Envelope, EnvelopeError, Signer, Verifier
 from gridswarm.keys import load_ed25519, load_eth_key
-from gridswarm.messages import Ack, Arm, Dispatch, Error, IntervalNotice, validate_body
+from gridswarm.messages import Ack, Arm, Dispatch, Error, IntervalNotice, Lend, validate_body
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,9 @@ class AgentRuntime:
         self._key_ready = asyncio.Event()
         self.rejected: list[tuple[str, str]] = []  # (reason, message) of rejected inbound envelopes
         self.alarms = AlarmTracker()
+        self.grants: list[dict[str, Any]] = []  # virtual-battery grants not yet over
+        self.borrow_replies: list[dict[str, Any]] = []  # the coordinator's answers to our requests (last 100)
+        self._borrowed_for: set[float] = set()
         self.fast_path: Any = None
         if cfg.frequency.fast_path:
             from agent.control.fast_path import FrequencyFastPath
@@ -274,6 +277,12 @@ class AgentRuntime:
             entry = self._inflight.pop(body.seq, None)
             if entry is not None:
                 self.store.ack(entry[0])
+            if body.kind == "borrow":
+                self.borrow_replies = [*self.borrow_replies[-99:], {"ok": body.ok, "reason": body.reason}]
+                (logger.info if body.ok else logger.warning)("borrowing request %s: %s",
+                                                             "accepted" if body.ok else "refused", body.reason)
+        elif isinstance(body, Lend):
+            self.apply_lend(env, body)
         elif isinstance(body, Error):
             self._on_error(body)
         elif isinstance(body, IntervalNotice):
@@ -335,8 +344,13 @@ class AgentRuntime:
         t = self.cfg.trading
         if not t.enabled or self.store.order_for(k) is not None:
             return
+        self._maybe_borrow(notice)
         d = self.trader.decide(k, self.address, notice.delivery_start, notice.delivery_end)
         side, qty, price = d.side, d.qty_wh, d.price
+        vb = vb_order(self.grants, notice.delivery_start, notice.delivery_end)
+        if vb is not None:  # virtual battery: trade the granted energy at the operator's price
+            side, qty, price = vb
+            d = type(d)(side, qty, price, "virtual-battery grant")
         if qty < t.min_order_wh:
             logger.info("interval %d: nothing to trade", k)
             return
@@ -351,6 +365,42 @@ class AgentRuntime:
         )
         logger.info("interval %d: posted %s %d Wh at %d from %s (gas %d)", k, side, qty, price, d.basis, posted.gas)
         self._schedule_meter(k, notice.delivery_start, notice.delivery_end)
+
+    # ------------------------------------------------------------------ virtual battery
+
+    def _maybe_borrow(self, notice: IntervalNotice) -> None:
+        """Ask the fleet for what our storage cannot cover over the next interval."""
+        b = self.cfg.borrowing
+        state = self.site.last_state
+        if not b.enabled or state is None:
+            return
+        length = notice.delivery_end - notice.delivery_start
+        start, end = notice.delivery_end, notice.delivery_end + length
+        if start in self._borrowed_for:
+            return
+        need = borrow_need_w(state, self.site)
+        if need < b.min_w:
+            return
+        self._borrowed_for = {t for t in self._borrowed_for if t > self.clock.now() - 86_400} | {start}
+        rid = self.store.next_counter("borrow")
+        body = {"request_id": rid, "power_w": round(need, 3), "start": start, "end": end, "priority": b.priority}
+        self.store.enqueue("borrow", body, f"borrow:{rid}", self.clock.now())
+        logger.info("asking the fleet for %.0f W over [%.0f, %.0f) (%s)", need, start, end, b.priority)
+        self._wake_outbox.set()
+
+    def apply_lend(self, env: Envelope, g: Lend) -> None:
+        """A virtual-battery grant: kept until its window is over; the next interval notice
+        trades it on chain (the market's dispatch then moves the energy)."""
+        now = self.clock.now()
+        ok = g.end > now
+        reason = f"{g.role} {g.power_w:.0f} W ({g.energy_wh} Wh) with {g.counterparty}" if ok else "grant already over"
+        if ok:
+            self.grants = [x for x in self.grants if x["end"] > now][-99:] + [g.model_dump()]
+        logger.info("virtual battery: %s", reason)
+        self.store.log_command(now, "lend", env.seq, None, ok, reason)
+        ack = {"kind": "lend", "seq": env.seq, "ok": ok, "reason": "" if ok else reason}
+        self.store.enqueue("ack", ack, f"ack:lend:{env.seq}", now)
+        self._wake_outbox.set()
 
     # ------------------------------------------------------------------ dispatch and metering
 

@@ -19,7 +19,7 @@ from coordinator.store import Store
 from gridswarm.chain import recover_meter_signer
 from gridswarm.clock import Clock
 from gridswarm.envelope import Envelope, EnvelopeError, MalformedEnvelope, Signer, Verifier, verify_key_from_hex
-from gridswarm.messages import Ack, Alarm, Hello, Meter, Telemetry, validate_body
+from gridswarm.messages import Ack, Alarm, BorrowRequest, Hello, Meter, Telemetry, validate_body
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +136,9 @@ class Hub:
                     pk=("sender", "interval", "kind"),
                 )
             return {}
+        if isinstance(body, BorrowRequest):
+            ok, reason = self.fleet.on_borrow(env.sender, body) if self.fleet is not None else (False, "no fleet service")
+            return Ack(kind=env.kind, seq=env.seq, ok=ok, reason=reason).model_dump()
         if isinstance(body, Alarm):
             logger.warning("alarm %s from %s: %s", "raised" if body.active else "cleared", env.sender, body.message)
             if self.fleet is not None:

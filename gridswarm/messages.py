@@ -152,6 +152,43 @@ class Alarm(_Body):
     ts: float | None = Field(default=None, allow_inf_nan=False)
 
 
+PRIORITIES = ("critical", "essential", "flexible")  # served in this order in a shortage
+
+
+class BorrowRequest(_Body):
+    """A site whose own storage cannot cover its need asks the fleet (the virtual battery) for
+    ``power_w`` over ``[start, end)``. The coordinator answers with an ``ack``: refused (with
+    the reason) when the fleet cannot lend that much, else ``lend`` grants follow."""
+
+    request_id: int = Field(ge=0)
+    power_w: float = Field(gt=0.0, le=1e7, allow_inf_nan=False)
+    start: float = Field(allow_inf_nan=False)
+    end: float = Field(allow_inf_nan=False)
+    priority: str = Field(default="essential", pattern="^(critical|essential|flexible)$")
+
+    @model_validator(mode="after")
+    def _window(self) -> BorrowRequest:
+        if not 0 < self.end - self.start <= 86_400:
+            raise ValueError(f"end must be after start, within a day (got {self.end - self.start:g} s)")
+        return self
+
+
+class Lend(_Body):
+    """A virtual-battery grant: ``role`` lender (deliver ``power_w`` more over the window) or
+    borrower (receive it). Both sides trade the energy on chain through the normal order path at
+    ``price`` (token base units per Wh): the lender offers, the borrower bids, ``energy_wh``
+    each, for the market interval(s) that deliver in ``[start, end)``."""
+
+    request_id: int = Field(ge=0)
+    role: str = Field(pattern="^(lender|borrower)$")
+    counterparty: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    power_w: float = Field(gt=0.0, le=1e7, allow_inf_nan=False)
+    energy_wh: int = Field(ge=1, le=MAX_WH)
+    start: float = Field(allow_inf_nan=False)
+    end: float = Field(allow_inf_nan=False)
+    price: int = Field(gt=0, le=MAX_PRICE)
+
+
 class Error(_Body):
     reason: str
     message: str
@@ -169,6 +206,8 @@ SCHEMAS: dict[str, type[_Body]] = {
     "telemetry": Telemetry,
     "alarm": Alarm,
     "error": Error,
+    "borrow": BorrowRequest,
+    "lend": Lend,
 }
 
 

@@ -36,4 +36,7 @@ class FleetSettings(BaseModel):
     check_s: float = Field(default=10.0, gt=0.0)  # health check period (clock s)
     history_s: float = Field(default=7 * 86_400.0, gt=0.0)  # telemetry kept in the store
     max_events: int = Field(default=1_000, ge=10)  # operator-visible events kept in memory
+    borrowing: bool = True  # serve virtual-battery requests
+    borrow_price: int = Field(default=150, gt=0, lt=2**24)  # token base units per Wh for borrowed energy
+    max_pending_borrows: int = Field(default=1_000, ge=1)
     operator_token: str | None = None  # when set, the mode switch needs it (X-Operator-Token)

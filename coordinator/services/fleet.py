@@ -24,6 +24,7 @@ from typing import Any
 from coordinator.services.config import FleetSettings
 from coordinator.services.modes import ARM_MODE, ModeController
 from coordinator.services.sizing import Sizing, device_reasons, max_rate_w, size_service
+from coordinator.services.vbattery import Lender, Request, lendable_w, plan
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,10 @@ class FleetService:
                                     hold_s=settings.emergency_hold_s, nominal_hz=settings.nominal_hz)
         self.sizing = Sizing(0.0, 0.0)
         self.arms_sent = 0
+        self.pending_borrows: deque[Request] = deque()
+        self.grants: deque[dict[str, Any]] = deque(maxlen=10_000)
+        self.borrow_log: deque[dict[str, Any]] = deque(maxlen=1_000)
+        self._arrivals = 0
         self._armed: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()
         self._mode_seen = self.modes.mode(clock.now())
@@ -133,6 +138,78 @@ class FleetService:
             db["fleet_alarms"].insert({"sender": sender, "code": body.code, "device": body.device or "",
                                        "severity": body.severity, "active": int(body.active),
                                        "message": body.message, "ts": body.ts, "received": now})
+
+    # ------------------------------------------------------------------ virtual battery
+
+    def lenders(self, start: float, end: float) -> list[Lender]:
+        """Who can lend over ``[start, end)`` and how much (W), net of grants already made."""
+        out = []
+        with self._lock:
+            for rec in self.sites.values():
+                if "*" in rec.excluded:
+                    continue
+                healthy = {d for d in rec.devices if d not in rec.excluded}
+                power, headroom, cap = lendable_w(rec.devices, healthy, end - start)
+                lent = sum(g["power_w"] for g in self.grants
+                           if g["lender"] == rec.address and g["start"] < end and start < g["end"])
+                power = max(0.0, power - rec.share_w - lent)
+                if power > 0:
+                    out.append(Lender(rec.address, headroom, cap, power))
+        return out
+
+    def on_borrow(self, sender: str, body: Any) -> tuple[bool, str]:
+        """A borrowing request (hub thread): refused with the reason when the fleet cannot lend
+        that much at all, else queued for the next plan."""
+        s = self.settings
+        if not s.borrowing:
+            return False, "the fleet does not serve borrowing requests (fleet.borrowing)"
+        if body.end <= self.clock.now():
+            return False, "the window is already over"
+        capacity = sum(ln.lendable_w for ln in self.lenders(body.start, body.end) if ln.address != sender)
+        if body.power_w > capacity + 1e-6:
+            self._event("borrow_refused", sender, None,
+                        f"asks {body.power_w:.0f} W, the fleet can lend {capacity:.0f} W")
+            return False, f"asks {body.power_w:.0f} W; the fleet can lend at most {capacity:.0f} W over that window"
+        with self._lock:
+            if len(self.pending_borrows) >= s.max_pending_borrows:
+                return False, "too many borrowing requests pending"
+            self._arrivals += 1
+            self.pending_borrows.append(Request(sender, body.request_id, body.power_w, body.start, body.end,
+                                                body.priority, self._arrivals))
+        self._poke()
+        return True, "queued"
+
+    async def serve_borrowing(self) -> int:
+        """Plan the pending requests and send each lender and borrower its signed grant."""
+        with self._lock:
+            reqs = list(self.pending_borrows)
+            self.pending_borrows.clear()
+        if not reqs:
+            return 0
+        start, end = min(r.start for r in reqs), max(r.end for r in reqs)
+        p = plan(reqs, self.lenders(start, end))
+        price = self.settings.borrow_price
+        sent = 0
+        for g in p.grants:
+            r = g.request
+            if g.energy_wh < 1:
+                continue
+            grant = {"request_id": r.request_id, "borrower": r.address, "lender": g.lender, "power_w": g.power_w,
+                     "energy_wh": g.energy_wh, "start": r.start, "end": r.end, "price": price,
+                     "priority": r.priority, "ts": self.clock.now()}
+            with self._lock:
+                self.grants.append(grant)
+            self.borrow_log.append(grant)
+            common = {"request_id": r.request_id, "power_w": round(g.power_w, 3), "energy_wh": g.energy_wh,
+                      "start": r.start, "end": r.end, "price": price}
+            await self.hub.send(g.lender, "lend", {**common, "role": "lender", "counterparty": r.address})
+            await self.hub.send(r.address, "lend", {**common, "role": "borrower", "counterparty": g.lender})
+            self._event("lend", g.lender, None, f"lends {g.power_w:.0f} W ({g.energy_wh} Wh) to {r.address} "
+                                                f"({r.priority}) at {price}/Wh")
+            sent += 1
+        for (addr, rid), w in p.unserved.items():
+            self._event("borrow_unserved", addr, None, f"request {rid}: {w:.0f} W not served (shortage)")
+        return sent
 
     # ------------------------------------------------------------------ health, sizing, arms
 
@@ -288,6 +365,7 @@ class FleetService:
                     changed = True
                 if changed or now - self._last_rearm >= s.rearm_s:
                     await self.rearm("mode/health change" if changed else "periodic")
+                await self.serve_borrowing()
                 if now - self._last_prune >= 3600.0:
                     await asyncio.to_thread(self.prune, now - s.history_s)
                     self._last_prune = now
@@ -350,6 +428,9 @@ class FleetService:
                 "totals": totals, "sites": sites, "excluded": excluded,
                 "events": list(self.events)[-50:],
                 "frequency_events": [{k: v for k, v in e.items()} for e in self.frequency_events],
+                "borrowing": {"price": self.settings.borrow_price, "pending": len(self.pending_borrows),
+                              "grants": list(self.borrow_log)[-100:],
+                              "energy_wh": sum(g["energy_wh"] for g in self.borrow_log)},
             }
 
     def site(self, address: str) -> dict[str, Any] | None:
