@@ -310,7 +310,10 @@ class AgentRuntime:
         while True:
             await self._wake_outbox.wait()
             self._wake_outbox.clear()
-            await self.flush_outbox()
+            try:
+                await self.flush_outbox()
+            except Exception:  # noqa: BLE001 - the outbox must outlive any one bad record
+                logger.exception("outbox flush failed; retrying on the next wake-up")
 
     async def flush_outbox(self) -> int:
         """Send every unacknowledged record not already in flight; returns how many were sent."""
@@ -323,7 +326,12 @@ class AgentRuntime:
         for outbox_id, kind, body in self.store.pending(limit=200):
             if outbox_id in in_flight:
                 continue
-            env = self.signer.sign(kind, body)
+            try:
+                env = self.signer.sign(kind, body)
+            except EnvelopeError as exc:  # a record that can never be sent: set aside, keep the rest moving
+                logger.error("outbox record %d (%s) cannot be signed: %s", outbox_id, kind, exc)
+                self.store.reject(outbox_id)
+                continue
             self._inflight[env.seq] = (outbox_id, loop.time())
             try:
                 await ws.send_str(env.to_json())

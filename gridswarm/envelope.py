@@ -36,7 +36,8 @@ DEFAULT_TTL_S = 120.0
 DEFAULT_SKEW_S = 30.0
 
 KINDS = frozenset(
-    {"hello", "welcome", "telemetry", "forecast", "interval", "dispatch", "ack", "arm", "meter", "alarm", "error"}
+    {"hello", "welcome", "telemetry", "forecast", "interval", "dispatch", "ack", "arm", "meter", "alarm", "error",
+     "borrow", "lend"}
 )
 
 

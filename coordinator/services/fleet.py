@@ -77,6 +77,7 @@ class FleetService:
                                     hold_s=settings.emergency_hold_s, nominal_hz=settings.nominal_hz)
         self.sizing = Sizing(0.0, 0.0)
         self.arms_sent = 0
+        self._unsaved: deque[dict[str, Any]] = deque(maxlen=settings.max_events)
         self.pending_borrows: deque[Request] = deque()
         self.grants: deque[dict[str, Any]] = deque(maxlen=10_000)
         self.borrow_log: deque[dict[str, Any]] = deque(maxlen=1_000)
@@ -169,6 +170,7 @@ class FleetService:
         if body.power_w > capacity + 1e-6:
             self._event("borrow_refused", sender, None,
                         f"asks {body.power_w:.0f} W, the fleet can lend {capacity:.0f} W")
+            self.save_events()
             return False, f"asks {body.power_w:.0f} W; the fleet can lend at most {capacity:.0f} W over that window"
         with self._lock:
             if len(self.pending_borrows) >= s.max_pending_borrows:
@@ -209,16 +211,27 @@ class FleetService:
             sent += 1
         for (addr, rid), w in p.unserved.items():
             self._event("borrow_unserved", addr, None, f"request {rid}: {w:.0f} W not served (shortage)")
+        self.save_events()
         return sent
 
     # ------------------------------------------------------------------ health, sizing, arms
 
     def _event(self, kind: str, address: str, device: str | None, message: str) -> None:
+        """Record an operator-visible event (in memory now, in the store by :meth:`save_events`:
+        the store is never touched under the fleet's lock, so the two locks never cross)."""
         ev = {"ts": self.clock.now(), "kind": kind, "address": address, "device": device, "message": message}
         self.events.append(ev)
+        self._unsaved.append(ev)
         logger.info("fleet %s: %s %s: %s", kind, address, device or "", message)
-        with self.store.transaction() as db:
-            db["fleet_events"].insert({**ev, "device": device or ""})
+
+    def save_events(self) -> None:
+        rows = []
+        while self._unsaved:
+            ev = self._unsaved.popleft()
+            rows.append({**ev, "device": ev["device"] or ""})
+        if rows:
+            with self.store.transaction() as db:
+                db["fleet_events"].insert_all(rows)
 
     def _frequency_event(self, rec: SiteRecord, now: float, *, extend: bool) -> None:
         evs = self.frequency_events
@@ -277,6 +290,7 @@ class FleetService:
             evs = self.frequency_events
             if evs and evs[-1]["open"] and self.modes.mode(now) != "emergency" and now - evs[-1]["end_ts"] > s.stale_s:
                 evs[-1]["open"] = False
+        self.save_events()
         return changed
 
     def required_w(self, available_w: float) -> float:
@@ -345,6 +359,7 @@ class FleetService:
     def set_mode(self, mode: str, by: str = "operator") -> str:
         self.modes.set_base(mode)
         self._event("mode", by, None, f"operator mode set to {mode}")
+        self.save_events()
         self._poke()
         return self.modes.mode(self.clock.now())
 
