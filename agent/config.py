@@ -65,6 +65,7 @@ class BorrowingSection(BaseModel):
     enabled: bool = False
     priority: Literal["critical", "essential", "flexible"] = "essential"
     min_w: float = Field(default=50.0, gt=0.0)  # smaller shortfalls are not worth a request
+    max_w: float = Field(default=1e7, gt=0.0, le=1e7)  # never ask for more than this
 
 
 class AgentConfig(BaseModel):

@@ -386,7 +386,7 @@ class AgentRuntime:
         start, end = notice.delivery_end, notice.delivery_end + length
         if start in self._borrowed_for:
             return
-        need = borrow_need_w(state, self.site)
+        need = min(b.max_w, borrow_need_w(state, self.site))
         if need < b.min_w:
             return
         self._borrowed_for = {t for t in self._borrowed_for if t > self.clock.now() - 86_400} | {start}

@@ -193,8 +193,10 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
             "clock": clock,
             "frequency_response": {"enabled": True, "droop": 0.04, "deadband_hz": 0.02},
             # fleet services (docs/fleet.md): DC-shaped response sized from telemetry, re-armed
-            # each interval; the sites' grid meters replay a loss-of-infeed event an hour in
-            "fleet": {"enabled": True, "required_fraction": 0.8, "stale_s": 180.0, "check_s": 30.0,
+            # each interval; the sites' grid meters replay a loss-of-infeed event an hour in.
+            # Borrowed energy trades at 80/Wh, below the sellers' usual offers, so in the shared
+            # auction the lender's offer and the borrowers' bids meet at that price.
+            "fleet": {"enabled": True, "required_fraction": 0.5, "borrow_price": 80, "stale_s": 180.0, "check_s": 30.0,
                       "rearm_s": 900.0, "arm_ttl_s": 3600.0, "emergency_hold_s": 300.0},
             "market": {
                 "interval_s": INTERVAL_S,
@@ -237,6 +239,9 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
                 "trading": {"role": role},
                 "devices": _with_frequency(site_devices(role, i), opts.sim_start),
                 "frequency": {"poll_s": 1.0},
+                # buying sites have no storage: they borrow from the fleet's batteries (up to 1 kW)
+                "borrowing": {"enabled": role == "buyer", "priority": "critical" if i % 2 else "flexible",
+                              "max_w": 1000.0},
             }
             (adir / "site.yaml").write_text(yaml.safe_dump(cfg))
             procs.start(
@@ -259,7 +264,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
             w3, dep, opts, intervals, people, trades, order_txs, before, after, market_before, market_after, roles
         )
         report["health"] = health
-        report["fleet"] = _fleet_report(fleet)
+        report["fleet"] = _fleet_report(fleet, trades)
         report["wall_seconds"] = round(time.monotonic() - t_start, 1)
         (out / "report.json").write_text(json.dumps(report, indent=2))
         _print_summary(report, out)
@@ -385,7 +390,7 @@ def _report(
     }
 
 
-def _fleet_report(fleet: dict[str, Any]) -> dict[str, Any]:
+def _fleet_report(fleet: dict[str, Any], trades: list[dict[str, Any]]) -> dict[str, Any]:
     """The fleet's part of the report: its service, exclusions, events and frequency events."""
     return {
         "mode": fleet["mode"],
@@ -396,8 +401,26 @@ def _fleet_report(fleet: dict[str, Any]) -> dict[str, Any]:
         "excluded": fleet["excluded"],
         "events": fleet["events"],
         "frequency_events": fleet["frequency_events"],
-        "virtual_battery": "not implemented in this build (docs/fleet.md)",
+        "virtual_battery": _borrowing(fleet.get("borrowing", {}), trades),
     }
+
+
+def _borrowing(b: dict[str, Any], trades: list[dict[str, Any]]) -> dict[str, Any]:
+    """Virtual-battery grants and the on-chain fills that settle them: each grant's lender
+    offered and its borrower bid the granted energy at the operator's price in the interval
+    that delivers it; ``reconciled`` says whether the chain shows exactly that."""
+    fills = {(t["interval"], t["owner"], t["side"]): t for t in trades}
+    rows = []
+    for g in b.get("grants", []):
+        k = int(g["start"] // INTERVAL_S)
+        offer, bid = fills.get((k, g["lender"], "offer")), fills.get((k, g["borrower"], "bid"))
+        rows.append({**g, "interval": k, "offer_fill_wh": offer["qty_wh"] if offer else 0,
+                     "bid_fill_wh": bid["qty_wh"] if bid else 0,
+                     "delivered_wh": offer.get("delivered_wh") if offer else None,
+                     "reconciled": bool(offer and bid and offer["qty_wh"] >= g["energy_wh"]
+                                        and bid["qty_wh"] >= g["energy_wh"] and offer["price"] == bid["price"])})
+    return {"price": b.get("price"), "grants": rows, "granted_wh": sum(g["energy_wh"] for g in rows),
+            "reconciled": sum(1 for r in rows if r["reconciled"])}
 
 
 def _print_fleet(f: dict[str, Any]) -> None:
@@ -417,7 +440,16 @@ def _print_fleet(f: dict[str, Any]) -> None:
         print("  no frequency event measured during the run")
     for ex in f["excluded"]:
         print(f"  excluded: {ex['address']} {ex['device'] or '(site)'}: {'; '.join(ex['reasons'])}")
-    print(f"  virtual battery (borrowing trades): {f['virtual_battery']}")
+    vb = f["virtual_battery"]
+    print(f"  virtual battery: {len(vb['grants'])} grants, {vb['granted_wh']} Wh lent at {vb['price']}/Wh; "
+          f"{vb['reconciled']} matched on chain by the lender's offer and the borrower's bid")
+    for g in vb["grants"][:10]:
+        print(f"    interval {g['interval']}: {g['lender'][:10]} -> {g['borrower'][:10]} {g['energy_wh']} Wh "
+              f"({g['priority']}); chain: offer {g['offer_fill_wh']} Wh, bid {g['bid_fill_wh']} Wh, "
+              f"delivered {g['delivered_wh']}")
+    for ev in f["events"]:
+        if ev["kind"] in ("borrow_refused", "borrow_unserved"):
+            print(f"    {ev['kind']}: {ev['address'][:10]}: {ev['message']}")
 
 
 def _print_summary(report: dict[str, Any], out: Path) -> None:

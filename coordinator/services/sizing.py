@@ -1,7 +1,7 @@
 """Sizing the fleet's frequency response (pure functions, ``docs/fleet.md``).
 
 A unit (one agent site) can hold ``max_rate`` W: its healthy storage's available discharge
-power, capped by what its energy above the owner's reserve sustains for ``sustain_s``. Given
+power less what it already delivers for its own site, capped by what its energy above the owner's reserve sustains for ``sustain_s``. Given
 ``required`` W for the fleet, each unit gets
 
     share_i = min(max_rate_i, required * max_rate_i / sum(max_rate))
@@ -59,7 +59,9 @@ def max_rate_w(devices: dict[str, dict[str, Any]], healthy: set[str], sustain_s:
         energy = d.get("usable_wh") or 0.0
         if below_reserve and d.get("soc") is not None and d.get("capacity_wh"):
             energy = max(energy, d["soc"] * d["capacity_wh"])
-        power = min(d.get("max_discharge_w") or 0.0, d.get("rated_w") or math.inf)
+        # what it can add on top of what it already delivers for its own site
+        spare = (d.get("max_discharge_w") or 0.0) - max(0.0, d.get("power_w") or 0.0)
+        power = max(0.0, min(spare, d.get("rated_w") or math.inf))
         total += max(0.0, min(power, energy * 3600.0 / sustain_s))
     return total
 

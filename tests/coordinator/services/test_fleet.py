@@ -25,7 +25,8 @@ class FakeHub:
 
 
 def battery(soc=0.8, cap=10_000.0, reserve=0.3, max_w=5_000.0, **kw):
-    return {"kind": "battery", "power_w": 0.0, "soc": soc, "capacity_wh": cap, "usable_wh": max(0.0, (soc - reserve) * cap),
+    kw.setdefault("power_w", 0.0)
+    return {"kind": "battery", "soc": soc, "capacity_wh": cap, "usable_wh": max(0.0, (soc - reserve) * cap),
             "max_discharge_w": max_w, "max_charge_w": max_w, "rated_w": max_w, "soh": 0.95, "temperature_c": 25.0,
             "reserve_soc": reserve, **kw}
 
@@ -56,6 +57,8 @@ def test_max_rate_is_headroom_above_the_reserve():
     # b1: 500 Wh above reserve over 900 s = 2000 W; b2: 6000 Wh -> power-limited 5000 W
     assert max_rate_w(devs, {"b1", "b2"}, 900.0) == pytest.approx(7000.0)
     assert max_rate_w(devs, {"b2"}, 900.0) == pytest.approx(5000.0)
+    # a battery already covering its own site's 1500 W has that much less to give
+    assert max_rate_w({"b2": battery(soc=0.9, power_w=1500.0)}, {"b2"}, 900.0) == pytest.approx(3500.0)
     # emergency, owner opted in: energy below the reserve counts too
     assert max_rate_w(devs, {"b1"}, 900.0, below_reserve=True) == pytest.approx(5000.0)
 
