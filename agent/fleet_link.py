@@ -179,7 +179,8 @@ def borrow_need_w(state: Any, site: Any) -> float:
 def vb_order(grants: list[dict[str, Any]], start: float, end: float) -> tuple[str, int, int] | None:
     """The order (side, Wh, price) virtual-battery grants call for in the market interval
     ``[start, end)``: the lender offers, the borrower bids, the granted energy that falls in it at
-    the operator's price. None without grants there, or with grants of both roles."""
+    the operator's price (the borrower up to its ``bid_price``). None without grants there, or
+    with grants of both roles."""
     wh = 0.0
     roles, prices = set(), set()
     for g in grants:
@@ -188,7 +189,7 @@ def vb_order(grants: list[dict[str, Any]], start: float, end: float) -> tuple[st
             continue
         wh += g["energy_wh"] * (hi - lo) / (g["end"] - g["start"])
         roles.add(g["role"])
-        prices.add(g["price"])
+        prices.add(g["price"] if g["role"] == "lender" else (g.get("bid_price") or g["price"]))
     if not roles or len(roles) > 1 or len(prices) > 1 or round(wh) < 1:
         return None
     return ("offer" if roles == {"lender"} else "bid"), int(round(wh)), prices.pop()

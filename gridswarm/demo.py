@@ -194,9 +194,10 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
             "frequency_response": {"enabled": True, "droop": 0.04, "deadband_hz": 0.02},
             # fleet services (docs/fleet.md): DC-shaped response sized from telemetry, re-armed
             # each interval; the sites' grid meters replay a loss-of-infeed event an hour in.
-            # Borrowed energy trades at 80/Wh, below the sellers' usual offers, so in the shared
-            # auction the lender's offer and the borrowers' bids meet at that price.
-            "fleet": {"enabled": True, "required_fraction": 0.5, "borrow_price": 80, "stale_s": 180.0, "check_s": 30.0,
+            # Borrowed energy: lenders offer at 80/Wh, below the sellers' usual offers, borrowers
+            # bid up to 90 (the 5/Wh fee between the feeders needs some surplus), so in the
+            # shared auction they meet.
+            "fleet": {"enabled": True, "required_fraction": 0.5, "borrow_price": 80, "borrow_bid_margin": 10, "stale_s": 180.0, "check_s": 30.0,
                       "rearm_s": 900.0, "arm_ttl_s": 3600.0, "emergency_hold_s": 300.0},
             "market": {
                 "interval_s": INTERVAL_S,
@@ -406,19 +407,27 @@ def _fleet_report(fleet: dict[str, Any], trades: list[dict[str, Any]]) -> dict[s
 
 
 def _borrowing(b: dict[str, Any], trades: list[dict[str, Any]]) -> dict[str, Any]:
-    """Virtual-battery grants and the on-chain fills that settle them: each grant's lender
-    offered and its borrower bid the granted energy at the operator's price in the interval
-    that delivers it; ``reconciled`` says whether the chain shows exactly that."""
+    """Virtual-battery grants and the on-chain fills that settle them. Per interval, a lender's
+    offer fill should equal what it lent there and a borrower's bid fill what it borrowed
+    (``reconciled``)."""
     fills = {(t["interval"], t["owner"], t["side"]): t for t in trades}
+    lent: dict[tuple[int, str], int] = {}
+    borrowed: dict[tuple[int, str], int] = {}
     rows = []
     for g in b.get("grants", []):
         k = int(g["start"] // INTERVAL_S)
-        offer, bid = fills.get((k, g["lender"], "offer")), fills.get((k, g["borrower"], "bid"))
-        rows.append({**g, "interval": k, "offer_fill_wh": offer["qty_wh"] if offer else 0,
-                     "bid_fill_wh": bid["qty_wh"] if bid else 0,
-                     "delivered_wh": offer.get("delivered_wh") if offer else None,
-                     "reconciled": bool(offer and bid and offer["qty_wh"] >= g["energy_wh"]
-                                        and bid["qty_wh"] >= g["energy_wh"] and offer["price"] == bid["price"])})
+        lent[(k, g["lender"])] = lent.get((k, g["lender"]), 0) + g["energy_wh"]
+        borrowed[(k, g["borrower"])] = borrowed.get((k, g["borrower"]), 0) + g["energy_wh"]
+        rows.append({**g, "interval": k})
+    for r in rows:
+        k = r["interval"]
+        offer, bid = fills.get((k, r["lender"], "offer")), fills.get((k, r["borrower"], "bid"))
+        r["offer_fill_wh"] = offer["qty_wh"] if offer else 0
+        r["bid_fill_wh"] = bid["qty_wh"] if bid else 0
+        r["trade_price"] = offer["price"] if offer else None
+        r["delivered_wh"] = offer.get("delivered_wh") if offer else None
+        r["reconciled"] = (r["offer_fill_wh"] == lent[(k, r["lender"])]
+                           and r["bid_fill_wh"] == borrowed[(k, r["borrower"])])
     return {"price": b.get("price"), "grants": rows, "granted_wh": sum(g["energy_wh"] for g in rows),
             "reconciled": sum(1 for r in rows if r["reconciled"])}
 
@@ -442,11 +451,11 @@ def _print_fleet(f: dict[str, Any]) -> None:
         print(f"  excluded: {ex['address']} {ex['device'] or '(site)'}: {'; '.join(ex['reasons'])}")
     vb = f["virtual_battery"]
     print(f"  virtual battery: {len(vb['grants'])} grants, {vb['granted_wh']} Wh lent at {vb['price']}/Wh; "
-          f"{vb['reconciled']} matched on chain by the lender's offer and the borrower's bid")
+          f"{vb['reconciled']} reconciled with the lender's offer and the borrower's bid filled on chain")
     for g in vb["grants"][:10]:
         print(f"    interval {g['interval']}: {g['lender'][:10]} -> {g['borrower'][:10]} {g['energy_wh']} Wh "
-              f"({g['priority']}); chain: offer {g['offer_fill_wh']} Wh, bid {g['bid_fill_wh']} Wh, "
-              f"delivered {g['delivered_wh']}")
+              f"({g['priority']}); chain: offer {g['offer_fill_wh']} Wh, bid {g['bid_fill_wh']} Wh at "
+              f"{g['trade_price']}, delivered {g['delivered_wh']}")
     for ev in f["events"]:
         if ev["kind"] in ("borrow_refused", "borrow_unserved"):
             print(f"    {ev['kind']}: {ev['address'][:10]}: {ev['message']}")

@@ -177,7 +177,9 @@ class Lend(_Body):
     """A virtual-battery grant: ``role`` lender (deliver ``power_w`` more over the window) or
     borrower (receive it). Both sides trade the energy on chain through the normal order path at
     ``price`` (token base units per Wh): the lender offers, the borrower bids, ``energy_wh``
-    each, for the market interval(s) that deliver in ``[start, end)``."""
+    each, for the market interval(s) that deliver in ``[start, end)``. With network-aware
+    clearing a trade needs some surplus to pay the grid fee: the borrower then bids up to
+    ``bid_price`` and the trade clears between the two."""
 
     request_id: int = Field(ge=0)
     role: str = Field(pattern="^(lender|borrower)$")
@@ -187,6 +189,13 @@ class Lend(_Body):
     start: float = Field(allow_inf_nan=False)
     end: float = Field(allow_inf_nan=False)
     price: int = Field(gt=0, le=MAX_PRICE)
+    bid_price: int | None = Field(default=None, gt=0, le=MAX_PRICE)  # the borrower's limit (default: price)
+
+    @model_validator(mode="after")
+    def _bid_covers_price(self) -> Lend:
+        if self.bid_price is not None and self.bid_price < self.price:
+            raise ValueError(f"bid_price {self.bid_price} is below price {self.price}")
+        return self
 
 
 class Error(_Body):

@@ -111,7 +111,7 @@ async def _frequency_event(n_sites: int, speed: float, work: Path, plot: Path) -
                 "rpc_url": ganache.url, "deployment": dep_path, "store_path": d / "agent.sqlite", "seed": i,
                 "tick_s": 5.0, "telemetry_every_s": 5.0, "reserve_soc": RESERVE, "message_ttl_s": 600.0,
                 "trading": {"enabled": False}, "control": {"emergency_opt_in": i in opt_in},
-                "frequency": {"poll_s": 0.1}, "devices": _site_devices(i, rng, t0, event_ts)})
+                "frequency": {"poll_s": 0.05}, "devices": _site_devices(i, rng, t0, event_ts)})
             rts.append(AgentRuntime(cfg, clock=clock))
         stop = asyncio.Event()
         tasks = [asyncio.create_task(rt.run(stop)) for rt in rts]

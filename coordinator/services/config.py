@@ -38,5 +38,6 @@ class FleetSettings(BaseModel):
     max_events: int = Field(default=1_000, ge=10)  # operator-visible events kept in memory
     borrowing: bool = True  # serve virtual-battery requests
     borrow_price: int = Field(default=150, gt=0, lt=2**24)  # token base units per Wh for borrowed energy
+    borrow_bid_margin: int = Field(default=0, ge=0, lt=2**23)  # borrowers bid up to price + this (grid fees)
     max_pending_borrows: int = Field(default=1_000, ge=1)
     operator_token: str | None = None  # when set, the mode switch needs it (X-Operator-Token)

@@ -203,7 +203,8 @@ class FleetService:
                 self.grants.append(grant)
             self.borrow_log.append(grant)
             common = {"request_id": r.request_id, "power_w": round(g.power_w, 3), "energy_wh": g.energy_wh,
-                      "start": r.start, "end": r.end, "price": price}
+                      "start": r.start, "end": r.end, "price": price,
+                      "bid_price": price + self.settings.borrow_bid_margin}
             await self.hub.send(g.lender, "lend", {**common, "role": "lender", "counterparty": r.address})
             await self.hub.send(r.address, "lend", {**common, "role": "borrower", "counterparty": g.lender})
             self._event("lend", g.lender, None, f"lends {g.power_w:.0f} W ({g.energy_wh} Wh) to {r.address} "
