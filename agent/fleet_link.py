@@ -71,7 +71,8 @@ def device_states(state: Any, site: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def telemetry_body(state: Any, site: Any, record_id: int, ts: float, *, response_w: float | None = None) -> dict[str, Any]:
+def telemetry_body(state: Any, site: Any, record_id: int, ts: float, *,
+                   response_w: float | None = None) -> dict[str, Any]:
     """A ``telemetry`` body for one tick."""
     body: dict[str, Any] = {
         "ts": round(ts, 3),
@@ -132,7 +133,8 @@ class AlarmTracker:
                 soh = _num(tel.soh)
                 if soh is not None and soh < LOW_SOH:
                     add("low_soh", dev_id, "warning", f"{dev_id}: state of health {soh:.0%} below {LOW_SOH:.0%}")
-            if tel.status not in ("ok", "idle", "charging", "discharging", "standby", "running") and d.kind is not DeviceKind.GRID:
+            ok_status = ("ok", "idle", "charging", "discharging", "standby", "running")
+            if tel.status not in ok_status and d.kind is not DeviceKind.GRID:
                 add("device_status", dev_id, "warning", f"{dev_id}: status {tel.status}")
         if state.outage:
             add("grid_outage", None, "critical", "grid outage: site islanded")

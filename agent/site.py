@@ -319,7 +319,8 @@ class Site:
         if isinstance(self._grid, SimGrid):
             return self._grid
         for d in self._order:
-            if hasattr(d, "read_frequency") and "frequency_hz" in getattr(self._last_tel.get(d.device_id), "detail", {}):
+            detail = getattr(self._last_tel.get(d.device_id), "detail", {})
+            if hasattr(d, "read_frequency") and "frequency_hz" in detail:
                 return d
         return None
 

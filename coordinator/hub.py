@@ -135,9 +135,12 @@ class Hub:
                     },
                     pk=("sender", "interval", "kind"),
                 )
-            return {}
+            # acknowledged too, so the agent's outbox lets it go (it would resend it forever)
+            return Ack(kind=env.kind, seq=env.seq).model_dump()
         if isinstance(body, BorrowRequest):
-            ok, reason = self.fleet.on_borrow(env.sender, body) if self.fleet is not None else (False, "no fleet service")
+            if self.fleet is None:
+                return Ack(kind=env.kind, seq=env.seq, ok=False, reason="no fleet service").model_dump()
+            ok, reason = self.fleet.on_borrow(env.sender, body)
             return Ack(kind=env.kind, seq=env.seq, ok=ok, reason=reason).model_dump()
         if isinstance(body, Alarm):
             logger.warning("alarm %s from %s: %s", "raised" if body.active else "cleared", env.sender, body.message)

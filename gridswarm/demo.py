@@ -197,7 +197,8 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
             # Borrowed energy: lenders offer at 80/Wh, below the sellers' usual offers, borrowers
             # bid up to 90 (the 5/Wh fee between the feeders needs some surplus), so in the
             # shared auction they meet.
-            "fleet": {"enabled": True, "required_fraction": 0.5, "borrow_price": 80, "borrow_bid_margin": 10, "stale_s": 180.0, "check_s": 30.0,
+            "fleet": {"enabled": True, "required_fraction": 0.5, "borrow_price": 80, "borrow_bid_margin": 10,
+                      "stale_s": 180.0, "check_s": 30.0,
                       "rearm_s": 900.0, "arm_ttl_s": 3600.0, "emergency_hold_s": 300.0},
             "market": {
                 "interval_s": INTERVAL_S,

@@ -13,6 +13,7 @@ each exclusion and recovery is an event the operator sees.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -43,7 +44,8 @@ def dc_fraction(df: float) -> float:
     if d <= DC["knee_hz"]:
         frac = DC["knee_fraction"] * (d - DC["deadband_hz"]) / (DC["knee_hz"] - DC["deadband_hz"])
     else:
-        frac = DC["knee_fraction"] + (1 - DC["knee_fraction"]) * min(1.0, (d - DC["knee_hz"]) / (DC["full_hz"] - DC["knee_hz"]))
+        rest = min(1.0, (d - DC["knee_hz"]) / (DC["full_hz"] - DC["knee_hz"]))
+        frac = DC["knee_fraction"] + (1 - DC["knee_fraction"]) * rest
     return math.copysign(frac, df)
 
 
@@ -270,13 +272,15 @@ class FleetService:
                 excl: dict[str, list[str]] = {}
                 if now - rec.received > s.stale_s:
                     excl["*"] = [f"telemetry silent for {now - rec.received:.0f} s (> {s.stale_s:g} s)"]
-                site_alarms = [a for (code, dev), a in rec.alarms.items() if dev is None and a["severity"] == "critical"]
+                site_alarms = [a for (_c, dev), a in rec.alarms.items()
+                               if dev is None and a["severity"] == "critical"]
                 if site_alarms:
                     excl.setdefault("*", []).extend(f"alarm {a['code']}" for a in site_alarms)
                 for dev_id, d in rec.devices.items():
                     if d.get("kind") not in STORAGE:
                         continue
-                    alarms = {code for (code, dev), a in rec.alarms.items() if dev == dev_id and a["severity"] != "info"}
+                    alarms = {code for (code, dev), a in rec.alarms.items()
+                              if dev == dev_id and a["severity"] != "info"}
                     why = device_reasons(d, alarms, min_soh=s.min_soh, temperature_c=s.temperature_c)
                     if why:
                         excl[dev_id] = why
@@ -395,7 +399,7 @@ class FleetService:
                     logger.exception("fleet service step failed")
                 failing = True
             self._wake.clear()
-            with _suppress_timeout():
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, s.check_s / _speed(self.clock)))
 
     def prune(self, before: float) -> int:
@@ -427,7 +431,8 @@ class FleetService:
                 "storage_devices": len(store_devs),
                 "capacity_wh": cap,
                 "usable_wh": sum(d.get("usable_wh") or 0.0 for d in store_devs),
-                "soc": (sum((d.get("soc") or 0.0) * (d.get("capacity_wh") or 0.0) for d in store_devs) / cap) if cap else None,
+                "soc": (sum((d.get("soc") or 0.0) * (d.get("capacity_wh") or 0.0) for d in store_devs) / cap)
+                if cap else None,
                 "max_discharge_w": sum(d.get("max_discharge_w") or 0.0 for d in store_devs),
                 "max_charge_w": sum(d.get("max_charge_w") or 0.0 for d in store_devs),
                 "net_export_w": sum(r.net_export_w for r in self.sites.values()),
@@ -464,11 +469,3 @@ class FleetService:
 
 def _speed(clock: Any) -> float:
     return float(getattr(clock, "speed", 1.0)) or 1.0
-
-
-class _suppress_timeout:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
-        return et is asyncio.TimeoutError

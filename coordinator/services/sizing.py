@@ -1,7 +1,8 @@
 """Sizing the fleet's frequency response (pure functions, ``docs/fleet.md``).
 
 A unit (one agent site) can hold ``max_rate`` W: its healthy storage's available discharge
-power less what it already delivers for its own site, capped by what its energy above the owner's reserve sustains for ``sustain_s``. Given
+power less what it already delivers for its own site, capped by what its energy above the
+owner's reserve sustains for ``sustain_s``. Given
 ``required`` W for the fleet, each unit gets
 
     share_i = min(max_rate_i, required * max_rate_i / sum(max_rate))
@@ -34,7 +35,8 @@ class Sizing:
         return max(0.0, self.required_w - self.armed_w)
 
 
-def device_reasons(dev: dict[str, Any], alarms: set[str], *, min_soh: float, temperature_c: tuple[float, float]) -> list[str]:
+def device_reasons(dev: dict[str, Any], alarms: set[str], *, min_soh: float,
+                   temperature_c: tuple[float, float]) -> list[str]:
     """Why a storage device may not serve now (empty: healthy)."""
     reasons = [f"alarm {a}" for a in sorted(alarms)]
     if dev.get("status") not in (None, "ok"):
@@ -49,7 +51,8 @@ def device_reasons(dev: dict[str, Any], alarms: set[str], *, min_soh: float, tem
     return reasons
 
 
-def max_rate_w(devices: dict[str, dict[str, Any]], healthy: set[str], sustain_s: float, *, below_reserve: bool = False) -> float:
+def max_rate_w(devices: dict[str, dict[str, Any]], healthy: set[str], sustain_s: float, *,
+               below_reserve: bool = False) -> float:
     """Response a unit can hold (W) from its healthy storage devices' headroom. With
     ``below_reserve`` (an emergency, owner opted in) its energy down to empty counts too."""
     total = 0.0

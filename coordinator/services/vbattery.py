@@ -58,14 +58,13 @@ class Plan:
 
 def lendable_w(devices: dict[str, dict[str, Any]], healthy: set[str], duration_s: float) -> tuple[float, float, float]:
     """(lendable W, SoC above reserve, capacity Wh) of one site's healthy storage."""
-    power = energy = cap = above = 0.0
+    power = cap = above = 0.0
     for dev_id, d in devices.items():
         if dev_id not in healthy or d.get("kind") not in STORAGE:
             continue
         spare = max(0.0, (d.get("max_discharge_w") or 0.0) - max(0.0, d.get("power_w") or 0.0))
         usable = d.get("usable_wh") or 0.0
         power += min(spare, usable * 3600.0 / duration_s)
-        energy += usable
         c = d.get("capacity_wh") or 0.0
         cap += c
         above += usable

@@ -34,7 +34,8 @@ def test_telemetry_body_carries_each_device_and_validates():
     assert bat.kind == "battery" and bat.soc == pytest.approx(0.7, abs=0.01)
     assert bat.usable_wh == pytest.approx((bat.soc - 0.3) * 10_000, rel=1e-6)  # above the owner's reserve
     lim = site.drivers["battery1"].limits
-    assert bat.rated_w == max(-lim.min_w, lim.max_w) and 4_000 < bat.rated_w <= 5_000 and bat.max_discharge_w > 0 and bat.max_charge_w > 0
+    assert bat.rated_w == max(-lim.min_w, lim.max_w) and 4_000 < bat.rated_w <= 5_000
+    assert bat.max_discharge_w > 0 and bat.max_charge_w > 0
     assert bat.soh is not None and bat.reserve_soc == 0.3
     assert parsed.devices["load1"].kind == "load" and parsed.response_w == 12.5
 
