@@ -312,7 +312,8 @@ class FleetService:
                 else:
                     healthy = {d for d in rec.devices if d not in rec.excluded}
                     below = mode == "emergency" and rec.emergency_opt_in
-                    rec.max_rate_w = max_rate_w(rec.devices, healthy, self.settings.sustain_s, below_reserve=below)
+                    rec.max_rate_w = max_rate_w(rec.devices, healthy, self.settings.sustain_s, below_reserve=below,
+                                                response_w=rec.response_w or 0.0)
                 rates[rec.address] = rec.max_rate_w
             sizing = size_service(rates, self.required_w(sum(rates.values())))
             for addr, share in sizing.shares.items():

@@ -52,21 +52,24 @@ def device_reasons(dev: dict[str, Any], alarms: set[str], *, min_soh: float,
 
 
 def max_rate_w(devices: dict[str, dict[str, Any]], healthy: set[str], sustain_s: float, *,
-               below_reserve: bool = False) -> float:
-    """Response a unit can hold (W) from its healthy storage devices' headroom. With
-    ``below_reserve`` (an emergency, owner opted in) its energy down to empty counts too."""
-    total = 0.0
+               below_reserve: bool = False, response_w: float = 0.0) -> float:
+    """Response a unit can hold (W) from its healthy storage devices' headroom: available
+    discharge power less what they already deliver for the site's own use (``response_w``, the
+    frequency response they deliver now, is part of the service and counts as headroom), capped
+    by each device's rating and by what its energy above the reserve sustains for ``sustain_s``.
+    With ``below_reserve`` (an emergency, owner opted in) energy down to empty counts too."""
+    spare = ceiling = 0.0
     for dev_id, d in devices.items():
         if dev_id not in healthy or d.get("kind") not in ("battery", "ups", "flywheel"):
             continue
         energy = d.get("usable_wh") or 0.0
         if below_reserve and d.get("soc") is not None and d.get("capacity_wh"):
             energy = max(energy, d["soc"] * d["capacity_wh"])
-        # what it can add on top of what it already delivers for its own site
-        spare = (d.get("max_discharge_w") or 0.0) - max(0.0, d.get("power_w") or 0.0)
-        power = max(0.0, min(spare, d.get("rated_w") or math.inf))
-        total += max(0.0, min(power, energy * 3600.0 / sustain_s))
-    return total
+        top = max(0.0, min(d.get("max_discharge_w") or 0.0, d.get("rated_w") or math.inf,
+                           energy * 3600.0 / sustain_s))
+        ceiling += top
+        spare += max(0.0, min(top, (d.get("max_discharge_w") or 0.0) - max(0.0, d.get("power_w") or 0.0)))
+    return max(0.0, min(spare + max(0.0, response_w), ceiling))
 
 
 def size_service(max_rates: dict[str, float], required_w: float) -> Sizing:

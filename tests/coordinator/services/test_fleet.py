@@ -59,6 +59,9 @@ def test_max_rate_is_headroom_above_the_reserve():
     assert max_rate_w(devs, {"b2"}, 900.0) == pytest.approx(5000.0)
     # a battery already covering its own site's 1500 W has that much less to give
     assert max_rate_w({"b2": battery(soc=0.9, power_w=1500.0)}, {"b2"}, 900.0) == pytest.approx(3500.0)
+    # ... but the frequency response it delivers now is the service itself: it counts as headroom
+    busy = battery(soc=0.9, power_w=4000.0)
+    assert max_rate_w({"b2": busy}, {"b2"}, 900.0, response_w=3000.0) == pytest.approx(4000.0)
     # emergency, owner opted in: energy below the reserve counts too
     assert max_rate_w(devs, {"b1"}, 900.0, below_reserve=True) == pytest.approx(5000.0)
 
