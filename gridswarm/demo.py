@@ -266,7 +266,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
             w3, dep, opts, intervals, people, trades, order_txs, before, after, market_before, market_after, roles
         )
         report["health"] = health
-        report["fleet"] = _fleet_report(fleet, trades)
+        report["fleet"] = _fleet_report(fleet, trades, {int(iv["id"]) for iv in intervals})
         report["wall_seconds"] = round(time.monotonic() - t_start, 1)
         (out / "report.json").write_text(json.dumps(report, indent=2))
         _print_summary(report, out)
@@ -392,7 +392,7 @@ def _report(
     }
 
 
-def _fleet_report(fleet: dict[str, Any], trades: list[dict[str, Any]]) -> dict[str, Any]:
+def _fleet_report(fleet: dict[str, Any], trades: list[dict[str, Any]], ran: set[int]) -> dict[str, Any]:
     """The fleet's part of the report: its service, exclusions, events and frequency events."""
     return {
         "mode": fleet["mode"],
@@ -403,14 +403,14 @@ def _fleet_report(fleet: dict[str, Any], trades: list[dict[str, Any]]) -> dict[s
         "excluded": fleet["excluded"],
         "events": fleet["events"],
         "frequency_events": fleet["frequency_events"],
-        "virtual_battery": _borrowing(fleet.get("borrowing", {}), trades),
+        "virtual_battery": _borrowing(fleet.get("borrowing", {}), trades, ran),
     }
 
 
-def _borrowing(b: dict[str, Any], trades: list[dict[str, Any]]) -> dict[str, Any]:
+def _borrowing(b: dict[str, Any], trades: list[dict[str, Any]], ran: set[int]) -> dict[str, Any]:
     """Virtual-battery grants and the on-chain fills that settle them. Per interval, a lender's
     offer fill should equal what it lent there and a borrower's bid fill what it borrowed
-    (``reconciled``)."""
+    (``reconciled``); grants for an interval after the run's last are counted apart."""
     fills = {(t["interval"], t["owner"], t["side"]): t for t in trades}
     lent: dict[tuple[int, str], int] = {}
     borrowed: dict[tuple[int, str], int] = {}
@@ -429,8 +429,11 @@ def _borrowing(b: dict[str, Any], trades: list[dict[str, Any]]) -> dict[str, Any
         r["delivered_wh"] = offer.get("delivered_wh") if offer else None
         r["reconciled"] = (r["offer_fill_wh"] == lent[(k, r["lender"])]
                            and r["bid_fill_wh"] == borrowed[(k, r["borrower"])])
+    for r in rows:
+        r["after_the_run"] = r["interval"] not in ran
     return {"price": b.get("price"), "grants": rows, "granted_wh": sum(g["energy_wh"] for g in rows),
-            "reconciled": sum(1 for r in rows if r["reconciled"])}
+            "reconciled": sum(1 for r in rows if r["reconciled"]),
+            "after_the_run": sum(1 for r in rows if r["after_the_run"])}
 
 
 def _print_fleet(f: dict[str, Any]) -> None:
@@ -452,7 +455,8 @@ def _print_fleet(f: dict[str, Any]) -> None:
         print(f"  excluded: {ex['address']} {ex['device'] or '(site)'}: {'; '.join(ex['reasons'])}")
     vb = f["virtual_battery"]
     print(f"  virtual battery: {len(vb['grants'])} grants, {vb['granted_wh']} Wh lent at {vb['price']}/Wh; "
-          f"{vb['reconciled']} reconciled with the lender's offer and the borrower's bid filled on chain")
+          f"{vb['reconciled']} reconciled with the lender's offer and the borrower's bid filled on chain, "
+          f"{vb['after_the_run']} for an interval after the run")
     for g in vb["grants"][:10]:
         print(f"    interval {g['interval']}: {g['lender'][:10]} -> {g['borrower'][:10]} {g['energy_wh']} Wh "
               f"({g['priority']}); chain: offer {g['offer_fill_wh']} Wh, bid {g['bid_fill_wh']} Wh at "
