@@ -338,23 +338,33 @@ class Site:
             want = self.frequency_request_w(now)
             if abs(want - self._fr_written_w) < max(min_change_w, 1e-6):
                 return {}
-            decision = arbitrate(self._inputs(now, self._last_dt, self._last_tel))
-            self.frequency_delivered_w = _frequency_delivered(decision)
+            failed = self._last_state.errors  # devices that failed at the last tick stay out
+            tels = {k: v for k, v in self._last_tel.items() if k not in failed}
             applied: dict[str, float] = {}
-            for dev_id, sp in decision.setpoints.items():
-                d = self.drivers[dev_id]
-                if not d.writable or not d.kind.is_storage:
-                    continue
-                prev = self._applied.get(dev_id)
-                if prev is not None and abs(prev - sp.power_w) < 1e-3:
-                    continue
-                try:
-                    applied[dev_id] = await d.apply(Setpoint(sp.power_w, sp.source, sp.reason))
-                except DriverError as exc:
-                    logger.warning("fast frequency write to %s failed: %s", dev_id, exc)
-                    self._applied.pop(dev_id, None)
-                    continue
-                self._applied[dev_id] = sp.power_w
+            for _ in range(2):  # a device that fails now: the others take over its part at once
+                decision = arbitrate(self._inputs(now, self._last_dt, tels))
+                self.frequency_delivered_w = _frequency_delivered(decision)
+                write_failed = False
+                for dev_id, sp in decision.setpoints.items():
+                    d = self.drivers[dev_id]
+                    if not d.writable or not d.kind.is_storage:
+                        continue
+                    prev = self._applied.get(dev_id)
+                    if prev is not None and abs(prev - sp.power_w) < 1e-3:
+                        continue
+                    try:
+                        applied[dev_id] = await d.apply(Setpoint(sp.power_w, sp.source, sp.reason))
+                    except DriverError as exc:  # the driver's health logs the failure once
+                        logger.debug("fast frequency write to %s failed: %s", dev_id, exc)
+                        self._applied.pop(dev_id, None)
+                        tels.pop(dev_id, None)
+                        write_failed = True
+                        continue
+                    self._applied[dev_id] = sp.power_w
+                if not write_failed:
+                    break
+            else:
+                self.frequency_delivered_w = 0.0  # failures on both passes: claim nothing
             self._fr_written_w = want
             return applied
 

@@ -123,3 +123,18 @@ def test_slow_tick_uses_the_measured_frequency_without_the_fast_path():
     st = asyncio.run(site.tick())
     assert st.frequency_hz is not None and st.frequency_hz < 49.6
     assert st.decision.source == "frequency" and st.applied["battery1"] > 2000
+
+
+def test_a_failed_device_delivers_nothing_and_the_others_are_counted():
+    bat2 = {**BAT, "id": "battery2"}
+    site, clock = make([{**BAT, "id": "battery1"}, bat2, grid(event="gb_loss_of_infeed", event_ts=T0 + 100)])
+    site.arm_frequency_response(droop=0.0097, deadband_hz=0.015, p_ref_w=8000.0, max_power_w=8000.0)
+    fp = FrequencyFastPath(site, clock)
+    asyncio.run(site.tick())
+    site.drivers["battery2"].inject_fault("timeout")
+    clock.set(T0 + 100 + 63.35)
+    asyncio.run(fp.step())
+    asked = site.frequency_request_w(clock.now())
+    one = site.drivers["battery1"].last_setpoint.power_w
+    assert asked > 5000 and site.frequency_delivered_w < asked
+    assert site.frequency_delivered_w == pytest.approx(min(asked, one), rel=1e-3)
