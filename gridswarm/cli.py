@@ -10,7 +10,7 @@ Subcommands (``gridswarm SUBCOMMAND --help`` for each one's options):
   clear        clear an order book from a CSV file and print the result
   forecast     forecast a meter series from a CSV file
   bench        run a benchmark (clearing, e2e, forecast, agent, gas) and write bench/results/
-  scenario     a fleet scenario (frequency-event) on a real chain and coordinator, bench/results/
+  scenario     a fleet scenario (frequency-event, unit-faults) on a real chain and coordinator
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("scenario", help="a fleet scenario on a real chain and coordinator (docs/fleet.md)")
-    p.add_argument("name", choices=("frequency-event",))
+    p.add_argument("name", choices=("frequency-event", "unit-faults"))
     p.add_argument("--sites", type=int, default=20, help="agent sites (default 20)")
     p.add_argument("--speed", type=float, default=2.0, help="simulated seconds per wall second (default 2)")
     p.add_argument("--out", default="bench/results", help="folder for scenarios.json and the plot")

@@ -8,6 +8,11 @@ the agents run their own fast paths. A sampler reads each agent's delivered resp
 0.05 s (clock) and compares the fleet with GB Dynamic Containment's envelope for the armed shares.
 Figures go to ``bench/results/scenarios.json`` (merged by scenario) and a PNG plot.
 
+``unit-faults``: the same event with a fixed fleet requirement; five sites' batteries stop
+answering 5 s after the loss and come back at 35 s. Their alarms exclude them, the coordinator
+re-sizes the others' shares, and the figures say how much of the requirement the fleet covered
+before, during and after, or the shortfall.
+
 This is a benchmark, not a test: nothing here asserts; the figures are written as measured.
 """
 
@@ -25,7 +30,10 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-SCENARIOS = ("frequency-event",)
+SCENARIOS = ("frequency-event", "unit-faults")
+FAULTY = (1, 2, 5, 6, 9)  # unit-faults: these sites' batteries stop answering ...
+FAULT_AT_S, RECOVER_AT_S = 5.0, 35.0  # ... this long after the loss, and come back
+UNIT_FAULTS_REQUIRED_W = 25_000.0  # unit-faults: a fixed requirement the fleet must keep covering
 LOSS_AFTER_S = 60.0  # where the loss sits inside the loss-of-infeed trace
 RESERVE = 0.3
 
@@ -48,7 +56,8 @@ def _site_devices(i: int, rng: random.Random, t0: float, event_ts: float) -> lis
     ]
 
 
-async def _frequency_event(n_sites: int, speed: float, work: Path, plot: Path) -> dict[str, Any]:
+async def _frequency_event(n_sites: int, speed: float, work: Path, plot: Path, *,
+                           faults: bool = False) -> dict[str, Any]:
     import httpx
     import uvicorn
 
@@ -89,7 +98,7 @@ async def _frequency_event(n_sites: int, speed: float, work: Path, plot: Path) -
             "ed25519_key_file": write_ed25519(work / "coordinator.ed25519", coord_key),
             "db_path": work / "coordinator.sqlite", "port": port, "run_market": False, "message_ttl_s": 600.0,
             "fleet": {"enabled": True, "required_fraction": 0.8, "check_s": 2.0, "rearm_s": 20.0, "stale_s": 60.0,
-                      "emergency_hold_s": 120.0}})
+                      "emergency_hold_s": 120.0, **({"required_w": UNIT_FAULTS_REQUIRED_W} if faults else {})}})
         app = create_app(settings, clock=clock)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         threading.Thread(target=server.run, daemon=True).start()
@@ -126,9 +135,18 @@ async def _frequency_event(n_sites: int, speed: float, work: Path, plot: Path) -
                 st = rt.site.last_state
                 start_soc[i] = st.soc if st is not None and st.soc is not None else float("nan")
             t = loss_ts - 5.0
+            faulted = recovered = False
             while t <= loss_ts + 60.0 + 1e-9:
                 await clock.sleep_until(t)
                 now = clock.now()
+                if faults and not faulted and now >= loss_ts + FAULT_AT_S:
+                    for i in FAULTY:
+                        rts[i].site.drivers["battery1"].inject_fault("timeout")
+                    faulted = True
+                if faults and not recovered and now >= loss_ts + RECOVER_AT_S:
+                    for i in FAULTY:
+                        rts[i].site.drivers["battery1"].inject_fault(None)
+                    recovered = True
                 f = trace.at(now) or 50.0
                 req_sum = del_sum = armed_w = 0.0
                 for i, rt in enumerate(rts):
@@ -141,8 +159,9 @@ async def _frequency_event(n_sites: int, speed: float, work: Path, plot: Path) -
                     st = rt.site.last_state
                     if st is not None and st.soc is not None:
                         min_soc[i] = min(min_soc[i], st.soc)
-                samples.append({"t": round(now - loss_ts, 3), "hz": f, "required_w": req_sum, "delivered_w": del_sum,
-                                "armed_w": armed_w})
+                owed = UNIT_FAULTS_REQUIRED_W * _dc_fraction(50.0 - f)
+                samples.append({"t": round(now - loss_ts, 3), "hz": f, "required_w": owed if faults else req_sum,
+                                "delivered_w": del_sum, "armed_w": armed_w})
                 t += 0.05
             async with httpx.AsyncClient(base_url=base, timeout=10) as client:
                 fleet = (await client.get("/api/v1/fleet")).json()
@@ -176,7 +195,31 @@ async def _frequency_event(n_sites: int, speed: float, work: Path, plot: Path) -
                                and min_soc[i] < RESERVE - 1e-3]
     low_sites_no_opt_in = [i for i in range(n_sites) if i not in opt_in and start_soc.get(i, 1) < RESERVE]
     touched_low = [i for i in low_sites_no_opt_in if min_soc[i] < start_soc[i] - 1e-4]
-    _plot(samples, plot, n_sites)
+    _plot(samples, plot, n_sites, faults=faults)
+    if faults:
+        def window(a: float, b: float) -> float | None:
+            rows = [s for s in samples if a <= s["t"] < b and s["required_w"] > 0]
+            req = sum(s["required_w"] for s in rows)
+            return round(sum(s["delivered_w"] for s in rows) / req, 4) if req else None
+
+        excl = [e for e in fleet["events"] if e["kind"] in ("excluded", "recovered")]
+        first_excl = min((e["ts"] for e in excl if e["kind"] == "excluded"), default=None)
+        return {
+            "sites": n_sites, "speed": speed, "clock": "scaled (agents in one process, one asyncio loop)",
+            "required_w": UNIT_FAULTS_REQUIRED_W, "faulty_sites": list(FAULTY),
+            "fault_at_s": FAULT_AT_S, "recover_at_s": RECOVER_AT_S,
+            "coverage_definition": "fleet delivered / (required_w x DC curve at the measured frequency), averaged",
+            "coverage_before_faults": window(0.5, FAULT_AT_S),
+            "coverage_first_10s_of_faults": window(FAULT_AT_S, FAULT_AT_S + 10),
+            "coverage_rest_of_faults": window(FAULT_AT_S + 10, RECOVER_AT_S),
+            "coverage_after_recovery": window(RECOVER_AT_S + 10, 60.0),
+            "excluded_after_fault_s": round(first_excl - (loss_ts + FAULT_AT_S), 3) if first_excl else None,
+            "exclusion_events": excl, "shortfall_w_at_end": fleet["service"]["shortfall_w"],
+            "mode_events": [e for e in fleet["events"] if e["kind"] == "mode"], "plot": str(plot),
+            "series": {"t_s": [s["t"] for s in samples[::2]],
+                       "required_w": [round(s["required_w"], 1) for s in samples[::2]],
+                       "delivered_w": [round(s["delivered_w"], 1) for s in samples[::2]]},
+        }
     return {
         "sites": n_sites, "speed": speed, "clock": "scaled (agents in one process, one asyncio loop)",
         "trace": "gb_loss_of_infeed (synthesised, docs/fleet.md) over gb_normal_day",
@@ -206,7 +249,7 @@ async def _frequency_event(n_sites: int, speed: float, work: Path, plot: Path) -
     }
 
 
-def _plot(samples: list[dict[str, Any]], path: Path, n: int) -> None:
+def _plot(samples: list[dict[str, Any]], path: Path, n: int, *, faults: bool = False) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -214,8 +257,10 @@ def _plot(samples: list[dict[str, Any]], path: Path, n: int) -> None:
 
     t = [s["t"] for s in samples]
     fig, ax = plt.subplots(figsize=(9, 5))
-    ax.plot(t, [s["required_w"] / 1000 for s in samples], label="DC envelope for the armed shares (kW)", color="k",
-            linestyle="--")
+    label = "DC envelope for the fleet's requirement (kW)" if faults else "DC envelope for the armed shares (kW)"
+    ax.plot(t, [s["required_w"] / 1000 for s in samples], label=label, color="k", linestyle="--")
+    if faults:
+        ax.axvspan(FAULT_AT_S, RECOVER_AT_S, color="tab:orange", alpha=0.15, label=f"{len(FAULTY)} units failed")
     ax.plot(t, [s["delivered_w"] / 1000 for s in samples], label=f"fleet delivered, {n} sites (kW)", color="tab:blue")
     ax.set_xlabel("seconds after the loss of infeed")
     ax.set_ylabel("kW")
@@ -223,7 +268,7 @@ def _plot(samples: list[dict[str, Any]], path: Path, n: int) -> None:
     ax2.plot(t, [s["hz"] for s in samples], color="tab:red", alpha=0.5, label="grid frequency (Hz)")
     ax2.set_ylabel("Hz")
     fig.legend(loc="lower right")
-    ax.set_title("frequency-event: fleet response vs GB Dynamic Containment")
+    ax.set_title(f"{'unit-faults' if faults else 'frequency-event'}: fleet response vs GB Dynamic Containment")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -238,7 +283,8 @@ def run_scenario(name: str, *, sites: int = 20, speed: float = 2.0,
 
     logging.getLogger("agent").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:
-        result = asyncio.run(_frequency_event(sites, speed, Path(tmp), out / "scenario_frequency_event.png"))
+        plot = out / f"scenario_{name.replace('-', '_')}.png"
+        result = asyncio.run(_frequency_event(sites, speed, Path(tmp), plot, faults=name == "unit-faults"))
     result["machine"] = machine()
     path = out / "scenarios.json"
     data = json.loads(path.read_text()) if path.exists() else {}
