@@ -89,6 +89,28 @@ class DeviceSectionConfig(BaseModel):
             raise _validation_error(path, exc) from exc
 
 
+class FrequencySection(BaseModel):
+    """The agent's fast frequency path (``docs/fleet.md``): how often the measured grid
+    frequency is read from the drivers (clock seconds) and the smallest change of response (W)
+    that rewrites the storage setpoints between control ticks."""
+
+    model_config = ConfigDict(extra="forbid")
+    fast_path: bool = True
+    poll_s: float = Field(default=0.05, gt=0, le=60.0)
+    min_change_w: float = Field(default=10.0, ge=0.0)
+
+
+class BorrowingSection(BaseModel):
+    """Virtual battery (``docs/fleet.md``): when the site's own storage cannot cover its need,
+    ask the fleet for the shortfall over the next market interval (off by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    priority: Literal["critical", "essential", "flexible"] = "essential"
+    min_w: float = Field(default=50.0, gt=0.0)  # smaller shortfalls are not worth a request
+    max_w: float = Field(default=1e7, gt=0.0, le=1e7)  # never ask for more than this
+
+
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     site: str = Field(min_length=1, max_length=64)
@@ -109,6 +131,8 @@ class AgentConfig(BaseModel):
     trading: TradingConfig = TradingConfig()
     control: ControlSection = ControlSection()
     remote_config: RemoteConfigPolicy = RemoteConfigPolicy()
+    frequency: FrequencySection = FrequencySection()
+    borrowing: BorrowingSection = BorrowingSection()
     devices: list[dict[str, Any]] = Field(default_factory=list)
 
     @classmethod

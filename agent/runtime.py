@@ -29,6 +29,7 @@ from nacl.signing import VerifyKey
 
 from agent.chain_client import AgentChain, WrongMarket
 from agent.config import AgentConfig
+from agent.fleet_link import AlarmTracker, borrow_need_w, telemetry_body, vb_order
 from agent.remote_config import RemoteConfig
 from agent.store import AgentStore
 from agent.trader import Trader
@@ -36,7 +37,7 @@ from gridswarm.chain import ChainError, ChainUnavailable, sign_meter_reading
 from gridswarm.clock import Clock
 from gridswarm.envelope import Envelope, EnvelopeError, Signer, Verifier
 from gridswarm.keys import load_ed25519, load_eth_key
-from gridswarm.messages import Ack, Arm, Config, Dispatch, Error, IntervalNotice, validate_body
+from gridswarm.messages import Ack, Arm, Config, Dispatch, Error, IntervalNotice, Lend, validate_body
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,15 @@ class AgentRuntime:
         self._chain_up = True
         self._key_ready = asyncio.Event()
         self.rejected: list[tuple[str, str]] = []  # (reason, message) of rejected inbound envelopes
+        self.alarms = AlarmTracker()
+        self.grants: list[dict[str, Any]] = []  # virtual-battery grants not yet over
+        self.borrow_replies: list[dict[str, Any]] = []  # the coordinator's answers to our requests (last 100)
+        self._borrowed_for: set[float] = set()
+        self.fast_path: Any = None
+        if cfg.frequency.fast_path:
+            from agent.control.fast_path import FrequencyFastPath
+
+            self.fast_path = FrequencyFastPath(self.site, self.clock, cfg.frequency.poll_s, cfg.frequency.min_change_w)
 
     def _next_seq(self) -> int:
         return self.store.next_counter("seq")
@@ -163,7 +173,10 @@ class AgentRuntime:
             asyncio.create_task(self._supervise("lock-recovery", self.recover_locks_forever), name="lock-recovery"),
         ]
         if self.planner is not None:
-            loops.append(asyncio.create_task(self.planner.run(), name="planner"))
+            loops.append(asyncio.create_task(self._supervise("planner", self.planner.run), name="planner"))
+        if self.fast_path is not None:
+            loops.append(asyncio.create_task(self._supervise("frequency-fast-path", self.fast_path.run),
+                                             name="frequency-fast-path"))
         try:
             await stop.wait()
         finally:
@@ -253,6 +266,8 @@ class AgentRuntime:
                 state = None
             if state is not None and self.planner is not None:
                 self.planner.observe_safely(state)
+            if state is not None:
+                self._queue_alarms(state)
             if state is not None and t >= next_telemetry:
                 self._queue_telemetry(state)
                 self._save_soc(state)
@@ -271,15 +286,25 @@ class AgentRuntime:
 
     def _queue_telemetry(self, state: Any) -> None:
         record_id = self.store.next_counter("telemetry")
-        body = {
-            "ts": round(self.clock.now(), 3),
-            "net_export_w": float(state.net_export_w),
-            "soc": None if state.soc is None else float(min(1.0, max(0.0, state.soc))),
-            "devices": {},
-            "record_id": record_id,
-        }
+        response = getattr(self.site, "frequency_delivered_w", None)
+        body = telemetry_body(state, self.site, record_id, self.clock.now(), response_w=response)
         self.store.enqueue("telemetry", body, f"telemetry:{record_id}", self.clock.now())
         self._wake_outbox.set()
+
+    def _queue_alarms(self, state: Any) -> None:
+        """Alarms raised or cleared this tick, each an ``alarm`` record in the outbox."""
+        try:
+            bodies = self.alarms.update(state, self.site, self.clock.now())
+        except Exception:  # noqa: BLE001 - alarms must never stop the control loop
+            logger.exception("alarm bookkeeping failed")
+            return
+        for body in bodies:
+            n = self.store.next_counter("alarm")
+            self.store.enqueue("alarm", body, f"alarm:{n}", self.clock.now())
+            log = logger.warning if body["active"] else logger.info
+            log("alarm %s: %s", "raised" if body["active"] else "cleared", body["message"])
+        if bodies:
+            self._wake_outbox.set()
 
     # ------------------------------------------------------------------ link
 
@@ -367,6 +392,12 @@ class AgentRuntime:
             entry = self._inflight.pop(body.seq, None)
             if entry is not None:
                 self.store.ack(entry[0])
+            if body.kind == "borrow":
+                self.borrow_replies = [*self.borrow_replies[-99:], {"ok": body.ok, "reason": body.reason}]
+                (logger.info if body.ok else logger.warning)("borrowing request %s: %s",
+                                                             "accepted" if body.ok else "refused", body.reason)
+        elif isinstance(body, Lend):
+            self.apply_lend(env, body)
         elif isinstance(body, Error):
             self._on_error(body)
         elif isinstance(body, IntervalNotice):
@@ -398,7 +429,10 @@ class AgentRuntime:
         while True:
             await self._wake_outbox.wait()
             self._wake_outbox.clear()
-            await self.flush_outbox()
+            try:
+                await self.flush_outbox()
+            except Exception:  # noqa: BLE001 - the outbox must outlive any one bad record
+                logger.exception("outbox flush failed; retrying on the next wake-up")
 
     async def flush_outbox(self) -> int:
         """Send every unacknowledged record not already in flight; returns how many were sent."""
@@ -411,7 +445,12 @@ class AgentRuntime:
         for outbox_id, kind, body in self.store.pending_fair(limit=200):
             if outbox_id in in_flight:
                 continue
-            env = self.signer.sign(kind, body)
+            try:
+                env = self.signer.sign(kind, body)
+            except EnvelopeError as exc:  # a record that can never be sent: set aside, keep the rest moving
+                logger.error("outbox record %d (%s) cannot be signed: %s", outbox_id, kind, exc)
+                self.store.reject(outbox_id)
+                continue
             self._inflight[env.seq] = (outbox_id, loop.time())
             try:
                 await ws.send_str(env.to_json())
@@ -466,8 +505,13 @@ class AgentRuntime:
         t = self.cfg.trading
         if not t.enabled or self.store.order_for(k) is not None:
             return
+        self._maybe_borrow(notice)
         d = self.trader.decide(k, self.address, notice.delivery_start, notice.delivery_end)
         side, qty, price = d.side, d.qty_wh, d.price
+        vb = vb_order(self.grants, notice.delivery_start, notice.delivery_end)
+        if vb is not None:  # virtual battery: trade the granted energy at the operator's price
+            side, qty, price = vb
+            d = type(d)(side, qty, price, "virtual-battery grant")
         if qty < t.min_order_wh:
             logger.info("interval %d: nothing to trade", k)
             return
@@ -494,6 +538,42 @@ class AgentRuntime:
         )
         logger.info("interval %d: posted %s %d Wh at %d from %s (gas %d)", k, side, qty, price, d.basis, posted.gas)
         self._schedule_meter(k, notice.delivery_start, notice.delivery_end)
+
+    # ------------------------------------------------------------------ virtual battery
+
+    def _maybe_borrow(self, notice: IntervalNotice) -> None:
+        """Ask the fleet for what our storage cannot cover over the next interval."""
+        b = self.cfg.borrowing
+        state = self.site.last_state
+        if not b.enabled or state is None:
+            return
+        length = notice.delivery_end - notice.delivery_start
+        start, end = notice.delivery_end, notice.delivery_end + length
+        if start in self._borrowed_for:
+            return
+        need = min(b.max_w, borrow_need_w(state, self.site))
+        if need < b.min_w:
+            return
+        self._borrowed_for = {t for t in self._borrowed_for if t > self.clock.now() - 86_400} | {start}
+        rid = self.store.next_counter("borrow")
+        body = {"request_id": rid, "power_w": round(need, 3), "start": start, "end": end, "priority": b.priority}
+        self.store.enqueue("borrow", body, f"borrow:{rid}", self.clock.now())
+        logger.info("asking the fleet for %.0f W over [%.0f, %.0f) (%s)", need, start, end, b.priority)
+        self._wake_outbox.set()
+
+    def apply_lend(self, env: Envelope, g: Lend) -> None:
+        """A virtual-battery grant: kept until its window is over; the next interval notice
+        trades it on chain (the market's dispatch then moves the energy)."""
+        now = self.clock.now()
+        ok = g.end > now
+        reason = f"{g.role} {g.power_w:.0f} W ({g.energy_wh} Wh) with {g.counterparty}" if ok else "grant already over"
+        if ok:
+            self.grants = [x for x in self.grants if x["end"] > now][-99:] + [g.model_dump()]
+        logger.info("virtual battery: %s", reason)
+        self.store.log_command(now, "lend", env.seq, None, ok, reason)
+        ack = {"kind": "lend", "seq": env.seq, "ok": ok, "reason": "" if ok else reason}
+        self.store.enqueue("ack", ack, f"ack:lend:{env.seq}", now)
+        self._wake_outbox.set()
 
     # ------------------------------------------------------------------ dispatch and metering
 
@@ -531,9 +611,7 @@ class AgentRuntime:
         reason = "armed" if a.armed else "disarmed"
         try:
             if a.armed:
-                self.site.arm_frequency_response(
-                    droop=a.droop, deadband_hz=a.deadband_hz, max_power_w=a.max_power_w, mode=a.mode, until_ts=a.until_ts
-                )
+                self.site.arm_frequency_response(**arm_kwargs(a, self.clock.now(), self.site))
             else:
                 self.site.disarm_frequency_response()
             ok = True
@@ -593,6 +671,24 @@ class AgentRuntime:
         if self.store.enqueue("meter", body, f"meter:{k}", self.clock.now()):
             logger.info("interval %d: metered export %d Wh, import %d Wh", k, exp_wh, imp_wh)
         self._wake_outbox.set()
+
+
+def arm_kwargs(a: Arm, now: float, site: Any) -> dict[str, Any]:
+    """The site's arming for an ``arm`` message; ValueError (nothing changes) for an arm that
+    has already expired or a share above the site's storage rating."""
+    if a.until_ts is not None and a.until_ts <= now:
+        raise ValueError(f"arm expired at {a.until_ts:.0f} (now {now:.0f})")
+    kw: dict[str, Any] = {"droop": a.droop, "deadband_hz": a.deadband_hz, "max_power_w": a.max_power_w,
+                          "mode": a.mode, "until_ts": a.until_ts, "knee_hz": a.knee_hz,
+                          "knee_fraction": a.knee_fraction}
+    if a.share_w is not None:
+        lo, hi = site._storage_range()
+        rating = max(-lo, hi)
+        if a.share_w > rating + 1e-6:
+            raise ValueError(f"share_w {a.share_w:.0f} W above the site's storage rating {rating:.0f} W")
+        kw["p_ref_w"] = a.share_w
+        kw["max_power_w"] = a.share_w if a.max_power_w is None else min(a.share_w, a.max_power_w)
+    return kw
 
 
 async def run_agent(cfg: AgentConfig) -> None:

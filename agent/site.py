@@ -35,9 +35,9 @@ from agent.control.arbiter import (
     arbitrate,
 )
 from agent.control.device_loop import Intent
-from agent.control.frequency import FREQUENCY_MODES, FrequencyArm
-from agent.control_log import ControlLog
+from agent.control.frequency import FREQUENCY_MODES, FrequencyArm, response_w
 from agent.control.reserve import ReserveState
+from agent.control_log import ControlLog
 from agent.devices.meter import MeterLog
 from agent.devices.pv import PROFILES as PV_PROFILES
 from agent.devices.spec import DeviceConfigError, validate_devices
@@ -109,6 +109,17 @@ def _fraction(name: str, value: Any) -> float:
     return v
 
 
+def _frequency_delivered(decision: Decision) -> float:
+    """The storage power the frequency layer added, as it survived the reserve and the limits
+    (W, device sign; 0 when the droop asked for nothing)."""
+    step = next((s for s in decision.trace if s.source == "frequency"), None)
+    if step is None:
+        return 0.0
+    asked = step.after_w - step.before_w
+    got = decision.storage_w - step.before_w
+    return max(0.0, min(asked, got)) if asked >= 0 else min(0.0, max(asked, got))
+
+
 class Site:
     """The devices of one site and their control loop (see the module docstring)."""
 
@@ -144,6 +155,9 @@ class Site:
         self._connected = False
         self.control_log = ControlLog()  # which devices the site controls, and why not (logged once)
         self.ticks = 0
+        self._write_lock = asyncio.Lock()  # the control tick and the fast frequency path both write
+        self._fr_written_w = 0.0  # droop response the storage setpoints carry now (W)
+        self.frequency_delivered_w = 0.0  # of it, what the setpoints deliver after reserve and limits
 
     # ------------------------------------------------------------------ construction
 
@@ -274,7 +288,8 @@ class Site:
     def arm_frequency_response(self, *, droop: float = 0.04, deadband_hz: float = 0.02,
                                p_ref_w: float | None = None, max_power_w: float | None = None,
                                mode: str = "grid_support", until_ts: float | None = None,
-                               nominal_hz: float | None = None) -> FrequencyArm:
+                               nominal_hz: float | None = None, knee_hz: float | None = None,
+                               knee_fraction: float = 0.0) -> FrequencyArm:
         """Arm local droop response (K4). ``p_ref_w`` defaults to the batteries' AC rating."""
         if mode not in FREQUENCY_MODES:
             raise ValueError(f"mode: must be one of {', '.join(FREQUENCY_MODES)}, got {mode!r}")
@@ -284,12 +299,80 @@ class Site:
         arm = FrequencyArm(droop=_finite("droop", droop), deadband_hz=_finite("deadband_hz", deadband_hz),
                            nominal_hz=_finite("nominal_hz", nominal), p_ref_w=ref,
                            max_power_w=math.inf if max_power_w is None else _finite("max_power_w", max_power_w),
-                           mode=mode, until_ts=None if until_ts is None else _finite("until_ts", until_ts))
+                           mode=mode, until_ts=None if until_ts is None else _finite("until_ts", until_ts),
+                           knee_hz=None if knee_hz is None else _finite("knee_hz", knee_hz),
+                           knee_fraction=_finite("knee_fraction", knee_fraction))
         self._arm = arm
         return arm
 
     def disarm_frequency_response(self) -> None:
         self._arm = None
+
+    @property
+    def frequency_arm(self) -> FrequencyArm | None:
+        return self._arm
+
+    def frequency_request_w(self, t: float) -> float:
+        """What the armed droop asks for at the last measured frequency (W, device sign)."""
+        arm, f = self._arm, self._frequency_hz
+        if arm is None or f is None or not arm.active(t):
+            return 0.0
+        return response_w(arm, f)
+
+    def frequency_source(self) -> Driver | None:
+        """The driver that measures the grid frequency: the grid connection (sim) or a device
+        that reported ``frequency_hz`` (a SunSpec inverter's ``Hz``)."""
+        if isinstance(self._grid, SimGrid):
+            return self._grid
+        for d in self._order:
+            detail = getattr(self._last_tel.get(d.device_id), "detail", {})
+            if hasattr(d, "read_frequency") and "frequency_hz" in detail:
+                return d
+        return None
+
+    async def respond_to_frequency(self, hz: float, *, min_change_w: float = 10.0) -> dict[str, float]:
+        """The fast path (``docs/fleet.md``): take a measured frequency now and, when the droop's
+        request moved by at least ``min_change_w``, arbitrate again on the last tick's readings
+        and write the storage setpoints that changed, without waiting for the next tick. The
+        whole safety envelope applies (owner's reserve, device limits). Returns what each
+        written driver accepted (W)."""
+        self.feed_frequency(hz)
+        if self._arm is None or self._last_state is None:
+            return {}
+        now = self.clock.now()
+        async with self._write_lock:
+            want = self.frequency_request_w(now)
+            if abs(want - self._fr_written_w) < max(min_change_w, 1e-6):
+                return {}
+            failed = self._last_state.errors  # devices that failed at the last tick stay out
+            tels = {k: v for k, v in self._last_tel.items() if k not in failed}
+            applied: dict[str, float] = {}
+            for _ in range(2):  # a device that fails now: the others take over its part at once
+                decision = arbitrate(self._inputs(now, self._last_dt, tels))
+                self.frequency_delivered_w = _frequency_delivered(decision)
+                write_failed = False
+                for dev_id, sp in decision.setpoints.items():
+                    d = self.drivers[dev_id]
+                    if not d.writable or not d.kind.is_storage:
+                        continue
+                    prev = self._applied.get(dev_id)
+                    if prev is not None and abs(prev - sp.power_w) < 1e-3:
+                        continue
+                    try:
+                        applied[dev_id] = await d.apply(Setpoint(sp.power_w, sp.source, sp.reason))
+                    except DriverError as exc:  # the driver's health logs the failure once
+                        logger.debug("fast frequency write to %s failed: %s", dev_id, exc)
+                        self._applied.pop(dev_id, None)
+                        tels.pop(dev_id, None)
+                        write_failed = True
+                        continue
+                    self._applied[dev_id] = sp.power_w
+                if not write_failed:
+                    break
+            else:
+                self.frequency_delivered_w = 0.0  # failures on both passes: claim nothing
+            self._fr_written_w = want
+            return applied
 
     def feed_frequency(self, hz: float) -> None:
         """The measured grid frequency (in simulation: fed). Used from the next tick on."""
@@ -364,24 +447,32 @@ class Site:
 
         for dev_id in tels:
             self.control_log.after_read(self.drivers[dev_id])
-        inputs = self._inputs(now, dt, tels)
-        decision = arbitrate(inputs)
-        self._reserve = decision.reserve
+        for tel in tels.values():  # the measured frequency (grid meter or inverter ``Hz``)
+            f = tel.frequency_hz if tel.frequency_hz is not None else tel.detail.get("frequency_hz")
+            if isinstance(f, (int, float)) and math.isfinite(f) and 40.0 <= f <= 70.0:
+                self._frequency_hz = float(f)
+                break
+        async with self._write_lock:
+            inputs = self._inputs(now, dt, tels)
+            decision = arbitrate(inputs)
+            self._reserve = decision.reserve
+            self._fr_written_w = self.frequency_request_w(now)
+            self.frequency_delivered_w = _frequency_delivered(decision)
 
-        applied: dict[str, float] = {}
-        for dev_id, sp in decision.setpoints.items():
-            d = self.drivers[dev_id]
-            if not d.writable or dev_id in errors:
-                continue
-            prev = self._applied.get(dev_id)
-            if prev is not None and abs(prev - sp.power_w) < 1e-3:
-                continue
-            try:
-                applied[dev_id] = await d.apply(Setpoint(sp.power_w, sp.source, sp.reason))
-            except DriverError as exc:
-                errors[dev_id] = f"{type(exc).__name__}: {exc}"
-                continue
-            self._applied[dev_id] = sp.power_w
+            applied: dict[str, float] = {}
+            for dev_id, sp in decision.setpoints.items():
+                d = self.drivers[dev_id]
+                if not d.writable or dev_id in errors:
+                    continue
+                prev = self._applied.get(dev_id)
+                if prev is not None and abs(prev - sp.power_w) < 1e-3:
+                    continue
+                try:
+                    applied[dev_id] = await d.apply(Setpoint(sp.power_w, sp.source, sp.reason))
+                except DriverError as exc:
+                    errors[dev_id] = f"{type(exc).__name__}: {exc}"
+                    continue
+                self._applied[dev_id] = sp.power_w
         for dev_id in errors:
             self._applied.pop(dev_id, None)  # re-send once the device is back
 

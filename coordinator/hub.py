@@ -19,7 +19,7 @@ from coordinator.store import Store
 from gridswarm.chain import recover_meter_signer
 from gridswarm.clock import Clock
 from gridswarm.envelope import Envelope, EnvelopeError, MalformedEnvelope, Signer, Verifier, verify_key_from_hex
-from gridswarm.messages import Ack, ConfigResult, Hello, Meter, Telemetry, validate_body
+from gridswarm.messages import Ack, Alarm, BorrowRequest, ConfigResult, Hello, Meter, Telemetry, validate_body
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class Hub:
         self.inflight = 0
         self.max_inflight = MAX_INFLIGHT
         self.shed = 0
+        self.fleet: Any = None  # coordinator.services.FleetService, when the fleet runs
 
     def _key_of(self, sender: str) -> VerifyKey | None:
         key = self.store.participant_key(sender)
@@ -115,10 +116,12 @@ class Hub:
                         "ts": body.ts,
                         "net_export_w": body.net_export_w,
                         "soc": body.soc,
-                        "devices": json.dumps(body.devices),
+                        "devices": json.dumps({k: v.model_dump(exclude_none=True) for k, v in body.devices.items()}),
                     },
                     pk=("sender", "record_id"),
                 )
+            if self.fleet is not None:
+                self.fleet.on_telemetry(env.sender, body)
             return Ack(kind=env.kind, seq=env.seq).model_dump()
         if isinstance(body, Meter):
             signer = recover_meter_signer(
@@ -159,8 +162,15 @@ class Hub:
                 )
             # Acknowledged like every other record, so the agent's outbox lets it go.
             return Ack(kind=env.kind, seq=env.seq, interval=body.interval).model_dump()
-        if env.kind == "alarm":
-            logger.warning("alarm from %s: %s", env.sender, env.body)
+        if isinstance(body, BorrowRequest):
+            if self.fleet is None:
+                return Ack(kind=env.kind, seq=env.seq, ok=False, reason="no fleet service").model_dump()
+            ok, reason = self.fleet.on_borrow(env.sender, body)
+            return Ack(kind=env.kind, seq=env.seq, ok=ok, reason=reason).model_dump()
+        if isinstance(body, Alarm):
+            logger.warning("alarm %s from %s: %s", "raised" if body.active else "cleared", env.sender, body.message)
+            if self.fleet is not None:
+                self.fleet.on_alarm(env.sender, body)
             if self.events is not None:
                 self.events.record_alarm(self.clock.now(), env.sender, body.model_dump())
             return Ack(kind=env.kind, seq=env.seq).model_dump()

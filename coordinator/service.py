@@ -16,6 +16,7 @@ from coordinator.hub import Hub
 from coordinator.indexer import Indexer
 from coordinator.market.loop import MarketConfig, MarketLoop
 from coordinator.metrics import registry_for
+from coordinator.services import FleetService
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import Store
 from gridswarm.chain import Deployment, TxSender, connect
@@ -56,6 +57,9 @@ class Coordinator:
         self.hub.events = self.analytics
         self.metrics = registry_for(self)
         self.dead_tasks: dict[str, str] = {}  # long-running tasks that stopped, and why
+        self.fleet: FleetService | None = None
+        if settings.fleet.enabled:
+            self.fleet = self.hub.fleet = FleetService(settings.fleet, self.store, self.clock, self.hub)
         m = settings.market
         self.loop: MarketLoop | None = None
         if settings.run_market:
@@ -105,7 +109,7 @@ class Coordinator:
 
 
 def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> FastAPI:
-    from coordinator.api.routes import agents, health, intervals, participants, trades
+    from coordinator.api.routes import agents, fleet, health, intervals, participants, trades
     from coordinator.api.routes import analytics, dashboard, events, remote_config  # noqa: I001
 
     @asynccontextmanager
@@ -116,6 +120,8 @@ def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> Fas
         tasks = [asyncio.create_task(coord.index_forever(), name="indexer")]
         if coord.loop:
             tasks.append(asyncio.create_task(coord.loop.run(), name="market"))
+        if coord.fleet:
+            tasks.append(asyncio.create_task(coord.fleet.run(), name="fleet"))
         for t in tasks:
             t.add_done_callback(coord.task_ended)
         try:
@@ -128,7 +134,7 @@ def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> Fas
                     await t
 
     app = FastAPI(title="GridSwarm coordinator", version="0.1.0", lifespan=lifespan)
-    for module in (health, intervals, trades, participants, agents, analytics, events, remote_config, dashboard):
+    for module in (health, intervals, trades, participants, agents, fleet, analytics, events, remote_config, dashboard):
         app.include_router(module.router)
     return app
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from coordinator.services.config import FleetSettings
 from gridswarm.clock import ClockConfig
 
 
@@ -86,6 +87,7 @@ class CoordinatorSettings(BaseModel):
     frequency_response: FrequencyResponseSettings = FrequencyResponseSettings()
     dashboard: DashboardSettings = DashboardSettings()
     log_json: bool = False  # log records as JSON lines
+    fleet: FleetSettings = FleetSettings(enabled=False)  # fleet grid services (docs/fleet.md)
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> CoordinatorSettings:

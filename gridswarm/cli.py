@@ -9,7 +9,8 @@ Subcommands (``gridswarm SUBCOMMAND --help`` for each one's options):
   agent        run one site's agent from its config file (or --check its devices)
   clear        clear an order book from a CSV file and print the result
   forecast     forecast a meter series from a CSV file
-  bench        run a benchmark (clearing, e2e, forecast, agent, gas, analytics) and write bench/results/
+  bench        run a benchmark (clearing, e2e, forecast, agent, gas, analytics, ingest) and write bench/results/
+  scenario     a fleet scenario (frequency-event, unit-faults) on a real chain and coordinator
 """
 
 from __future__ import annotations
@@ -65,6 +66,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ok = report["conservation"]["conserved"] and all(r["status"] == "settled" for r in report["intervals"])
     if not ok:
         return _fail("not every interval settled or value was not conserved; see report.json")
+    return 0
+
+
+def cmd_scenario(args: argparse.Namespace) -> int:
+    from gridswarm.scenarios import run_scenario
+
+    logging.getLogger().setLevel(logging.WARNING)
+    result = run_scenario(args.name, sites=args.sites, speed=args.speed, out=Path(args.out))
+    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
     return 0
 
 
@@ -252,6 +262,13 @@ def build_parser(*, delegated: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=150.0, help="simulated seconds per wall second (default 150)")
     p.add_argument("--serve", action="store_true", help="keep everything up afterwards and print the dashboard's URL")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("scenario", help="a fleet scenario on a real chain and coordinator (docs/fleet.md)")
+    p.add_argument("name", choices=("frequency-event", "unit-faults"))
+    p.add_argument("--sites", type=int, default=20, help="agent sites (default 20)")
+    p.add_argument("--speed", type=float, default=2.0, help="simulated seconds per wall second (default 2)")
+    p.add_argument("--out", default="bench/results", help="folder for scenarios.json and the plot")
+    p.set_defaults(func=cmd_scenario)
 
     p = sub.add_parser("devnet", help="start a local Ganache chain (shanghai) on a port")
     p.add_argument("--port", type=int, default=None, help="port (default: a free one)")

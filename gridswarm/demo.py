@@ -86,6 +86,16 @@ def datacentre_devices() -> list[dict[str, Any]]:
     ]
 
 
+FREQUENCY_EVENT_AFTER_S = 3600.0  # the loss-of-infeed trace starts this long after sim start
+
+
+def _with_frequency(devices: list[dict[str, Any]], sim_start: float) -> list[dict[str, Any]]:
+    """The grid meter replays a normal day with the loss-of-infeed event (``docs/fleet.md``)."""
+    trace = {"base": "gb_normal_day", "start_ts": sim_start, "event": "gb_loss_of_infeed",
+             "event_ts": sim_start + FREQUENCY_EVENT_AFTER_S}
+    return [{**d, "frequency_trace": trace} if d["type"] == "grid" else d for d in devices]
+
+
 class Processes:
     """Child processes started by the demo; all are stopped on exit."""
 
@@ -195,6 +205,14 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
             "message_ttl_s": 600.0,
             "clock": clock,
             "frequency_response": {"enabled": True, "droop": 0.04, "deadband_hz": 0.02},
+            # fleet services (docs/fleet.md): DC-shaped response sized from telemetry, re-armed
+            # each interval; the sites' grid meters replay a loss-of-infeed event an hour in.
+            # Borrowed energy: lenders offer at 80/Wh, below the sellers' usual offers, borrowers
+            # bid up to 90 (the 5/Wh fee between the feeders needs some surplus), so in the
+            # shared auction they meet.
+            "fleet": {"enabled": True, "required_fraction": 0.5, "borrow_price": 80, "borrow_bid_margin": 10,
+                      "stale_s": 180.0, "check_s": 30.0,
+                      "rearm_s": 900.0, "arm_ttl_s": 3600.0, "emergency_hold_s": 300.0},
             "market": {
                 "interval_s": INTERVAL_S,
                 "gate_lead_s": 300.0,
@@ -235,12 +253,16 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
                 "store_path": str(adir / "agent.sqlite"),
                 "seed": seed * 1000 + i,
                 "tick_s": 30.0,
-                "telemetry_every_s": 300.0,
+                "telemetry_every_s": 30.0,
                 "reserve_soc": 0.3,
                 "message_ttl_s": 600.0,
                 "clock": clock,
                 "trading": {"role": role},
-                "devices": site_devices(role, i),
+                "devices": _with_frequency(site_devices(role, i), opts.sim_start),
+                "frequency": {"poll_s": 1.0},
+                # buying sites have no storage: they borrow from the fleet's batteries (up to 1 kW)
+                "borrowing": {"enabled": role == "buyer", "priority": "critical" if i % 2 else "flexible",
+                              "max_w": 1000.0},
             }
             (adir / "site.yaml").write_text(yaml.safe_dump(cfg))
             procs.start(
@@ -256,6 +278,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
             people = {p["address"]: p for p in client.get("/api/v1/participants").json()["data"]}
             trades = client.get("/api/v1/trades", params={"limit": 10000}).json()["data"]
             order_txs = [o["tx"] for iv in intervals for o in client.get(f"/api/v1/intervals/{iv['id']}").json()["orders"]]
+            fleet = client.get("/api/v1/fleet").json()
         after = _balances(w3, dep, watched)
         market_after = int(dep.token_contract(w3).functions.balanceOf(dep.market).call())
         report = _report(
@@ -263,6 +286,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         )
         report["health"] = health
         report["site_control"] = _site_control(out, len(roles))
+        report["fleet"] = _fleet_report(fleet, trades, {int(iv["id"]) for iv in intervals})
         report["wall_seconds"] = round(time.monotonic() - t_start, 1)
         (out / "report.json").write_text(json.dumps(report, indent=2))
         _print_summary(report, out)
@@ -424,6 +448,80 @@ def _site_control(out: Path, n: int) -> dict[str, Any]:
     return sites
 
 
+def _fleet_report(fleet: dict[str, Any], trades: list[dict[str, Any]], ran: set[int]) -> dict[str, Any]:
+    """The fleet's part of the report: its service, exclusions, events and frequency events."""
+    return {
+        "mode": fleet["mode"],
+        "service": fleet["service"],
+        "totals": fleet["totals"],
+        "sites": [{k: s[k] for k in ("address", "soc", "max_rate_w", "share_w", "frequency_hz", "response_w",
+                                     "excluded")} for s in fleet["sites"]],
+        "excluded": fleet["excluded"],
+        "events": fleet["events"],
+        "frequency_events": fleet["frequency_events"],
+        "virtual_battery": _borrowing(fleet.get("borrowing", {}), trades, ran),
+    }
+
+
+def _borrowing(b: dict[str, Any], trades: list[dict[str, Any]], ran: set[int]) -> dict[str, Any]:
+    """Virtual-battery grants and the on-chain fills that settle them. Per interval, a lender's
+    offer fill should equal what it lent there and a borrower's bid fill what it borrowed
+    (``reconciled``); grants for an interval after the run's last are counted apart."""
+    fills = {(t["interval"], t["owner"], t["side"]): t for t in trades}
+    lent: dict[tuple[int, str], int] = {}
+    borrowed: dict[tuple[int, str], int] = {}
+    rows = []
+    for g in b.get("grants", []):
+        k = int(g["start"] // INTERVAL_S)
+        lent[(k, g["lender"])] = lent.get((k, g["lender"]), 0) + g["energy_wh"]
+        borrowed[(k, g["borrower"])] = borrowed.get((k, g["borrower"]), 0) + g["energy_wh"]
+        rows.append({**g, "interval": k})
+    for r in rows:
+        k = r["interval"]
+        offer, bid = fills.get((k, r["lender"], "offer")), fills.get((k, r["borrower"], "bid"))
+        r["offer_fill_wh"] = offer["qty_wh"] if offer else 0
+        r["bid_fill_wh"] = bid["qty_wh"] if bid else 0
+        r["trade_price"] = offer["price"] if offer else None
+        r["delivered_wh"] = offer.get("delivered_wh") if offer else None
+        r["reconciled"] = (r["offer_fill_wh"] == lent[(k, r["lender"])]
+                           and r["bid_fill_wh"] == borrowed[(k, r["borrower"])])
+    for r in rows:
+        r["after_the_run"] = r["interval"] not in ran
+    return {"price": b.get("price"), "grants": rows, "granted_wh": sum(g["energy_wh"] for g in rows),
+            "reconciled": sum(1 for r in rows if r["reconciled"]),
+            "after_the_run": sum(1 for r in rows if r["after_the_run"])}
+
+
+def _print_fleet(f: dict[str, Any]) -> None:
+    sv, tot = f["service"], f["totals"]
+    print()
+    print(f"fleet: mode {f['mode']}; {tot['sites_in_service']}/{tot['sites']} sites in service, "
+          f"{tot['storage_devices']} storage devices, {tot['usable_wh'] / 1000:.1f} kWh above owners' reserves")
+    print(f"  frequency response ({sv['product']}: deadband +-{sv['deadband_hz']} Hz, full at +-{sv['full_hz']} Hz): "
+          f"available {sv['available_w']:.0f} W, required {sv['required_w']:.0f} W, armed {sv['armed_w']:.0f} W, "
+          f"shortfall {sv['shortfall_w']:.0f} W, {sv['arms_sent']} signed arms sent")
+    for ev in f["frequency_events"]:
+        share = ev["peak_delivered_w"] / ev["peak_expected_w"] if ev["peak_expected_w"] else None
+        print(f"  frequency event at {ev['start_ts']:.0f}: min {ev['min_hz']:.3f} Hz; at the deepest reading the "
+              f"fleet delivered {ev['peak_delivered_w']:.0f} W of {ev['peak_expected_w']:.0f} W the DC curve asks "
+              f"for its shares ({'-' if share is None else f'{share:.0%}'}), {ev['sites_responding']} sites responding")
+    if not f["frequency_events"]:
+        print("  no frequency event measured during the run")
+    for ex in f["excluded"]:
+        print(f"  excluded: {ex['address']} {ex['device'] or '(site)'}: {'; '.join(ex['reasons'])}")
+    vb = f["virtual_battery"]
+    print(f"  virtual battery: {len(vb['grants'])} grants, {vb['granted_wh']} Wh lent at {vb['price']}/Wh; "
+          f"{vb['reconciled']} reconciled with the lender's offer and the borrower's bid filled on chain, "
+          f"{vb['after_the_run']} for an interval after the run")
+    for g in vb["grants"][:10]:
+        print(f"    interval {g['interval']}: {g['lender'][:10]} -> {g['borrower'][:10]} {g['energy_wh']} Wh "
+              f"({g['priority']}); chain: offer {g['offer_fill_wh']} Wh, bid {g['bid_fill_wh']} Wh at "
+              f"{g['trade_price']}, delivered {g['delivered_wh']}")
+    for ev in f["events"]:
+        if ev["kind"] in ("borrow_refused", "borrow_unserved"):
+            print(f"    {ev['kind']}: {ev['address'][:10]}: {ev['message']}")
+
+
 def _print_summary(report: dict[str, Any], out: Path) -> None:
     print()
     print(f"{'interval':>10} {'status':>8} {'price':>6} {'volume Wh':>10} {'delivered':>10} {'orders':>6} {'fills':>5}")
@@ -456,4 +554,6 @@ def _print_summary(report: dict[str, Any], out: Path) -> None:
           f"{c['wallets_plus_market_after']} base units)")
     print(f"gas per order: {g['order_gas_mean']} (mean of {g['orders']}), per committed fill: "
           f"{g['commit_gas_per_fill']}, per settled fill: {g['settle_gas_per_fill']}")
+    if report.get("fleet"):
+        _print_fleet(report["fleet"])
     print(f"report: {out / 'report.json'}  (wall time {report['wall_seconds']} s)")

@@ -37,7 +37,7 @@ DEFAULT_SKEW_S = 30.0
 
 KINDS = frozenset(
     {"hello", "welcome", "telemetry", "forecast", "interval", "dispatch", "ack", "arm", "meter", "alarm", "error"}
-    | {"config", "config_result"}
+    | {"config", "config_result", "borrow", "lend"}
 )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gridswarm.envelope import MalformedEnvelope
 
@@ -60,14 +60,22 @@ class Dispatch(_Body):
 
 class Arm(_Body):
     """Grid-service participation (K4): arm local droop frequency response, executed by the
-    agent itself (the coordinator cannot be in a sub-second loop). ``armed=False`` disarms."""
+    agent itself (the coordinator cannot be in a sub-second loop). ``armed=False`` disarms.
+
+    ``share_w``: the unit's share of the fleet's required response (W at full delivery); the
+    agent refuses a share above its storage rating. ``until_ts``: the arm expires then (an arm
+    already expired on receipt is refused). ``knee_hz``/``knee_fraction``: an optional knee in
+    the delivery curve (GB Dynamic Containment: 5 % at 0.2 Hz), see ``docs/fleet.md``."""
 
     armed: bool = True
-    droop: float = Field(default=0.04, gt=0.0, le=0.5)
-    deadband_hz: float = Field(default=0.02, ge=0.0, le=1.0)
-    max_power_w: float | None = Field(default=None, gt=0.0)
+    droop: float = Field(default=0.04, gt=0.0, le=0.5, allow_inf_nan=False)
+    deadband_hz: float = Field(default=0.02, ge=0.0, le=1.0, allow_inf_nan=False)
+    max_power_w: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
     mode: str = Field(default="grid_support", pattern="^(standby|grid_support|emergency)$")
-    until_ts: float | None = None
+    until_ts: float | None = Field(default=None, allow_inf_nan=False)
+    share_w: float | None = Field(default=None, ge=0.0, le=1e9, allow_inf_nan=False)
+    knee_hz: float | None = Field(default=None, gt=0.0, le=1.0, allow_inf_nan=False)
+    knee_fraction: float = Field(default=0.0, ge=0.0, le=1.0, allow_inf_nan=False)
 
 
 class Ack(_Body):
@@ -87,17 +95,107 @@ class Meter(_Body):
     signature: str = Field(pattern=r"^0x[0-9a-fA-F]{130}$")
 
 
+_W = {"ge": -1e9, "le": 1e9, "allow_inf_nan": False}  # any power: finite, within +-1 GW
+
+
+class DeviceState(_Body):
+    """One device in a telemetry record (W, Wh, SoC 0..1, degC; device sign + = delivering).
+
+    ``usable_wh``: energy above the owner's reserve (and the device's own floor) the device
+    could deliver now; ``max_charge_w``/``max_discharge_w``: available power right now;
+    ``rated_w``: its rating. Impossible values (NaN, SoC outside 0..1, usable energy above
+    capacity, negative availability) are refused with the field's name."""
+
+    kind: str = Field(max_length=16)
+    power_w: float = Field(**_W)  # type: ignore[arg-type]
+    status: str = Field(default="ok", max_length=32)
+    soc: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+    capacity_wh: float | None = Field(default=None, ge=0.0, le=1e10, allow_inf_nan=False)
+    usable_wh: float | None = Field(default=None, ge=0.0, le=1e10, allow_inf_nan=False)
+    max_charge_w: float = Field(default=0.0, ge=0.0, le=1e9, allow_inf_nan=False)
+    max_discharge_w: float = Field(default=0.0, ge=0.0, le=1e9, allow_inf_nan=False)
+    rated_w: float | None = Field(default=None, ge=0.0, le=1e9, allow_inf_nan=False)
+    soh: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+    temperature_c: float | None = Field(default=None, ge=-60.0, le=150.0, allow_inf_nan=False)
+    reserve_soc: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _energy_within_capacity(self) -> DeviceState:
+        if self.usable_wh is not None and self.capacity_wh is not None and self.usable_wh > self.capacity_wh + 1e-6:
+            raise ValueError(f"usable_wh {self.usable_wh:g} exceeds capacity_wh {self.capacity_wh:g}")
+        return self
+
+
 class Telemetry(_Body):
-    ts: float
-    net_export_w: float
-    soc: float | None = Field(default=None, ge=0.0, le=1.0)
-    devices: dict[str, dict[str, float | str | None]] = Field(default_factory=dict, max_length=64)
+    """A site's state: net export and SoC, each device's :class:`DeviceState`, and the grid
+    frequency it measures with the frequency response it is delivering (W, device sign)."""
+
+    ts: float = Field(allow_inf_nan=False)
+    net_export_w: float = Field(**_W)  # type: ignore[arg-type]
+    soc: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+    devices: dict[str, DeviceState] = Field(default_factory=dict, max_length=64)
     record_id: int = Field(ge=0)
+    frequency_hz: float | None = Field(default=None, ge=40.0, le=70.0, allow_inf_nan=False)
+    response_w: float | None = Field(default=None, **_W)  # type: ignore[arg-type]
+    emergency_opt_in: bool | None = None
 
 
 class Alarm(_Body):
+    """An alarm raised (``active=True``) or cleared (``active=False``) at a site, optionally
+    naming one device. Dashboards key alarms by (sender, code, device)."""
+
     code: str = Field(max_length=64)
     message: str = Field(max_length=1024)
+    device: str | None = Field(default=None, max_length=64)
+    severity: str = Field(default="warning", pattern="^(info|warning|critical)$")
+    active: bool = True
+    ts: float | None = Field(default=None, allow_inf_nan=False)
+
+
+PRIORITIES = ("critical", "essential", "flexible")  # served in this order in a shortage
+
+
+class BorrowRequest(_Body):
+    """A site whose own storage cannot cover its need asks the fleet (the virtual battery) for
+    ``power_w`` over ``[start, end)``. The coordinator answers with an ``ack``: refused (with
+    the reason) when the fleet cannot lend that much, else ``lend`` grants follow."""
+
+    request_id: int = Field(ge=0)
+    power_w: float = Field(gt=0.0, le=1e7, allow_inf_nan=False)
+    start: float = Field(allow_inf_nan=False)
+    end: float = Field(allow_inf_nan=False)
+    priority: str = Field(default="essential", pattern="^(critical|essential|flexible)$")
+
+    @model_validator(mode="after")
+    def _window(self) -> BorrowRequest:
+        if not 0 < self.end - self.start <= 86_400:
+            raise ValueError(f"end must be after start, within a day (got {self.end - self.start:g} s)")
+        return self
+
+
+class Lend(_Body):
+    """A virtual-battery grant: ``role`` lender (deliver ``power_w`` more over the window) or
+    borrower (receive it). Both sides trade the energy on chain through the normal order path at
+    ``price`` (token base units per Wh): the lender offers, the borrower bids, ``energy_wh``
+    each, for the market interval(s) that deliver in ``[start, end)``. With network-aware
+    clearing a trade needs some surplus to pay the grid fee: the borrower then bids up to
+    ``bid_price`` and the trade clears between the two."""
+
+    request_id: int = Field(ge=0)
+    role: str = Field(pattern="^(lender|borrower)$")
+    counterparty: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    power_w: float = Field(gt=0.0, le=1e7, allow_inf_nan=False)
+    energy_wh: int = Field(ge=1, le=MAX_WH)
+    start: float = Field(allow_inf_nan=False)
+    end: float = Field(allow_inf_nan=False)
+    price: int = Field(gt=0, le=MAX_PRICE)
+    bid_price: int | None = Field(default=None, gt=0, le=MAX_PRICE)  # the borrower's limit (default: price)
+
+    @model_validator(mode="after")
+    def _bid_covers_price(self) -> Lend:
+        if self.bid_price is not None and self.bid_price < self.price:
+            raise ValueError(f"bid_price {self.bid_price} is below price {self.price}")
+        return self
 
 
 class Config(_Body):
@@ -136,6 +234,8 @@ SCHEMAS: dict[str, type[_Body]] = {
     "error": Error,
     "config": Config,
     "config_result": ConfigResult,
+    "borrow": BorrowRequest,
+    "lend": Lend,
 }
 
 

@@ -142,6 +142,8 @@ DEVICE_FIELDS: dict[str, dict[str, Field]] = {
         "export_limit_w": Field("float", 25_000.0, ge(0), "W", "largest export at the connection"),
         "nominal_hz": Field("float", 50.0, within(45, 65), "Hz", "nominal frequency"),
         "outages": Field("list", [], doc="scheduled outages: list of [start_ts, end_ts] (sim)"),
+        "frequency_trace": Field("dict", None, doc="replayed frequency (sim): base, start_ts, loop, event, "
+                                 "event_ts; see docs/fleet.md"),
     },
 }
 
@@ -320,6 +322,13 @@ def _check_type(prefix: str, dtype: str, spec: dict[str, Any]) -> None:
                 raise DeviceConfigError(name, "end_ts must be > start_ts")
             outages.append((float(window[0]), float(window[1])))
         spec["outages"] = outages
+        if spec.get("frequency_trace") is not None:
+            from agent.devices.frequency_trace import trace_from_spec
+
+            try:
+                trace_from_spec(spec["frequency_trace"])
+            except (ValueError, TypeError) as exc:
+                raise DeviceConfigError(f"{prefix}.frequency_trace", str(exc)) from exc
 
 
 def _inverter(prefix: str, raw: Mapping[str, Any] | None, default_rating: float, default_eff: float) -> dict[str, Any]:

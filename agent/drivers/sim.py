@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from agent.devices.frequency_trace import FrequencyTrace, trace_from_spec
 from agent.devices.grid import GridModel
 from agent.devices.inverter import InverterModel
 from agent.devices.load import LoadModel
@@ -369,10 +370,25 @@ class SimLoad(_SimProfile):
 class SimGrid(SimDriver):
     """The grid connection (the bus's slack). Not controllable; outages can be forced."""
 
-    def __init__(self, device_id: str, bus: SimBus, model: GridModel, *, writable: bool = True) -> None:
+    def __init__(self, device_id: str, bus: SimBus, model: GridModel, *, writable: bool = True,
+                 frequency_trace: FrequencyTrace | None = None) -> None:
         super().__init__(device_id, DeviceKind.GRID, bus, writable=writable)
         self.model = model
         self._limits = DeviceLimits(0.0, 0.0)
+        self.frequency_trace = frequency_trace  # replayed measured frequency (None: fed or nominal)
+
+    def frequency_at(self, t: float) -> float:
+        """The frequency the connection measures at ``t``: the trace's, else the last one fed."""
+        if self.frequency_trace is not None:
+            f = self.frequency_trace.at(t)
+            if f is not None:
+                return f
+        return self.model.frequency_hz
+
+    async def read_frequency(self) -> float:
+        """The fast path's light read: only the measured frequency (Hz)."""
+        self._check_fault()
+        return self.frequency_at(self.clock.now())
 
     @property
     def limits(self) -> DeviceLimits:
@@ -406,7 +422,7 @@ class SimGrid(SimDriver):
             energy_out_wh=m.imported_wh, energy_in_wh=m.exported_wh,
             status="outage" if outage else "ok",
             detail={"import_limit_w": m.import_limit_w, "export_limit_w": m.export_limit_w,
-                    "nominal_hz": m.nominal_hz, "frequency_hz": m.frequency_hz, "outage": outage,
+                    "nominal_hz": m.nominal_hz, "frequency_hz": self.frequency_at(t), "outage": outage,
                     "unserved_wh": m.unserved_wh, "spilled_wh": m.spilled_wh},
         )
 
@@ -443,7 +459,8 @@ def build_sim_driver(spec: dict[str, Any], bus: SimBus, *, seed: int, index: int
                        writable=w)
     if dtype == "grid":
         return SimGrid(dev_id, bus, GridModel(spec["import_limit_w"], spec["export_limit_w"],
-                                              spec["nominal_hz"], spec["outages"]), writable=w)
+                                              spec["nominal_hz"], spec["outages"]), writable=w,
+                       frequency_trace=trace_from_spec(spec.get("frequency_trace")))
     raise ValueError(f"no sim model for device type {dtype!r}")
 
 

@@ -526,6 +526,16 @@ class SunSpecDriver(Driver):
             status="outage" if volts is not None and volts < OUTAGE_V else "ok",
         )
 
+    async def read_frequency(self) -> float | None:
+        """The fast path's light read: the ``Hz`` of the inverter model (701 or 10x) or, for a
+        grid meter, of its meter model (20x) — one Modbus request; None when not implemented or
+        when there is no voltage to measure a frequency on."""
+        async with self._lock:
+            await self._ensure()
+            mid = self.meter_model if self.kind is DeviceKind.GRID else self.inverter_model
+            assert mid is not None
+            return self._frequency(await self._model(mid), mid)
+
     async def _read_locked(self) -> Telemetry:
         if self.kind is DeviceKind.GRID:
             return await self._read_meter()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Callable
 import ssl
 from typing import Any
 
@@ -89,6 +90,8 @@ class SunSpecSimDevice:
         self.fault: str | None = None
         self.timeout_delay_s = 5.0
         self.writes = 0
+        self.frequency_hz = 50.0  # what Hz reports (tests and benchmarks step it)
+        self.on_write: Callable[[float], None] | None = None  # called with the requested W after a write
         self._server: ModbusTcpServer | None = None
         self._task: asyncio.Task[None] | None = None
         self.host = "127.0.0.1"
@@ -223,7 +226,7 @@ class SunSpecSimDevice:
         w_sf = 10 ** SF["W_SF"]
         if self.inverter_model == 103:
             self._put(regs, 103, "W", round(ac / w_sf))
-            self._put(regs, 103, "Hz", 5000)
+            self._put(regs, 103, "Hz", round(100 * self.frequency_hz))
             self._put(regs, 103, "PhVphA", 2304)  # 230.4 V (V_SF = -1)
             self._put(regs, 103, "WH", int(self.wh_out) % (1 << 32))
             self._put(regs, 103, "TmpCab", round(10 * (self.store.temperature_c if self.store and
@@ -231,7 +234,7 @@ class SunSpecSimDevice:
             self._put(regs, 103, "St", 4 if abs(ac) > 0 else 8)
         else:
             self._put(regs, 701, "W", round(ac / w_sf))
-            self._put(regs, 701, "Hz", 5000)
+            self._put(regs, 701, "Hz", round(100 * self.frequency_hz))
             self._put(regs, 701, "LNV", 2304)  # 230.4 V (V_SF = -1)
             self._put(regs, 701, "LLV", 3991)
             self._put(regs, 701, "TotWhInj", int(self.wh_out))
@@ -333,6 +336,8 @@ class SunSpecSimDevice:
             registers[off:off + count] = trial[off:off + count]
             self.writes += 1
             self._settle(self.clock.now())
+            if self.on_write is not None:
+                self.on_write(self.requested_w)
         self._publish(registers)
         return None
 

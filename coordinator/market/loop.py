@@ -239,6 +239,7 @@ class MarketLoop:
         if step is Step.OPEN:
             await self._tx(self.market.functions.openInterval(k))
             await self._announce(k, times)
+            await self._fleet_interval(k)
         elif step is Step.CLOSE:
             if self.clock.now() < times.gate:
                 await self._announce(k, times)
@@ -251,6 +252,18 @@ class MarketLoop:
             await self._void(k)
         elif step is Step.SETTLE:
             await self._deliver_and_settle(k, times)
+
+    async def _fleet_interval(self, k: int) -> None:
+        """Re-size and re-arm the fleet's services for the interval just opened (docs/fleet.md).
+        The fleet re-arms on its own timer too, so a failure here is logged, not retried."""
+        if self.hub.fleet is None:
+            return
+        try:
+            await self.hub.fleet.on_interval(k)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the market must not stop for a grid-service hiccup
+            logger.exception("interval %d: fleet re-arm failed", k)
 
     async def _announce(self, k: int, times: Times) -> None:
         if k in self._announced:

@@ -72,6 +72,12 @@ def test_demo_trades_dispatches_meters_and_settles_on_chain(ganache: Ganache, tm
     assert sum(p["total_after"] - p["total_before"] for p in buyers) < 0
     logs = (out / "logs")
     assert "dispatch" in "".join(f.read_text() for f in logs.glob("agent*.log"))
+    # The fleet ran: every site reported per-device state, the storage sites were armed with
+    # shares of the response their headroom allows, and the summary printed it.
+    fleet = report["fleet"]
+    assert fleet["totals"]["sites"] == 4 and fleet["totals"]["storage_devices"] == 2
+    assert 0 < fleet["service"]["armed_w"] <= fleet["service"]["available_w"] and fleet["service"]["arms_sent"] >= 2
+    assert "frequency response" in proc.stdout and "virtual battery" in proc.stdout
 
 
 def test_demo_with_unreachable_rpc_fails_fast_naming_the_url(tmp_path: Path) -> None:

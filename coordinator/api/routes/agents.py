@@ -136,7 +136,9 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
                     ).to_json()
                 )
                 fr = coord.settings.frequency_response
-                if fr.enabled:
+                if coord.fleet is not None:
+                    await coord.fleet.on_connect(address)
+                elif fr.enabled:
                     arm = {"armed": True, "droop": fr.droop, "deadband_hz": fr.deadband_hz, "mode": fr.mode}
                     await ws.send_text(hub.sign("arm", arm).to_json())
                 if coord.loop is not None:

@@ -1,0 +1,107 @@
+"""The virtual battery: who lends, in which order, and what is refused."""
+
+import asyncio
+
+import pytest
+
+from coordinator.services import FleetService, FleetSettings
+from coordinator.services.vbattery import Lender, Request, lendable_w, plan
+from coordinator.store import Store
+from gridswarm.clock import ManualClock
+from gridswarm.messages import validate_body
+
+T0 = 1_800_000_000.0
+
+
+def dev(max_w, power_w, soc=0.8, cap=10_000.0, reserve=0.2):
+    return {"kind": "battery", "power_w": power_w, "max_discharge_w": max_w, "soc": soc, "capacity_wh": cap,
+            "usable_wh": max(0.0, (soc - reserve) * cap), "reserve_soc": reserve}
+
+
+def test_seed_example_b_lends_a_100_w():
+    # A needs 200 W with a 100 W battery: it discharges 100 W and asks for the other 100 W.
+    # B needs 50 W with a 150 W battery: 100 W to spare.
+    a = {"bat": dev(100.0, 100.0)}
+    b = {"bat": dev(150.0, 50.0)}
+    pa, ha, ca = lendable_w(a, {"bat"}, 900.0)
+    pb, hb, cb = lendable_w(b, {"bat"}, 900.0)
+    assert pa == 0.0 and pb == 100.0
+    p = plan([Request("A", 1, 100.0, T0, T0 + 900, "essential")], [Lender("A", ha, ca, pa), Lender("B", hb, cb, pb)])
+    assert [(g.lender, g.request.address, g.power_w, g.energy_wh) for g in p.grants] == [("B", "A", 100.0, 25)]
+    assert p.unserved == {}
+
+
+def test_highest_soc_above_reserve_lends_first_and_soc_stays_balanced():
+    lenders = [Lender("low", 0.2, 10_000, 3_000), Lender("high", 0.6, 10_000, 3_000)]
+    p = plan([Request("X", 1, 1_000.0, T0, T0 + 3600, "flexible")], lenders)
+    assert [g.lender for g in p.grants] == ["high"]
+    # a bigger draw: "high" gives until it is level with "low", then both share
+    p = plan([Request("X", 1, 5_000.0, T0, T0 + 3600, "flexible")],
+             [Lender("low", 0.2, 10_000, 3_000), Lender("high", 0.3, 10_000, 3_000)])
+    by = {}
+    for g in p.grants:
+        by[g.lender] = by.get(g.lender, 0.0) + g.power_w
+    assert by["high"] == pytest.approx(3_000) and by["low"] == pytest.approx(2_000)
+
+
+def test_priority_classes_decide_a_shortage():
+    reqs = [Request("F", 1, 800.0, T0, T0 + 900, "flexible", 1), Request("C", 2, 800.0, T0, T0 + 900, "critical", 2),
+            Request("E", 3, 800.0, T0, T0 + 900, "essential", 3)]
+    p = plan(reqs, [Lender("L", 0.5, 10_000, 1_200)])
+    served = {g.request.address: g.power_w for g in p.grants}
+    assert served == {"C": 800.0, "E": 400.0}
+    assert p.unserved == {("E", 3): pytest.approx(400.0), ("F", 1): 800.0}
+
+
+A, B = "0x" + "aa" * 20, "0x" + "bb" * 20
+
+
+class FakeHub:
+    def __init__(self):
+        self.links = {A: None, B: None}
+        self.sent = []
+
+    async def send(self, address, kind, body):
+        self.sent.append((address, kind, body))
+        return True
+
+
+def tel(ts, devices, rid=1):
+    return validate_body("telemetry", {"ts": ts, "net_export_w": 0.0, "record_id": rid, "devices": devices})
+
+
+def borrow(power, start=T0 + 60, end=T0 + 960, rid=1, priority="critical"):
+    return validate_body("borrow", {"request_id": rid, "power_w": power, "start": start, "end": end,
+                                    "priority": priority})
+
+
+def test_service_refuses_above_fleet_capacity_and_grants_both_sides(tmp_path):
+    clock = ManualClock(T0)
+    hub = FakeHub()
+    fl = FleetService(FleetSettings(borrow_price=170, required_w=0.0), Store(tmp_path / "c.sqlite"), clock, hub)
+    fl.on_telemetry(A, tel(T0, {"bat": dev(100.0, 100.0)}))
+    fl.on_telemetry(B, tel(T0, {"bat": dev(150.0, 50.0)}))
+    ok, reason = fl.on_borrow(A, borrow(500.0))
+    assert not ok and "at most 100 W" in reason and not fl.pending_borrows
+    assert fl.snapshot()["events"][-1]["kind"] == "borrow_refused"
+    ok, reason = fl.on_borrow(A, borrow(100.0))
+    assert ok
+    assert asyncio.run(fl.serve_borrowing()) == 1
+    lends = {(a, b["role"]): b for a, k, b in hub.sent if k == "lend"}
+    assert lends[(B, "lender")]["counterparty"] == A and lends[(A, "borrower")]["counterparty"] == B
+    for body in lends.values():
+        parsed = validate_body("lend", body)
+        assert parsed.energy_wh == 25 and parsed.price == 170
+    # B's capacity is now lent over that window: a second request is refused
+    ok, reason = fl.on_borrow(A, borrow(50.0, rid=2))
+    assert not ok and "at most 0 W" in reason
+
+
+@pytest.mark.parametrize("body, field", [({"power_w": -1.0}, "power_w"), ({"end": T0}, "body"),
+                                         ({"priority": "vip"}, "priority"), ({"end": T0 + 10 * 86_400}, "body")])
+def test_bad_borrow_requests_are_refused_naming_the_field(body, field):
+    from gridswarm.envelope import MalformedEnvelope
+
+    raw = {"request_id": 1, "power_w": 100.0, "start": T0, "end": T0 + 900, "priority": "essential", **body}
+    with pytest.raises(MalformedEnvelope, match=field):
+        validate_body("borrow", raw)
