@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from agent.control.device_loop import Intent, device_loop
+from agent.control.allocate import allocate as _allocate
 from agent.control.flywheel import plan_flywheels, sustainable_w
 from agent.control.flywheel import precharge_lead_s as _lead_s
 from agent.control.frequency import FrequencyArm, response_w
@@ -247,33 +248,6 @@ def _discharge_cap(s: StoreView, floor: float, dt: float) -> float:
 
 def _charge_cap(s: StoreView) -> float:
     return max(0.0, min(s.max_charge_w, -s.min_w))
-
-
-def _allocate(total_w: float, stores: list[StoreView], caps: list[float], weights: list[float]) -> list[float]:
-    """Split ``total_w`` (one sign) over ``stores`` in proportion to ``weights``, within ``caps``
-    (water-filling: what a capped store cannot take goes to the others)."""
-    n = len(stores)
-    out = [0.0] * n
-    remaining = abs(total_w)
-    free = [i for i in range(n) if caps[i] > _EPS]
-    while remaining > _EPS and free:
-        wsum = sum(max(weights[i], 1e-9) for i in free)
-        nxt = []
-        given = 0.0
-        for i in free:
-            share = remaining * max(weights[i], 1e-9) / wsum
-            room = caps[i] - out[i]
-            take = min(share, room)
-            out[i] += take
-            given += take
-            if caps[i] - out[i] > _EPS:
-                nxt.append(i)
-        remaining -= given
-        if given <= _EPS:
-            break
-        free = nxt
-    sign = 1.0 if total_w >= 0 else -1.0
-    return [sign * x for x in out]
 
 
 # --------------------------------------------------------------------------- the arbiter

@@ -50,7 +50,7 @@ from agent.control.lp import plan_peak_lp
 from agent.control.reserve import ReserveState, naive_trigger, reserve_trigger
 from agent.devices.storage import StoreModel
 from agent.forecast.online import CANDIDATES
-from agent.forecast.registry import make_forecaster
+from agent.forecast.factory import make_forecaster
 from gridswarm.benchinfo import machine, write_results
 
 logger = logging.getLogger(__name__)

@@ -28,6 +28,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from agent.control.allocate import allocate as _allocate
+
 if TYPE_CHECKING:
     from agent.control.arbiter import StoreView
 
@@ -74,7 +76,6 @@ def plan_flywheels(flys: Sequence[StoreView], *, t: float, dt: float, excess_w: 
     cover). ``headroom_w``: import that may be added without crossing the threshold (charging
     budget; <= 0 means no charging). ``spikes``: predicted peaks ``(start, end, extra_w)``.
     """
-    from agent.control.arbiter import _allocate
 
     n = len(flys)
     if n == 0:

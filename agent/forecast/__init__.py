@@ -28,7 +28,8 @@ from agent.forecast.errors import (
     ModelFileError,
     UnknownModelError,
 )
-from agent.forecast.registry import MODEL_NAMES, make_forecaster
+from agent.forecast.factory import make_forecaster
+from agent.forecast.registry import MODEL_NAMES
 from agent.forecast.result import Forecast
 
 if TYPE_CHECKING:

@@ -51,7 +51,9 @@ from typing import Any
 
 import numpy as np
 
+from agent.forecast.baselines import Persistence, SeasonalNaive
 from agent.forecast.conformal import LEVELS, ConformalCalibrator
+from agent.forecast.engine import Engine, EngineFactory, default_periods
 from agent.forecast.errors import ForecastInputError, InsufficientHistoryError
 from agent.forecast.result import Forecast
 from gridswarm.clock import Clock
@@ -71,52 +73,6 @@ def _executor() -> ThreadPoolExecutor:
         return _EXECUTOR
 
 
-def default_periods(step_s: float) -> tuple[int, ...]:
-    """Daily and weekly periods in steps when ``step_s`` divides a day, else none."""
-    day = 86400.0 / step_s
-    if day >= 2 and abs(day - round(day)) < 1e-9:
-        return (int(round(day)), int(round(7 * day)))
-    return ()
-
-
-class Engine(ABC):
-    """Numerics of one model on a clean (finite, repaired) series."""
-
-    name: str = "engine"
-    #: steps between refits on the latest history (None: never refit after ``fit``)
-    refit_every: int | None = None
-
-    @abstractmethod
-    def min_history(self) -> int:
-        """Fewest observations ``fit`` needs."""
-
-    @abstractmethod
-    def fit(self, y: np.ndarray, ts0: float) -> None:
-        """Fit on ``y`` (clean); ``ts0`` is the time stamp of ``y[0]``."""
-
-    def update(self, y: np.ndarray, n_new: int) -> None:  # noqa: B027 - optional hook
-        """``n_new`` values were appended; ``y`` is the whole clean history including them."""
-
-    @abstractmethod
-    def point(self, y: np.ndarray, horizon: int) -> np.ndarray:
-        """Point forecast for the ``horizon`` steps after ``y[-1]``."""
-
-    def backtest(self, y: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray | None:
-        """Forecasts made after ``y[o]`` for every origin ``o`` (one row each), or None.
-
-        Origins are never below ``min_history() - 1``; the engine was fitted on ``y``.
-        """
-        return None
-
-    def describe(self) -> dict[str, Any]:
-        """Fitted parameters worth logging or reporting."""
-        return {}
-
-    def warm_from(self, previous: Engine) -> None:  # noqa: B027 - optional hook
-        """Start the next fit from ``previous``'s parameters (refits)."""
-
-
-EngineFactory = Callable[[], Engine]
 
 
 def impute(y: np.ndarray, periods: Sequence[int], start: int = 0, interp_max: int = 0) -> int:
@@ -326,8 +282,6 @@ class Forecaster:
         return None
 
     def _fallback_engine(self, y: np.ndarray, reason: str) -> Engine:
-        from agent.forecast.baselines import Persistence, SeasonalNaive
-
         if reason != "constant series":
             for p in sorted(self.seasonal_periods, reverse=True):
                 if len(y) >= p:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.forecast.base import Engine
+from agent.forecast.engine import Engine
 
 
 def _season_index(origins: np.ndarray, horizon: int, period: int) -> np.ndarray:

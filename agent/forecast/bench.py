@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from agent.forecast.datasets import ROOT
-from agent.forecast.registry import MODEL_NAMES, make_forecaster
+from agent.forecast.factory import make_forecaster
+from agent.forecast.registry import MODEL_NAMES
 
 logger = logging.getLogger(__name__)
 

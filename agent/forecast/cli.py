@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from agent.forecast.errors import ForecastError
-from agent.forecast.registry import MODEL_NAMES, make_forecaster
+from agent.forecast.factory import make_forecaster
+from agent.forecast.registry import MODEL_NAMES
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.forecast.base import Engine
+from agent.forecast.engine import Engine
 
 logger = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.forecast.base import Engine
+from agent.forecast.engine import Engine
 from agent.forecast.errors import ModelFileError
 
 logger = logging.getLogger(__name__)

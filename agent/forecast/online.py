@@ -162,7 +162,7 @@ class _Series:
         while self.pending:
             ts, v = self.pending.popleft()
             if self.forecaster is None:
-                from agent.forecast.registry import make_forecaster
+                from agent.forecast.factory import make_forecaster
 
                 self.forecaster = make_forecaster(
                     "auto", step_s=self.step_s, clock=self.clock, nonnegative=True, background=False,

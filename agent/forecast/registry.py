@@ -1,4 +1,4 @@
-"""Model names and :func:`make_forecaster`.
+"""Model names and the engine factory behind :func:`agent.forecast.factory.make_forecaster`.
 
 =========================  ================================================================
 name                       model
@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from agent.forecast.base import Engine, EngineFactory, Forecaster, default_periods
+from agent.forecast.engine import Engine, EngineFactory, default_periods
 from agent.forecast.errors import ForecastInputError, UnknownModelError
 
 MODEL_NAMES: tuple[str, ...] = (
@@ -82,21 +82,4 @@ def engine_factory(name: str, step_s: float, seasonal_periods: Sequence[int] | N
     raise UnknownModelError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}, auto")
 
 
-def make_forecaster(name: str = "auto", *, step_s: float,
-                    seasonal_periods: Sequence[int] | None = None,
-                    engine_kw: dict[str, Any] | None = None, **kw: Any) -> Forecaster:
-    """Build a forecaster by name (``"auto"`` selects on recent history and logs its choice).
-
-    ``kw`` go to :class:`~agent.forecast.base.Forecaster` (``clock``, ``nonnegative``,
-    ``calib_horizon``, ``background``, ...) or, for ``auto``, to
-    :class:`~agent.forecast.auto.AutoForecaster` (``candidates``, ``select_horizon``, ...).
-    """
-    if name == "auto":
-        from agent.forecast.auto import AutoForecaster
-
-        return AutoForecaster(step_s=step_s, seasonal_periods=seasonal_periods, **kw)
-    factory = engine_factory(name, step_s, seasonal_periods, **(engine_kw or {}))
-    return Forecaster(factory, step_s, seasonal_periods, name=name, **kw)
-
-
-__all__ = ["MODEL_NAMES", "Engine", "engine_factory", "make_forecaster"]
+__all__ = ["MODEL_NAMES", "Engine", "engine_factory"]
