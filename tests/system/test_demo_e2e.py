@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from gridswarm.chain import Deployment, connect
+from gridswarm.demo import site_devices
 from gridswarm.devnet import Ganache, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +76,13 @@ def test_demo_trades_dispatches_meters_and_settles_on_chain(ganache: Ganache, tm
     # The fleet ran: every site reported per-device state, the storage sites were armed with
     # shares of the response their headroom allows, and the summary printed it.
     fleet = report["fleet"]
-    assert fleet["totals"]["sites"] == 4 and fleet["totals"]["storage_devices"] == 2
+    storage = sum(
+        1
+        for i, role in enumerate(["seller", "seller", "buyer", "buyer"])
+        for d in site_devices(role, i)
+        if d["type"] in ("battery", "flywheel", "ups")
+    )
+    assert fleet["totals"]["sites"] == 4 and fleet["totals"]["storage_devices"] == storage
     assert 0 < fleet["service"]["armed_w"] <= fleet["service"]["available_w"] and fleet["service"]["arms_sent"] >= 2
     assert "frequency response" in proc.stdout and "virtual battery" in proc.stdout
 
