@@ -32,6 +32,7 @@ from coordinator.hub import Hub
 from coordinator.indexer import Indexer
 from coordinator.market.cli import read_zones
 from coordinator.market.clearing import ClearingResult, Network, Order, clear
+from coordinator.market.commit_plan import PlanOrder, chunk_end, plan, readings_for
 from coordinator.store import Store
 from gridswarm.chain import ContractRevert, Deployment, TxSender, compact_signature
 from gridswarm.clock import Clock
@@ -171,14 +172,24 @@ class MarketLoop:
             for i, r in enumerate(rows)
         ]
         result = clear(orders, mechanism=self.cfg.mechanism, network=self.network)
-        by_id = {f.order_id: f for f in result.fills}
-        # One fill per live order, in posting order; unfilled orders get a zero fill.
-        fills = []
-        for i, r in enumerate(rows):
-            f = by_id.get(i)
-            fills.append((int(r["id"]), int(f.qty_wh) if f else 0, int(f.price) if f else 0))
-        committed = sorted(fills)  # the market takes fills in ascending order id
-        commit_txs, gas = await asyncio.to_thread(self._commit_fills, k, committed)
+        # What the contract accepts: one price per zone, one flow per registered link, one fill
+        # per live order at its zone price (coordinator/market/commit_plan.py).
+        chain_links = [tuple(int(x) for x in lk) for lk in self.market.functions.links().call()]
+        cp = plan(
+            [
+                PlanOrder(int(r["id"]), r["side"], int(r["qty_wh"]), int(r["price"]), int(r["zone"]), r["owner"])
+                for r in rows
+            ],
+            result,
+            list(range(len(rows))),
+            chain_links,  # type: ignore[arg-type]
+            self.network,
+            self.cfg.zones,
+        )
+        await self._tx(self.market.functions.commitPrices(k, cp.prices, cp.flows))
+        by_id = {oid: (oid, q, p) for oid, q, p in cp.fills}
+        fills = [by_id[int(r["id"])] for r in rows]  # posting order, for the dispatch below
+        commit_txs, gas, committed = await asyncio.to_thread(self._commit_fills, k, cp.fills)
         clear_seconds = time.perf_counter() - t0
         self.store.upsert_interval(
             k,
@@ -215,39 +226,43 @@ class MarketLoop:
         )
         return committed, result, dict(dispatch)
 
-    def _commit_fills(self, k: int, fills: list[tuple[int, int, int]]) -> tuple[list[str], int]:
+    def _commit_fills(
+        self, k: int, fills: list[tuple[int, int, int]]
+    ) -> tuple[list[str], int, list[list[tuple[int, int, int]]]]:
         """Commit ``fills`` in their order, split so that no transaction outgrows the block.
 
-        Every commit transaction carries at most ``commit_chunk`` fills and is sent with a gas
-        limit of ``commit_gas_fraction`` of the latest block's gas limit (the budget), so none
-        can use more. Chunk sizes come from measured gas per fill, fixed cost included so they
-        err small: first from estimates of the first fill and the first ``COMMIT_PROBE_FILLS``
-        (which name any revert before anything is sent, and refuse a budget smaller than one
-        fill), then from what the previous chunk used, filling the budget less
-        ``COMMIT_GAS_MARGIN``. A chunk that still runs out of gas changes nothing; it is
-        estimated, priced from the estimate and retried smaller, and any other revert is raised
-        by name. Only the last transaction passes ``last``: the contract checks all the chunks
-        together and emits one ``IntervalCleared``. Returns the hashes of the commit
-        transactions and the gas they used (including any retried chunk's).
+        Every commit transaction is one chunk: at most ``commit_chunk`` fills, whole owner groups
+        (the contract refuses a chunk boundary inside one owner's fills on one side), sent with a
+        gas limit of ``commit_gas_fraction`` of the latest block's gas limit (the budget). Chunk
+        sizes come from measured gas per fill, fixed cost included so they err small: first from
+        estimates of the first fill and the first ``COMMIT_PROBE_FILLS`` (which name any revert
+        before anything is sent, and refuse a budget smaller than one fill), then from what the
+        previous chunk used, filling the budget less ``COMMIT_GAS_MARGIN``. A chunk that still
+        runs out of gas changes nothing; it is estimated, priced from the estimate and retried
+        smaller, and any other revert is raised by name. Only the last transaction passes
+        ``last``. Returns the hashes of the commit transactions, the gas they used (including
+        any retried chunk's) and the chunks as committed (settlement replays them one by one).
         """
         block_gas = int(self.operator.w3.eth.get_block("latest")["gasLimit"])
         budget = int(block_gas * self.cfg.commit_gas_fraction)
         n = len(fills)
-        one = self._estimate_commit(k, fills[:1], n <= 1)
+        first = fills[: chunk_end(fills, 0, 1)]
+        one = self._estimate_commit(k, first, len(first) == n) // max(1, len(first))
         if one > budget:
             raise ValueError(
                 f"interval {k}: committing one fill needs {one} gas, over the commit budget of {budget} "
                 f"({self.cfg.commit_gas_fraction} of the block gas limit {block_gas})"
             )
-        probe = fills[:COMMIT_PROBE_FILLS]
+        probe = fills[: chunk_end(fills, 0, COMMIT_PROBE_FILLS)]
         per_fill = self._estimate_commit(k, probe, len(probe) == n) / len(probe) if len(probe) > 1 else one
         txs: list[str] = []
+        chunks: list[list[tuple[int, int, int]]] = []
         gas = 0
         i = 0
         limit = self.cfg.commit_chunk  # fills per transaction; only ever lowered by a failed chunk
         while True:
             size = max(1, min(limit, int(budget * (1 - COMMIT_GAS_MARGIN) / per_fill)))
-            chunk = fills[i : i + size]
+            chunk = fills[i : chunk_end(fills, i, size)]
             last = i + len(chunk) == n
             try:
                 receipt = self.operator.transact(self.market.functions.commitFills(k, chunk, last), gas=budget)
@@ -257,7 +272,7 @@ class MarketLoop:
                 failed = HexBytes(str(exc.values["tx"]))
                 gas += int(self.operator.w3.eth.get_transaction_receipt(failed)["gasUsed"])
                 needed = self._estimate_commit(k, chunk, last)  # raises any other revert by name
-                if needed <= budget or len(chunk) == 1:
+                if needed <= budget or chunk_end(fills, i, len(chunk) - 1) - i >= len(chunk):
                     raise
                 logger.warning(
                     "interval %d: %d fills needed %d gas > %d; retrying smaller", k, len(chunk), needed, budget
@@ -266,12 +281,13 @@ class MarketLoop:
                 limit = len(chunk) - 1
                 continue
             txs.append("0x" + bytes(receipt["transactionHash"]).hex())
+            chunks.append(chunk)
             used = int(receipt["gasUsed"])
             gas += used
             i += len(chunk)
             if last:
-                return txs, gas
-            per_fill = used / len(chunk)
+                return txs, gas, chunks
+            per_fill = used / max(1, len(chunk))
 
     def _estimate_commit(self, k: int, chunk: list[tuple[int, int, int]], last: bool) -> int:
         call = self.market.functions.commitFills(k, chunk, last)
@@ -288,6 +304,7 @@ class MarketLoop:
                 logger.warning("interval %d: no link to %s for its dispatch", k, address)
 
     async def _wait_for_readings(self, k: int, participants: set[str], deadline: float) -> None:
+        have: set[str] = set()  # the deadline may already have passed (a slow commit)
         while self.clock.now() < deadline:
             have = {r["participant"] for r in self.store.query("select participant from readings where interval = ?", [k])}
             if participants <= have:
@@ -295,26 +312,28 @@ class MarketLoop:
             await asyncio.sleep(0.05)
         logger.warning("interval %d: settling without readings from %s", k, sorted(participants - have))
 
-    async def settle(self, k: int, fills: list[tuple[int, int, int]]) -> Any:
-        orders = {
-            int(r["id"]): r for r in self.store.query("select id, owner, side, locked from orders where interval = ?", [k])
-        }
-        # Only sellers' readings count (settlement rule step 1), in ascending address order.
-        sellers = {orders[oid]["owner"] for oid, qty, _ in fills if qty and orders[oid]["side"] == "offer"}
-        readings = [
-            r
+    async def settle(self, k: int, fills: list[list[tuple[int, int, int]]]) -> Any:
+        """Settle ``k`` chunk by chunk, last chunk first (the contract's order), each with the
+        signed readings of its owners -- sellers' export and buyers' import both count, and a
+        missing reading counts as its owner's worst case (docs/contracts.md). Returns the last
+        receipt."""
+        orders = {int(r["id"]): r for r in self.store.query("select id, locked from orders where interval = ?", [k])}
+        signed = {
+            r["participant"]: (
+                (r["participant"], k, int(r["exported_wh"]), int(r["imported_wh"])),
+                *compact_signature(r["signature"]),
+            )
             for r in self.store.query("select * from readings where interval = ?", [k])
-            if r["participant"] in sellers
-        ]
-        readings.sort(key=lambda r: int(r["participant"], 16))
-        settlement = [(oid, qty, price, int(orders[oid]["locked"])) for oid, qty, price in fills]
-        signed = [
-            ((r["participant"], k, int(r["exported_wh"]), int(r["imported_wh"])), *compact_signature(r["signature"]))
-            for r in readings
-        ]
-        receipt = await self._tx(self.market.functions.settle(k, settlement, signed))
+        }
+        receipt = None
+        gas = 0
+        txs = []
+        for c in range(len(fills) - 1, -1, -1):
+            chunk = fills[c]
+            settlement = [(oid, qty, price, int(orders[oid]["locked"])) for oid, qty, price in chunk]
+            receipt = await self._tx(self.market.functions.settle(k, c, settlement, readings_for(chunk, signed)))
+            gas += int(receipt["gasUsed"])
+            txs.append("0x" + bytes(receipt["transactionHash"]).hex())
         await asyncio.to_thread(self.indexer.sync)
-        self.store.upsert_interval(
-            k, settle_tx="0x" + bytes(receipt["transactionHash"]).hex(), gas_settle=int(receipt["gasUsed"])
-        )
+        self.store.upsert_interval(k, settle_tx=txs[-1] if txs else None, gas_settle=gas)
         return receipt
