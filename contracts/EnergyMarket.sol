@@ -50,16 +50,17 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
     /// @dev What registration writes into every slot: nonce 2^32 - 1 matches no order id.
     uint256 private constant _O_PLACEHOLDER = uint256(type(uint32).max) << 64;
     /// @dev Zone word: bit 255 present, 0-23 price, 24-39 index, 40-103 expected net (sold -
-    /// bought, int64), 104-167 committed net (int64).
+    /// bought, int64), 104-167 committed net (int64), 168-231 interval (see {MarketClearing}).
     uint256 private constant _Z_PRESENT = 1 << 255;
 
+    /// @dev One storage slot per interval.
     struct Interval {
         IntervalStatus status;
-        uint24 collateralRate;
         uint32 liveOrders;
         uint32 committed;
         uint40 clearBy;
         uint40 settleBy;
+        uint24 collateralRate;
         uint24 imbalanceBuy;
         uint24 imbalanceSell;
     }
@@ -76,11 +77,13 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         uint128 rent;
         uint48 boughtWh;
         uint48 soldWh;
-        uint80 buyValue;
-        uint80 sellValue;
-        uint96 charges;
-        uint96 refunds;
+        uint72 buyValue;
+        uint72 sellValue;
+        uint16 keepC; // never zero, so later writes of this slot are nonzero-to-nonzero
+        uint88 charges;
+        uint88 refunds;
         uint64 deliveredWh;
+        uint16 keepD; // never zero (as keepC)
     }
 
     /// @dev The commit loop's running state.
@@ -115,9 +118,12 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
     mapping(address account => OrderWord[ORDER_SLOTS]) private _orders;
     mapping(uint64 interval => Interval) private _intervals;
     Clearing[CLEARING_SLOTS] private _clearings;
-    mapping(uint64 interval => mapping(uint256 chunk => bytes32)) private _chunkHash;
-    mapping(uint64 interval => mapping(uint16 zone => uint256)) private _zoneWord;
-    mapping(uint64 interval => mapping(uint256 index => uint16)) private _zoneAt;
+    // Keyed by clearing slot (interval % CLEARING_SLOTS) so that later intervals rewrite used
+    // storage; a zone word carries its interval, a chunk hash is read only for chunks the slot's
+    // interval committed.
+    mapping(uint256 slot => mapping(uint256 chunk => bytes32)) private _chunkHash;
+    mapping(uint256 slot => mapping(uint16 zone => uint256)) private _zoneWord;
+    mapping(uint256 slot => mapping(uint256 index => uint16)) private _zoneAt;
 
     modifier onlyAdmin() {
         if (msg.sender != _admin) revert MarketNotAdmin(msg.sender);
@@ -180,40 +186,16 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         return (_admin, _pendingAdmin, _pendingAdminAt);
     }
 
-    function intervalOf(uint64 interval)
-        external
-        view
-        returns (IntervalStatus status, uint32 liveOrders, uint32 committed, uint40 clearBy, uint40 settleBy)
-    {
-        Interval memory iv = _intervals[interval];
-        return (iv.status, iv.liveOrders, iv.committed, iv.clearBy, iv.settleBy);
-    }
-
-    /// @notice The collateral rate and imbalance prices fixed when the interval opened.
-    function intervalPricesOf(uint64 interval)
-        external
-        view
-        returns (uint24 collateralRate, uint24 imbalanceBuy, uint24 imbalanceSell)
-    {
-        Interval memory iv = _intervals[interval];
-        return (iv.collateralRate, iv.imbalanceBuy, iv.imbalanceSell);
+    /// @notice An interval's state, deadlines, and the collateral rate and imbalance prices
+    /// fixed when it opened.
+    function intervalOf(uint64 interval) external view returns (Interval memory) {
+        return _intervals[interval];
     }
 
     /// @notice A zone's committed clearing price (`COPPER_ZONE` in a market without links).
     function zonePriceOf(uint64 interval, uint16 zone) external view returns (bool committed, uint24 price) {
-        uint256 w = _zoneWord[interval][zone];
-        return (w & _Z_PRESENT != 0, uint24(w));
-    }
-
-    /// @notice Commit and settlement progress of an interval between gate closure and settlement.
-    function clearingOf(uint64 interval)
-        external
-        view
-        returns (uint32 chunks, uint32 nextSettle, uint128 rent, uint96 charges, uint96 refunds, uint64 deliveredWh)
-    {
-        Clearing memory c = _clearings[interval % CLEARING_SLOTS];
-        if (c.interval != interval) return (0, 0, 0, 0, 0, 0);
-        return (c.chunks, c.nextSettle, c.rent, c.charges, c.refunds, c.deliveredWh);
+        uint256 w = _zoneWord[interval % CLEARING_SLOTS][zone];
+        return (MarketClearing.valid(w, interval), uint24(w));
     }
 
     /// @notice An order's terms and whether it is live. Unknown ids give a zero owner.
@@ -465,8 +447,8 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         uint256 rent;
         if (nLinks == 0) {
             if (prices.length != 1) revert MarketCopperNeedsOnePrice(prices.length);
-            _zoneWord[interval][COPPER_ZONE] = _Z_PRESENT | prices[0].price;
-            _zoneAt[interval][0] = COPPER_ZONE;
+            _zoneWord[interval % CLEARING_SLOTS][COPPER_ZONE] = MarketClearing.word(interval, prices[0].price, 0);
+            _zoneAt[interval % CLEARING_SLOTS][0] = COPPER_ZONE;
             c.copper = true;
             c.zoneCount = 1;
         } else {
@@ -494,7 +476,7 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         t.deltas = new int256[](c.zoneCount);
         t.copper = c.copper;
         t.zone = COPPER_ZONE;
-        t.zoneWord = _zoneWord[interval][COPPER_ZONE];
+        t.zoneWord = _zoneWord[interval % CLEARING_SLOTS][COPPER_ZONE];
         uint256 n = fills.length;
         // A chunk boundary never splits one owner's fills on one side, so settlement can apply
         // each reading within one chunk.
@@ -506,7 +488,7 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         }
         MarketClearing.flushZones(_zoneWord, _zoneAt, interval, t.deltas);
         _storeTally(c, interval, t);
-        _chunkHash[interval][chunk] = t.h;
+        _chunkHash[interval % CLEARING_SLOTS][chunk] = t.h;
         c.chunks = uint32(chunk + 1);
         iv.committed += uint32(n);
         emit FillsCommitted(interval, fills);
@@ -545,10 +527,11 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         // The clearing slot of a Cleared interval is its own until it settles.
         Clearing storage c = _clearings[interval % CLEARING_SLOTS];
         if (chunk != c.nextSettle) revert MarketChunkNotNext(interval, chunk, c.nextSettle);
-        bytes32 expected = _chunkHash[interval][chunk];
+        // The slot's chunk hashes up to c.chunks are this interval's; nextSettle only decreases,
+        // so no chunk settles twice.
+        bytes32 expected = _chunkHash[interval % CLEARING_SLOTS][chunk];
         bytes32 h = _hashFills(chunk, fills);
-        if (h != expected || expected == bytes32(0)) revert MarketFillsMismatch(interval, expected, h);
-        delete _chunkHash[interval][chunk];
+        if (h != expected) revert MarketFillsMismatch(interval, expected, h);
 
         MarketSettlement.Run memory run = MarketSettlement.settleChunk(
             _accounts, _domainSeparatorV4(), interval, fills, readings, iv.imbalanceBuy, iv.imbalanceSell
@@ -571,8 +554,9 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
             emit IntervalSettled(interval, uint64(delivered), uint64(c.soldWh - delivered), rent);
         } else {
             c.nextSettle = uint32(chunk - 1);
-            c.charges = uint96(charges);
-            c.refunds = uint96(refunds);
+            if (charges > type(uint88).max || refunds > type(uint88).max) revert MarketTotalsOverflow(interval);
+            c.charges = uint88(charges);
+            c.refunds = uint88(refunds);
             c.deliveredWh = uint64(delivered);
         }
     }
@@ -664,8 +648,10 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         if (!unused && previous != interval && p.status != IntervalStatus.Settled && !_lapsed(p)) {
             revert MarketClearingSlotBusy(interval, previous);
         }
-        delete _clearings[interval % CLEARING_SLOTS];
-        c.interval = interval;
+        // One write of every field (no delete: zeroed slots would cost a fresh write later).
+        Clearing memory fresh;
+        (fresh.interval, fresh.keepC, fresh.keepD) = (interval, 1, 1);
+        _clearings[interval % CLEARING_SLOTS] = fresh;
     }
 
     /// @dev Checks one fill against its order and its zone's price, and folds it into the tally.
@@ -681,10 +667,10 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         uint16 zone = t.copper ? COPPER_ZONE : w.zone();
         if (zone != t.zone) {
             t.zone = zone;
-            t.zoneWord = _zoneWord[interval][zone];
+            t.zoneWord = _zoneWord[interval % CLEARING_SLOTS][zone];
         }
         uint256 zword = t.zoneWord;
-        if (zword & _Z_PRESENT == 0) revert MarketZonePriceMissing(id, zone);
+        if (!MarketClearing.valid(zword, interval)) revert MarketZonePriceMissing(id, zone);
         uint256 p = uint24(zword);
         (uint256 qty, uint256 orderQty, uint256 limit) = (f.qty, w.qty(), w.limit());
         if (f.price != p) revert MarketFillNotAtZonePrice(id, f.price, p);
@@ -713,12 +699,12 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
 
     function _storeTally(Clearing storage c, uint64 interval, Tally memory t) private {
         if (t.boughtWh > type(uint48).max || t.soldWh > type(uint48).max) revert MarketTotalsOverflow(interval);
-        if (t.buyValue > type(uint80).max || t.sellValue > type(uint80).max) revert MarketTotalsOverflow(interval);
+        if (t.buyValue > type(uint72).max || t.sellValue > type(uint72).max) revert MarketTotalsOverflow(interval);
         c.lastId = uint192(t.lastId & _LOW_MASK);
         c.boughtWh = uint48(t.boughtWh);
         c.soldWh = uint48(t.soldWh);
-        c.buyValue = uint80(t.buyValue);
-        c.sellValue = uint80(t.sellValue);
+        c.buyValue = uint72(t.buyValue);
+        c.sellValue = uint72(t.sellValue);
     }
 
     /// @dev The fee recipient (balancing party) receives `rent + charges` and pays `refunds`.

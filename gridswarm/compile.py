@@ -51,7 +51,7 @@ def standard_input(sources: dict[str, Path]) -> dict[str, Any]:
         "sources": {name: {"content": path.read_text()} for name, path in sources.items()},
         "settings": {
             "evmVersion": EVM_VERSION,
-            "optimizer": {"enabled": True, "runs": 200},
+            "optimizer": {"enabled": True, "runs": 100},  # 200 puts EnergyMarket over EIP-170's limit
             "remappings": REMAPPINGS,
             "outputSelection": {
                 "*": {"*": ["abi", "evm.bytecode.object", "evm.bytecode.linkReferences", "evm.deployedBytecode.object"]}

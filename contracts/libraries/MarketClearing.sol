@@ -7,14 +7,25 @@ import {IEnergyMarket} from "../interfaces/IEnergyMarket.sol";
 /// external library, run by DELEGATECALL in the market's storage so the market stays under the
 /// 24,576-byte contract size limit)
 /// @notice A zone word packs: bit 255 present, bits 0-23 price, 24-39 index, 40-103 expected
-/// net (sold - bought = outflow - inflow, int64), 104-167 committed net (int64).
+/// net (sold - bought = outflow - inflow, int64), 104-167 committed net (int64), 168-231 the
+/// interval it belongs to. Zone words are keyed by clearing slot (interval % 16) and reused.
 library MarketClearing {
     uint256 private constant _Z_PRESENT = 1 << 255;
 
+    /// @notice A fresh zone word of `interval`: `price`, position `index`, nets zero.
+    function word(uint64 interval, uint256 price, uint256 index) internal pure returns (uint256) {
+        return _Z_PRESENT | price | (index << 24) | (uint256(interval) << 168);
+    }
+
+    /// @notice Whether `w` is a zone word committed for `interval`.
+    function valid(uint256 w, uint64 interval) internal pure returns (bool) {
+        return w & _Z_PRESENT != 0 && uint64(w >> 168) == interval;
+    }
+
     /// @dev Stores the zone prices, checks every link, and returns the rent.
     function commitZones(
-        mapping(uint64 => mapping(uint16 => uint256)) storage zoneWord,
-        mapping(uint64 => mapping(uint256 => uint16)) storage zoneAt,
+        mapping(uint256 => mapping(uint16 => uint256)) storage zoneWord,
+        mapping(uint256 => mapping(uint256 => uint16)) storage zoneAt,
         IEnergyMarket.Link[] storage links,
         uint64 interval,
         IEnergyMarket.ZonePrice[] calldata prices,
@@ -25,19 +36,19 @@ library MarketClearing {
     {
         uint256 k = prices.length;
         int256[] memory expected = new int256[](k);
-        mapping(uint16 => uint256) storage zw = zoneWord[interval];
+        mapping(uint16 => uint256) storage zw = zoneWord[interval % 16];
         for (uint256 i; i < k; ++i) {
             uint16 z = prices[i].zone;
             if (i > 0 && z <= prices[i - 1].zone) revert IEnergyMarket.MarketZonesNotAscending(i, z);
-            zw[z] = _Z_PRESENT | prices[i].price | (i << 24);
-            zoneAt[interval][i] = z;
+            zw[z] = word(interval, prices[i].price, i);
+            zoneAt[interval % 16][i] = z;
         }
         for (uint256 l; l < flows.length; ++l) {
             IEnergyMarket.Link memory link = links[l];
             uint256 a = zw[link.fromZone];
             uint256 b = zw[link.toZone];
-            if (a & _Z_PRESENT == 0) revert IEnergyMarket.MarketZonePriceMissing(0, link.fromZone);
-            if (b & _Z_PRESENT == 0) revert IEnergyMarket.MarketZonePriceMissing(0, link.toZone);
+            if (!valid(a, interval)) revert IEnergyMarket.MarketZonePriceMissing(0, link.fromZone);
+            if (!valid(b, interval)) revert IEnergyMarket.MarketZonePriceMissing(0, link.toZone);
             uint256 f = flows[l];
             if (f > link.limitWh) revert IEnergyMarket.MarketFlowAboveLimit(l, f, link.limitWh);
             int256 diff = int256(uint256(uint24(b))) - int256(uint256(uint24(a)));
@@ -64,29 +75,29 @@ library MarketClearing {
     }
 
     /// @dev Adds a chunk's per-zone (sold - bought) to the zones' committed nets.
-    function flushZones(mapping(uint64 => mapping(uint16 => uint256)) storage zoneWord, mapping(uint64 => mapping(uint256 => uint16)) storage zoneAt, uint64 interval, int256[] memory deltas)
+    function flushZones(mapping(uint256 => mapping(uint16 => uint256)) storage zoneWord, mapping(uint256 => mapping(uint256 => uint16)) storage zoneAt, uint64 interval, int256[] memory deltas)
         external
     {
         for (uint256 i; i < deltas.length; ++i) {
             int256 d = deltas[i];
             if (d == 0) continue;
-            uint16 z = zoneAt[interval][i];
-            uint256 w = zoneWord[interval][z];
+            uint16 z = zoneAt[interval % 16][i];
+            uint256 w = zoneWord[interval % 16][z];
             int256 running = int256(int64(uint64(w >> 104))) + d;
             if (running > type(int64).max || running < type(int64).min) revert IEnergyMarket.MarketTotalsOverflow(interval);
             w = (w & ~(uint256(type(uint64).max) << 104)) | (uint256(uint64(int64(running))) << 104);
-            zoneWord[interval][z] = w;
+            zoneWord[interval % 16][z] = w;
         }
     }
 
     /// @dev Every zone's committed (sold - bought) equals its (outflow - inflow).
-    function checkZonesBalanced(mapping(uint64 => mapping(uint16 => uint256)) storage zoneWord, mapping(uint64 => mapping(uint256 => uint16)) storage zoneAt, uint64 interval, uint256 zoneCount)
+    function checkZonesBalanced(mapping(uint256 => mapping(uint16 => uint256)) storage zoneWord, mapping(uint256 => mapping(uint256 => uint16)) storage zoneAt, uint64 interval, uint256 zoneCount)
         external
         view
     {
         for (uint256 i; i < zoneCount; ++i) {
-            uint16 z = zoneAt[interval][i];
-            uint256 w = zoneWord[interval][z];
+            uint16 z = zoneAt[interval % 16][i];
+            uint256 w = zoneWord[interval % 16][z];
             int256 expected = int64(uint64(w >> 40));
             int256 net = int64(uint64(w >> 104));
             if (net != expected) revert IEnergyMarket.MarketZoneUnbalanced(interval, z, net, expected);
