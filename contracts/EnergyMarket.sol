@@ -46,12 +46,8 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
     uint256 private constant _NONCE_MASK = (1 << 31) - 1;
     uint256 private constant _BID_BIT = 1 << 191;
     uint256 private constant _LOW_MASK = (1 << 192) - 1;
-    uint256 private constant _U96 = (1 << 96) - 1;
     /// @dev What registration writes into every slot: nonce 2^32 - 1 matches no order id.
     uint256 private constant _O_PLACEHOLDER = uint256(type(uint32).max) << 64;
-    /// @dev Zone word: bit 255 present, 0-23 price, 24-39 index, 40-103 expected net (sold -
-    /// bought, int64), 104-167 committed net (int64), 168-231 interval (see {MarketClearing}).
-    uint256 private constant _Z_PRESENT = 1 << 255;
 
     /// @dev One storage slot per interval.
     struct Interval {
@@ -317,7 +313,10 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         uint256 linksAt = _pendingLinksAt;
         bool due = (at != 0 && block.timestamp >= at) || (linksAt != 0 && block.timestamp >= linksAt);
         if (!due) {
+            // Times, not balances.
+            // slither-disable-next-line incorrect-equality
             if (at == 0 && linksAt == 0) revert MarketNoChangeScheduled();
+            // slither-disable-next-line incorrect-equality
             revert MarketChangeNotDue(at != 0 && (linksAt == 0 || at < linksAt) ? at : linksAt);
         }
         if (at != 0 && block.timestamp >= at) {
@@ -444,6 +443,8 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         if (c.priced) revert MarketPricesAlreadyCommitted(interval);
         uint256 nLinks = _links.length;
         if (flows.length != nLinks) revert MarketFlowsLengthMismatch(flows.length, nLinks);
+        // Zero without links (one market carries no flows).
+        // slither-disable-next-line uninitialized-local
         uint256 rent;
         if (nLinks == 0) {
             if (prices.length != 1) revert MarketCopperNeedsOnePrice(prices.length);
@@ -469,6 +470,8 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         if (c.interval != interval || !c.priced) revert MarketPricesNotCommitted(interval);
 
         uint256 chunk = c.chunks;
+        // Filled in field by field below.
+        // slither-disable-next-line uninitialized-local
         Tally memory t;
         t.lastId = c.lastId == 0 ? 0 : (uint256(interval) << 192) | c.lastId;
         (t.boughtWh, t.soldWh, t.buyValue, t.sellValue) = (c.boughtWh, c.soldWh, c.buyValue, c.sellValue);
@@ -521,6 +524,8 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         external
     {
         Interval memory iv = _intervals[interval];
+        // Enum states, not balances.
+        // slither-disable-next-line incorrect-equality
         if (iv.status == IntervalStatus.Settled) revert MarketIntervalAlreadySettled(interval);
         if (iv.status != IntervalStatus.Cleared) revert MarketIntervalNotCleared(interval);
         if (block.timestamp <= iv.settleBy && msg.sender != _params.operator) revert MarketNotOperator(msg.sender);
@@ -628,11 +633,15 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
     /// @dev The first free slot from `counter % ORDER_SLOTS` on: one that holds no lock (never
     /// used, cancelled, recovered, or its interval settled). Reverts only if all are taken.
     function _freeSlot(OrderWord[ORDER_SLOTS] storage slots, uint32 counter) private view returns (uint256) {
+        // Slot arithmetic, not randomness; status checks compare enum states, not balances.
         for (uint256 k; k < ORDER_SLOTS; ++k) {
+            // slither-disable-next-line weak-prng
             uint256 index = (counter + k) % ORDER_SLOTS;
             OrderWord w = slots[index];
+            // slither-disable-next-line incorrect-equality
             if (!w.live() || _intervals[w.interval()].status == IntervalStatus.Settled) return index;
         }
+        // slither-disable-next-line weak-prng
         OrderWord first = slots[counter % ORDER_SLOTS];
         revert MarketTooManyOrders(msg.sender, _orderId(first.interval(), first.isBid(), msg.sender, first.nonce()));
     }
@@ -649,6 +658,8 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
             revert MarketClearingSlotBusy(interval, previous);
         }
         // One write of every field (no delete: zeroed slots would cost a fresh write later).
+        // All zero but what is set below, on purpose.
+        // slither-disable-next-line uninitialized-local
         Clearing memory fresh;
         (fresh.interval, fresh.keepC, fresh.keepD) = (interval, 1, 1);
         _clearings[interval % CLEARING_SLOTS] = fresh;

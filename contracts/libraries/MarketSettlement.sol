@@ -130,6 +130,8 @@ library MarketSettlement {
         IEnergyMarket.SignedReading[] calldata readings,
         Run memory run
     ) private {
+        // Filled in below.
+        // slither-disable-next-line uninitialized-local
         Meter memory meter;
         (meter.who, meter.exportLeft, meter.importLeft) = _verifyReadings(domainSeparator, interval, readings);
         uint256 n = fills.length;
@@ -137,6 +139,8 @@ library MarketSettlement {
         for (uint256 k; k < 4; ++k) {
             out[k] = new uint256[](n);
         }
+        // Offers come first: false until the first bid.
+        // slither-disable-next-line uninitialized-local
         bool bidSide;
         for (uint256 i; i < n; ++i) {
             IEnergyMarket.SettlementFill calldata f = fills[i];
@@ -164,6 +168,8 @@ library MarketSettlement {
     ) private {
         address owner = address(uint160(f.orderId >> 31));
         (bool has, uint256 j) = _find(meter, owner);
+        // Zero for an offer without a reading (the worst case).
+        // slither-disable-next-line uninitialized-local
         uint256 energy;
         if (isBid) {
             energy = f.qty;
