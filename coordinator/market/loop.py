@@ -312,6 +312,17 @@ class MarketLoop:
             await asyncio.sleep(0.05)
         logger.warning("interval %d: settling without readings from %s", k, sorted(participants - have))
 
+    def committed_chunks(self, k: int) -> list[list[tuple[int, int, int]]]:
+        """The commit chunks of ``k`` as the chain holds them (one ``FillsCommitted`` per chunk,
+        in order): what :meth:`settle` needs after a restart."""
+        logs = self.market.events.FillsCommitted().get_logs(
+            from_block=self.dep.block, argument_filters={"interval": k}
+        )
+        logs = sorted(logs, key=lambda e: (e["blockNumber"], e["logIndex"]))
+        return [
+            [(int(f["orderId"]), int(f["qty"]), int(f["price"])) for f in e["args"]["fills"]] for e in logs
+        ]
+
     async def settle(self, k: int, fills: list[list[tuple[int, int, int]]]) -> Any:
         """Settle ``k`` chunk by chunk, last chunk first (the contract's order), each with the
         signed readings of its owners -- sellers' export and buyers' import both count, and a
@@ -328,12 +339,23 @@ class MarketLoop:
         receipt = None
         gas = 0
         txs = []
-        for c in range(len(fills) - 1, -1, -1):
+        c = len(fills) - 1
+        while c >= 0:
             chunk = fills[c]
             settlement = [(oid, qty, price, int(orders[oid]["locked"])) for oid, qty, price in chunk]
-            receipt = await self._tx(self.market.functions.settle(k, c, settlement, readings_for(chunk, signed)))
+            try:
+                receipt = await self._tx(self.market.functions.settle(k, c, settlement, readings_for(chunk, signed)))
+            except ContractRevert as exc:
+                # Resuming after a restart: continue where the chain says settlement stands.
+                if exc.name == "MarketChunkNotNext" and int(exc.values["expected"]) < c:
+                    c = int(exc.values["expected"])
+                    continue
+                if exc.name == "MarketIntervalAlreadySettled":
+                    break
+                raise
             gas += int(receipt["gasUsed"])
             txs.append("0x" + bytes(receipt["transactionHash"]).hex())
+            c -= 1
         await asyncio.to_thread(self.indexer.sync)
         self.store.upsert_interval(k, settle_tx=txs[-1] if txs else None, gas_settle=gas)
         return receipt

@@ -26,7 +26,7 @@ from gridswarm.devnet import Ganache
 BLOCK_GAS = 5_600_000
 PER_PARTICIPANT = 15  # orders each participant posts in the big book (the contract keeps 16 in flight)
 SEED = 31
-WARM_UP, BIG, RETRY, TINY = 1_980_001, 1_980_002, 1_980_003, 1_980_004
+WARM_UP, BIG, RETRY, TINY, RESUME = 1_980_001, 1_980_002, 1_980_003, 1_980_004, 1_980_005
 CLEARED = 3  # IntervalStatus.Cleared
 CLOSED = 2
 
@@ -193,6 +193,28 @@ def test_a_budget_below_one_fill_is_refused_before_any_fill_is_sent(rig: Rig, mo
     assert rig.w3.eth.block_number == before + 1  # the zone prices only: estimates need them
     status, _live, committed, *_ = rig.market.functions.intervalOf(TINY).call()
     assert (status, committed) == (CLOSED, 0)
+
+
+def test_settlement_goes_chunk_by_chunk_and_resumes_where_the_chain_stands(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rig.loop, "cfg", dataclasses.replace(rig.loop.cfg, commit_chunk=4))
+    _post_and_close(rig, RESUME, 20, rig.participants[:10], per_participant=2)
+    chunks, _, _ = asyncio.run(rig.loop.clear_and_commit(RESUME))
+    assert len(chunks) >= 3
+    assert rig.loop.committed_chunks(RESUME) == chunks  # rebuilt from the chain after a restart
+    # A coordinator that settled the last chunk and then restarted: it starts over from the
+    # last chunk, the contract names the next one, and the loop goes on from there.
+    last = len(chunks) - 1
+    locks = {int(r["id"]): int(r["locked"]) for r in rig.store.query("select id, locked from orders")}
+    rig.loop.operator.transact(
+        rig.market.functions.settle(RESUME, last, [(o, q, p, locks[o]) for o, q, p in chunks[last]], [])
+    )
+    asyncio.run(rig.loop.settle(RESUME, rig.loop.committed_chunks(RESUME)))
+    status, *_ = rig.market.functions.intervalOf(RESUME).call()
+    assert status == 4  # Settled
+    settled = rig.market.events.FillsSettled().get_logs(from_block=rig.dep.block, argument_filters={"interval": RESUME})
+    assert len(settled) == len(chunks)  # every chunk once
 
 
 @pytest.mark.parametrize(("chunk", "fraction"), [(0, 0.5), (300, 0.0), (300, 1.5)])
