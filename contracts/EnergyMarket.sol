@@ -120,6 +120,7 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
     mapping(uint256 slot => mapping(uint256 chunk => bytes32)) private _chunkHash;
     mapping(uint256 slot => mapping(uint16 zone => uint256)) private _zoneWord;
     mapping(uint256 slot => mapping(uint256 index => uint16)) private _zoneAt;
+    mapping(uint256 slot => mapping(address participant => uint256)) private _submitted;
 
     modifier onlyAdmin() {
         if (msg.sender != _admin) revert MarketNotAdmin(msg.sender);
@@ -188,19 +189,13 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         return _intervals[interval];
     }
 
-    /// @notice A zone's committed clearing price (`COPPER_ZONE` in a market without links).
-    function zonePriceOf(uint64 interval, uint16 zone) external view returns (bool committed, uint24 price) {
-        uint256 w = _zoneWord[interval % CLEARING_SLOTS][zone];
-        return (MarketClearing.valid(w, interval), uint24(w));
-    }
-
     /// @notice An order's terms and whether it is live. Unknown ids give a zero owner.
     function orderOf(uint256 orderId)
         external
         view
         returns (address owner, Side side, uint32 qty, uint24 price, uint64 lock, bool live)
     {
-        (uint64 interval, bool isBid, address who, uint32 nonce) = decodeOrderId(orderId);
+        (uint64 interval, bool isBid, address who, uint32 nonce) = _decodeOrderId(orderId);
         OrderWord w = _orders[who][nonce % ORDER_SLOTS];
         // A cancelled, recovered or settled order keeps its terms until its slot is reused.
         if (!OrderWord.wrap(OrderWord.unwrap(w) | OrderWordLib.LIVE).matches(interval, isBid, nonce)) {
@@ -214,13 +209,8 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         return MarketSettlement.digest(_domainSeparatorV4(), r);
     }
 
-    /// @notice Whether an interval has lapsed: its operator missed `clearBy` before clearing.
-    function lapsed(uint64 interval) external view returns (bool) {
-        return _lapsed(_intervals[interval]);
-    }
-
-    function decodeOrderId(uint256 orderId)
-        public
+    function _decodeOrderId(uint256 orderId)
+        private
         pure
         returns (uint64 interval, bool isBid, address owner, uint32 nonce)
     {
@@ -532,17 +522,32 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         // The clearing slot of a Cleared interval is its own until it settles.
         Clearing storage c = _clearings[interval % CLEARING_SLOTS];
         if (chunk != c.nextSettle) revert MarketChunkNotNext(interval, chunk, c.nextSettle);
-        // The slot's chunk hashes up to c.chunks are this interval's; nextSettle only decreases,
-        // so no chunk settles twice.
+        _checkChunk(interval, chunk, fills);
+        MarketSettlement.Run memory run = _runChunk(interval, iv, fills, readings);
+        _finishChunk(interval, chunk, c, run);
+    }
+
+    /// @dev The fills must be chunk `chunk` as committed. The slot's chunk hashes up to
+    /// c.chunks are this interval's; nextSettle only decreases, so no chunk settles twice.
+    function _checkChunk(uint64 interval, uint256 chunk, SettlementFill[] calldata fills) private view {
         bytes32 expected = _chunkHash[interval % CLEARING_SLOTS][chunk];
         bytes32 h = _hashFills(chunk, fills);
         if (h != expected) revert MarketFillsMismatch(interval, expected, h);
+    }
 
-        MarketSettlement.Run memory run = MarketSettlement.settleChunk(
-            _accounts, _domainSeparatorV4(), interval, fills, readings, iv.imbalanceBuy, iv.imbalanceSell
+    /// @dev Settles the chunk's fills in the settlement library (readings from calldata, else
+    /// submitted on chain; all of them required before `settleBy`).
+    function _runChunk(
+        uint64 interval,
+        Interval memory iv,
+        SettlementFill[] calldata fills,
+        SignedReading[] calldata readings
+    ) private returns (MarketSettlement.Run memory) {
+        uint256 terms = uint256(iv.imbalanceBuy) | (uint256(iv.imbalanceSell) << 24)
+            | (block.timestamp <= iv.settleBy ? 1 << 48 : 0);
+        return MarketSettlement.settleChunk(
+            _accounts, _submitted[interval % CLEARING_SLOTS], _domainSeparatorV4(), interval, fills, readings, terms
         );
-
-        _finishChunk(interval, chunk, c, run);
     }
 
     /// @dev Books a settled chunk: the balancing party's share, progress, and on the last
@@ -564,6 +569,13 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
             c.refunds = uint88(refunds);
             c.deliveredWh = uint64(delivered);
         }
+    }
+
+    /// @notice Puts a participant's signed meter reading on chain (anyone may send it), so that
+    /// settlement uses it even if the operator leaves it out; before `settleBy` the operator
+    /// cannot settle a non-zero fill without its owner's reading.
+    function submitReading(SignedReading calldata reading) external {
+        MarketSettlement.submit(_submitted, _domainSeparatorV4(), reading);
     }
 
     /// @inheritdoc IEnergyMarket
@@ -756,7 +768,7 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
     {
         bool isBid;
         uint32 nonce;
-        (interval, isBid, owner, nonce) = decodeOrderId(orderId);
+        (interval, isBid, owner, nonce) = _decodeOrderId(orderId);
         slots = _orders[owner];
         index = nonce % ORDER_SLOTS;
         if (!slots[index].matches(interval, isBid, nonce)) revert MarketOrderNotFound(orderId);

@@ -207,6 +207,9 @@ interface IEnergyMarket {
     event FillsSettled(
         uint64 indexed interval, uint256[] orderIds, uint256[] deliveredWh, uint256[] amounts, uint256[] penalties
     );
+    /// @notice A participant's signed reading was put on chain; settlement uses it whenever the
+    /// operator does not pass that participant's reading.
+    event ReadingSubmitted(uint64 indexed interval, address indexed participant, uint64 exportedWh, uint64 importedWh);
     /// @notice An interval was settled (its last chunk); it can never be settled again.
     /// `surplus` = rent credited to the fee recipient; imbalance charges and refunds moved too.
     event IntervalSettled(uint64 indexed interval, uint64 deliveredWh, uint64 shortfallWh, uint256 surplus);
@@ -267,6 +270,9 @@ interface IEnergyMarket {
     error MarketReadingWrongInterval(uint256 index, uint64 interval);
     error MarketReadingsNotAscending(uint256 index, address participant);
     error MarketReadingBadSignature(uint256 index, address participant, address signer);
+    /// @notice Before `settleBy` every owner of a non-zero fill needs a reading (in calldata or
+    /// submitted on chain).
+    error MarketReadingMissing(uint64 interval, address participant);
     error MarketNotOperator(address caller);
     error MarketNotAdmin(address caller);
     error MarketOperatorIsAdmin(address account);
@@ -307,4 +313,5 @@ interface IEnergyMarket {
     function settle(uint64 interval, uint256 chunk, SettlementFill[] calldata fills, SignedReading[] calldata readings)
         external;
     function recover(uint256[] calldata orderIds) external;
+    function submitReading(SignedReading calldata reading) external;
 }

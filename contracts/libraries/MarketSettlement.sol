@@ -35,6 +35,13 @@ library MarketSettlement {
         uint256[] exportLeft;
         uint256[] importLeft;
         uint256 j;
+        uint256[][] out;
+        uint64 interval;
+        bool complete; // every owner with a non-zero fill must have a reading
+        address sOwner; // the owner group whose on-chain reading is loaded
+        bool sBid;
+        bool sHas;
+        uint256 sLeft;
     }
 
     /// @dev The settlement loop's running state for one chunk.
@@ -52,23 +59,49 @@ library MarketSettlement {
         uint64 indexed interval, address[] participants, uint256[] exportedWh, uint256[] importedWh
     );
     /// @notice Same as IEnergyMarket's.
+    event ReadingSubmitted(uint64 indexed interval, address indexed participant, uint64 exportedWh, uint64 importedWh);
+    /// @notice Same as IEnergyMarket's.
     event FillsSettled(
         uint64 indexed interval, uint256[] orderIds, uint256[] deliveredWh, uint256[] amounts, uint256[] penalties
     );
 
     /// @notice Settles `fills` with `readings` at the given imbalance prices; returns the
     /// chunk's charges, refunds and delivered energy.
+    /// `submitted` holds readings participants put on chain themselves ({submit}); one counts
+    /// for an owner whose reading `readings` lacks. With `complete` (bit 48 of `terms`), every
+    /// owner of a non-zero fill must have a reading (before `settleBy`).
     function settleChunk(
         mapping(address => Account) storage accounts,
+        mapping(address => uint256) storage submitted,
         bytes32 domainSeparator,
         uint64 interval,
         IEnergyMarket.SettlementFill[] calldata fills,
         IEnergyMarket.SignedReading[] calldata readings,
-        uint256 imbalanceBuy,
-        uint256 imbalanceSell
+        uint256 terms
     ) external returns (Run memory run) {
-        (run.imbalanceBuy, run.imbalanceSell) = (imbalanceBuy, imbalanceSell);
-        _settleChunk(accounts, domainSeparator, interval, fills, readings, run);
+        // terms: bits 0-23 imbalance buy price, 24-47 imbalance sell price, 48 complete.
+        (run.imbalanceBuy, run.imbalanceSell) = (uint24(terms), uint24(terms >> 24));
+        // Filled in below.
+        // slither-disable-next-line uninitialized-local
+        Meter memory meter;
+        (meter.who, meter.exportLeft, meter.importLeft) = _verifyReadings(domainSeparator, interval, readings);
+        (meter.interval, meter.complete) = (interval, terms >> 48 & 1 == 1);
+        _settleChunk(accounts, submitted, fills, meter, run);
+    }
+
+    /// @notice Stores a participant's signed reading on chain (anyone may send it): settlement
+    /// uses it whenever the operator's calldata lacks that participant's reading.
+    function submit(
+        mapping(uint256 => mapping(address => uint256)) storage submitted,
+        bytes32 domainSeparator,
+        IEnergyMarket.SignedReading calldata sr
+    ) external {
+        IEnergyMarket.MeterReading calldata r = sr.reading;
+        address signer = _signer(domainSeparator, sr);
+        if (signer != r.participant) revert IEnergyMarket.MarketReadingBadSignature(0, r.participant, signer);
+        submitted[r.interval % 16][r.participant] =
+            (1 << 255) | uint256(r.interval) | (uint256(r.exportedWh) << 64) | (uint256(r.importedWh) << 128);
+        emit ReadingSubmitted(r.interval, r.participant, r.exportedWh, r.importedWh);
     }
 
     /// @notice The EIP-712 digest of a meter reading under `domainSeparator`.
@@ -124,21 +157,17 @@ library MarketSettlement {
     /// @dev Verifies the readings, settles the chunk's fills and logs the outcome.
     function _settleChunk(
         mapping(address => Account) storage accounts,
-        bytes32 domainSeparator,
-        uint64 interval,
+        mapping(address => uint256) storage submitted,
         IEnergyMarket.SettlementFill[] calldata fills,
-        IEnergyMarket.SignedReading[] calldata readings,
+        Meter memory meter,
         Run memory run
     ) private {
-        // Filled in below.
-        // slither-disable-next-line uninitialized-local
-        Meter memory meter;
-        (meter.who, meter.exportLeft, meter.importLeft) = _verifyReadings(domainSeparator, interval, readings);
         uint256 n = fills.length;
         uint256[][] memory out = new uint256[][](4);
         for (uint256 k; k < 4; ++k) {
             out[k] = new uint256[](n);
         }
+        meter.out = out;
         // Offers come first: false until the first bid.
         // slither-disable-next-line uninitialized-local
         bool bidSide;
@@ -149,9 +178,9 @@ library MarketSettlement {
                 bidSide = true;
                 meter.j = 0;
             }
-            _settleOne(accounts, f, isBid, meter, run, out, i);
+            _settleOne(accounts, submitted, f, isBid, meter, run, i);
         }
-        _logArrays(FillsSettled.selector, interval, out);
+        _logArrays(FillsSettled.selector, meter.interval, out);
     }
 
     /// @dev Applies {SettlementMath} to one fill: its owner's reading (if any) is allotted to its
@@ -159,26 +188,50 @@ library MarketSettlement {
     /// id, energy, amount and penalty to `out[0..3][i]` and credits the owner.
     function _settleOne(
         mapping(address => Account) storage accounts,
+        mapping(address => uint256) storage submitted,
         IEnergyMarket.SettlementFill calldata f,
         bool isBid,
         Meter memory meter,
         Run memory run,
-        uint256[][] memory out,
         uint256 i
     ) private {
         address owner = address(uint160(f.orderId >> 31));
-        (bool has, uint256 j) = _find(meter, owner);
-        // Zero for an offer without a reading (the worst case).
-        // slither-disable-next-line uninitialized-local
-        uint256 energy;
-        if (isBid) {
-            energy = f.qty;
-            if (has) (energy, meter.importLeft[j]) = SettlementMath.allot(f.qty, meter.importLeft[j]);
-        } else if (has) {
-            (energy, meter.exportLeft[j]) = SettlementMath.allot(f.qty, meter.exportLeft[j]);
-        }
+        uint256 energy = _energy(submitted, f.qty, owner, isBid, meter);
         (uint256 amount, uint256 penalty) = isBid ? _settleBid(accounts, f, owner, energy, run) : _settleOffer(accounts, f, owner, energy, run);
+        uint256[][] memory out = meter.out;
         (out[0][i], out[1][i], out[2][i], out[3][i]) = (f.orderId, energy, amount, penalty);
+    }
+
+    /// @dev The energy allotted to a fill of `qty`: from the owner's reading in calldata, else
+    /// its reading submitted on chain, else the worst case (an offer delivered 0, a bid used
+    /// all); with `meter.complete` a non-zero fill without any reading reverts.
+    function _energy(
+        mapping(address => uint256) storage submitted,
+        uint256 qty,
+        address owner,
+        bool isBid,
+        Meter memory meter
+    ) private view returns (uint256 energy) {
+        (bool has, uint256 j) = _find(meter, owner);
+        if (has) {
+            uint256[] memory left = isBid ? meter.importLeft : meter.exportLeft;
+            (energy, left[j]) = SettlementMath.allot(qty, left[j]);
+            return energy;
+        }
+        // An owner's fills on one side are contiguous: load its submitted reading once per group.
+        if (owner != meter.sOwner || isBid != meter.sBid) {
+            uint256 w = submitted[owner];
+            meter.sOwner = owner;
+            meter.sBid = isBid;
+            meter.sHas = w >> 255 == 1 && uint64(w) == meter.interval;
+            meter.sLeft = isBid ? uint64(w >> 128) : uint64(w >> 64);
+        }
+        if (meter.sHas) {
+            (energy, meter.sLeft) = SettlementMath.allot(qty, meter.sLeft);
+            return energy;
+        }
+        if (meter.complete && qty > 0) revert IEnergyMarket.MarketReadingMissing(meter.interval, owner);
+        return isBid ? qty : 0;
     }
 
     /// @dev Moves the walk over the (ascending) readings to `owner`'s, if it has one.

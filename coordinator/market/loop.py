@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 COMMIT_PROBE_FILLS = 16  # fills estimated to size the first commit chunk
 COMMIT_GAS_MARGIN = 0.1  # chunks aim at the commit budget less this share
+SETTLE_RETRY_S = 1.0  # pause before settling again when a traded owner's reading is missing
 
 
 @dataclass
@@ -329,13 +330,17 @@ class MarketLoop:
         missing reading counts as its owner's worst case (docs/contracts.md). Returns the last
         receipt."""
         orders = {int(r["id"]): r for r in self.store.query("select id, locked from orders where interval = ?", [k])}
-        signed = {
-            r["participant"]: (
-                (r["participant"], k, int(r["exported_wh"]), int(r["imported_wh"])),
-                *compact_signature(r["signature"]),
-            )
-            for r in self.store.query("select * from readings where interval = ?", [k])
-        }
+
+        def signed_readings() -> dict[str, Any]:
+            return {
+                r["participant"]: (
+                    (r["participant"], k, int(r["exported_wh"]), int(r["imported_wh"])),
+                    *compact_signature(r["signature"]),
+                )
+                for r in self.store.query("select * from readings where interval = ?", [k])
+            }
+
+        signed = signed_readings()
         receipt = None
         gas = 0
         txs = []
@@ -352,6 +357,13 @@ class MarketLoop:
                     continue
                 if exc.name == "MarketIntervalAlreadySettled":
                     break
+                if exc.name == "MarketReadingMissing":
+                    # Before settleBy every traded owner's reading is needed: wait for late
+                    # readings (after settleBy the contract settles without them).
+                    logger.warning("interval %d: waiting for the reading of %s", k, exc.values.get("participant"))
+                    await asyncio.sleep(SETTLE_RETRY_S)
+                    signed = signed_readings()
+                    continue
                 raise
             gas += int(receipt["gasUsed"])
             txs.append("0x" + bytes(receipt["transactionHash"]).hex())

@@ -220,3 +220,14 @@ def plain(value: Any) -> Any:
 def free_locked(d: Deployed, who: Any) -> tuple[int, int]:
     a = d.market.accountOf(who)
     return int(a[0]), int(a[1])
+
+
+def decode_order_id(oid: int) -> tuple[int, bool, str, int]:
+    """(interval, is bid, owner, nonce) of an order id (see IEnergyMarket)."""
+    return oid >> 192, bool(oid >> 191 & 1), "0x" + f"{(oid >> 31) & ((1 << 160) - 1):040x}", oid & ((1 << 31) - 1)
+
+
+def lapsed(d: Deployed, k: int) -> bool:
+    """Whether interval k lapsed: Open or Closed and past its clear deadline."""
+    iv = d.market.intervalOf(k)
+    return int(iv[0]) in (1, 2) and chain.time() > int(iv[3])

@@ -16,6 +16,7 @@ from conftest import (
     params,
     plain,
     reverts_with,
+    sign_reading,
 )
 
 
@@ -47,7 +48,7 @@ def test_attack_fee_recipient_repointed_after_commit_needs_the_delay(d):
     d.market.cancelScheduled({"from": d.admin})
     with reverts_with("MarketNoChangeScheduled"):
         d.market.cancelScheduled({"from": d.admin})
-    iv.settle([])
+    iv.settle([sign_reading(d, d.sellers[0], iv.k, 10), sign_reading(d, d.buyers[0], iv.k, 0, 10)])
 
 
 def test_parameters_are_checked(d):

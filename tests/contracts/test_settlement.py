@@ -61,6 +61,10 @@ def test_no_reading_counts_as_the_worst_case_and_never_pays_better(d):
         iv.clear(100, {s: 10, b: 10})
         before = (free_locked(d, d.sellers[0])[0], free_locked(d, d.buyers[0])[0])
         readings = [sign_reading(d, d.sellers[0], iv.k, 4), sign_reading(d, d.buyers[0], iv.k, 0, 4)] if signed else []
+        if not signed:  # the operator cannot settle without them; after settleBy anyone can
+            with reverts_with("MarketReadingMissing"):
+                iv.settle(readings)
+            chain.sleep(SETTLE_TIMEOUT + 1)
         iv.settle(readings)
         after = (free_locked(d, d.sellers[0])[0], free_locked(d, d.buyers[0])[0])
         outcomes[signed] = (after[0] - before[0], after[1] - before[1])
@@ -121,11 +125,12 @@ def test_chunked_settlement_last_chunk_first_and_never_twice(d):
         iv.settle([], chunk=0)
     with reverts_with("MarketFillsMismatch"):
         d.market.settle(iv.k, 1, iv.settlement([(b0, 10, 100), (b1, 9, 100)]), [], {"from": d.operator})
+    buyers = [sign_reading(d, d.buyers[0], iv.k, 0, 10), sign_reading(d, d.buyers[1], iv.k, 0, 10)]
     with reverts_with("MarketNotOperator"):
-        iv.settle([], chunk=1, sender=d.outsider)
-    iv.settle([], chunk=1)
+        iv.settle(buyers, chunk=1, sender=d.outsider)
+    iv.settle(buyers, chunk=1)
     with reverts_with("MarketChunkNotNext"):
-        iv.settle([], chunk=1)
+        iv.settle(buyers, chunk=1)
     tx = iv.settle([sign_reading(d, d.sellers[0], iv.k, 10), sign_reading(d, d.sellers[1], iv.k, 10)], chunk=0)
     assert tx.events["IntervalSettled"]["deliveredWh"] == 20
     with reverts_with("MarketIntervalAlreadySettled"):
@@ -168,3 +173,25 @@ def test_readings_are_checked(d):
     r = sign_reading(d, d.sellers[0], iv.k, 10)
     with reverts_with("MarketReadingsNotAscending"):
         d.market.settle(iv.k, 0, iv.settlement(iv.chunks[0]), [r, r], {"from": d.operator})
+
+
+def test_attack_operator_settles_early_or_omits_a_reading(d):
+    """Before settleBy the operator cannot settle a fill without its owner's reading (so not
+    before readings exist), and a reading the participant put on chain counts even if the
+    operator leaves it out."""
+    iv = Interval(d).open()
+    s = iv.post(d.sellers[0], OFFER, 10, 90)
+    b = iv.post(d.buyers[0], BID, 10, 120)
+    iv.clear(100, {s: 10, b: 10})
+    with reverts_with("MarketReadingMissing"):  # right after clearing, no reading exists yet
+        iv.settle([])
+    forged = sign_reading(d, d.sellers[0], iv.k, 10, signer=d.operator)
+    with reverts_with("MarketReadingBadSignature"):
+        d.market.submitReading(forged, {"from": d.operator})
+    tx = d.market.submitReading(sign_reading(d, d.sellers[0], iv.k, 10), {"from": d.sellers[0]})
+    assert tx.events["ReadingSubmitted"]["exportedWh"] == 10
+    with reverts_with("MarketReadingMissing"):  # the buyer's is still missing
+        iv.settle([])
+    seller_before = free_locked(d, d.sellers[0])[0]
+    iv.settle([sign_reading(d, d.buyers[0], iv.k, 0, 10)])  # the operator omits the seller's
+    assert free_locked(d, d.sellers[0])[0] - seller_before == 10 * RATE + 1_000  # no imbalance charge

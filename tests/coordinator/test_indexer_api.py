@@ -27,10 +27,16 @@ def _trade_one_interval(rc: RunningCoordinator, k: int) -> dict[str, object]:
     fills = [(offer, 400, 100), (bid, 400, 100)]
     op.transact(market.functions.commitFills(k, fills, True))
     sig = sign_meter_reading(seller.account, m.dep.chain_id, m.dep.market, k, 380, 0)
-    settlement = [(offer, 400, 100, offer_lock), (bid, 400, 100, bid_lock)]
-    receipt = op.transact(
-        market.functions.settle(k, 0, settlement, [((seller.account.address, k, 380, 0), *compact_signature(sig))])
+    bsig = sign_meter_reading(buyer.account, m.dep.chain_id, m.dep.market, k, 0, 400)
+    readings = sorted(
+        [
+            ((seller.account.address, k, 380, 0), *compact_signature(sig)),
+            ((buyer.account.address, k, 0, 400), *compact_signature(bsig)),
+        ],
+        key=lambda r: int(r[0][0], 16),
     )
+    settlement = [(offer, 400, 100, offer_lock), (bid, 400, 100, bid_lock)]
+    receipt = op.transact(market.functions.settle(k, 0, settlement, readings))
     return {"offer": offer, "bid": bid, "settle_tx": "0x" + bytes(receipt["transactionHash"]).hex()}
 
 

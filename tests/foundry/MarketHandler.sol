@@ -277,9 +277,12 @@ contract MarketHandler {
 
     /// Settles the oldest cleared interval with readings: per owner (bitwise in `mask`) none,
     /// a reading of `values` (signed by the owner, true or not), or one signed by another key.
-    function settle(uint256 mask, uint256 values, bool forge_) external {
+    /// With `late`, time first passes `settleBy` (then missing readings count as the worst case;
+    /// before it the operator needs every traded owner's reading).
+    function settle(uint256 mask, uint256 values, bool forge_, bool late) external {
         if (_cleared.length == 0) return;
         uint64 k = _cleared[0];
+        if (late) vm.warp(uint256(market.intervalOf(k).settleBy) + 1);
         IEnergyMarket.SettlementFill[] memory fills = _committed[k];
         (IEnergyMarket.SignedReading[] memory rs, uint256[N] memory exp, uint256[N] memory imp, bool[N] memory has) =
             _readings(k, mask, values, forge_);
@@ -357,6 +360,9 @@ contract MarketHandler {
             IEnergyMarket.SettlementFill memory x = fills[f];
             uint256 i = _actorIndex(address(uint160(x.orderId >> 31)));
             bool isBid = x.orderId & (1 << 191) != 0;
+            if (x.qty > 0 && !has[i] && block.timestamp <= iv.settleBy) {
+                _fail("the operator settled a traded fill without its owner's reading before settleBy");
+            }
             uint256 credit;
             if (isBid) {
                 uint256 used = x.qty;
@@ -393,7 +399,8 @@ contract MarketHandler {
     /// Owners recover the locks of a lapsed interval that never cleared.
     function recoverLapsed() external {
         if (!hasOpen) return;
-        if (!market.lapsed(openK)) return;
+        EnergyMarket.Interval memory iv = market.intervalOf(openK);
+        if (block.timestamp <= iv.clearBy) return;
         Posted[] storage book = _book[openK];
         for (uint256 i; i < book.length; ++i) {
             uint256[] memory ids = new uint256[](1);

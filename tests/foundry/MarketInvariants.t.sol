@@ -69,7 +69,7 @@ contract MarketInvariants {
             handler.post(2, false, 4, 99); // marginal offer 5 Wh at 100: fills 2
             handler.post(3, true, 4, 99); // marginal bid 5 Wh at 100: fills 0
             handler.clear(100, round % 2 == 0 ? 0 : round, round);
-            handler.settle(round, uint256(keccak256(abi.encode(round))), false);
+            handler.settle(round % 3 == 0 ? 15 : round, uint256(keccak256(abi.encode(round))), false, round % 3 == 1);
         }
         require(handler.commitsAccepted() >= 3, "valid commits refused");
         require(handler.commitsRefused() >= 3, "perturbed commits accepted");

@@ -19,8 +19,10 @@ import pytest
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
-from coordinator.market.bench_e2e import Participant, Rig, add_participants, build_rig, make_book
+from coordinator.market.bench_e2e import Participant, Rig, add_participants, build_rig, make_book, send_readings
+from coordinator.market.commit_plan import readings_for
 from coordinator.market.loop import MarketConfig, MarketLoop
+from gridswarm.chain import compact_signature
 from gridswarm.devnet import Ganache
 
 BLOCK_GAS = 5_600_000
@@ -206,9 +208,17 @@ def test_settlement_goes_chunk_by_chunk_and_resumes_where_the_chain_stands(
     # A coordinator that settled the last chunk and then restarted: it starts over from the
     # last chunk, the contract names the next one, and the loop goes on from there.
     last = len(chunks) - 1
-    locks = {int(r["id"]): int(r["locked"]) for r in rig.store.query("select id, locked from orders")}
+    rows = rig.store.query("select * from orders where interval = ?", [RESUME])
+    send_readings(rig, RESUME, [f for c in chunks for f in c], rows)  # every owner signs
+    signed = {
+        r["participant"]: ((r["participant"], RESUME, int(r["exported_wh"]), int(r["imported_wh"])), *compact_signature(r["signature"]))
+        for r in rig.store.query("select * from readings where interval = ?", [RESUME])
+    }
+    locks = {int(r["id"]): int(r["locked"]) for r in rows}
     rig.loop.operator.transact(
-        rig.market.functions.settle(RESUME, last, [(o, q, p, locks[o]) for o, q, p in chunks[last]], [])
+        rig.market.functions.settle(
+            RESUME, last, [(o, q, p, locks[o]) for o, q, p in chunks[last]], readings_for(chunks[last], signed)
+        )
     )
     asyncio.run(rig.loop.settle(RESUME, rig.loop.committed_chunks(RESUME)))
     status, *_ = rig.market.functions.intervalOf(RESUME).call()
