@@ -10,7 +10,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from gridswarm.chain import ChainError, ChainUnavailable, Deployment, TxSender, connect
+from gridswarm.chain import ChainError, ChainUnavailable, Deployment, TxSender, connect, interval_lapsed
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class AgentChain:
         """(live, lapsed): whether the order still holds a lock, and whether its interval
         missed the operator's deadline (then :meth:`recover` releases the lock)."""
         live = bool(self.market.functions.orderOf(order_id).call()[5])
-        lapsed = bool(self.market.functions.lapsed(interval).call()) if live else False
+        lapsed = interval_lapsed(self.w3, self.market, interval) if live else False
         return live, lapsed
 
     def recover(self, order_ids: list[int]) -> Any:

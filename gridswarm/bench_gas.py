@@ -1,16 +1,17 @@
 """Gas per market operation on Ganache (issue 3): ``gridswarm bench gas`` / ``scripts/bench_gas.py``.
 
 Starts its own Ganache (shanghai, free port, deterministic accounts), deploys GridToken and
-EnergyMarket exactly as ``gridswarm deploy`` compiles them (solc 0.8.28, optimizer 200 runs), and
+EnergyMarket exactly as ``gridswarm deploy`` compiles them (solc 0.8.28, optimizer 100 runs), and
 measures ``gasUsed`` from receipts:
 
 * single operations: deposit, withdraw, post bid / offer (first order of an account, which
   creates its order slot, and steady state, which reuses a slot of a settled order), cancel,
   open and close an interval;
 * whole intervals of N fills (N/2 offers and N/2 bids from N distinct participants, each one
-  order, everything traded at a uniform price with a grid fee, every seller's signed reading
-  submitted): commit (in chunks of ``--commit-chunk`` fills, like the market loop) and settle,
-  per fill and per traded pair (an offer fill and a bid fill).
+  order, everything traded at one uniform price, the signed readings of both sides submitted:
+  sellers' export, buyers' import): the price commit, the fill commit (in chunks of
+  ``--commit-chunk`` fills, like the market loop) and settlement (one transaction per commit
+  chunk, last first), per fill and per traded pair (an offer fill and a bid fill).
 
 Everything is deterministic (fixed accounts, ids, prices and signatures), so the numbers are
 reproducible to the unit; ``bench/gas-snapshot.json`` keeps them and
@@ -33,7 +34,7 @@ from typing import Any
 from web3 import Web3
 
 from gridswarm.chain import compact_signature, meter_typed_data
-from gridswarm.compile import EVM_VERSION, ROOT, SOLC_VERSION, compile_contracts
+from gridswarm.compile import EVM_VERSION, ROOT, SOLC_VERSION, compile_contracts, link_bytecode
 from gridswarm.devnet import Ganache
 from gridswarm.benchinfo import machine, write_results
 
@@ -44,13 +45,13 @@ SNAPSHOT = ROOT / "bench" / "gas-snapshot.json"
 DEFAULT_SIZES = (1, 2, 10, 100, 1000)
 SNAPSHOT_TOLERANCE = 0.005  # relative drift allowed before the snapshot test fails
 TARGET_POST_ORDER = 60_000
-TARGET_PER_FILL_AT_100 = 20_000
+TARGET_PER_FILL_AT_100 = 22_000
 GAS_PRICE = 2 * 10**9  # Ganache post-London never mines gas price 0
 BIG_GAS = 29_000_000
 SMALL_GAS = 1_000_000
 RATE = 20  # collateral per offered Wh
-CLEARING_PRICE = 100  # offers receive this per Wh
-GRID_FEE = 2  # bids pay CLEARING_PRICE + GRID_FEE per Wh
+IMBALANCE_BUY, IMBALANCE_SELL = 20, 5  # per Wh short (seller) / unused (buyer)
+CLEARING_PRICE = 100  # every fill's price (one market, no links)
 ORDER_SLOTS = 16
 FIRST_INTERVAL = 1_980_000  # realistic ids: 15-minute intervals since the epoch, mid-2026
 TOKEN = 10**6
@@ -146,9 +147,11 @@ def deploy(w3: Web3, participants: int) -> Chain:
     artifacts = compile_contracts()
     admin, operator = accounts[0], accounts[1]
 
+    libraries: dict[str, str] = {}
+
     def create(name: str, *args: Any) -> Any:
         art = artifacts[name]
-        factory = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+        factory = w3.eth.contract(abi=art["abi"], bytecode=link_bytecode(art, libraries))
         tx_hash = factory.constructor(*args).transact({"from": admin, "gas": 8_000_000, "gasPrice": GAS_PRICE})
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
         if receipt["status"] != 1:
@@ -156,16 +159,22 @@ def deploy(w3: Web3, participants: int) -> Chain:
         return w3.eth.contract(address=receipt["contractAddress"], abi=art["abi"])
 
     token = create("GridToken", admin)
-    market = create("EnergyMarket", token.address, admin, operator, RATE, 3600, 3600)
+    for lib in ("MarketSettlement", "MarketClearing"):
+        libraries[lib] = create(lib).address
+    params = (RATE, IMBALANCE_BUY, IMBALANCE_SELL, 3600, 3600, admin, operator)
+    market = create("EnergyMarket", token.address, admin, params, [], 86_400)
     return Chain(w3, token, market, admin, operator, accounts[2 : 2 + participants])
 
 
-def _settle_args(chain: Chain, k: int, orders: list[dict[str, Any]], exports: dict[str, int]) -> tuple[list, list]:
-    fills = [(o["id"], o["fill"], o["fill_price"], o["lock"]) for o in sorted(orders, key=lambda o: o["id"])]
-    readings = [
-        chain.sign_reading(p, k, exported, 0) for p, exported in sorted(exports.items(), key=lambda kv: int(kv[0], 16))
-    ]
-    return fills, readings
+def _settle(chain: Chain, k: int, chunks: list[list[dict[str, Any]]], readings: dict[str, tuple[int, int]]) -> int:
+    """Settles every chunk, last first, each with its owners' readings; returns the gas used."""
+    gas = 0
+    for c in range(len(chunks) - 1, -1, -1):
+        fills = [(o["id"], o["fill"], CLEARING_PRICE, o["lock"]) for o in chunks[c]]
+        owners = sorted({o["owner"] for o in chunks[c] if o["owner"] in readings}, key=lambda a: int(a, 16))
+        signed = [chain.sign_reading(p, k, *readings[p]) for p in owners]
+        gas += chain.gas(chain.market.functions.settle(k, c, fills, signed), chain.operator, BIG_GAS)
+    return gas
 
 
 def run_interval(chain: Chain, owners: list[str], commit_chunk: int) -> IntervalRun:
@@ -177,50 +186,46 @@ def run_interval(chain: Chain, owners: list[str], commit_chunk: int) -> Interval
     orders = []
     for i, owner in enumerate(owners):
         offer = i < n_offers
-        qty = 1_000 + 10 * (i % 7)
-        limit = CLEARING_PRICE - 5 if offer else CLEARING_PRICE + GRID_FEE + 5
+        pair = i if offer else i - n_offers
+        qty = 1_000 + 10 * (pair % 7)  # offer i and bid i match one to one
+        lone = offer and pair >= n - n_offers  # an offer without a bid (n odd) stays out of the money
+        limit = CLEARING_PRICE + (50 if lone else -5) if offer else CLEARING_PRICE + 5
         oid, lock, _ = chain.post(k, owner, 1 if offer else 0, qty, limit)
-        orders.append({"id": oid, "owner": owner, "offer": offer, "qty": qty, "lock": lock})
+        orders.append({"id": oid, "owner": owner, "offer": offer, "qty": qty, "lock": lock, "lone": lone})
     chain.send(chain.market.functions.closeInterval(k), chain.operator)
-
-    # Match offers to bids one to one; a lone offer (n == 1) gets a zero fill.
-    offers = [o for o in orders if o["offer"]]
-    bids = [o for o in orders if not o["offer"]]
+    price_gas = chain.gas(chain.market.functions.commitPrices(k, [(0, CLEARING_PRICE)], []), chain.operator)
     for o in orders:
-        o["fill"], o["fill_price"] = 0, 0
-    for s, b in zip(offers, bids, strict=False):
-        q = min(s["qty"], b["qty"])
-        s["fill"], s["fill_price"] = q, CLEARING_PRICE
-        b["fill"], b["fill_price"] = q, CLEARING_PRICE + GRID_FEE
+        o["fill"] = 0 if o["lone"] else o["qty"]
     ordered = sorted(orders, key=lambda o: o["id"])
-    commit_fills = [(o["id"], o["fill"], o["fill_price"]) for o in ordered]
-    chunks = [commit_fills[i : i + commit_chunk] for i in range(0, len(commit_fills), commit_chunk)]
-    commit_gas = 0
+    chunks = [ordered[i : i + commit_chunk] for i in range(0, len(ordered), commit_chunk)]
+    commit_gas = price_gas
     for i, chunk in enumerate(chunks):
-        call = chain.market.functions.commitFills(k, chunk, i == len(chunks) - 1)
+        fills = [(o["id"], o["fill"], CLEARING_PRICE) for o in chunk]
+        call = chain.market.functions.commitFills(k, fills, i == len(chunks) - 1)
         commit_gas += chain.gas(call, chain.operator, BIG_GAS)
-
-    exports = {o["owner"]: o["fill"] for o in offers}
-    fills, readings = _settle_args(chain, k, orders, exports)
-    settle_gas = chain.gas(chain.market.functions.settle(k, fills, readings), chain.operator, BIG_GAS)
-    traded = sum(1 for o in offers if o["fill"] > 0)
+    # Both sides sign: sellers export what they sold, buyers import what they bought.
+    readings = {o["owner"]: ((o["fill"], 0) if o["offer"] else (0, o["fill"])) for o in orders if o["fill"]}
+    settle_gas = _settle(chain, k, chunks, readings)
+    traded = sum(1 for o in orders if o["offer"] and o["fill"] > 0)
     return IntervalRun(n, traded, len(chunks), commit_gas, settle_gas)
 
 
 def _empty_interval(chain: Chain, posts: list[tuple[str, int]]) -> list[int]:
-    """Open, post (owner, side) orders, close, commit zero fills, settle; returns posting gas."""
+    """Open, post (owner, side) orders at the price, close, commit zero fills (every order is
+    marginal), settle; returns posting gas."""
     k = chain.new_interval()
     chain.send(chain.market.functions.openInterval(k), chain.operator)
     gas, orders = [], []
     for owner, side in posts:
         oid, lock, g = chain.post(k, owner, side, 500, CLEARING_PRICE)
         gas.append(g)
-        orders.append({"id": oid, "fill": 0, "fill_price": 0, "lock": lock})
+        orders.append({"id": oid, "owner": owner, "fill": 0, "lock": lock})
     chain.send(chain.market.functions.closeInterval(k), chain.operator)
+    chain.send(chain.market.functions.commitPrices(k, [(0, CLEARING_PRICE)], []), chain.operator)
     ordered = sorted(orders, key=lambda o: o["id"])
-    chain.send(chain.market.functions.commitFills(k, [(o["id"], 0, 0) for o in ordered], True), chain.operator)
-    fills, readings = _settle_args(chain, k, orders, {})
-    chain.send(chain.market.functions.settle(k, fills, readings), chain.operator)
+    fills = [(o["id"], 0, CLEARING_PRICE) for o in ordered]
+    chain.send(chain.market.functions.commitFills(k, fills, True), chain.operator)
+    _settle(chain, k, [ordered], {})
     return gas
 
 
@@ -304,14 +309,16 @@ def results_document(doc: dict[str, Any], command: str) -> dict[str, Any]:
         "command": command,
         "machine": _machine(),
         "chain": doc["client"] + " (hardfork shanghai)",
-        "compiler": f"solc {SOLC_VERSION}, evm {EVM_VERSION}, optimizer 200 runs",
+        "compiler": f"solc {SOLC_VERSION}, evm {EVM_VERSION}, optimizer 100 runs",
         "setup": {
             "collateral_rate": RATE,
+            "imbalance_buy": IMBALANCE_BUY,
+            "imbalance_sell": IMBALANCE_SELL,
             "clearing_price": CLEARING_PRICE,
-            "grid_fee": GRID_FEE,
             "orders_per_participant": 1,
             "interval": "N fills = N distinct participants, first half offers, second half bids, "
-            "matched one to one, every seller's signed reading submitted, full delivery",
+            "matched one to one at one price; the price commit counts as commit gas; both sides' "
+            "signed readings submitted (sellers' export, buyers' import), full delivery",
         },
         "operations": ops,
         "intervals": doc["intervals"],

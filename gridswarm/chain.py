@@ -190,6 +190,20 @@ class TxSender:
             raise self.decoder.map(exc) from exc
 
 
+def chain_time(w3: Web3) -> int:
+    """The chain's clock: the latest block's timestamp. It trails the wall clock between blocks,
+    so a deadline judged by it is never seen to pass early."""
+    return int(w3.eth.get_block("latest")["timestamp"])
+
+
+def interval_lapsed(w3: Web3, market: Any, interval: int) -> bool:
+    """Whether ``interval`` missed the operator's clearing deadline, by the contract's rule
+    (docs/contracts.md): still Open or Closed after its ``clearBy``. Every owner may then recover
+    its own locks. (The contract has no view for this; it would not fit under EIP-170.)"""
+    status, _live, _committed, clear_by, *_ = market.functions.intervalOf(interval).call()
+    return int(status) in (1, 2) and chain_time(w3) > int(clear_by)
+
+
 # ---------------------------------------------------------------- EIP-712 meter readings
 
 METER_TYPES = {

@@ -38,7 +38,7 @@ def _sources() -> dict[str, Path]:
 
 
 def _fingerprint(sources: dict[str, Path]) -> str:
-    h = hashlib.sha256(f"{SOLC_VERSION}/{EVM_VERSION}".encode())
+    h = hashlib.sha256(f"{SOLC_VERSION}/{EVM_VERSION}/linkrefs".encode())
     for name, path in sources.items():
         h.update(name.encode())
         h.update(path.read_bytes())
@@ -51,9 +51,11 @@ def standard_input(sources: dict[str, Path]) -> dict[str, Any]:
         "sources": {name: {"content": path.read_text()} for name, path in sources.items()},
         "settings": {
             "evmVersion": EVM_VERSION,
-            "optimizer": {"enabled": True, "runs": 200},
+            "optimizer": {"enabled": True, "runs": 100},  # 200 puts EnergyMarket over EIP-170's limit
             "remappings": REMAPPINGS,
-            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
+            "outputSelection": {
+                "*": {"*": ["abi", "evm.bytecode.object", "evm.bytecode.linkReferences", "evm.deployedBytecode.object"]}
+            },
         },
     }
 
@@ -92,9 +94,28 @@ def compile_contracts(force: bool = False) -> dict[str, dict[str, Any]]:
             contracts[name] = {
                 "abi": art["abi"],
                 "bytecode": "0x" + art["evm"]["bytecode"]["object"],
+                "link_references": art["evm"]["bytecode"].get("linkReferences", {}),
                 "source": src,
             }
     CACHE.parent.mkdir(parents=True, exist_ok=True)
     CACHE.write_text(json.dumps({"fingerprint": fp, "contracts": contracts}))
     logger.info("compiled %d contracts with solc %s for %s", len(contracts), SOLC_VERSION, EVM_VERSION)
     return contracts
+
+
+def link_bytecode(artifact: dict[str, Any], libraries: dict[str, str]) -> str:
+    """The artifact's bytecode with each external library's placeholder replaced by its address
+    (``libraries``: library name -> deployed address). Raises if one is missing."""
+    code = artifact["bytecode"]
+    hexcode = code[2:]
+    for _source, names in artifact.get("link_references", {}).items():
+        for name, places in names.items():
+            if name not in libraries:
+                raise CompileError(f"library {name} is not deployed: cannot link {artifact.get('source')}")
+            addr = libraries[name].lower().removeprefix("0x")
+            for place in places:
+                start, length = 2 * place["start"], 2 * place["length"]
+                hexcode = hexcode[:start] + addr + hexcode[start + length :]
+    if "__" in hexcode:
+        raise CompileError("bytecode still has unlinked library placeholders")
+    return "0x" + hexcode

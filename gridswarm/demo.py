@@ -169,7 +169,12 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         for acct in (admin, operator):
             fund_eth(w3, acct.address, 100 * 10**18)
         coord_key = derive_ed25519(seed, "coordinator")
-        dep = deploy_market(w3, admin, operator, coord_key, clear_timeout_s=3600, settle_timeout_s=3600)
+        # The two feeders' links are registered on chain too: the contract checks the flows and
+        # zone prices against them (zones.csv below says the same to the coordinator).
+        dep = deploy_market(
+            w3, admin, operator, coord_key, clear_timeout_s=3600, settle_timeout_s=3600,
+            links=[(0, 1, 5, 3000), (1, 0, 5, 3000)],
+        )
         dep_path = dep.save(out / "deployments" / f"{dep.chain_id}.json")
         print(f"deployed: GridToken {dep.token}, EnergyMarket {dep.market}", flush=True)
 

@@ -17,15 +17,19 @@ from nacl.signing import SigningKey
 from web3 import Web3
 
 from gridswarm.chain import Deployment, ErrorDecoder, TxSender
-from gridswarm.compile import compile_contracts
+from gridswarm.compile import compile_contracts, link_bytecode
 from gridswarm.keys import derive_ed25519, derive_eth_account  # noqa: F401 - re-exported for scripts
 
 logger = logging.getLogger(__name__)
 
 TOKEN_UNIT = 10**6  # 6 decimals
 DEFAULT_COLLATERAL_RATE = 20  # base units per offered Wh = 0.02 token per kWh
+DEFAULT_IMBALANCE_BUY = 20  # what a seller pays per Wh it sold and did not export (<= collateral rate)
+DEFAULT_IMBALANCE_SELL = 0  # what a buyer is paid per Wh it bought and did not use (<= imbalance buy)
 DEFAULT_CLEAR_TIMEOUT_S = 3600
 DEFAULT_SETTLE_TIMEOUT_S = 3600
+DEFAULT_CHANGE_DELAY_S = 86_400  # parameter, link, operator and admin changes wait this long
+LIBRARIES = ("MarketSettlement", "MarketClearing")  # the market's external libraries
 
 
 @dataclass
@@ -59,8 +63,11 @@ def fund_eth(w3: Web3, to: str, wei: int, funder: LocalAccount | None = None) ->
     w3.eth.wait_for_transaction_receipt(tx_hash)
 
 
-def _deploy_contract(sender: TxSender, w3: Web3, artifact: dict[str, Any], *args: Any) -> str:
-    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+def _deploy_contract(
+    sender: TxSender, w3: Web3, artifact: dict[str, Any], *args: Any, libraries: dict[str, str] | None = None
+) -> str:
+    code = link_bytecode(artifact, libraries or {})
+    factory = w3.eth.contract(abi=artifact["abi"], bytecode=code)
     receipt = sender.transact(factory.constructor(*args))
     return str(receipt["contractAddress"])
 
@@ -74,22 +81,38 @@ def deploy_market(
     clear_timeout_s: int = DEFAULT_CLEAR_TIMEOUT_S,
     settle_timeout_s: int = DEFAULT_SETTLE_TIMEOUT_S,
     fee_recipient: str | None = None,
+    links: list[tuple[int, int, int, int]] | None = None,
+    imbalance_buy: int = DEFAULT_IMBALANCE_BUY,
+    imbalance_sell: int = DEFAULT_IMBALANCE_SELL,
+    change_delay_s: int = DEFAULT_CHANGE_DELAY_S,
 ) -> Deployment:
-    """Deploy GridToken and EnergyMarket; publish the coordinator's Ed25519 key on chain."""
+    """Deploy GridToken, the market's libraries and EnergyMarket; publish the coordinator's
+    Ed25519 key on chain. ``links`` are the registered zone links ``(from_zone, to_zone, fee,
+    limit_wh)`` (none: one market); the fee recipient defaults to the admin."""
     artifacts = compile_contracts()
     abis = {name: art["abi"] for name, art in artifacts.items() if name in ("GridToken", "EnergyMarket")}
     sender = TxSender(w3, admin, ErrorDecoder(*abis.values()))
     token = _deploy_contract(sender, w3, artifacts["GridToken"], admin.address)
+    libraries = {name: _deploy_contract(sender, w3, artifacts[name]) for name in LIBRARIES}
+    params = (
+        collateral_rate,
+        imbalance_buy,
+        imbalance_sell,
+        clear_timeout_s,
+        settle_timeout_s,
+        to_checksum_address(fee_recipient or admin.address),
+        operator.address,
+    )
     market = _deploy_contract(
         sender,
         w3,
         artifacts["EnergyMarket"],
         token,
         admin.address,
-        operator.address,
-        collateral_rate,
-        clear_timeout_s,
-        settle_timeout_s,
+        params,
+        list(links or []),
+        change_delay_s,
+        libraries=libraries,
     )
     dep = Deployment(
         chain_id=w3.eth.chain_id,
@@ -101,8 +124,6 @@ def deploy_market(
         admin=admin.address,
     )
     m = dep.market_contract(w3)
-    if fee_recipient and fee_recipient != admin.address:
-        sender.transact(m.functions.setParameters(collateral_rate, clear_timeout_s, settle_timeout_s, fee_recipient))
     sender.transact(m.functions.setCoordinatorKey(bytes(coordinator_key.verify_key)))
     logger.info("deployed GridToken at %s and EnergyMarket at %s on chain %s", token, market, dep.chain_id)
     return dep

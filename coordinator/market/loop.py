@@ -37,6 +37,8 @@ from coordinator.market.cli import read_zones
 from coordinator.market.clearing import ClearingResult, Network, Order, clear
 from coordinator.market.lifecycle import (
     ACTIVE_STAGES,
+    CLOSED,
+    OPEN,
     ChainState,
     Step,
     Times,
@@ -44,14 +46,17 @@ from coordinator.market.lifecycle import (
     first_new_interval,
     next_step,
 )
+from coordinator.market.commit_plan import PlanOrder, chunk_end, plan, readings_for
 from coordinator.store import Store
-from gridswarm.chain import ContractRevert, Deployment, TxSender, compact_signature
+from gridswarm.chain import ContractRevert, Deployment, TxSender, chain_time, compact_signature
 from gridswarm.clock import Clock
 
 logger = logging.getLogger(__name__)
 
 COMMIT_PROBE_FILLS = 16  # fills estimated to size the first commit chunk
 COMMIT_GAS_MARGIN = 0.1  # chunks aim at the commit budget less this share
+SETTLE_RETRY_S = 1.0  # pause before settling again when a traded owner's reading is missing
+VOID_POLL_S = 1.0  # wall seconds between reads of an interval left to lapse
 
 
 @dataclass
@@ -184,8 +189,8 @@ class MarketLoop:
 
     async def chain_state(self, k: int) -> ChainState:
         def read() -> ChainState:
-            status, live, committed, clear_by, settle_by = self.market.functions.intervalOf(k).call()
-            lapsed = bool(self.market.functions.lapsed(k).call())
+            status, live, committed, clear_by, settle_by, *_ = self.market.functions.intervalOf(k).call()
+            lapsed = int(status) in (OPEN, CLOSED) and chain_time(self.operator.w3) > int(clear_by)
             return ChainState(int(status), int(live), int(committed), int(clear_by), int(settle_by), lapsed)
 
         return await asyncio.to_thread(read)
@@ -286,32 +291,31 @@ class MarketLoop:
         self.store.set_stage(k, "cleared", dispatched=1, updated=self.clock.now())
 
     async def _void(self, k: int) -> None:
-        """Commit a zero fill for every live order: the gate closed but the commit came too
-        late for anyone to deliver, so the interval settles with nothing traded and every lock
-        released (nobody forfeits collateral for a dispatch they never got)."""
-        await self._retry("index", lambda: asyncio.to_thread(self.indexer.sync))
-        rows = self.store.query("select id from orders where interval = ? and status = 'open'", [k])
-        zero = sorted((int(r["id"]), 0, 0) for r in rows)
-        logger.warning("interval %d: gate closed but not committed before delivery; voiding %d orders", k, len(zero))
-        await asyncio.to_thread(self._commit_fills, k, zero)
-        await asyncio.to_thread(self.indexer.sync)
-        self.store.set_stage(k, "cleared", dispatched=1, updated=self.clock.now(), error="voided: committed too late")
+        """The gate closed but nothing was committed before delivery started: nobody was told to
+        deliver, so no trade may stand. The contract's clearing rule fills every order in the
+        money, so a crossed book cannot be committed empty; the interval is left to lapse at its
+        clear deadline, after which every owner recovers its own locks in full. Until then this
+        step only waits (the loop reads the chain again after it)."""
+        row = self.store.lifecycle(k) or {}
+        if not str(row.get("error") or "").startswith("not committed before delivery"):
+            logger.warning("interval %d: gate closed but not committed before delivery; it lapses at its deadline", k)
+            self.store.set_stage(k, "closed", updated=self.clock.now(),
+                                 error="not committed before delivery: lapses at its clear deadline")
+        await asyncio.sleep(VOID_POLL_S)
 
     async def _deliver_and_settle(self, k: int, times: Times) -> None:
         await asyncio.to_thread(self.indexer.sync)
-        fills = self.store.committed_fills(k)
+        chunks = await asyncio.to_thread(self.committed_chunks, k)  # as the chain holds them
         row = self.store.lifecycle(k) or {}
         if not row.get("dispatched") and self.clock.now() < times.end:
             await self._send_dispatch(k, times, self.store.fill_dispatch(k))
-        sellers = {
-            r["owner"]
-            for r in self.store.query("select owner from fills where interval = ? and side = 'offer' and qty_wh > 0", [k])
-        }
-        if sellers:
+        # Both sides sign their own reading: every owner with a traded fill is waited for.
+        traders = {r["owner"] for r in self.store.query("select owner from fills where interval = ? and qty_wh > 0", [k])}
+        if traders:
             await self.clock.sleep_until(times.end)
-            await self._wait_for_readings(k, sellers, times.end + self.cfg.meter_wait_s)
+            await self._wait_for_readings(k, traders, times.end + self.cfg.meter_wait_s)
         self.store.set_stage(k, "cleared", updated=self.clock.now())
-        await self.settle(k, fills)
+        await self.settle(k, chunks)
 
     async def obligations(self, address: str) -> None:
         """Send a (re)connected agent what it needs now: the notices of intervals still taking
@@ -371,16 +375,37 @@ class MarketLoop:
             for i, r in enumerate(rows)
         ]
         result = clear(orders, mechanism=self.cfg.mechanism, network=self.network)
-        by_id = {f.order_id: f for f in result.fills}
-        # One fill per live order, in posting order; unfilled orders get a zero fill.
-        fills = []
-        for i, r in enumerate(rows):
-            f = by_id.get(i)
-            fills.append((int(r["id"]), int(f.qty_wh) if f else 0, int(f.price) if f else 0))
-        committed = sorted(fills)  # the market takes fills in ascending order id
+        # What the contract accepts: one price per zone, one flow per registered link, one fill
+        # per live order at its zone price (coordinator/market/commit_plan.py).
+        chain_links = [tuple(int(x) for x in lk) for lk in self.market.functions.links().call()]
+        cp = plan(
+            [
+                PlanOrder(int(r["id"]), r["side"], int(r["qty_wh"]), int(r["price"]), int(r["zone"]), r["owner"])
+                for r in rows
+            ],
+            result,
+            list(range(len(rows))),
+            chain_links,  # type: ignore[arg-type]
+            self.network,
+            self.cfg.zones,
+        )
+        try:
+            await self._tx(self.market.functions.commitPrices(k, cp.prices, cp.flows))
+        except ContractRevert as exc:
+            # Resuming after a restart between the price commit and the fills: the clearing is
+            # deterministic, so the prices on chain are these; only the missing fills follow.
+            if exc.name != "MarketPricesAlreadyCommitted":
+                raise
+            logger.info("interval %d: prices already committed; committing the missing fills", k)
+        by_id = {oid: (oid, q, p) for oid, q, p in cp.fills}
+        fills = [by_id[int(r["id"])] for r in rows]  # posting order, for the dispatch below
         # After a restart mid-commit, only the fills the chain has not taken yet are sent.
-        done = {oid for oid, _, _ in self.store.committed_fills(k)}
-        commit_txs, gas = await asyncio.to_thread(self._commit_fills, k, [f for f in committed if f[0] not in done])
+        before = await asyncio.to_thread(self.committed_chunks, k)
+        done = {oid for chunk in before for oid, _, _ in chunk}
+        commit_txs, gas, new = await asyncio.to_thread(
+            self._commit_fills, k, [f for f in cp.fills if f[0] not in done]
+        )
+        committed = before + new
         clear_seconds = time.perf_counter() - t0
         self.store.upsert_interval(
             k,
@@ -417,39 +442,43 @@ class MarketLoop:
         )
         return committed, result, dict(dispatch)
 
-    def _commit_fills(self, k: int, fills: list[tuple[int, int, int]]) -> tuple[list[str], int]:
+    def _commit_fills(
+        self, k: int, fills: list[tuple[int, int, int]]
+    ) -> tuple[list[str], int, list[list[tuple[int, int, int]]]]:
         """Commit ``fills`` in their order, split so that no transaction outgrows the block.
 
-        Every commit transaction carries at most ``commit_chunk`` fills and is sent with a gas
-        limit of ``commit_gas_fraction`` of the latest block's gas limit (the budget), so none
-        can use more. Chunk sizes come from measured gas per fill, fixed cost included so they
-        err small: first from estimates of the first fill and the first ``COMMIT_PROBE_FILLS``
-        (which name any revert before anything is sent, and refuse a budget smaller than one
-        fill), then from what the previous chunk used, filling the budget less
-        ``COMMIT_GAS_MARGIN``. A chunk that still runs out of gas changes nothing; it is
-        estimated, priced from the estimate and retried smaller, and any other revert is raised
-        by name. Only the last transaction passes ``last``: the contract checks all the chunks
-        together and emits one ``IntervalCleared``. Returns the hashes of the commit
-        transactions and the gas they used (including any retried chunk's).
+        Every commit transaction is one chunk: at most ``commit_chunk`` fills, whole owner groups
+        (the contract refuses a chunk boundary inside one owner's fills on one side), sent with a
+        gas limit of ``commit_gas_fraction`` of the latest block's gas limit (the budget). Chunk
+        sizes come from measured gas per fill, fixed cost included so they err small: first from
+        estimates of the first fill and the first ``COMMIT_PROBE_FILLS`` (which name any revert
+        before anything is sent, and refuse a budget smaller than one fill), then from what the
+        previous chunk used, filling the budget less ``COMMIT_GAS_MARGIN``. A chunk that still
+        runs out of gas changes nothing; it is estimated, priced from the estimate and retried
+        smaller, and any other revert is raised by name. Only the last transaction passes
+        ``last``. Returns the hashes of the commit transactions, the gas they used (including
+        any retried chunk's) and the chunks as committed (settlement replays them one by one).
         """
         block_gas = int(self.operator.w3.eth.get_block("latest")["gasLimit"])
         budget = int(block_gas * self.cfg.commit_gas_fraction)
         n = len(fills)
-        one = self._estimate_commit(k, fills[:1], n <= 1)
+        first = fills[: chunk_end(fills, 0, 1)]
+        one = self._estimate_commit(k, first, len(first) == n) // max(1, len(first))
         if one > budget:
             raise ValueError(
                 f"interval {k}: committing one fill needs {one} gas, over the commit budget of {budget} "
                 f"({self.cfg.commit_gas_fraction} of the block gas limit {block_gas})"
             )
-        probe = fills[:COMMIT_PROBE_FILLS]
+        probe = fills[: chunk_end(fills, 0, COMMIT_PROBE_FILLS)]
         per_fill = self._estimate_commit(k, probe, len(probe) == n) / len(probe) if len(probe) > 1 else one
         txs: list[str] = []
+        chunks: list[list[tuple[int, int, int]]] = []
         gas = 0
         i = 0
         limit = self.cfg.commit_chunk  # fills per transaction; only ever lowered by a failed chunk
         while True:
             size = max(1, min(limit, int(budget * (1 - COMMIT_GAS_MARGIN) / per_fill)))
-            chunk = fills[i : i + size]
+            chunk = fills[i : chunk_end(fills, i, size)]
             last = i + len(chunk) == n
             try:
                 receipt = self.operator.transact(self.market.functions.commitFills(k, chunk, last), gas=budget)
@@ -459,7 +488,7 @@ class MarketLoop:
                 failed = HexBytes(str(exc.values["tx"]))
                 gas += int(self.operator.w3.eth.get_transaction_receipt(failed)["gasUsed"])
                 needed = self._estimate_commit(k, chunk, last)  # raises any other revert by name
-                if needed <= budget or len(chunk) == 1:
+                if needed <= budget or chunk_end(fills, i, len(chunk) - 1) - i >= len(chunk):
                     raise
                 logger.warning(
                     "interval %d: %d fills needed %d gas > %d; retrying smaller", k, len(chunk), needed, budget
@@ -468,12 +497,13 @@ class MarketLoop:
                 limit = len(chunk) - 1
                 continue
             txs.append("0x" + bytes(receipt["transactionHash"]).hex())
+            chunks.append(chunk)
             used = int(receipt["gasUsed"])
             gas += used
             i += len(chunk)
             if last:
-                return txs, gas
-            per_fill = used / len(chunk)
+                return txs, gas, chunks
+            per_fill = used / max(1, len(chunk))
 
     def _estimate_commit(self, k: int, chunk: list[tuple[int, int, int]], last: bool) -> int:
         call = self.market.functions.commitFills(k, chunk, last)
@@ -490,6 +520,7 @@ class MarketLoop:
                 logger.warning("interval %d: no link to %s for its dispatch", k, address)
 
     async def _wait_for_readings(self, k: int, participants: set[str], deadline: float) -> None:
+        have: set[str] = set()
         while True:
             have = self.store.reading_senders(k)
             if participants <= have:
@@ -499,26 +530,61 @@ class MarketLoop:
             await asyncio.sleep(0.05)
         logger.warning("interval %d: settling without readings from %s", k, sorted(participants - have))
 
-    async def settle(self, k: int, fills: list[tuple[int, int, int]]) -> Any:
-        orders = {
-            int(r["id"]): r for r in self.store.query("select id, owner, side, locked from orders where interval = ?", [k])
-        }
-        # Only sellers' readings count (settlement rule step 1), in ascending address order.
-        sellers = {orders[oid]["owner"] for oid, qty, _ in fills if qty and orders[oid]["side"] == "offer"}
-        readings = [
-            r
-            for r in self.store.query("select * from readings where interval = ?", [k])
-            if r["participant"] in sellers
-        ]
-        readings.sort(key=lambda r: int(r["participant"], 16))
-        settlement = [(oid, qty, price, int(orders[oid]["locked"])) for oid, qty, price in fills]
-        signed = [
-            ((r["participant"], k, int(r["exported_wh"]), int(r["imported_wh"])), *compact_signature(r["signature"]))
-            for r in readings
-        ]
-        receipt = await self._tx(self.market.functions.settle(k, settlement, signed))
-        await asyncio.to_thread(self.indexer.sync)
-        self.store.upsert_interval(
-            k, settle_tx="0x" + bytes(receipt["transactionHash"]).hex(), gas_settle=int(receipt["gasUsed"])
+    def committed_chunks(self, k: int) -> list[list[tuple[int, int, int]]]:
+        """The commit chunks of ``k`` as the chain holds them (one ``FillsCommitted`` per chunk,
+        in order): what :meth:`settle` needs after a restart."""
+        logs = self.market.events.FillsCommitted().get_logs(
+            from_block=self.dep.block, argument_filters={"interval": k}
         )
+        logs = sorted(logs, key=lambda e: (e["blockNumber"], e["logIndex"]))
+        return [
+            [(int(f["orderId"]), int(f["qty"]), int(f["price"])) for f in e["args"]["fills"]] for e in logs
+        ]
+
+    async def settle(self, k: int, fills: list[list[tuple[int, int, int]]]) -> Any:
+        """Settle ``k`` chunk by chunk, last chunk first (the contract's order), each with the
+        signed readings of its owners -- sellers' export and buyers' import both count, and a
+        missing reading counts as its owner's worst case (docs/contracts.md). Returns the last
+        receipt."""
+        orders = {int(r["id"]): r for r in self.store.query("select id, locked from orders where interval = ?", [k])}
+
+        def signed_readings() -> dict[str, Any]:
+            return {
+                r["participant"]: (
+                    (r["participant"], k, int(r["exported_wh"]), int(r["imported_wh"])),
+                    *compact_signature(r["signature"]),
+                )
+                for r in self.store.query("select * from readings where interval = ?", [k])
+            }
+
+        signed = signed_readings()
+        receipt = None
+        gas = 0
+        txs = []
+        c = len(fills) - 1
+        while c >= 0:
+            chunk = fills[c]
+            settlement = [(oid, qty, price, int(orders[oid]["locked"])) for oid, qty, price in chunk]
+            try:
+                receipt = await self._tx(self.market.functions.settle(k, c, settlement, readings_for(chunk, signed)))
+            except ContractRevert as exc:
+                # Resuming after a restart: continue where the chain says settlement stands.
+                if exc.name == "MarketChunkNotNext" and int(exc.values["expected"]) < c:
+                    c = int(exc.values["expected"])
+                    continue
+                if exc.name == "MarketIntervalAlreadySettled":
+                    break
+                if exc.name == "MarketReadingMissing":
+                    # Before settleBy every traded owner's reading is needed: wait for late
+                    # readings (after settleBy the contract settles without them).
+                    logger.warning("interval %d: waiting for the reading of %s", k, exc.values.get("participant"))
+                    await asyncio.sleep(SETTLE_RETRY_S)
+                    signed = signed_readings()
+                    continue
+                raise
+            gas += int(receipt["gasUsed"])
+            txs.append("0x" + bytes(receipt["transactionHash"]).hex())
+            c -= 1
+        await asyncio.to_thread(self.indexer.sync)
+        self.store.upsert_interval(k, settle_tx=txs[-1] if txs else None, gas_settle=gas)
         return receipt

@@ -54,3 +54,11 @@ def test_order_pulls_only_the_missing_part_from_the_wallet(d):
     assert tx.events["Deposited"]["amount"] == 150
     assert d.token.balanceOf(p) == wallet - 150
     assert free_locked(d, p) == (0, 200)
+
+
+def test_balances_beyond_96_bits_are_refused(d):
+    huge = 2**96
+    d.token.mint(d.outsider, huge, {"from": d.admin})
+    d.market.registerParticipant(d.outsider, b"\x01" * 32, 0, {"from": d.admin})
+    with reverts_with("MarketBalanceOverflow"):
+        d.market.deposit(huge, {"from": d.outsider})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from brownie import chain
-from conftest import BID, CLEAR_TIMEOUT, DEPOSIT, OFFER, SETTLE_TIMEOUT, Interval, free_locked, reverts_with
+from conftest import BID, CLEAR_TIMEOUT, DEPOSIT, OFFER, SETTLE_TIMEOUT, Interval, free_locked, lapsed, reverts_with
 
 
 def _wait(seconds):
@@ -17,9 +17,9 @@ def test_recover_after_the_clear_deadline(d):
     s = iv.post(d.sellers[0], OFFER, 100, 40)
     with reverts_with("MarketIntervalNotLapsed"):
         d.market.recover([b], {"from": d.buyers[0]})
-    assert d.market.lapsed(iv.k) is False
+    assert lapsed(d, iv.k) is False
     _wait(CLEAR_TIMEOUT + 1)
-    assert d.market.lapsed(iv.k) is True
+    assert lapsed(d, iv.k) is True
     d.market.setPaused(True, {"from": d.admin})  # pause never stops recovery
     tx = d.market.recover([b], {"from": d.buyers[0]})
     assert tx.events["OrderRecovered"]["released"] == 5_000
@@ -30,18 +30,17 @@ def test_recover_after_the_clear_deadline(d):
         d.market.recover([b], {"from": d.buyers[0]})
 
 
-def test_recover_after_the_settle_deadline(d):
+def test_a_cleared_interval_never_lapses_anyone_settles_it(d):
     iv = Interval(d).open()
     b = iv.post(d.buyers[1], BID, 100, 50)
     s = iv.post(d.sellers[1], OFFER, 100, 40)
-    iv.close()
-    iv.commit(iv.fills({b: (100, 45), s: (100, 45)}))
+    iv.clear(45, {b: 100, s: 100})
+    _wait(SETTLE_TIMEOUT + CLEAR_TIMEOUT + 1)
+    assert lapsed(d, iv.k) is False
     with reverts_with("MarketIntervalNotLapsed"):
         d.market.recover([b], {"from": d.buyers[1]})
-    _wait(SETTLE_TIMEOUT + 1)
-    d.market.recover([b], {"from": d.buyers[1]})
-    d.market.recover([s], {"from": d.sellers[1]})
-    assert free_locked(d, d.buyers[1]) == (DEPOSIT, 0)
+    iv.settle([], sender=d.buyers[1])
+    assert free_locked(d, d.buyers[1]) == (DEPOSIT - 4_500, 0)
 
 
 def test_only_the_owner_recovers(d):
@@ -55,10 +54,8 @@ def test_only_the_owner_recovers(d):
 def test_settled_orders_cannot_be_recovered(d):
     iv = Interval(d).open()
     b = iv.post(d.buyers[0], BID, 100, 50)
-    iv.close()
-    fills = iv.fills({})
-    iv.commit(fills)
-    iv.settle(fills, [])
+    iv.clear(50, {})
+    iv.settle([])
     _wait(SETTLE_TIMEOUT + CLEAR_TIMEOUT + 1)
     with reverts_with("MarketIntervalNotLapsed"):
         d.market.recover([b], {"from": d.buyers[0]})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from brownie import chain
-from conftest import BID, CLEAR_TIMEOUT, DEPOSIT, OFFER, RATE, Interval, free_locked, plain, reverts_with
+from conftest import BID, CLEAR_TIMEOUT, DEPOSIT, OFFER, RATE, Interval, decode_order_id, free_locked, plain, reverts_with
 
 
 def test_bid_locks_escrow_and_offer_locks_collateral(d):
@@ -23,9 +23,8 @@ def test_bid_locks_escrow_and_offer_locks_collateral(d):
 def test_order_id_describes_the_order(d):
     iv = Interval(d).open()
     oid = iv.post(d.sellers[1], OFFER, 10, 10)
-    assert plain(d.market.decodeOrderId(oid)) == (iv.k, False, d.sellers[1].address, 0)
-    assert d.market.orderIdOf(iv.k, OFFER, d.sellers[1], 0) == oid
-    assert d.market.intervalOfOrder(oid) == iv.k
+    assert decode_order_id(oid) == (iv.k, False, d.sellers[1].address.lower(), 0)
+    assert oid == (iv.k << 192) | (int(d.sellers[1].address, 16) << 31)
     assert plain(d.market.orderOf(oid)) == (d.sellers[1].address, OFFER, 10, 10, 10 * RATE, True)
     bid = iv.post(d.sellers[1], BID, 10, 10)
     assert bid > oid  # bids sort after offers within an interval
@@ -87,13 +86,11 @@ def test_a_settled_order_frees_its_slot(d):
     first = Interval(d).open()
     for _ in range(d.market.ORDER_SLOTS()):
         first.post(p, BID, 1, 1)
-    first.close()
-    fills = first.fills({})
-    first.commit(fills)
-    first.settle(fills, [])
+    first.clear(1, {})
+    first.settle([])
     second = Interval(d).open()
     oid = second.post(p, BID, 1, 1)
-    assert d.market.decodeOrderId(oid)[3] == 16
+    assert decode_order_id(oid)[3] == 16 << 4  # counter 16, slot 0
     assert not d.market.orderOf(sorted(first.orders)[0])[5]  # the settled order is no longer live
 
 
@@ -101,3 +98,21 @@ def test_first_order_rewrites_an_allocated_slot(d):
     iv = Interval(d).open()
     tx = d.market.postOrder(iv.k, BID, 10, 10, {"from": d.buyers[0]})
     assert tx.gas_used < 60_000
+
+
+def test_attack_one_stuck_order_no_longer_blocks_free_slots(d):
+    """One order stuck in an unsettled interval used to block its owner's 17th order even with
+    15 slots free; now posting takes any free slot."""
+    p = d.buyers[2]
+    stuck = Interval(d).open()
+    stuck.post(p, BID, 1, 1)
+    other = Interval(d).open()
+    ids = [other.post(p, BID, 1, 1) for _ in range(15)]
+    for oid in ids:
+        d.market.cancelOrder(oid, {"from": p})
+    oid = other.post(p, BID, 1, 1)  # the 17th order: slot 0 is still held, slot 1 is free
+    assert decode_order_id(oid)[3] == (16 << 4) | 1
+    for _ in range(14):
+        other.post(p, BID, 1, 1)
+    with reverts_with("MarketTooManyOrders"):  # now all 16 slots hold live orders
+        d.market.postOrder(other.k, BID, 1, 1, {"from": p})

@@ -1,177 +1,197 @@
-"""Settlement from signed meter readings: the rule, its worked example, and every check."""
+"""Imbalance settlement from each party's own signed reading, chunked; the worked example."""
 
 from __future__ import annotations
 
 from brownie import chain
 from conftest import (
     BID,
+    CHANGE_DELAY,
     DEPOSIT,
+    IMB_BUY,
+    IMB_SELL,
     OFFER,
+    RATE,
     SETTLE_TIMEOUT,
     Interval,
+    fee_free,
     free_locked,
-    plain,
-    readings_sorted,
+    params,
     reverts_with,
     sign_reading,
 )
 
 
-def _cleared(d, rate=None):
-    """One offer (seller 0: 10 Wh at 90) and one bid (buyer 0: 10 Wh at 120), filled at 100."""
-    if rate is not None:
-        d.market.setParameters(rate, 3600, 3600, d.fee, {"from": d.admin})
-    iv = Interval(d).open()
-    s = iv.post(d.sellers[0], OFFER, 10, 90)
-    b = iv.post(d.buyers[0], BID, 10, 120)
-    iv.close()
-    fills = iv.fills({s: (10, 100), b: (10, 100)})
-    iv.commit(fills)
-    return iv, s, b, fills
-
-
-def _settled_events(tx):
-    ev = tx.events["FillsSettled"]
-    return {
-        int(oid): (int(delivered), int(amount), int(penalty))
-        for oid, delivered, amount, penalty in zip(
-            ev["orderIds"], ev["deliveredWh"], ev["amounts"], ev["penalties"], strict=True
-        )
-    }
+def _set_params(d, **kw):
+    d.market.scheduleParameters(params(d.operator, d.fee, **kw), {"from": d.admin})
+    chain.sleep(CHANGE_DELAY + 1)
+    d.market.applyScheduled({"from": d.outsider})
 
 
 def test_worked_example_from_the_natspec(d):
-    """Rate 50, price 100: A offers 10 Wh and delivers 6; B bid 10 Wh at limit 120."""
-    iv, s, b, fills = _cleared(d, rate=50)
-    a_before, b_before = free_locked(d, d.sellers[0]), free_locked(d, d.buyers[0])
-    assert a_before == (DEPOSIT - 500, 500) and b_before == (DEPOSIT - 1_200, 1_200)
-    tx = iv.settle(fills, [sign_reading(d, d.sellers[0], iv.k, 6)])
-    got = _settled_events(tx)
-    assert got[s] == (6, 600, 200)  # delivered 6, received 600, forfeited 4 * 50
-    assert got[b] == (6, 600, 200)  # received 6, paid 600, compensated 200
-    assert free_locked(d, d.sellers[0]) == (DEPOSIT - 500 + 500 - 200 + 600, 0)  # +900 on the locked state
-    assert free_locked(d, d.buyers[0]) == (DEPOSIT - 1_200 + 1_200 - 600 + 200, 0)  # +800
-    ev = tx.events["IntervalSettled"]
-    assert (ev["deliveredWh"], ev["shortfallWh"], ev["surplus"]) == (6, 4, 0)
-    readings = tx.events["MeterReadingsAccepted"]
-    assert plain(readings["participants"]) == (d.sellers[0].address,) and plain(readings["exportedWh"]) == (6,)
-
-
-def test_full_delivery_pays_sellers_and_the_fee_recipient_gets_the_spread(d):
+    """Imbalance buy 50, sell 10, collateral 60, price 100: A sells 10 and exports 6, B buys 10
+    at limit 120 and imports 7."""
+    _set_params(d, rate=60, imb_buy=50, imb_sell=10)
+    d.market.deposit(1_000, {"from": d.fee})
     iv = Interval(d).open()
-    s = iv.post(d.sellers[0], OFFER, 100, 90)
-    b = iv.post(d.buyers[0], BID, 100, 120)
+    s = iv.post(d.sellers[0], OFFER, 10, 90)
+    b = iv.post(d.buyers[0], BID, 10, 120)
+    assert free_locked(d, d.sellers[0]) == (DEPOSIT - 600, 600)
+    assert free_locked(d, d.buyers[0]) == (DEPOSIT - 1_200, 1_200)
+    iv.clear(100, {s: 10, b: 10})
+    fee0 = fee_free(d)
+    tx = iv.settle([sign_reading(d, d.sellers[0], iv.k, 6), sign_reading(d, d.buyers[0], iv.k, 0, 7)])
+    ev = tx.events["FillsSettled"]
+    got = dict(zip(ev["orderIds"], zip(ev["deliveredWh"], ev["amounts"], ev["penalties"], strict=True), strict=True))
+    assert got[s] == (6, 1_000, 200) and got[b] == (7, 1_000, 30)
+    assert free_locked(d, d.sellers[0]) == (DEPOSIT - 600 + 1_400, 0)
+    assert free_locked(d, d.buyers[0]) == (DEPOSIT - 1_200 + 230, 0)
+    assert fee_free(d) - fee0 == 170
+    assert 600 + 1_200 == 1_400 + 230 + 170
+    imb = tx.events["ImbalanceSettled"]
+    assert (imb["charges"], imb["refunds"]) == (200, 30)
+
+
+def test_no_reading_counts_as_the_worst_case_and_never_pays_better(d):
+    d.market.deposit(1_000, {"from": d.fee})
+    outcomes = {}
+    for signed in (False, True):
+        iv = Interval(d).open()
+        s = iv.post(d.sellers[0], OFFER, 10, 90)
+        b = iv.post(d.buyers[0], BID, 10, 120)
+        iv.clear(100, {s: 10, b: 10})
+        before = (free_locked(d, d.sellers[0])[0], free_locked(d, d.buyers[0])[0])
+        readings = [sign_reading(d, d.sellers[0], iv.k, 4), sign_reading(d, d.buyers[0], iv.k, 0, 4)] if signed else []
+        if not signed:  # the operator cannot settle without them; after settleBy anyone can
+            with reverts_with("MarketReadingMissing"):
+                iv.settle(readings)
+            chain.sleep(SETTLE_TIMEOUT + 1)
+        iv.settle(readings)
+        after = (free_locked(d, d.sellers[0])[0], free_locked(d, d.buyers[0])[0])
+        outcomes[signed] = (after[0] - before[0], after[1] - before[1])
+    lock_s, lock_b = 10 * RATE, 10 * 120
+    # No reading: seller delivered nothing, buyer used all it bought.
+    assert outcomes[False] == (lock_s + 1_000 - 10 * IMB_BUY, lock_b - 1_000)
+    assert outcomes[True] == (lock_s + 1_000 - 6 * IMB_BUY, lock_b - 1_000 + 6 * IMB_SELL)
+    assert outcomes[True][0] > outcomes[False][0] and outcomes[True][1] > outcomes[False][1]
+
+
+def test_attack_colluding_seller_reading_cannot_touch_the_buyers_escrow(d):
+    """A seller at limit 1 and the operator once took a buyer's whole escrow with a reading for
+    energy never delivered. Now the buyer pays the one price for its fill whatever the seller
+    signs, and its own reading (import 0) gets it the imbalance refund."""
+    d.market.deposit(1_000, {"from": d.fee})
+    deltas = []
+    for seller_claims in (0, 10):
+        iv = Interval(d).open()
+        s = iv.post(d.sellers[1], OFFER, 10, 1)
+        b = iv.post(d.buyers[1], BID, 10, 300)
+        iv.close()
+        iv.commit_prices(300)
+        with reverts_with("MarketFillBreaksPriceRule"):  # the offer is in the money: filled in full
+            iv.commit(iv.fills({s: 5, b: 5}))
+        iv.chunks.clear()
+        iv.commit(iv.fills({s: 10, b: 10}))
+        before = free_locked(d, d.buyers[1])[0]
+        iv.settle([sign_reading(d, d.sellers[1], iv.k, seller_claims), sign_reading(d, d.buyers[1], iv.k, 0, 0)])
+        deltas.append(free_locked(d, d.buyers[1])[0] - before)
+    assert deltas[0] == deltas[1] == 3_000 - 3_000 + 10 * IMB_SELL  # escrow back - paid + refund
+
+
+def test_honest_parties_never_beyond_their_limits(d):
+    """Any price the contract accepts keeps each trade within the limit (price rule)."""
+    iv = Interval(d).open()
+    s = iv.post(d.sellers[0], OFFER, 10, 100)
+    b = iv.post(d.buyers[0], BID, 10, 100)
     iv.close()
-    fills = iv.fills({s: (100, 100), b: (100, 105)})  # 5 per Wh grid fee
-    iv.commit(fills)
-    tx = iv.settle(fills, [sign_reading(d, d.sellers[0], iv.k, 150)])  # export beyond the fill is capped
-    got = _settled_events(tx)
-    assert got[s] == (100, 10_000, 0) and got[b] == (100, 10_500, 0)
-    assert tx.events["IntervalSettled"]["surplus"] == 500
-    assert free_locked(d, d.fee) == (500, 0)
-    assert free_locked(d, d.sellers[0]) == (DEPOSIT + 10_000, 0)
-    assert free_locked(d, d.buyers[0]) == (DEPOSIT - 10_500, 0)
-    assert d.market.intervalOf(iv.k)[0] == 4
+    iv.commit_prices(101)
+    with reverts_with("MarketFillBreaksPriceRule"):  # the bid would pay above its limit
+        iv.commit(iv.fills({s: 10, b: 10}))
 
 
-def test_shortfall_is_shared_pro_rata_and_unmetered_sellers_forfeit_nothing(d):
-    """Two sellers (one signs 30 of 60 Wh, one signs nothing), two buyers of 70 and 30 Wh."""
+def test_chunked_settlement_last_chunk_first_and_never_twice(d):
     iv = Interval(d).open()
-    s1 = iv.post(d.sellers[0], OFFER, 60, 50)
-    s2 = iv.post(d.sellers[1], OFFER, 40, 50)
-    b1 = iv.post(d.buyers[0], BID, 70, 100)
-    b2 = iv.post(d.buyers[1], BID, 30, 100)
+    s0 = iv.post(d.sellers[0], OFFER, 10, 90)
+    s1 = iv.post(d.sellers[1], OFFER, 10, 90)
+    b0 = iv.post(d.buyers[0], BID, 10, 120)
+    b1 = iv.post(d.buyers[1], BID, 10, 120)
     iv.close()
-    fills = iv.fills({s1: (60, 80), s2: (40, 80), b1: (70, 80), b2: (30, 80)})
-    iv.commit(fills)
-    tx = iv.settle(fills, [sign_reading(d, d.sellers[0], iv.k, 30)])
-    got = _settled_events(tx)
-    assert got[s1] == (30, 2_400, 30 * 20)
-    assert got[s2] == (0, 0, 0)
-    # D = 30 split 70:30 -> 21 and 9; the forfeited 600 split by missing energy 49:21
-    assert got[b1] == (21, 21 * 80, 420) and got[b2] == (9, 9 * 80, 180)
-    ev = tx.events["IntervalSettled"]
-    assert (ev["deliveredWh"], ev["shortfallWh"], ev["surplus"]) == (30, 70, 0)
-    for p in (*d.sellers[:2], *d.buyers[:2]):
-        assert free_locked(d, p)[1] == 0
-
-
-def test_one_export_covers_a_sellers_offers_in_fill_order(d):
-    iv = Interval(d).open()
-    o1 = iv.post(d.sellers[2], OFFER, 50, 10)
-    o2 = iv.post(d.sellers[2], OFFER, 50, 10)
-    b = iv.post(d.buyers[2], BID, 100, 10)
-    iv.close()
-    fills = iv.fills({o1: (50, 10), o2: (50, 10), b: (100, 10)})
-    iv.commit(fills)
-    got = _settled_events(iv.settle(fills, [sign_reading(d, d.sellers[2], iv.k, 70)]))
-    assert got[o1][0] == 50 and got[o2][0] == 20 and got[b][0] == 70
-
-
-def test_settling_twice_is_impossible(d):
-    iv, s, b, fills = _cleared(d)
-    iv.settle(fills, [])
-    with reverts_with("MarketIntervalAlreadySettled"):
-        iv.settle(fills, [])
-
-
-def test_settle_needs_a_cleared_interval_before_its_deadline(d):
-    iv = Interval(d).open()
+    iv.commit_prices(100)
+    fills = iv.fills({s0: 10, s1: 10, b0: 10, b1: 10})
+    iv.commit(fills[:2], last=False)
     with reverts_with("MarketIntervalNotCleared"):
-        iv.settle([], [])
-    iv2, s, b, fills = _cleared(d)
+        iv.settle([], chunk=0)
+    iv.commit(fills[2:])
+    with reverts_with("MarketChunkNotNext"):
+        iv.settle([], chunk=0)
+    with reverts_with("MarketFillsMismatch"):
+        d.market.settle(iv.k, 1, iv.settlement([(b0, 10, 100), (b1, 9, 100)]), [], {"from": d.operator})
+    buyers = [sign_reading(d, d.buyers[0], iv.k, 0, 10), sign_reading(d, d.buyers[1], iv.k, 0, 10)]
+    with reverts_with("MarketNotOperator"):
+        iv.settle(buyers, chunk=1, sender=d.outsider)
+    iv.settle(buyers, chunk=1)
+    with reverts_with("MarketChunkNotNext"):
+        iv.settle(buyers, chunk=1)
+    tx = iv.settle([sign_reading(d, d.sellers[0], iv.k, 10), sign_reading(d, d.sellers[1], iv.k, 10)], chunk=0)
+    assert tx.events["IntervalSettled"]["deliveredWh"] == 20
+    with reverts_with("MarketIntervalAlreadySettled"):
+        iv.settle([], chunk=0)
+
+
+def test_after_the_settle_deadline_anyone_settles(d):
+    iv = Interval(d).open()
+    s = iv.post(d.sellers[0], OFFER, 10, 90)
+    b = iv.post(d.buyers[0], BID, 10, 120)
+    iv.clear(100, {s: 10, b: 10})
     chain.sleep(SETTLE_TIMEOUT + 1)
-    chain.mine()
-    with reverts_with("MarketDeadlinePassed"):
-        iv2.settle(fills, [])
+    iv.settle([sign_reading(d, d.sellers[0], iv.k, 10)], sender=d.buyers[0])
+    assert free_locked(d, d.sellers[0]) == (DEPOSIT + 1_000, 0)
+    assert free_locked(d, d.buyers[0]) == (DEPOSIT - 1_000, 0)
 
 
-def test_fills_must_be_the_committed_ones(d):
-    iv, s, b, fills = _cleared(d)
-    with reverts_with("MarketFillsMismatch"):
-        iv.settle([(s, 10, 100), (b, 10, 99)], [])
-    with reverts_with("MarketFillsMismatch"):
-        iv.settle(fills[:1], [])
-    bad_lock = [(oid, q, p, lock + 1) for oid, q, p, lock in iv.settlement(fills)]
-    with reverts_with("MarketFillsMismatch"):
-        d.market.settle(iv.k, bad_lock, [], {"from": d.operator})
+def test_refunds_need_the_balancing_party_to_cover_them(d):
+    iv = Interval(d).open()
+    s = iv.post(d.sellers[0], OFFER, 10, 90)
+    b = iv.post(d.buyers[0], BID, 10, 120)
+    iv.clear(100, {s: 10, b: 10})
+    readings = [sign_reading(d, d.buyers[0], iv.k, 0, 0), sign_reading(d, d.sellers[0], iv.k, 10)]
+    with reverts_with("MarketBalancingShortfall"):
+        iv.settle(readings)
+    d.market.deposit(10 * IMB_SELL, {"from": d.fee})
+    iv.settle(readings)
+    assert fee_free(d) == 0
 
 
-def test_readings_must_be_signed_by_their_participant_for_this_interval(d):
-    iv, s, b, fills = _cleared(d)
-    with reverts_with("MarketReadingBadSignature"):
-        iv.settle(fills, [sign_reading(d, d.sellers[0], iv.k, 10, signer=d.operator)])
+def test_readings_are_checked(d):
+    iv = Interval(d).open()
+    s = iv.post(d.sellers[0], OFFER, 10, 90)
+    b = iv.post(d.buyers[0], BID, 10, 120)
+    iv.clear(100, {s: 10, b: 10})
+    with reverts_with("MarketReadingBadSignature"):  # the operator forging a seller's reading
+        iv.settle([sign_reading(d, d.sellers[0], iv.k, 10, signer=d.operator)])
     with reverts_with("MarketReadingWrongInterval"):
-        iv.settle(fills, [sign_reading(d, d.sellers[0], iv.k + 1, 10)])
-    tampered = sign_reading(d, d.sellers[0], iv.k, 1)
-    tampered = ((tampered[0][0], iv.k, 10, 0), tampered[1], tampered[2])
+        iv.settle([sign_reading(d, d.sellers[0], iv.k + 1, 10)])
+    r = sign_reading(d, d.sellers[0], iv.k, 10)
+    with reverts_with("MarketReadingsNotAscending"):
+        d.market.settle(iv.k, 0, iv.settlement(iv.chunks[0]), [r, r], {"from": d.operator})
+
+
+def test_attack_operator_settles_early_or_omits_a_reading(d):
+    """Before settleBy the operator cannot settle a fill without its owner's reading (so not
+    before readings exist), and a reading the participant put on chain counts even if the
+    operator leaves it out."""
+    iv = Interval(d).open()
+    s = iv.post(d.sellers[0], OFFER, 10, 90)
+    b = iv.post(d.buyers[0], BID, 10, 120)
+    iv.clear(100, {s: 10, b: 10})
+    with reverts_with("MarketReadingMissing"):  # right after clearing, no reading exists yet
+        iv.settle([])
+    forged = sign_reading(d, d.sellers[0], iv.k, 10, signer=d.operator)
     with reverts_with("MarketReadingBadSignature"):
-        iv.settle(fills, [tampered])
-
-
-def test_readings_come_one_per_participant_in_ascending_order(d):
-    iv, s, b, fills = _cleared(d)
-    two = readings_sorted([sign_reading(d, d.sellers[0], iv.k, 10), sign_reading(d, d.sellers[1], iv.k, 10)])
-    with reverts_with("MarketReadingsNotAscending"):
-        iv.settle(fills, two[::-1])
-    with reverts_with("MarketReadingsNotAscending"):
-        iv.settle(fills, [two[0], two[0]])
-    iv.settle(fills, two)  # a reading nobody's offer uses is accepted and ignored
-
-
-def test_only_the_operator_settles(d):
-    iv, s, b, fills = _cleared(d)
-    with reverts_with("AccessControlUnauthorizedAccount"):
-        d.market.settle(iv.k, iv.settlement(fills), [], {"from": d.admin})
-
-
-def test_meter_reading_digest_matches_the_off_chain_signature(d):
-    from eth_account import Account
-    from eth_account.messages import encode_typed_data
-
-    from gridswarm.chain import meter_typed_data
-
-    data = meter_typed_data(chain.id, d.market.address, d.sellers[0].address, 7, 8, 9)
-    digest = d.market.meterReadingDigest((d.sellers[0].address, 7, 8, 9))
-    signed = Account.sign_message(encode_typed_data(full_message=data), d.sellers[0].private_key)
-    assert Account._recover_hash(bytes(digest), signature=signed.signature) == d.sellers[0].address
+        d.market.submitReading(forged, {"from": d.operator})
+    tx = d.market.submitReading(sign_reading(d, d.sellers[0], iv.k, 10), {"from": d.sellers[0]})
+    assert tx.events["ReadingSubmitted"]["exportedWh"] == 10
+    with reverts_with("MarketReadingMissing"):  # the buyer's is still missing
+        iv.settle([])
+    seller_before = free_locked(d, d.sellers[0])[0]
+    iv.settle([sign_reading(d, d.buyers[0], iv.k, 0, 10)])  # the operator omits the seller's
+    assert free_locked(d, d.sellers[0])[0] - seller_before == 10 * RATE + 1_000  # no imbalance charge

@@ -22,13 +22,21 @@ def _trade_one_interval(rc: RunningCoordinator, k: int) -> dict[str, object]:
     offer, offer_lock = (market.events.OrderPosted().process_receipt(r1)[0]["args"][key] for key in ("orderId", "locked"))
     bid, bid_lock = (market.events.OrderPosted().process_receipt(r2)[0]["args"][key] for key in ("orderId", "locked"))
     op.transact(market.functions.closeInterval(k))
-    fills = [(offer, 400, 120), (bid, 400, 120)]
+    # One price, 100: the offer (limit 100) is marginal and fills in part, the bid in full.
+    op.transact(market.functions.commitPrices(k, [(0, 100)], []))
+    fills = [(offer, 400, 100), (bid, 400, 100)]
     op.transact(market.functions.commitFills(k, fills, True))
     sig = sign_meter_reading(seller.account, m.dep.chain_id, m.dep.market, k, 380, 0)
-    settlement = [(offer, 400, 120, offer_lock), (bid, 400, 120, bid_lock)]
-    receipt = op.transact(
-        market.functions.settle(k, settlement, [((seller.account.address, k, 380, 0), *compact_signature(sig))])
+    bsig = sign_meter_reading(buyer.account, m.dep.chain_id, m.dep.market, k, 0, 400)
+    readings = sorted(
+        [
+            ((seller.account.address, k, 380, 0), *compact_signature(sig)),
+            ((buyer.account.address, k, 0, 400), *compact_signature(bsig)),
+        ],
+        key=lambda r: int(r[0][0], 16),
     )
+    settlement = [(offer, 400, 100, offer_lock), (bid, 400, 100, bid_lock)]
+    receipt = op.transact(market.functions.settle(k, 0, settlement, readings))
     return {"offer": offer, "bid": bid, "settle_tx": "0x" + bytes(receipt["transactionHash"]).hex()}
 
 
@@ -45,8 +53,9 @@ def test_interval_indexed_and_served(running: RunningCoordinator) -> None:
     trades = httpx.get(running.base + "/api/v1/trades", params={"interval": 41}, timeout=10).json()
     by_side = {t["side"]: t for t in trades["data"]}
     assert by_side["offer"]["delivered_wh"] == 380
-    assert by_side["offer"]["amount"] == 380 * 120
-    assert by_side["bid"]["amount"] == 380 * 120
+    assert by_side["offer"]["amount"] == 400 * 100  # trades are financial: the fill at the price
+    assert by_side["offer"]["penalty"] == 20 * 20  # the 20 Wh not exported, at the imbalance buy price
+    assert by_side["bid"]["amount"] == 400 * 100
     listing = httpx.get(running.base + "/api/v1/intervals", timeout=10).json()
     assert 41 in [i["id"] for i in listing["data"]]
     people = httpx.get(running.base + "/api/v1/participants", timeout=10).json()

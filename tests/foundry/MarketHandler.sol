@@ -1,26 +1,30 @@
 // SPDX-License-Identifier: MIT
-pragma solidity ^0.8.24;
+pragma solidity 0.8.28;
 
 import {Vm, VM_ADDRESS} from "./Vm.sol";
 import {EnergyMarket} from "../../contracts/EnergyMarket.sol";
 import {GridToken} from "../../contracts/GridToken.sol";
 import {IEnergyMarket} from "../../contracts/interfaces/IEnergyMarket.sol";
+import {SettlementMath} from "../../contracts/libraries/SettlementMath.sol";
 
-/// @dev Drives random but valid sequences through the market (solady's WETH handler pattern):
-/// four participants deposit, withdraw, post, cancel and recover; the operator opens, closes,
-/// commits (in one or two chunks) and settles with readings the sellers sign; time passes, the
-/// pauser pauses. Ghost variables record what the contract accepted, and every action checks
-/// that nobody else's withdrawable balance went down.
+/// @dev Plays a hostile operator, hostile participants and a hostile admin against the market
+/// (one market without links): participants deposit, withdraw, post, cancel and recover; the
+/// operator commits ANY price and ANY fills the ABI takes (sometimes the engine's valid answer,
+/// sometimes a perturbed one), settles with any subset of readings, each true, false (signed
+/// by its owner) or forged (signed by someone else); the admin schedules and applies any
+/// parameters; time passes. Whatever the contract accepts is checked against the rules: every
+/// fill at the interval's one price and within its limit, in-the-money orders in full, each
+/// owner's settlement computed from its own fills and its own reading only, the fee recipient
+/// receiving exactly rent + charges - refunds (rent is 0 in one market).
 contract MarketHandler {
     Vm internal constant vm = Vm(VM_ADDRESS);
     uint256 internal constant N = 4;
-    uint256 internal constant MAX_IN_FLIGHT = 6;
 
     EnergyMarket public immutable market;
     GridToken public immutable token;
     address public immutable admin;
     address public immutable operator;
-    address public immutable fee;
+    address public fee;
 
     uint256[N] internal _keys;
     address[N] internal _actors;
@@ -30,46 +34,33 @@ contract MarketHandler {
         address owner;
         bool bid;
         uint32 qty;
-        uint24 price;
+        uint24 limit;
         uint256 lock;
     }
 
     uint64 public nextInterval = 1_000;
     uint64 public openK;
     bool public hasOpen;
-    mapping(uint64 => Posted[]) internal _book; // live orders of each interval
-    uint64[] internal _cleared; // cleared, not yet settled (oldest first)
-    uint64[] internal _lapsedOrOpen; // intervals whose orders may need recovering
+    mapping(uint64 => Posted[]) internal _book;
+    uint64[] internal _cleared;
     mapping(uint64 => IEnergyMarket.SettlementFill[]) internal _committed;
-
-    // ---- ghosts: what the contract accepted
-    uint256[] public committedIds;
-    uint64[] public clearedIntervals;
-    mapping(uint256 => uint256) public ghostOrderQty;
-    mapping(uint256 => uint256) public ghostFill;
-    mapping(uint64 => uint256) public ghostBought;
-    mapping(uint64 => uint256) public ghostSold;
-    mapping(uint256 => uint256) public settledCount;
-    uint256[] public settledIds;
+    mapping(uint64 => uint256) internal _price;
     uint256 public ghostLocked;
     bool public violated;
     string public violation;
 
-    // ---- call statistics (printed by the invariant test's afterInvariant hook)
-    uint256 public posts;
-    uint256 public commits;
-    uint256 public settles;
-    uint256 public recovers;
-    uint256 public cancels;
+    uint256 public commitsAccepted;
+    uint256 public commitsRefused;
+    uint256 public settlesAccepted;
+    uint256 public settlesRefused;
 
     constructor() {
         admin = address(0xA11CE);
         operator = address(0x0BE2A7);
         fee = address(0xFEE);
         token = new GridToken(address(this));
-        market = new EnergyMarket(token, admin, operator, 20, 3600, 3600);
-        vm.prank(admin);
-        market.setParameters(20, 3600, 3600, fee);
+        IEnergyMarket.Params memory p = IEnergyMarket.Params(20, 15, 5, 3600, 3600, fee, operator);
+        market = new EnergyMarket(token, admin, p, new IEnergyMarket.Link[](0), 600);
         for (uint256 i; i < N; ++i) {
             uint256 pk = 0xB0B0 + i;
             address a = vm.addr(pk);
@@ -80,386 +71,345 @@ contract MarketHandler {
             token.mint(a, 1e15);
             vm.prank(a);
             token.approve(address(market), type(uint256).max);
-            vm.prank(a);
-            market.deposit(1e9);
         }
+        token.mint(fee, 1e12);
+        vm.prank(fee);
+        token.approve(address(market), type(uint256).max);
+        vm.prank(fee);
+        market.deposit(1e9); // the balancing party's reserve for buyers' refunds
     }
-
-    // ================================================================ views for invariants
 
     function actors() external view returns (address[N] memory) {
         return _actors;
     }
 
-    function committedCount() external view returns (uint256) {
-        return committedIds.length;
+    function _fail(string memory why) internal {
+        if (!violated) {
+            violated = true;
+            violation = why;
+        }
     }
 
-    function clearedCount() external view returns (uint256) {
-        return clearedIntervals.length;
+    function _free(address a) internal view returns (uint256 f) {
+        (f,,,,,) = market.accountOf(a);
     }
 
-    function settledIdCount() external view returns (uint256) {
-        return settledIds.length;
-    }
-
-    // ================================================================ participants' actions
+    // ------------------------------------------------------------------ participants
 
     function deposit(uint256 who, uint256 amount) external {
         address a = _actors[who % N];
-        amount = _bound(amount, 1, 1e9);
-        uint256[N + 1] memory before = _frees();
+        amount = 1 + amount % 1e9;
         vm.prank(a);
         market.deposit(amount);
-        _checkFrees(before, a, address(0));
     }
 
     function withdraw(uint256 who, uint256 amount) external {
         address a = _actors[who % N];
-        (uint256 free,,,,,) = market.accountOf(a);
-        if (free == 0) return;
-        amount = _bound(amount, 1, free);
-        uint256[N + 1] memory before = _frees();
+        uint256 f = _free(a);
+        if (f == 0) return;
         vm.prank(a);
-        try market.withdraw(amount) {}
-        catch {
-            return _fail("a free balance could not be withdrawn");
-        }
-        _checkFrees(before, a, address(0));
+        market.withdraw(1 + amount % f);
     }
 
-    /// @dev Posts one to four orders (so books have some depth), sides and terms from the seeds.
-    function post(uint256 who, bool bid, uint256 qty, uint256 price) external {
-        uint256 n = 1 + (who >> 64) % 4;
-        for (uint256 i; i < n; ++i) {
-            _post(who % N + i, i == 0 ? bid : (price >> (8 + i)) & 1 == 0, qty >> (16 * i), price >> (16 * i));
-        }
-    }
-
-    function _post(uint256 who, bool bid, uint256 qty, uint256 price) internal {
-        if (!hasOpen) return;
+    function post(uint256 who, bool bid, uint32 qty, uint24 limit) external {
+        if (!hasOpen) _open();
         address a = _actors[who % N];
-        qty = _bound(qty, 1, 1_000);
-        price = _bound(price, 1, 200);
-        uint256[N + 1] memory before = _frees();
+        qty = 1 + qty % 50;
+        limit = 1 + limit % 200;
         vm.prank(a);
-        try market.postOrder(openK, bid ? IEnergyMarket.Side.Bid : IEnergyMarket.Side.Offer, uint32(qty), uint24(price))
-        returns (uint256 id) {
-            (,,,, uint64 lock,) = market.orderOf(id);
-            _book[openK].push(Posted(id, a, bid, uint32(qty), uint24(price), lock));
-            ghostOrderQty[id] = qty;
+        try market.postOrder(openK, bid ? IEnergyMarket.Side.Bid : IEnergyMarket.Side.Offer, qty, limit) returns (
+            uint256 id
+        ) {
+            (,, uint32 q, uint24 l, uint64 lock,) = market.orderOf(id);
+            _book[openK].push(Posted(id, a, bid, q, l, lock));
             ghostLocked += lock;
-            ++posts;
         } catch {}
-        _checkFrees(before, a, address(0));
     }
 
-    function cancel(uint256 seed) external {
-        if (!hasOpen) return;
-        Posted[] storage orders = _book[openK];
-        if (orders.length == 0) return;
-        uint256 i = seed % orders.length;
-        Posted memory o = orders[i];
-        uint256[N + 1] memory before = _frees();
+    function cancel(uint256 index) external {
+        Posted[] storage book = _book[openK];
+        if (!hasOpen || book.length == 0) return;
+        uint256 i = index % book.length;
+        Posted memory o = book[i];
         vm.prank(o.owner);
-        try market.cancelOrder(o.id) {}
-        catch {
-            return _fail("a live order could not be cancelled while open");
-        }
+        market.cancelOrder(o.id);
         ghostLocked -= o.lock;
-        _remove(orders, i);
-        ++cancels;
-        _checkFrees(before, o.owner, address(0));
+        book[i] = book[book.length - 1];
+        book.pop();
     }
 
-    function recover(uint256 seed) external {
-        for (uint256 t; t < _lapsedOrOpen.length; ++t) {
-            uint64 k = _lapsedOrOpen[(seed % _lapsedOrOpen.length + t) % _lapsedOrOpen.length];
-            if (!market.lapsed(k)) continue;
-            Posted[] storage orders = _book[k];
-            if (orders.length == 0) continue;
-            uint256 i = seed % orders.length;
-            Posted memory o = orders[i];
-            uint256[N + 1] memory before = _frees();
-            uint256[] memory ids = new uint256[](1);
-            ids[0] = o.id;
-            vm.prank(o.owner);
-            try market.recover(ids) {}
-            catch {
-                return _fail("an order of a lapsed interval could not be recovered");
+    function warp(uint32 seconds_) external {
+        vm.warp(block.timestamp + seconds_ % 8000);
+    }
+
+    // ------------------------------------------------------------------ hostile admin
+
+    function scheduleParams(uint24 rate, uint24 imbBuy, uint24 imbSell, uint8 who, bool op) external {
+        address recipient = who % 3 == 0 ? address(market) : who % 3 == 1 ? address(0xFEE2) : fee;
+        address nextOperator = op ? admin : operator; // the admin trying to make itself operator
+        IEnergyMarket.Params memory p =
+            IEnergyMarket.Params(rate % 100, imbBuy % 100, imbSell % 100, 3600, 3600, recipient, nextOperator);
+        vm.prank(admin);
+        try market.scheduleParameters(p) {
+            if (recipient == address(market) || nextOperator == admin) _fail("invalid parameters scheduled");
+        } catch {}
+    }
+
+    function applyParams() external {
+        (IEnergyMarket.Params memory before,) = market.parameters();
+        try market.applyScheduled() {
+            (IEnergyMarket.Params memory p,) = market.parameters();
+            if (p.feeRecipient != before.feeRecipient) {
+                // Fund the new balancing party too (the handler plays it honestly).
+                fee = p.feeRecipient;
+                token.mint(fee, 1e12);
+                vm.prank(fee);
+                token.approve(address(market), type(uint256).max);
+                vm.prank(fee);
+                market.deposit(1e9);
             }
-            ghostLocked -= o.lock;
-            _remove(orders, i);
-            ++recovers;
-            _checkFrees(before, o.owner, address(0));
-            return;
-        }
+        } catch {}
     }
 
-    // ================================================================ operator and pauser
+    // ------------------------------------------------------------------ hostile operator
 
-    function open() external {
-        if (hasOpen || _cleared.length >= MAX_IN_FLIGHT) return;
-        uint64 k = nextInterval++;
+    function _open() internal {
+        openK = nextInterval++;
         vm.prank(operator);
-        market.openInterval(k);
-        openK = k;
+        market.openInterval(openK);
         hasOpen = true;
-        _lapsedOrOpen.push(k);
     }
 
-    function closeAndCommit(uint256 seed) external {
+    /// Closes the open interval and commits price `price` with fills: the valid answer for that
+    /// price when `perturb` is 0, else that answer with one fill changed by `perturb`.
+    function clear(uint24 price, uint256 perturb, uint256 marginalSeed) external {
         if (!hasOpen) return;
-        hasOpen = false;
         uint64 k = openK;
-        if (market.lapsed(k)) return; // left for recover()
-        uint256[N + 1] memory before = _frees();
+        hasOpen = false;
         vm.prank(operator);
-        market.closeInterval(k);
+        try market.closeInterval(k) {} catch { return; }
+        Posted[] memory book = _book[k];
+        // Half the time a posted limit (so marginal orders can balance the book), else any price.
+        uint256 p = book.length > 0 && price % 2 == 0 ? book[(price / 2) % book.length].limit : uint256(price) % 220;
+        vm.prank(operator);
+        IEnergyMarket.ZonePrice[] memory zp = new IEnergyMarket.ZonePrice[](1);
+        zp[0] = IEnergyMarket.ZonePrice(0, uint24(p));
+        market.commitPrices(k, zp, new uint64[](0));
+        IEnergyMarket.Fill[] memory fills = _fills(book, p, marginalSeed);
+        if (perturb != 0 && fills.length > 0) {
+            uint256 j = perturb % fills.length;
+            if (perturb % 2 == 0) fills[j].qty = (fills[j].qty + 1 + perturb % 5) % 60;
+            else fills[j].price = (p + 1 + perturb % 7) % 230;
+        }
+        vm.prank(operator);
+        try market.commitFills(k, fills, true) {
+            ++commitsAccepted;
+            _checkAccepted(book, fills, p);
+            for (uint256 i; i < fills.length; ++i) {
+                uint256 lock;
+                for (uint256 b; b < book.length; ++b) {
+                    if (book[b].id == fills[i].orderId) lock = book[b].lock;
+                }
+                _committed[k].push(IEnergyMarket.SettlementFill(fills[i].orderId, fills[i].qty, fills[i].price, lock));
+            }
+            _price[k] = p;
+            _cleared.push(k);
+        } catch {
+            ++commitsRefused;
+        }
+    }
 
-        Posted[] memory orders = _sorted(_book[k]);
-        (IEnergyMarket.Fill[] memory fills, uint256[] memory locks) = _match(orders, seed);
-        _tryInvalid(k, fills, orders, seed);
-        uint256 split = fills.length > 1 ? 1 + seed % (fills.length - 1) : fills.length;
-        IEnergyMarket.Fill[] memory first = new IEnergyMarket.Fill[](split);
-        IEnergyMarket.Fill[] memory rest = new IEnergyMarket.Fill[](fills.length - split);
-        for (uint256 i; i < fills.length; ++i) {
-            if (i < split) first[i] = fills[i];
-            else rest[i - split] = fills[i];
-        }
-        vm.prank(operator);
-        try market.commitFills(k, first, rest.length == 0) {}
-        catch {
-            return _fail("a valid commit reverted");
-        }
-        if (rest.length > 0) {
-            vm.prank(operator);
-            try market.commitFills(k, rest, true) {}
-            catch {
-                return _fail("a valid last commit reverted");
+    /// One fill per order in ascending id at price p: in the money in full, out of it none, the
+    /// marginal ones (limit == p) as much as balances the two sides.
+    function _fills(Posted[] memory book, uint256 p, uint256 seed) internal pure returns (IEnergyMarket.Fill[] memory f) {
+        uint256 n = book.length;
+        f = new IEnergyMarket.Fill[](n);
+        // sort ids (insertion sort; n is small)
+        uint256[] memory idx = new uint256[](n);
+        for (uint256 i; i < n; ++i) {
+            idx[i] = i;
+            for (uint256 j = i; j > 0 && book[idx[j - 1]].id > book[idx[j]].id; --j) {
+                (idx[j - 1], idx[j]) = (idx[j], idx[j - 1]);
             }
         }
-        for (uint256 i; i < fills.length; ++i) {
-            uint256 id = fills[i].orderId;
-            committedIds.push(id);
-            ghostFill[id] = fills[i].qty;
-            if (orders[i].bid) ghostBought[k] += fills[i].qty;
-            else ghostSold[k] += fills[i].qty;
-            _committed[k].push(IEnergyMarket.SettlementFill(id, fills[i].qty, fills[i].price, locks[i]));
+        int256 net; // sold - bought from orders in the money
+        for (uint256 i; i < n; ++i) {
+            Posted memory o = book[idx[i]];
+            bool inMoney = o.bid ? o.limit > p : o.limit < p;
+            uint256 q = inMoney ? o.qty : 0;
+            f[i] = IEnergyMarket.Fill(o.id, q, p);
+            net += o.bid ? -int256(q) : int256(q);
         }
-        _cleared.push(k);
-        clearedIntervals.push(k);
-        ++commits;
-        _checkFrees(before, address(0), address(0));
+        // marginal orders on the short side take up the difference, in a seed-chosen order
+        for (uint256 r; r < n && net != 0; ++r) {
+            uint256 i = (r + seed) % n;
+            Posted memory o = book[idx[i]];
+            if (o.limit != p) continue;
+            if (o.bid && net > 0) {
+                uint256 q = uint256(net) < o.qty ? uint256(net) : o.qty;
+                f[i].qty = q;
+                net -= int256(q);
+            } else if (!o.bid && net < 0) {
+                uint256 q = uint256(-net) < o.qty ? uint256(-net) : o.qty;
+                f[i].qty = q;
+                net += int256(q);
+            }
+        }
     }
 
-    function settle(uint256 seed) external {
+    /// What the contract accepted must obey the clearing rule.
+    function _checkAccepted(Posted[] memory book, IEnergyMarket.Fill[] memory fills, uint256 p) internal {
+        int256 net;
+        for (uint256 i; i < fills.length; ++i) {
+            Posted memory o;
+            for (uint256 b; b < book.length; ++b) {
+                if (book[b].id == fills[i].orderId) o = book[b];
+            }
+            if (fills[i].price != p) _fail("a fill not at the interval's price was accepted");
+            uint256 q = fills[i].qty;
+            if (q > o.qty) _fail("a fill above its order was accepted");
+            if (q > 0 && (o.bid ? p > o.limit : p < o.limit)) _fail("a fill beyond its limit was accepted");
+            if ((o.bid ? o.limit > p : o.limit < p) && q != o.qty) _fail("an in-the-money order was starved");
+            net += o.bid ? -int256(q) : int256(q);
+        }
+        if (net != 0) _fail("bought != sold was accepted");
+    }
+
+    /// Settles the oldest cleared interval with readings: per owner (bitwise in `mask`) none,
+    /// a reading of `values` (signed by the owner, true or not), or one signed by another key.
+    /// With `late`, time first passes `settleBy` (then missing readings count as the worst case;
+    /// before it the operator needs every traded owner's reading).
+    function settle(uint256 mask, uint256 values, bool forge_, bool late) external {
         if (_cleared.length == 0) return;
         uint64 k = _cleared[0];
-        _popCleared();
-        if (market.lapsed(k)) return; // its orders are recovered instead
+        if (late) vm.warp(uint256(market.intervalOf(k).settleBy) + 1);
         IEnergyMarket.SettlementFill[] memory fills = _committed[k];
-        (IEnergyMarket.SignedReading[] memory readings, address[] memory signers) = _readings(k, fills, seed);
-        uint256[N + 1] memory before = _frees();
-        vm.recordLogs();
+        (IEnergyMarket.SignedReading[] memory rs, uint256[N] memory exp, uint256[N] memory imp, bool[N] memory has) =
+            _readings(k, mask, values, forge_);
+        uint256[N] memory before;
+        for (uint256 i; i < N; ++i) {
+            before[i] = _free(_actors[i]);
+        }
+        uint256 feeBefore = _free(fee);
         vm.prank(operator);
-        try market.settle(k, fills, readings) {}
-        catch {
-            return _fail("a valid settlement reverted");
-        }
-        _countSettled(vm.getRecordedLogs());
-        for (uint256 i; i < fills.length; ++i) {
-            ghostLocked -= fills[i].lock;
-        }
-        delete _book[k];
-        ++settles;
-        _checkFreesAfterSettle(before, signers);
-        vm.prank(operator);
-        try market.settle(k, fills, readings) {
-            _fail("an interval settled twice");
-        } catch {}
-    }
-
-    function warp(uint256 secs) external {
-        vm.warp(block.timestamp + _bound(secs, 1, 5_400));
-    }
-
-    function pause(bool paused) external {
-        vm.prank(admin);
-        market.setPaused(paused);
-    }
-
-    // ================================================================ helpers
-
-    /// @dev A uniform-price match: bids at or above P and offers at or below it trade a random
-    /// share of the smaller side at P; every other order gets a zero fill.
-    function _match(Posted[] memory orders, uint256 seed)
-        internal
-        pure
-        returns (IEnergyMarket.Fill[] memory fills, uint256[] memory locks)
-    {
-        uint256 n = orders.length;
-        fills = new IEnergyMarket.Fill[](n);
-        locks = new uint256[](n);
-        uint256 p = 1 + (seed >> 8) % 200;
-        uint256 supply;
-        uint256 demand;
-        for (uint256 i; i < n; ++i) {
-            if (orders[i].bid && orders[i].price >= p) demand += orders[i].qty;
-            if (!orders[i].bid && orders[i].price <= p) supply += orders[i].qty;
-        }
-        uint256 volume = (supply < demand ? supply : demand) * ((seed >> 16) % 101) / 100;
-        uint256 buyLeft = volume;
-        uint256 sellLeft = volume;
-        for (uint256 i; i < n; ++i) {
-            Posted memory o = orders[i];
-            uint256 q;
-            if (o.bid && o.price >= p) {
-                q = o.qty < buyLeft ? o.qty : buyLeft;
-                buyLeft -= q;
-            } else if (!o.bid && o.price <= p) {
-                q = o.qty < sellLeft ? o.qty : sellLeft;
-                sellLeft -= q;
-            }
-            fills[i] = IEnergyMarket.Fill(o.id, q, q > 0 ? p : 0);
-            locks[i] = o.lock;
+        try market.settle(k, 0, fills, rs) {
+            ++settlesAccepted;
+            if (forge_ && rs.length > 0) _fail("a forged reading was accepted");
+            _checkSettled(k, fills, exp, imp, has, before, feeBefore);
+            _cleared[0] = _cleared[_cleared.length - 1];
+            _cleared.pop();
+            // settling twice is impossible
+            vm.prank(operator);
+            try market.settle(k, 0, fills, rs) {
+                _fail("an interval settled twice");
+            } catch {}
+        } catch {
+            ++settlesRefused;
         }
     }
 
-    /// @dev Commits that break a rule must revert; one that does not is a violation.
-    function _tryInvalid(uint64 k, IEnergyMarket.Fill[] memory fills, Posted[] memory orders, uint256 seed) internal {
-        if (fills.length == 0) return;
-        uint256 i = seed % fills.length;
-        IEnergyMarket.Fill[] memory bad = new IEnergyMarket.Fill[](fills.length);
-        for (uint256 j; j < fills.length; ++j) {
-            bad[j] = IEnergyMarket.Fill(fills[j].orderId, fills[j].qty, fills[j].price); // a copy, not an alias
-        }
-        uint256 kind = (seed >> 24) % 3;
-        if (kind == 0) bad[i].qty = orders[i].qty + 1; // exceeds its order
-        else if (kind == 1) bad[i] = bad[fills.length - 1 - i]; // repeated or out of order
-        if (kind == 1 && i == fills.length - 1 - i) return;
-        else bad[i].qty = fills[i].qty + 1; // bought != sold (or above the order)
-        if (kind == 1 && fills.length == 1) return;
-        if (kind == 2 && fills[i].price == 0) bad[i].price = orders[i].price;
-        vm.prank(operator);
-        try market.commitFills(k, bad, true) {
-            _fail("an invalid commit was accepted");
-        } catch {}
-    }
-
-    function _readings(uint64 k, IEnergyMarket.SettlementFill[] memory fills, uint256 seed)
+    function _readings(uint64 k, uint256 mask, uint256 values, bool forge_)
         internal
         view
-        returns (IEnergyMarket.SignedReading[] memory readings, address[] memory signers)
+        returns (IEnergyMarket.SignedReading[] memory rs, uint256[N] memory exp, uint256[N] memory imp, bool[N] memory has)
     {
-        // Sellers with a traded offer; each signs (or not) an export around what it sold.
-        uint256[N] memory sold;
-        uint256 count;
-        for (uint256 i; i < fills.length; ++i) {
-            if (fills[i].orderId & (1 << 191) != 0 || fills[i].qty == 0) continue;
-            address owner = address(uint160(fills[i].orderId >> 31));
-            for (uint256 a; a < N; ++a) {
-                if (_actors[a] == owner) sold[a] += fills[i].qty;
+        // ascending addresses
+        uint256[N] memory order;
+        for (uint256 i; i < N; ++i) {
+            order[i] = i;
+            for (uint256 s2 = i; s2 > 0 && _actors[order[s2 - 1]] > _actors[order[s2]]; --s2) {
+                (order[s2 - 1], order[s2]) = (order[s2], order[s2 - 1]);
             }
         }
-        bool[N] memory signs;
-        for (uint256 a; a < N; ++a) {
-            signs[a] = sold[a] > 0 && (seed >> (32 + a)) & 3 != 0;
-            if (signs[a]) ++count;
+        uint256 m;
+        for (uint256 i; i < N; ++i) {
+            if (mask >> i & 1 == 1) ++m;
         }
-        readings = new IEnergyMarket.SignedReading[](count);
-        signers = new address[](count);
+        rs = new IEnergyMarket.SignedReading[](m);
         uint256 j;
-        // ascending addresses: repeatedly take the smallest not yet taken
-        bool[N] memory taken;
-        for (uint256 c; c < count; ++c) {
-            uint256 best = N;
-            for (uint256 a; a < N; ++a) {
-                if (!signs[a] || taken[a]) continue;
-                if (best == N || _actors[a] < _actors[best]) best = a;
-            }
-            taken[best] = true;
-            uint256 exported = (sold[best] * ((seed >> (40 + best * 8)) % 160)) / 100;
-            IEnergyMarket.MeterReading memory r = IEnergyMarket.MeterReading(_actors[best], k, uint64(exported), 7);
-            (uint8 v, bytes32 rr, bytes32 s) = vm.sign(_keys[best], market.meterReadingDigest(r));
-            readings[j] = IEnergyMarket.SignedReading(r, rr, bytes32(uint256(s) | (uint256(v - 27) << 255)));
-            signers[j] = _actors[best];
-            ++j;
+        for (uint256 r; r < N; ++r) {
+            uint256 i = order[r];
+            if (mask >> i & 1 == 0) continue;
+            exp[i] = (values >> (16 * i)) % 80;
+            imp[i] = (values >> (16 * i + 8)) % 80;
+            has[i] = true;
+            IEnergyMarket.MeterReading memory reading =
+                IEnergyMarket.MeterReading(_actors[i], k, uint64(exp[i]), uint64(imp[i]));
+            uint256 signer = forge_ && j == 0 ? _keys[(i + 1) % N] : _keys[i];
+            (uint8 v, bytes32 rr, bytes32 s) = vm.sign(signer, market.meterReadingDigest(reading));
+            bytes32 vs = bytes32(uint256(s) | (uint256(v - 27) << 255));
+            rs[j++] = IEnergyMarket.SignedReading(reading, rr, vs);
         }
     }
 
-    function _countSettled(Vm.Log[] memory logs) internal {
-        bytes32 topic = IEnergyMarket.FillsSettled.selector;
-        for (uint256 i; i < logs.length; ++i) {
-            if (logs[i].emitter != address(market) || logs[i].topics[0] != topic) continue;
-            (uint256[] memory ids,,,) = abi.decode(logs[i].data, (uint256[], uint256[], uint256[], uint256[]));
-            for (uint256 j; j < ids.length; ++j) {
-                settledCount[ids[j]] += 1;
-                settledIds.push(ids[j]);
+    /// Each owner's free balance moved by exactly the rule applied to its own fills and its own
+    /// reading; the fee recipient by exactly charges - refunds (no rent in one market).
+    function _checkSettled(
+        uint64 k,
+        IEnergyMarket.SettlementFill[] memory fills,
+        uint256[N] memory exp,
+        uint256[N] memory imp,
+        bool[N] memory has,
+        uint256[N] memory before,
+        uint256 feeBefore
+    ) internal {
+        EnergyMarket.Interval memory iv = market.intervalOf(k);
+        int256[N] memory expected;
+        int256 feeDelta;
+        for (uint256 f; f < fills.length; ++f) {
+            IEnergyMarket.SettlementFill memory x = fills[f];
+            uint256 i = _actorIndex(address(uint160(x.orderId >> 31)));
+            bool isBid = x.orderId & (1 << 191) != 0;
+            if (x.qty > 0 && !has[i] && block.timestamp <= iv.settleBy) {
+                _fail("the operator settled a traded fill without its owner's reading before settleBy");
             }
+            uint256 credit;
+            if (isBid) {
+                uint256 used = x.qty;
+                if (has[i]) (used, imp[i]) = SettlementMath.allot(x.qty, imp[i]);
+                (, uint256 refund, uint256 c) = SettlementMath.bid(x.lock, x.qty, x.price, used, iv.imbalanceSell);
+                credit = c;
+                feeDelta += int256(x.qty * x.price) - int256(refund);
+            } else {
+                uint256 d;
+                if (has[i]) (d, exp[i]) = SettlementMath.allot(x.qty, exp[i]);
+                (, uint256 charge, uint256 c) = SettlementMath.offer(x.lock, x.qty, x.price, d, iv.imbalanceBuy);
+                credit = c;
+                feeDelta += int256(charge) - int256(x.qty * x.price);
+            }
+            expected[i] += int256(credit);
+            ghostLocked -= x.lock;
         }
-    }
-
-    function _frees() internal view returns (uint256[N + 1] memory f) {
         for (uint256 i; i < N; ++i) {
-            (f[i],,,,,) = market.accountOf(_actors[i]);
-        }
-        (f[N],,,,,) = market.accountOf(fee);
-    }
-
-    /// @dev Nobody's withdrawable balance went down except `actor`'s own.
-    function _checkFrees(uint256[N + 1] memory before, address actor, address) internal {
-        uint256[N + 1] memory afterwards = _frees();
-        for (uint256 i; i < N; ++i) {
-            if (_actors[i] != actor && afterwards[i] < before[i]) _fail("a balance went down without its owner");
-        }
-        if (afterwards[N] < before[N]) _fail("the fee recipient's balance went down");
-    }
-
-    /// @dev After a settlement only those who signed a reading in it may have less to withdraw.
-    function _checkFreesAfterSettle(uint256[N + 1] memory before, address[] memory signers) internal {
-        uint256[N + 1] memory afterwards = _frees();
-        for (uint256 i; i < N; ++i) {
-            bool signed;
-            for (uint256 j; j < signers.length; ++j) {
-                if (signers[j] == _actors[i]) signed = true;
+            if (_actors[i] == fee) continue;
+            if (int256(_free(_actors[i])) - int256(before[i]) != expected[i]) {
+                _fail("a balance moved other than by its own fills and reading");
             }
-            if (!signed && afterwards[i] < before[i]) _fail("a settlement took from someone who signed nothing");
         }
-        if (afterwards[N] < before[N]) _fail("the fee recipient's balance went down");
+        if (int256(_free(fee)) - int256(feeBefore) != feeDelta) _fail("fee recipient income != rent + charges - refunds");
     }
 
-    function _sorted(Posted[] storage orders) internal view returns (Posted[] memory out) {
-        out = new Posted[](orders.length);
-        for (uint256 i; i < orders.length; ++i) {
-            Posted memory o = orders[i];
-            uint256 j = i;
-            while (j > 0 && out[j - 1].id > o.id) {
-                out[j] = out[j - 1];
-                --j;
-            }
-            out[j] = o;
+    function _actorIndex(address a) internal view returns (uint256) {
+        for (uint256 i; i < N; ++i) {
+            if (_actors[i] == a) return i;
         }
+        return type(uint256).max;
     }
 
-    function _remove(Posted[] storage orders, uint256 i) internal {
-        orders[i] = orders[orders.length - 1];
-        orders.pop();
-    }
-
-    function _popCleared() internal {
-        for (uint256 i = 1; i < _cleared.length; ++i) {
-            _cleared[i - 1] = _cleared[i];
+    /// Owners recover the locks of a lapsed interval that never cleared.
+    function recoverLapsed() external {
+        if (!hasOpen) return;
+        EnergyMarket.Interval memory iv = market.intervalOf(openK);
+        if (block.timestamp <= iv.clearBy) return;
+        Posted[] storage book = _book[openK];
+        for (uint256 i; i < book.length; ++i) {
+            uint256[] memory ids = new uint256[](1);
+            ids[0] = book[i].id;
+            vm.prank(book[i].owner);
+            market.recover(ids);
+            ghostLocked -= book[i].lock;
         }
-        _cleared.pop();
-    }
-
-    function _fail(string memory reason) internal {
-        violated = true;
-        violation = reason;
-    }
-
-    function _bound(uint256 x, uint256 lo, uint256 hi) internal pure returns (uint256) {
-        return lo + x % (hi - lo + 1);
+        delete _book[openK];
+        hasOpen = false;
     }
 }

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-pragma solidity ^0.8.24;
+pragma solidity 0.8.28;
 
 /// @dev The few Foundry cheatcodes these tests use (there is no forge-std offline).
 interface Vm {
