@@ -42,15 +42,19 @@ class Market:
 _counter = iter(range(10_000))
 
 
-def deploy_fresh(ganache: Ganache, n_participants: int = 4) -> Market:
-    """A fresh token + market with its own keys (each call uses a new seed)."""
+def deploy_fresh(ganache: Ganache, n_participants: int = 4, *, clear_timeout_s: int = 3600,
+                 settle_timeout_s: int = 3600) -> Market:
+    """A fresh token + market with its own keys (each call uses a new seed); short timeouts
+    make intervals lapse within a test (parameter changes after deployment wait a delay)."""
     seed = 9_000 + next(_counter)
     w3 = connect(ganache.url)
     admin, operator = derive_eth_account(seed, "admin"), derive_eth_account(seed, "operator")
     for acct in (admin, operator):
         fund_eth(w3, acct.address, 100 * 10**18)
     coord = derive_ed25519(seed, "coordinator")
-    dep = deploy_market(w3, admin, operator, coord, clear_timeout_s=3600, settle_timeout_s=3600)
+    dep = deploy_market(
+        w3, admin, operator, coord, clear_timeout_s=clear_timeout_s, settle_timeout_s=settle_timeout_s
+    )
     specs = [
         ParticipantSpec(
             derive_eth_account(seed, "agent", i),

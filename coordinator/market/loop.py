@@ -209,7 +209,7 @@ class MarketLoop:
                     self._final(k, step, state)
                     return
                 self.store.set_stage(k, state.name if state.status else "pending", updated=self.clock.now())
-                await self._do(k, step, times)
+                await self._do(k, step, times, state)
                 attempt = 0
             except asyncio.CancelledError:
                 raise
@@ -240,7 +240,7 @@ class MarketLoop:
             self.failed[k] = why
             logger.warning("interval %d %s", k, why)
 
-    async def _do(self, k: int, step: Step, times: Times) -> None:
+    async def _do(self, k: int, step: Step, times: Times, state: ChainState) -> None:
         if step is Step.OPEN:
             await self._tx(self.market.functions.openInterval(k))
             await self._announce(k, times)
@@ -254,7 +254,7 @@ class MarketLoop:
             _, _, dispatch = await self.clear_and_commit(k)
             await self._send_dispatch(k, times, dispatch)
         elif step is Step.VOID:
-            await self._void(k)
+            await self._void(k, state)
         elif step is Step.SETTLE:
             await self._deliver_and_settle(k, times)
 
@@ -290,12 +290,17 @@ class MarketLoop:
         await self._dispatch(k, times.start, times.end, dispatch)
         self.store.set_stage(k, "cleared", dispatched=1, updated=self.clock.now())
 
-    async def _void(self, k: int) -> None:
+    async def _void(self, k: int, state: ChainState) -> None:
         """The gate closed but nothing was committed before delivery started: nobody was told to
-        deliver, so no trade may stand. The contract's clearing rule fills every order in the
-        money, so a crossed book cannot be committed empty; the interval is left to lapse at its
-        clear deadline, after which every owner recovers its own locks in full. Until then this
-        step only waits (the loop reads the chain again after it)."""
+        deliver, so no trade may stand. Without live orders the (empty) clearing is committed
+        and the interval settles at once. Otherwise the contract's clearing rule fills every
+        order in the money, so a crossed book cannot be committed empty; the interval is left
+        to lapse at its clear deadline, after which every owner recovers its own locks in full.
+        Until then this step only waits (the loop reads the chain again after it)."""
+        if state.live_orders == 0:
+            await self.clear_and_commit(k)
+            self.store.set_stage(k, "cleared", dispatched=1, updated=self.clock.now())
+            return
         row = self.store.lifecycle(k) or {}
         if not str(row.get("error") or "").startswith("not committed before delivery"):
             logger.warning("interval %d: gate closed but not committed before delivery; it lapses at its deadline", k)

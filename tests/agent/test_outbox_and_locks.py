@@ -103,9 +103,8 @@ def test_coordinator_acknowledges_ack_records(ganache: Ganache, tmp_path: Path) 
 
 
 def test_agent_recovers_its_lock_after_a_lapse_by_itself(ganache: Ganache, tmp_path: Path) -> None:
-    m = deploy_fresh(ganache, n_participants=2)
+    m = deploy_fresh(ganache, n_participants=2, clear_timeout_s=2, settle_timeout_s=2)
     # deadlines of 2 s of chain time, so the operator's silence lapses the interval quickly
-    m.sender(m.admin).transact(m.market.functions.setParameters(20, 2, 2, m.admin.address))
     clock = ManualClock(1_800_000_000.0)
     k = 2_000_500
     m.sender(m.operator).transact(m.market.functions.openInterval(k))

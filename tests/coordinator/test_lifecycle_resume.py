@@ -96,13 +96,17 @@ class Rig:
         self.m.sender(buyer.account).transact(self.m.market.functions.postOrder(k, 0, 400, 150))
 
     def meter(self, loop: MarketLoop, k: int, exported: int) -> None:
-        seller = self.m.participants[0].account
-        sig = sign_meter_reading(seller, self.m.dep.chain_id, self.m.dep.market, k, exported, 0)
+        """Both sides sign their own reading (the seller its export, the buyer its import of
+        the same energy), as the agents do; the coordinator holds them for settlement."""
+        seller, buyer = self.m.participants[0].account, self.m.participants[1].account
         with loop.store.transaction() as db:
-            db["readings"].upsert(
-                {"interval": k, "participant": seller.address, "exported_wh": exported, "imported_wh": 0, "signature": sig},
-                pk=("interval", "participant"),
-            )
+            for who, exp, imp in ((seller, exported, 0), (buyer, 0, exported)):
+                sig = sign_meter_reading(who, self.m.dep.chain_id, self.m.dep.market, k, exp, imp)
+                db["readings"].upsert(
+                    {"interval": k, "participant": who.address, "exported_wh": exp, "imported_wh": imp,
+                     "signature": sig},
+                    pk=("interval", "participant"),
+                )
 
     def conserved(self) -> None:
         market = self.m.market
@@ -248,31 +252,42 @@ def test_run_resumes_unfinished_and_opens_the_next(tmp_path: Path, market: Marke
     rig.conserved()
 
 
-def test_commit_too_late_voids_the_interval(tmp_path: Path, market: Market) -> None:
-    """Closed but not committed before delivery started: nobody was told to deliver, so the
-    interval is committed with zero fills and settled with every lock released."""
+def test_commit_too_late_lapses_the_interval(tmp_path: Path, ganache: object) -> None:
+    """Closed but not committed before delivery started: nobody was told to deliver, so no trade
+    may stand. A crossed book cannot be committed empty under the contract's clearing rule, so
+    the loop commits nothing and the interval lapses at its clear deadline; every owner then
+    recovers its own locks in full."""
+    m = deploy_fresh(ganache, clear_timeout_s=3, settle_timeout_s=3)  # type: ignore[arg-type]
     k = 2_000_200
     clock = ManualClock(Times(k, I, GATE).opens)
-    rig = Rig(market, tmp_path / "coordinator.sqlite", clock)
+    rig = Rig(m, tmp_path / "coordinator.sqlite", clock)
 
     async def scenario() -> None:
         loop = rig.loop()
-        loop.market  # noqa: B018
         loop.operator.transact(loop.market.functions.openInterval(k))
         rig.post(k)
         loop.operator.transact(loop.market.functions.closeInterval(k))
         clock.set(Times(k, I, GATE).start + 10)
-        await asyncio.wait_for(loop.run_interval(k), 60)
-        assert rig.status(k) == 4
-        assert [q for _, q, _ in loop.store.committed_fills(k)] == [0, 0]
+
+        async def mine_until_lapsed() -> None:  # the chain's clock moves only with blocks
+            while True:
+                await asyncio.sleep(0.5)
+                m.w3.provider.make_request("evm_mine", [])
+
+        miner = asyncio.create_task(mine_until_lapsed())
+        try:
+            await asyncio.wait_for(loop.run_interval(k), 60)
+        finally:
+            miner.cancel()
+        assert rig.status(k) == 2  # still Closed on chain: nothing was committed
+        assert loop.store.lifecycle(k)["stage"] == "lapsed"
+        assert loop.store.committed_fills(k) == []
 
     asyncio.run(scenario())
-    rig.conserved()
 
 
 def test_interval_past_its_deadline_lapses(tmp_path: Path, ganache: object) -> None:
-    m = deploy_fresh(ganache)  # type: ignore[arg-type]
-    m.sender(m.admin).transact(m.market.functions.setParameters(20, 2, 2, m.admin.address))
+    m = deploy_fresh(ganache, clear_timeout_s=2, settle_timeout_s=2)  # type: ignore[arg-type]
     k = 2_000_300
     clock = ManualClock(Times(k, I, GATE).opens)
     rig = Rig(m, tmp_path / "coordinator.sqlite", clock)
@@ -303,13 +318,14 @@ async def _health(loop: MarketLoop) -> Any:
 
 def test_chain_outage_longer_than_an_interval(tmp_path: Path) -> None:
     """The node stops for longer than an interval (simulated) and comes back on its database:
-    the steps that failed meanwhile are retried, and the interval ends by rule (here voided,
-    since the commit could not happen before delivery) with every lock released."""
+    the steps that failed meanwhile are retried, and the interval ends by rule: the commit could
+    not happen before delivery, so it lapses at its clear deadline (owners then recover their
+    locks in full)."""
     port = free_port()
     db = tmp_path / "chain"
     node = Ganache(port=port, db_path=db).start()
     try:
-        m = deploy_fresh(node)
+        m = deploy_fresh(node, clear_timeout_s=20, settle_timeout_s=20)
         k = 2_000_400
         clock = ManualClock(Times(k, I, GATE).opens)
         rig = Rig(m, tmp_path / "coordinator.sqlite", clock)
@@ -335,10 +351,25 @@ def test_chain_outage_longer_than_an_interval(tmp_path: Path) -> None:
             assert any(p.startswith("chain unreachable") for p in problems)
             assert any(p.startswith(f"interval {k} stuck past its schedule") for p in problems), problems
             node = Ganache(port=port, db_path=db).start()  # back, on its database
-            await asyncio.wait_for(task, 90)
-            assert rig.status(k) == 4
-            assert loop.store.lifecycle(k)["stage"] == "settled"
+
+            async def mine() -> None:  # the chain's clock moves only with blocks
+                while True:
+                    await asyncio.sleep(0.5)
+                    m.w3.provider.make_request("evm_mine", [])
+
+            miner = asyncio.create_task(mine())
+            try:
+                await asyncio.wait_for(task, 90)
+            finally:
+                miner.cancel()
+            assert rig.status(k) == 2  # closed, never committed: lapsed by the contract's rule
+            assert loop.store.lifecycle(k)["stage"] == "lapsed"
             assert k not in loop.errors
+            # each owner recovers its own locks, in full (value conservation below)
+            posted = m.market.events.OrderPosted.get_logs(argument_filters={"interval": k}, from_block=m.dep.block)
+            for p in m.participants[:2]:
+                ids = [e["args"]["orderId"] for e in posted if e["args"]["owner"] == p.account.address]
+                m.sender(p.account).transact(m.market.functions.recover(ids))
 
         asyncio.run(scenario())
         rig.conserved()
