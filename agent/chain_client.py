@@ -1,4 +1,4 @@
-"""The agent's view of the chain: its own orders, from its own account (DESIGN §3 step 1)."""
+"""The agent's view of the chain: its own orders, from its own account (docs/architecture.md §3, step 1)."""
 
 from __future__ import annotations
 

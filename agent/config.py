@@ -36,7 +36,7 @@ class TradingConfig(BaseModel):
 
 
 class ControlSection(BaseModel):
-    """Local control (DESIGN §4): the owner's choices and the device loop's thresholds."""
+    """Local control (docs/architecture.md §4): the owner's choices and the device loop's thresholds."""
 
     model_config = ConfigDict(extra="forbid")
     emergency_opt_in: bool = False  # may grid emergencies draw below the owner's reserve?

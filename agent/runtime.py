@@ -1,4 +1,4 @@
-"""The agent process: one per site (DESIGN §2).
+"""The agent process: one per site (docs/architecture.md §2).
 
 Four concerns run side by side on one asyncio loop, all on the injected clock:
 

@@ -11,7 +11,7 @@ The agent runtime owns the process, the link and the clock's pace; it drives a :
 Every tick happens at ``clock.now()``; integration uses clock times, never the number of calls,
 so the same site gives the same energies at a 10 ms or a 60 s tick (up to the tick's sampling).
 Units: W, Wh, SoC 0..1, seconds (clock epoch). Device sign (+ = delivering to the bus);
-``net_export_w > 0`` = the site exports to the grid (DESIGN §6).
+``net_export_w > 0`` = the site exports to the grid (docs/architecture.md §6).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class SiteState:
     """What one tick saw and did."""
 
     ts: float
-    net_export_w: float  # + = exporting to the grid (DESIGN §6), for the coming tick
+    net_export_w: float  # + = exporting to the grid (docs/architecture.md §6), for the coming tick
     soc: float | None  # capacity-weighted SoC of the site's batteries (None without any)
     devices: dict[str, Telemetry]  # telemetry read this tick, per device id
     decision: Decision  # which source won and why, per device setpoint
@@ -273,7 +273,7 @@ class Site:
         return before - len(self._schedules)
 
     def set_virtual_battery(self, start_ts: float, end_ts: float, power_w: float, *, reason: str = "") -> None:
-        """A virtual-battery request (K3): extra storage power (W, + = discharge) over a window."""
+        """A virtual-battery request (virtual battery, docs/architecture.md §1): extra storage power (W, + = discharge) over a window."""
         start = _finite("start_ts", start_ts)
         end = _finite("end_ts", end_ts)
         power = _finite("power_w", power_w)
@@ -290,7 +290,7 @@ class Site:
                                mode: str = "grid_support", until_ts: float | None = None,
                                nominal_hz: float | None = None, knee_hz: float | None = None,
                                knee_fraction: float = 0.0) -> FrequencyArm:
-        """Arm local droop response (K4). ``p_ref_w`` defaults to the batteries' AC rating."""
+        """Arm local droop response (swarm frequency response, docs/architecture.md §1). ``p_ref_w`` defaults to the batteries' AC rating."""
         if mode not in FREQUENCY_MODES:
             raise ValueError(f"mode: must be one of {', '.join(FREQUENCY_MODES)}, got {mode!r}")
         lo, hi = self._storage_range()
@@ -401,7 +401,7 @@ class Site:
         self._grid.set_outage(on)
 
     def predict_spike(self, start_ts: float, end_ts: float, extra_w: float) -> None:
-        """A forecast load spike (K1): the flywheel pre-charges just before it."""
+        """A forecast load spike (flywheel buffering, docs/architecture.md §1): the flywheel pre-charges just before it."""
         start, end, extra = _finite("start_ts", start_ts), _finite("end_ts", end_ts), _finite("extra_w", extra_w)
         if end <= start or extra <= 0:
             raise ValueError("predict_spike: needs end_ts > start_ts and extra_w > 0")
@@ -409,7 +409,7 @@ class Site:
         self._prune()
 
     def set_demand_forecast(self, start_ts: float, end_ts: float, upper_w: float) -> None:
-        """Upper bound of the demand forecast's confidence interval over a window (K2)."""
+        """Upper bound of the demand forecast's confidence interval over a window (reserve trigger, docs/architecture.md §1)."""
         self._demand_upper = (_finite("start_ts", start_ts), _finite("end_ts", end_ts), _finite("upper_w", upper_w))
 
     def set_flywheel_plan(self, until_ts: float, shave_above_w: float | None, readiness_soc: float | None) -> None:

@@ -1,4 +1,4 @@
-"""The agent's trading policy: what to bid or offer for a delivery interval (DESIGN §3 step 1).
+"""The agent's trading policy: what to bid or offer for a delivery interval (docs/architecture.md §3, step 1).
 
 The site's net export (W, + = export) is learnt from its own meter: every ``step_s`` the mean
 of the last step is fed to a forecaster from :mod:`agent.forecast` (``auto`` by default: it

@@ -1,4 +1,4 @@
-"""Chain events -> SQLite (DESIGN §8).
+"""Chain events -> SQLite (docs/architecture.md §8).
 
 Each poll reads the market's logs from the block after the cursor to the latest block, and
 writes the raw events, their projections (participants, orders, fills, settlements, intervals)

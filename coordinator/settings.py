@@ -42,7 +42,7 @@ class MarketSettings(BaseModel):
 
 
 class FrequencyResponseSettings(BaseModel):
-    """Arm every agent's local droop response when it connects (K4); off by default."""
+    """Arm every agent's local droop response when it connects (swarm frequency response, docs/architecture.md §1); off by default."""
 
     model_config = ConfigDict(extra="forbid")
     enabled: bool = False

@@ -1,7 +1,7 @@
 """The chain client both sides use: connecting, sending transactions, decoding custom errors,
 deployment records and EIP-712 meter readings.
 
-web3 exceptions are mapped here (STYLE: foreign errors mapped at the boundary)::
+web3 exceptions are mapped here, at the boundary, so callers never see a web3 type::
 
     ChainError
     ├── ChainUnavailable     the RPC endpoint does not answer

@@ -1,4 +1,4 @@
-"""Injected clocks (DESIGN §7): every control, forecast and market component asks one of these
+"""Injected clocks (docs/architecture.md §7): every control, forecast and market component asks one of these
 for the time, never the wall clock directly.
 
 - :class:`WallClock` runs production: UTC epoch seconds, real sleeps.

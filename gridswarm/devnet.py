@@ -1,4 +1,4 @@
-"""Start a local Ganache node (the default chain, DESIGN §2) on a free port.
+"""Start a local Ganache node (the default chain, docs/architecture.md §2) on a free port.
 
 Ganache 7.9.2 knows hardforks up to shanghai (TOOLCHAIN.md), so the node runs shanghai and the
 contracts are compiled for it. Accounts are deterministic; the first one funds the keys the

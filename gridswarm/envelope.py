@@ -1,4 +1,4 @@
-"""Signed envelopes for every off-chain message (DESIGN §5).
+"""Signed envelopes for every off-chain message (docs/architecture.md §5).
 
 An envelope is ``{version, kind, sender, seq, issued_at, expires_at, body}`` plus an Ed25519
 signature (PyNaCl) over its canonical bytes: UTF-8 JSON with sorted keys, no whitespace, no

@@ -1,6 +1,6 @@
-"""Bodies of the envelope kinds (DESIGN §5), validated on receipt.
+"""Bodies of the envelope kinds (docs/architecture.md §5), validated on receipt.
 
-Units as everywhere (DESIGN §6): W, Wh, SoC 0..1, seconds since the UTC epoch; device/site
+Units as everywhere (docs/architecture.md §6): W, Wh, SoC 0..1, seconds since the UTC epoch; device/site
 sign + = delivering to the bus / exporting. Addresses are checksummed Ethereum addresses.
 """
 
@@ -59,7 +59,7 @@ class Dispatch(_Body):
 
 
 class Arm(_Body):
-    """Grid-service participation (K4): arm local droop frequency response, executed by the
+    """Grid-service participation (swarm frequency response, docs/architecture.md §1): arm local droop frequency response, executed by the
     agent itself (the coordinator cannot be in a sub-second loop). ``armed=False`` disarms.
 
     ``share_w``: the unit's share of the fleet's required response (W at full delivery); the

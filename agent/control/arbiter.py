@@ -1,4 +1,4 @@
-"""The arbiter: the one place where setpoints from every source meet (DESIGN §4).
+"""The arbiter: the one place where setpoints from every source meet (docs/architecture.md §4).
 
 ``arbitrate(inputs) -> Decision`` is a pure function of one tick's inputs. It builds the site's
 bulk-storage power bottom-up, each layer free to override the ones below it, then applies the
@@ -130,12 +130,12 @@ class ControlConfig:
 class Commands:
     market_export_w: float | None = None  # committed target net export now
     market_reason: str = ""
-    virtual_battery_w: float = 0.0  # extra storage power asked by the coordinator (K3)
+    virtual_battery_w: float = 0.0  # extra storage power asked by the coordinator (virtual battery, docs/architecture.md §1)
     frequency_arm: FrequencyArm | None = None
     frequency_hz: float | None = None
     autonomous: bool = False
     spikes: tuple[tuple[float, float, float], ...] = ()  # predicted (start, end, extra W)
-    demand_upper_w: float | None = None  # forecast upper bound of demand now (K2)
+    demand_upper_w: float | None = None  # forecast upper bound of demand now (reserve trigger, docs/architecture.md §1)
     shave_above_w: float | None = None  # planner: site import above this is a peak the flywheels cover
     flywheel_readiness_soc: float | None = None  # planner: recharge flywheels to this when safe
     reserve: ReserveState | None = None  # the reserve trigger's state from the last tick
@@ -403,7 +403,7 @@ def arbitrate(inp: ArbiterInputs) -> Decision:
 
     # what is left: in an outage the UPS carries it as soon as it can and the flywheel bridges
     # until then; on the grid the flywheel goes first and the reserve supply (UPS) is engaged
-    # only when predicted AND actual demand exceed primary + flywheel capacity (K2)
+    # only when predicted AND actual demand exceed primary + flywheel capacity (reserve trigger, docs/architecture.md §1)
     primary = pv_avail + d_res + (0.0 if outage or grid is None else grid.import_limit_w)
     # what the flywheels can still give (their energy counted: an empty one gives nothing)
     fly_cap = sum(sustainable_w(s, cfg.flywheel_sustain_s) for s in fly)

@@ -1,4 +1,4 @@
-"""The device loop of the product documents (K5, seed 004), as a pure function.
+"""The device loop of the product documents (docs/architecture.md §1), as a pure function.
 
 Each tick the store is classified:
 

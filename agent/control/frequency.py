@@ -1,4 +1,4 @@
-"""Local frequency response (K4, seed 003): droop with a deadband, armed by the coordinator and
+"""Local frequency response (docs/architecture.md §3a): droop with a deadband, armed by the coordinator and
 executed by the agent on its own, because fast-frequency products need full response within
 0.5-1.3 s and the coordinator cannot be in that loop.
 

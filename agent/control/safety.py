@@ -1,4 +1,4 @@
-"""The device safety envelope (DESIGN §4 level 1): applied last, always wins.
+"""The device safety envelope (docs/architecture.md §4, layer 1): applied last, always wins.
 
 Pure functions over one storage device's view: power within what the device can do now (its
 rating, SoC window and temperature window are already folded into the telemetry's

@@ -1,6 +1,6 @@
 """The site's grid connection: import/export limits, outages, frequency.
 
-Sign (device sign, DESIGN §6): the grid *delivers to the bus* when the site imports, so
+Sign (device sign, docs/architecture.md §6): the grid *delivers to the bus* when the site imports, so
 ``power_w > 0`` = import and ``power_w < 0`` = export; the site's net export is ``-power_w``.
 The connection is the slack of the bus: its power is whatever the other devices leave over.
 During an outage it carries nothing; the mismatch the site's own devices do not cover is

@@ -11,7 +11,7 @@ common knowledge of such loads, not measured.
 
 Every value is a pure function of (seed, time): the same seed gives the same trace whatever the
 sampling rate. ``expected_w`` is the same shape without noise and with the bursts' mean, for
-forecasts. ``power_w`` is consumption as a **negative** number (device sign, DESIGN §6).
+forecasts. ``power_w`` is consumption as a **negative** number (device sign, docs/architecture.md §6).
 
 Load shedding: ``sheddable_fraction`` of the demand is non-critical; a ceiling set by
 :meth:`LoadModel.set_limit` sheds only that part (critical demand is always served).

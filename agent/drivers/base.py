@@ -1,7 +1,7 @@
 """The driver contract, the values that cross it, and the agent's device error hierarchy.
 
 A driver does I/O with one device and nothing else; controllers never see a driver's
-transport (DESIGN §4, STYLE "Devices and control"). The contract, after VOLTTRON's
+transport (docs/architecture.md §4). The contract, after VOLTTRON's
 ``BaseInterface``::
 
     await driver.connect()                  # open the transport, discover the device
@@ -11,7 +11,7 @@ transport (DESIGN §4, STYLE "Devices and control"). The contract, after VOLTTRO
     await driver.probe()                    # -> ProbeResult (for ``gridswarm agent --check``)
     await driver.close()
 
-Sign convention (DESIGN §6), written once here and used by every driver and model:
+Sign convention (docs/architecture.md §6), written once here and used by every driver and model:
 **power_w > 0 means the device delivers power to the site bus** (battery discharge, PV
 generation, grid import as seen from the bus); **power_w < 0 means it takes power from the
 bus** (battery charge, load consumption, grid export).
@@ -148,7 +148,7 @@ class DeviceLimits:
 class Setpoint:
     """A power target for one device, W, device sign (+ = deliver to the bus).
 
-    ``source`` and ``reason`` say which control layer produced it and why (DESIGN §4); drivers
+    ``source`` and ``reason`` say which control layer produced it and why (docs/architecture.md §4); drivers
     pass them through to logs and telemetry but never act on them.
     """
 

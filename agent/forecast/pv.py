@@ -6,7 +6,7 @@ Physics (pvlib, PVWatts chain): solar position and Ineichen clear-sky irradiance
 isotropic sky; GHI-only weather is split with ``irradiance.erbs``), cell temperature
 (``temperature.faiman``), DC power (``pvsystem.pvwatts_dc``) less system losses, AC power
 (``inverter.pvwatts``). Step ``i`` covers ``[ts_i, ts_i + step_s)`` and is evaluated at its
-midpoint. Power in W (positive = generation, DESIGN §6).
+midpoint. Power in W (positive = generation, docs/architecture.md §6).
 
 Forecast without weather ("smart persistence"): the clear-sky index ``k = P / P_clear`` of
 recent daylight steps (mean over ``k_window_s``) decays towards the site's mean index of the

@@ -1,6 +1,6 @@
 """The value every forecaster returns.
 
-Units follow DESIGN §6: the forecast is in the unit of the series it was fitted on (W for power
+Units follow docs/architecture.md §6: the forecast is in the unit of the series it was fitted on (W for power
 series), times are UTC epoch seconds, ``step_s`` is the step length in seconds.
 """
 

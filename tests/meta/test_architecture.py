@@ -1,0 +1,161 @@
+"""The repository's structural rules (docs/architecture.md §2 and §9), checked on the source.
+
+- the module import graph of the product packages has no cycle, counting imports inside
+  functions too (a lazy import hides a cycle, it does not remove it); only imports under
+  ``if TYPE_CHECKING:`` are left out, since they never run;
+- ``agent/`` never imports ``coordinator``, FastAPI or brownie;
+- comments and docstrings refer only to documents inside the repository.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("agent", "coordinator", "gridswarm")
+
+
+def _modules() -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            rel = path.relative_to(ROOT).with_suffix("")
+            parts = list(rel.parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join(parts)] = path
+    return out
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    is_pkg = path.name == "__init__.py"
+    found: set[str] = set()
+
+    def resolve(target: str) -> None:
+        # the longest known module prefix of the target
+        parts = target.split(".")
+        while parts:
+            cand = ".".join(parts)
+            if cand in modules:
+                if cand != name:
+                    found.add(cand)
+                return
+            parts.pop()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    resolve(alias.name)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = name.split(".") if is_pkg else name.split(".")[:-1]
+                    base = base[: len(base) - (node.level - 1)]
+                    prefix = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    prefix = node.module or ""
+                for alias in node.names:
+                    sub = f"{prefix}.{alias.name}"
+                    if sub in modules:
+                        resolve(sub)
+                    else:
+                        resolve(prefix)
+            elif isinstance(node, ast.If) and _is_type_checking(node):
+                visit(node.orelse)
+            else:
+                visit([c for c in ast.iter_child_nodes(node) if isinstance(c, ast.stmt)])
+
+    visit(tree.body)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+    # importing a.b.c runs a/__init__ and a/b/__init__ first
+    for name in list(graph):
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            parent = ".".join(parts[:i])
+            if parent in graph and parent != name:
+                graph[name].add(parent)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    counter = [0]
+
+    def strong(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            strong(v)
+    return out
+
+
+def _is_parent_edge(a: str, b: str) -> bool:
+    return a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def test_import_graph_has_no_cycle() -> None:
+    graph = _graph()
+    # a package's __init__ re-exporting its submodules is not a cycle worth breaking: drop the
+    # implicit child -> parent edges before looking for cycles among real imports
+    real = {m: {d for d in deps if not m.startswith(d + ".")} for m, deps in graph.items()}
+    cycles = [c for c in _cycles(real) if not all(_is_parent_edge(a, b) for a in c for b in c if a != b)]
+    assert cycles == [], f"import cycles: {cycles}"
+
+
+def test_agent_never_imports_coordinator_fastapi_or_brownie() -> None:
+    bad = re.compile(r"^\s*(from|import)\s+(coordinator|fastapi|brownie|starlette|uvicorn)\b", re.M)
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "agent").rglob("*.py") if bad.search(p.read_text())]
+    assert offenders == []
+
+
+def test_comments_refer_only_to_documents_in_the_repository() -> None:
+    outside = re.compile(r"DESIGN\s*§|DESIGN\.md|STYLE\b|\bseeds?\s+00\d|\(K[1-5]\)|\bK[1-5]\b")
+    offenders = []
+    for pkg in (*PACKAGES, "contracts", "scripts"):
+        for path in (ROOT / pkg).rglob("*"):
+            if path.suffix not in {".py", ".sol", ".sh"} or "node_modules" in path.parts:
+                continue
+            for no, line in enumerate(path.read_text().splitlines(), 1):
+                if outside.search(line):
+                    offenders.append(f"{path.relative_to(ROOT)}:{no}: {line.strip()}")
+    assert offenders == [], "\n".join(offenders)
