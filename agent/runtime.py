@@ -99,6 +99,7 @@ class AgentRuntime:
 
         self.planner = build_planner(self.site, self.clock, cfg.store_path)
         self.trader.planner = self.planner
+        self._trading: set[int] = set()  # intervals whose order is being decided or posted now
         self._coordinator_key: VerifyKey | None = None
         self.verifier = Verifier(clock=self.clock, keys=self._key_of)
         self.ws: aiohttp.ClientWebSocketResponse | None = None
@@ -501,6 +502,18 @@ class AgentRuntime:
     # ------------------------------------------------------------------ trading
 
     async def trade(self, notice: IntervalNotice) -> None:
+        """At most one order per interval: the same notice can arrive twice (the broadcast and
+        the obligations a reconnect brings), so a second task for an interval in hand returns."""
+        k = notice.interval
+        if k in self._trading:
+            return
+        self._trading.add(k)
+        try:
+            await self._trade(notice)
+        finally:
+            self._trading.discard(k)
+
+    async def _trade(self, notice: IntervalNotice) -> None:
         k = notice.interval
         t = self.cfg.trading
         if not t.enabled or self.store.order_for(k) is not None:

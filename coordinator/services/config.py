@@ -40,4 +40,3 @@ class FleetSettings(BaseModel):
     borrow_price: int = Field(default=150, gt=0, lt=2**24)  # token base units per Wh for borrowed energy
     borrow_bid_margin: int = Field(default=0, ge=0, lt=2**23)  # borrowers bid up to price + this (grid fees)
     max_pending_borrows: int = Field(default=1_000, ge=1)
-    operator_token: str | None = None  # when set, the mode switch needs it (X-Operator-Token)

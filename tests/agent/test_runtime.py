@@ -355,6 +355,35 @@ def test_restart_mid_interval_posts_no_duplicate_order(tmp_path: Path, chain_mar
     assert fresh.store.order_for(k)["order_id"] == order["order_id"]
 
 
+def test_the_same_notice_twice_at_once_posts_one_order(tmp_path: Path, chain_market: Market) -> None:
+    """A reconnect's obligations and the broadcast can bring one interval's notice twice, at
+    the same moment: the two trade tasks must not both post (the contract allows an account
+    several orders in one interval, one per free slot)."""
+    m = chain_market
+    clock = ManualClock(1_800_000_000.0)
+    k = 3_000_001
+    m.sender(m.operator).transact(m.market.functions.openInterval(k))
+    notice = IntervalNotice(interval=k, delivery_start=clock.now() + 900, delivery_end=clock.now() + 1800,
+                            gate_close=clock.now() + 600)
+    cfg = agent_config(tmp_path, m, 2, "http://127.0.0.1:1", trading={"role": "seller", "price_jitter": 0})
+
+    async def both() -> None:
+        runtime = AgentRuntime(cfg, clock=clock)
+        await runtime.site.connect()
+        clock.advance(1)
+        await runtime.site.tick()
+        await asyncio.gather(runtime.trade(notice), runtime.trade(notice))
+        for t in list(runtime._tasks):
+            t.cancel()
+        runtime.store.close()
+
+    asyncio.run(both())
+    logs = m.market.events.OrderPosted.get_logs(
+        argument_filters={"interval": k, "owner": m.participants[2].account.address}, from_block=m.dep.block
+    )
+    assert len(logs) == 1
+
+
 def test_site_runs_autonomously_without_chain_or_coordinator(tmp_path: Path, chain_market: Market) -> None:
     clock = ScaledClock(sim_start=1_800_000_000.0, speed=200.0)
     cfg = agent_config(tmp_path, chain_market, 0, "http://127.0.0.1:9", rpc_url="http://127.0.0.1:9", chain_check_s=0.1)

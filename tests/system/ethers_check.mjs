@@ -93,12 +93,16 @@ check("bought = sold = cleared volume reported", bought === sold && bought === b
   { bought: String(bought), sold: String(sold), report: row.cleared_volume_wh });
 check("IntervalCleared totals = the fills'", clearedEv.args.boughtWh === bought && clearedEv.args.buyValue === buyValue
   && clearedEv.args.sellValue === sellValue);
-// The fill hash chain settlement must reproduce: keccak(abi.encode(prev, id, qty, price, lock)).
+// The fill hash chain settlement must reproduce, per commit chunk c: start at bytes32(c + 1),
+// then keccak(abi.encode(prev, id, qty, price, lock)) per fill; IntervalCleared carries the last.
 let h = ethers.ZeroHash;
-for (const f of fills) {
-  h = ethers.keccak256(coder.encode(["bytes32", "uint256", "uint256", "uint256", "uint256"],
-    [h, f.id, f.qty, f.price, orders.get(f.id).locked]));
-}
+commits.forEach((ev, c) => {
+  h = ethers.toBeHex(c + 1, 32);
+  for (const f of ev.args.fills) {
+    h = ethers.keccak256(coder.encode(["bytes32", "uint256", "uint256", "uint256", "uint256"],
+      [h, f.orderId, f.qty, f.price, orders.get(f.orderId).locked]));
+  }
+});
 check("fill hash chain recomputed off chain = IntervalCleared.fillsHash", h === clearedEv.args.fillsHash);
 
 // ---- settlement
@@ -107,31 +111,45 @@ check("the interval was settled once", settledEv !== undefined);
 check("settle transaction = the one reported", lower(settledEv.transactionHash) === lower(row.settle_tx));
 check("delivered and shortfall = reported", settledEv.args.deliveredWh === big(row.delivered_wh)
   && settledEv.args.shortfallWh === big(row.shortfall_wh));
-const [fillsSettled] = await market.queryFilter(market.filters.FillsSettled(k), from);
-const s = fillsSettled.args;
-check("every fill settled once, in commit order",
-  s.orderIds.length === fills.length && s.orderIds.every((id, i) => id === fills[i].id));
+// one FillsSettled per commit chunk (settled last chunk first)
+const settledChunks = await market.queryFilter(market.filters.FillsSettled(k), from);
+const settledFill = new Map();
+let settledTwice = false;
+for (const ev of settledChunks) {
+  ev.args.orderIds.forEach((id, i) => {
+    if (settledFill.has(id)) settledTwice = true;
+    settledFill.set(id, { d: ev.args.deliveredWh[i], amount: ev.args.amounts[i], penalty: ev.args.penalties[i] });
+  });
+}
+check("every fill settled once", !settledTwice && settledFill.size === fills.length
+  && fills.every((f) => settledFill.has(f.id)));
 const readingsEv = await market.queryFilter(market.filters.MeterReadingsAccepted(k), from);
-const exported = new Map();
-for (const ev of readingsEv) ev.args.participants.forEach((p, i) => exported.set(p, ev.args.exportedWh[i]));
+const exported = new Map(), imported = new Map();
+for (const ev of readingsEv) ev.args.participants.forEach((p, i) => {
+  exported.set(p, ev.args.exportedWh[i]);
+  imported.set(p, ev.args.importedWh[i]);
+});
 
+// Trades are financial: each side is settled on its own signed reading (a seller's delivered
+// export, a buyer's used import, each capped at its fills); deviations are imbalance.
 const delta = new Map(); // token base units each owner gained (+) or paid (-) in this interval
-let delivered = 0n, received = 0n;
-s.orderIds.forEach((id, i) => {
-  const o = orders.get(id);
-  const d = s.deliveredWh[i], amount = s.amounts[i], penalty = s.penalties[i];
+let delivered = 0n;
+fills.forEach((f) => {
+  const o = orders.get(f.id);
+  const { d, amount, penalty } = settledFill.get(f.id) ?? { d: 0n, amount: 0n, penalty: 0n };
   const change = o.side === 1 ? amount - penalty : penalty - amount;
   delta.set(o.owner, (delta.get(o.owner) ?? 0n) + change);
-  check(`settled energy of ${id} within its fill`, d <= fills[i].qty);
+  check(`settled energy of ${f.id} within its fill`, d <= f.qty);
+  check(`fill ${f.id} traded at its committed price`, amount === f.qty * f.price);
   if (o.side === 1) {
     delivered += d;
-    check(`seller of ${id} has a signed reading or delivered nothing`, exported.has(o.owner) || d === 0n);
+    check(`seller of ${f.id} delivered no more than it signed`, d <= (exported.get(o.owner) ?? 0n));
   } else {
-    received += d;
-    check(`buyer of ${id} paid at most its escrow`, amount <= o.locked);
+    check(`buyer of ${f.id} used no more than it signed`, d <= (imported.get(o.owner) ?? f.qty));
+    check(`buyer of ${f.id} paid at most its escrow`, amount - penalty <= o.locked);
   }
 });
-check("buyers received what sellers delivered", delivered === received && delivered === settledEv.args.deliveredWh);
+check("sellers' delivered energy = IntervalSettled.deliveredWh", delivered === settledEv.args.deliveredWh);
 
 // ---- money: each participant's change = its settlements; the fee recipient gets the surplus
 // (the report's before/after balances span all its intervals, so this needs a one-interval run)
@@ -148,13 +166,16 @@ for (const p of single ? report.participants : []) {
 if (single) {
   const fee = report.fee_recipient;
   const feeGain = big(fee.balance_after.market_free) - big(fee.balance_before.market_free);
-  check("fee recipient gained the interval's surplus", feeGain === settledEv.args.surplus,
-    { report: String(feeGain), chain: String(settledEv.args.surplus) });
+  // the balancing party: congestion rent and grid fees, plus imbalance charges, less refunds
+  const [imb] = await market.queryFilter(market.filters.ImbalanceSettled(k), from);
+  const expectedGain = settledEv.args.surplus + imb.args.charges - imb.args.refunds;
+  check("fee recipient gained rent + imbalance charges - refunds", feeGain === expectedGain,
+    { report: String(feeGain), chain: String(expectedGain) });
 }
 
 const summary = {
   orders: posted.length, fills: fills.length, volume_wh: String(bought), delivered_wh: String(delivered),
-  readings: exported.size, surplus: String(settledEv.args.surplus),
+  readings: readingsEv.reduce((n, e) => n + e.args.participants.length, 0), surplus: String(settledEv.args.surplus),
 };
 console.log(JSON.stringify({ ok: failures.length === 0, interval: String(k), checks: checks.length, failures, summary }));
 process.exit(failures.length === 0 ? 0 : 1);

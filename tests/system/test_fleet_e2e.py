@@ -15,6 +15,7 @@ from coordinator.service import create_app
 from gridswarm.clock import ScaledClock
 from gridswarm.devnet import Ganache
 from gridswarm.envelope import Signer
+from gridswarm.keys import hash_operator_key
 from tests.agent.test_runtime import ServerThread, agent_config
 from tests.conftest import deploy_fresh
 from tests.coordinator.conftest import write_settings
@@ -35,6 +36,7 @@ def test_fleet_sizes_arms_and_rides_a_frequency_event(ganache: Ganache, tmp_path
     m = deploy_fresh(ganache, n_participants=2)
     clock = ScaledClock(sim_start=SIM_START, speed=40.0, wall_anchor=time.time())
     settings = write_settings(tmp_path, m, run_market=False, index_poll_s=0.1, message_ttl_s=900.0,
+                              dashboard={"operator_key_sha256": hash_operator_key("op-key")},
                               fleet={"enabled": True, "required_w": 3000.0, "check_s": 5.0, "rearm_s": 20.0,
                                      "stale_s": 60.0, "sustain_s": 900.0, "emergency_hold_s": 60.0})
     app = create_app(settings, clock=clock)
@@ -60,8 +62,10 @@ def test_fleet_sizes_arms_and_rides_a_frequency_event(ganache: Ganache, tmp_path
                     site0 = (await client.get(f"/api/v1/fleet/sites/{rts[0].address}")).json()
                     hist = (await client.get(f"/api/v1/fleet/sites/{rts[0].address}/telemetry")).json()
                     missing = await client.get("/api/v1/fleet/sites/0x" + "ab" * 20)
-                    bad = await client.post("/api/v1/fleet/mode", json={"mode": "panic"})
-                    ok = await client.post("/api/v1/fleet/mode", json={"mode": "standby"})
+                    op = {"Authorization": "Bearer op-key"}
+                    anon = await client.post("/api/v1/fleet/mode", json={"mode": "standby"})
+                    bad = await client.post("/api/v1/fleet/mode", json={"mode": "panic"}, headers=op)
+                    ok = await client.post("/api/v1/fleet/mode", json={"mode": "standby"}, headers=op)
                     p = m.participants[0]
                     forged_seq = Signer(p.ed25519, p.account.address, clock, lambda: 10**9)
                     bad_tel = forged_seq.sign("telemetry", {"ts": clock.now(), "net_export_w": 0.0, "soc": 1.5,
@@ -75,7 +79,8 @@ def test_fleet_sizes_arms_and_rides_a_frequency_event(ganache: Ganache, tmp_path
                     arms_ok = [any(c["kind"] == "arm" and c["accepted"] for c in rt.store.commands()) for rt in rts]
                     return {"acks_pending": acks_pending, "arms_ok": arms_ok,
                             "fleet": fleet, "site0": site0, "hist": hist, "missing": missing.status_code,
-                            "bad": bad.status_code, "ok": ok.json()}
+                            "bad": bad.status_code, "ok": ok.json(),
+                            "anon": anon.status_code}
             finally:
                 stop.set()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -107,3 +112,4 @@ def test_fleet_sizes_arms_and_rides_a_frequency_event(ganache: Ganache, tmp_path
     assert ("mode", "mode support -> emergency") in [(e["kind"], e["message"]) for e in fleet["events"]]
     assert fleet["service"]["arms_sent"] >= 2
     assert out["missing"] == 404 and out["bad"] == 422 and out["ok"]["operator_mode"] == "standby"
+    assert out["anon"] == 401  # a mode change needs the operator key

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict
 
 from coordinator.api.deps import CoordinatorDep
+from coordinator.api.operator import OperatorDep
 
 router = APIRouter(prefix="/api/v1/fleet", tags=["fleet"])
 
@@ -47,12 +48,12 @@ async def fleet_site_history(address: str, coord: CoordinatorDep,
 
 
 @router.post("/mode")
-async def set_mode(cmd: ModeCommand, coord: CoordinatorDep,
-                   x_operator_token: Annotated[str | None, Header()] = None) -> dict[str, Any]:
-    """Operator command: the fleet's base mode (an event may still lift support to emergency)."""
+async def set_mode(cmd: ModeCommand, coord: CoordinatorDep, operator: OperatorDep) -> dict[str, Any]:
+    """Operator command (the operator key, like every change): the fleet's base mode (an event
+    may still lift support to emergency). Logged in the event log."""
     fl = _fleet(coord)
-    token = fl.settings.operator_token
-    if token is not None and x_operator_token != token:
-        raise HTTPException(status_code=403, detail="operator token missing or wrong (X-Operator-Token)")
     mode = fl.set_mode(cmd.mode)
+    analytics = getattr(coord, "analytics", None)
+    if analytics is not None:
+        analytics.add_event(coord.clock.now(), "operator", f"fleet mode set to {cmd.mode} by {operator}")
     return {"operator_mode": cmd.mode, "mode": mode}
