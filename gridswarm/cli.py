@@ -70,7 +70,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_scenario(args: argparse.Namespace) -> int:
-    from gridswarm.scenarios import run_scenario
+    from bench.scenarios import run_scenario
 
     logging.getLogger().setLevel(logging.WARNING)
     result = run_scenario(args.name, sites=args.sites, speed=args.speed, out=Path(args.out))
@@ -229,13 +229,13 @@ TOOLS = {
     "forecast": ("agent.forecast.cli", "configure_forecast", "run_forecast", "forecast a meter series CSV"),
 }
 BENCHES = {
-    "clearing": ("coordinator.market.bench", "configure_bench", "run_bench", "clearing speed vs sort and pymarket"),
-    "forecast": ("agent.forecast.bench", "configure_bench", "run_bench", "forecast accuracy on real data"),
-    "agent": ("agent.bench", "configure_bench", "run_bench", "agent footprint at a 10 ms tick"),
-    "gas": ("gridswarm.bench_gas", "configure_bench", "run_bench", "contract gas per operation on Ganache"),
-    "e2e": ("coordinator.market.bench_e2e", "configure_bench", "run_bench", "clearing end to end on Ganache"),
-    "analytics": ("coordinator.bench_analytics", "configure_bench", "run_bench", "analytics queries over a year"),
-    "ingest": ("coordinator.bench_ingest", "configure_bench", "run_bench", "signed messages/s one coordinator takes"),
+    "clearing": ("bench.clearing", "configure_bench", "run_bench", "clearing speed vs sort and pymarket"),
+    "forecast": ("bench.forecast", "configure_bench", "run_bench", "forecast accuracy on real data"),
+    "agent": ("bench.agent_footprint", "configure_bench", "run_bench", "agent footprint at a 10 ms tick"),
+    "gas": ("bench.gas", "configure_bench", "run_bench", "contract gas per operation on Ganache"),
+    "e2e": ("bench.clearing_e2e", "configure_bench", "run_bench", "clearing end to end on Ganache"),
+    "analytics": ("bench.analytics", "configure_bench", "run_bench", "analytics queries over a year"),
+    "ingest": ("bench.ingest", "configure_bench", "run_bench", "signed messages/s one coordinator takes"),
 }
 
 

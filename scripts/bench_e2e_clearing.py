@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from coordinator.market.bench_e2e import main  # noqa: E402
+from bench.clearing_e2e import main  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -2,7 +2,7 @@
 
     python scripts/bench_forecast.py [--sections taylor,simbench,pv] [--models ...]
 
-Thin wrapper over :mod:`agent.forecast.bench` (also ``gridswarm bench forecast``).
+Thin wrapper over :mod:`bench.forecast` (also ``gridswarm bench forecast``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.forecast.bench import main  # noqa: E402
+from bench.forecast import main  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Site control on real load data (see agent/control/bench.py).
+"""Site control on real load data (see bench/site_control.py).
 
     python scripts/bench_site_control.py [--sections peak,reserve,forecast] [--out bench/results/site_control.json]
 """
@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.control.bench import main  # noqa: E402
+from bench.site_control import main  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(main())

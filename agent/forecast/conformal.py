@@ -9,7 +9,7 @@ intervals follow the recent error distribution, skew included, without assuming 
 Residuals come from two sources: a rolling-origin backtest over the end of the history when a
 forecaster is fitted, and then every forecast checked against the actual values as they arrive
 (:meth:`record_actual`), so coverage tracks the site's recent behaviour. The coverage this gives
-is measured by :mod:`agent.forecast.bench`, not assumed.
+is measured by :mod:`bench.forecast`, not assumed.
 
 Horizons with fewer than ``min_count`` residuals borrow the quantiles of the nearest calibrated
 shorter horizon, widened by ``sqrt(h / h_ref)`` (a random-walk growth assumption); with no

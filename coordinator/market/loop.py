@@ -33,7 +33,7 @@ from hexbytes import HexBytes
 
 from coordinator.hub import Hub
 from coordinator.indexer import Indexer
-from coordinator.market.cli import read_zones
+from coordinator.market.files import read_zones
 from coordinator.market.clearing import ClearingResult, Network, Order, clear
 from coordinator.market.lifecycle import (
     ACTIVE_STAGES,

@@ -153,7 +153,7 @@ def test_check_probes_every_device():
 def test_footprint_bench_runs_and_reports_every_figure():
     import argparse
 
-    from agent.bench import configure_bench, run_child
+    from bench.agent_footprint import configure_bench, run_child
 
     args = configure_bench(argparse.ArgumentParser()).parse_args(
         ["--seconds", "0.3", "--tick-ms", "10", "--step-every", "0.1"])
@@ -171,7 +171,7 @@ def test_the_site_imports_nothing_heavy():
     import sys
 
     code = ("import sys; from agent.site import Site; from gridswarm.clock import ManualClock; "
-            "from agent.bench import SITE; Site.from_config(SITE, ManualClock(0.0), seed=1, reserve_soc=0.2); "
+            "from bench.agent_footprint import SITE; Site.from_config(SITE, ManualClock(0.0), seed=1, reserve_soc=0.2); "
             "print(sorted(m for m in ('pvlib', 'pandas', 'numpy', 'web3', 'pymodbus', 'fastapi') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from gridswarm.bench_gas import SNAPSHOT, TARGET_PER_FILL_AT_100, TARGET_POST_ORDER, compare, measure, snapshot_of
+from bench.gas import SNAPSHOT, TARGET_PER_FILL_AT_100, TARGET_POST_ORDER, compare, measure, snapshot_of
 
 SIZES = [1, 2, 10, 100]
 

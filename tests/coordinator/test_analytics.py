@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from coordinator.analytics import MAX_EVENTS_KEPT, Analytics, AnalyticsError, CursorError, NotFound, Tariff
-from coordinator.bench_analytics import START_TS, ZONES, populate, queries, site_address
+from bench.analytics import START_TS, ZONES, populate, queries, site_address
 from coordinator.store import Store
 
 DAYS, SITES, FIRST = 2, 6, 1_000_000

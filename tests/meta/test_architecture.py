@@ -159,3 +159,25 @@ def test_comments_refer_only_to_documents_in_the_repository() -> None:
                 if outside.search(line):
                     offenders.append(f"{path.relative_to(ROOT)}:{no}: {line.strip()}")
     assert offenders == [], "\n".join(offenders)
+
+
+def test_product_code_imports_no_benchmark_and_no_command_line_module() -> None:
+    """Data flows one way: benchmarks and command-line shells import the product, never the
+    reverse (``gridswarm.cli`` reaches the benchmarks through names, lazily)."""
+    graph = _graph()
+    shells = {"gridswarm.cli", "gridswarm.demo", "coordinator.market.cli", "agent.forecast.cli"}
+    offenders = sorted(
+        f"{m} -> {d}"
+        for m, deps in graph.items()
+        if m not in shells
+        for d in deps
+        if d in shells
+    )
+    bad_bench = sorted(
+        str(p.relative_to(ROOT))
+        for pkg in PACKAGES
+        for p in (ROOT / pkg).rglob("*.py")
+        if ".".join(p.relative_to(ROOT).with_suffix("").parts) not in shells
+        and re.search(r"^\s*(from|import)\s+bench\b", p.read_text(), re.M)
+    )
+    assert offenders == [] and bad_bench == [], (offenders, bad_bench)

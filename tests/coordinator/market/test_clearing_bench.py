@@ -1,4 +1,4 @@
-"""Tests for coordinator/market/bench.py: it runs and writes well-formed JSON (no timing asserts)."""
+"""Tests for bench/clearing.py: it runs and writes well-formed JSON (no timing asserts)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.market.bench import configure_bench, make_book, make_network, markdown_table, run_bench
+from bench.clearing import configure_bench, make_book, make_network, markdown_table, run_bench
 from coordinator.market.clearing import clear_book
 
 

@@ -19,7 +19,7 @@ import pytest
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
-from coordinator.market.bench_e2e import Participant, Rig, add_participants, build_rig, make_book, send_readings
+from bench.clearing_e2e import Participant, Rig, add_participants, build_rig, make_book, send_readings
 from coordinator.market.commit_plan import readings_for
 from coordinator.market.loop import MarketConfig, MarketLoop
 from gridswarm.chain import compact_signature

@@ -9,7 +9,7 @@ inverter's ``Hz`` register between 50.00 Hz and a low value at random moments an
 own clock, the step until the inverter receives the new setpoint: the full path register ->
 Modbus read -> droop -> arbitration -> Modbus write, through the real driver and process.
 
-    python -m agent.fleet_bench [--steps 40] [--out bench/results/fleet_latency.json]
+    python -m bench.fleet_latency [--steps 40] [--out bench/results/fleet_latency.json]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from agent.drivers.sunspec_sim import SunSpecSimDevice, free_port
-from gridswarm.benchinfo import machine, write_results
+from bench.info import machine, write_results
 from gridswarm.clock import WallClock
 
 
@@ -74,7 +74,7 @@ async def run(steps: int, share_w: float, low_hz: float, poll_s: float, tmp: Pat
            "devices": [{"type": "battery", "driver": "sunspec", "host": "127.0.0.1", "port": dev.port,
                         "writable": True}]}
     (tmp / "site.yaml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.Popen([sys.executable, "-m", "agent.fleet_bench", "--agent", str(tmp / "site.yaml"),
+    proc = subprocess.Popen([sys.executable, "-m", "bench.fleet_latency", "--agent", str(tmp / "site.yaml"),
                              "--share", str(share_w)], stdout=open(tmp / "agent.log", "wb"), stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     latencies: list[float] = []

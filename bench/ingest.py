@@ -28,7 +28,7 @@ import aiohttp
 import httpx
 import yaml
 
-from gridswarm.benchinfo import machine, write_results
+from bench.info import machine, write_results
 from gridswarm.clock import WallClock
 from gridswarm.envelope import Signer
 
@@ -107,7 +107,7 @@ async def _agent(
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from coordinator.market.bench_e2e import RawSender
+    from bench.clearing_e2e import RawSender
     from gridswarm.chain import connect
     from gridswarm.deploy import deploy_market, fund_eth
     from gridswarm.devnet import Ganache, free_port

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from gridswarm.benchinfo import machine, write_results
+from bench.info import machine, write_results
 
 TARGETS = {"peak_rss_mb": 100.0, "cpu_share_of_core": 0.05}
 

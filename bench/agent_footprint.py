@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gridswarm.benchinfo import machine
+from bench.info import machine
 
 __all__ = ["TARGETS", "configure_bench", "run_bench", "run_child"]
 
@@ -226,7 +226,7 @@ def _machine() -> dict[str, Any]:
 def run_bench(args: argparse.Namespace) -> int:
     """``gridswarm bench agent``: measure in a child process, write JSON, print a summary."""
     machine = _machine()
-    cmd = [sys.executable, "-m", "agent.bench", "--child", "--seconds", str(args.seconds), "--tick-ms",
+    cmd = [sys.executable, "-m", "bench.agent_footprint", "--child", "--seconds", str(args.seconds), "--tick-ms",
            str(args.tick_ms), "--step-every", str(args.step_every), "--seed", str(args.seed), "--pacing", args.pacing]
     if args.realtime:
         cmd.append("--realtime")

@@ -20,7 +20,7 @@ from typing import Any
 
 from coordinator.analytics import Analytics
 from coordinator.store import Store
-from gridswarm.benchinfo import machine, write_results
+from bench.info import machine, write_results
 
 INTERVAL_S = 900.0
 START_TS = 1_767_225_600.0  # 2026-01-01 00:00 UTC

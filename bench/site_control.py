@@ -15,7 +15,7 @@ Sections (figures in ``bench/results/site_control.json``, tables printed as mark
       from :func:`agent.control.flywheel.plan_flywheels`;
     - **naive** (no forecast): discharge whatever exceeds the trailing 24 h mean by 5 % of the
       peak, recharge at full power below it;
-    - **optimum**: a perfect-foresight LP (:func:`agent.control.lp.plan_peak_lp`, HiGHS through
+    - **optimum**: a perfect-foresight LP (:func:`bench.peak_lp.plan_peak_lp`, HiGHS through
       ``highspy``) over the window with the same power, energy, efficiency and standing losses,
       starting from the agent's state of charge.
 
@@ -46,12 +46,12 @@ import numpy as np
 
 from agent.control.arbiter import StoreView
 from agent.control.flywheel import plan_flywheels, sustainable_w
-from agent.control.lp import plan_peak_lp
+from bench.peak_lp import plan_peak_lp
 from agent.control.reserve import ReserveState, naive_trigger, reserve_trigger
 from agent.devices.storage import StoreModel
 from agent.forecast.online import CANDIDATES
 from agent.forecast.factory import make_forecaster
-from gridswarm.benchinfo import machine, write_results
+from bench.info import machine, write_results
 
 logger = logging.getLogger(__name__)
 

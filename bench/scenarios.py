@@ -279,7 +279,7 @@ def run_scenario(name: str, *, sites: int = 20, speed: float = 2.0,
                  out: Path = Path("bench/results")) -> dict[str, Any]:
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r} (known: {', '.join(SCENARIOS)})")
-    from gridswarm.benchinfo import machine, write_results
+    from bench.info import machine, write_results
 
     logging.getLogger("agent").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:

@@ -61,7 +61,7 @@ from gridswarm.deploy import TOKEN_UNIT, deploy_market, fund_eth
 from gridswarm.devnet import Ganache
 from gridswarm.envelope import Signer
 from gridswarm.keys import derive_ed25519, derive_eth_account
-from gridswarm.benchinfo import machine, write_results
+from bench.info import machine, write_results
 
 logger = logging.getLogger(__name__)
 

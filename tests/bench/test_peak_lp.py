@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.control.lp import plan_peak_lp
+from bench.peak_lp import plan_peak_lp
 
 
 def test_flat_profile_with_one_peak_is_shaved_by_the_stored_energy():
