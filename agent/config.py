@@ -15,9 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.remote_config import RemoteConfigPolicy
 from gridswarm.clock import ClockConfig
+from gridswarm.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """The config file is missing, unreadable or has a bad field (named in the message)."""
 
 

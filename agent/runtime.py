@@ -328,7 +328,7 @@ class AgentRuntime:
                                 await self.on_message(msg.data)
                             elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
                                 break
-                except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                     if not self._link_failing:
                         logger.warning("coordinator link down (%s): running autonomously", exc.__class__.__name__)
                     self._link_failing = True

@@ -28,8 +28,8 @@ import scipy
 from scipy.optimize import linprog
 from scipy.sparse import csc_matrix
 
-from coordinator.market.clearing import Book, Link, Network, clear_book
 from bench import info as benchinfo
+from coordinator.market.clearing import Book, Link, Network, clear_book
 
 DEFAULT_SIZES = (1_000, 10_000, 100_000, 1_000_000)
 DEFAULT_OUT = Path("bench/results/clearing.json")

@@ -49,6 +49,7 @@ from hexbytes import HexBytes
 from nacl.signing import SigningKey
 from web3 import Web3
 
+from bench.info import machine, write_results
 from coordinator.hub import Hub
 from coordinator.indexer import Indexer
 from coordinator.market.clearing import Order, clear
@@ -61,7 +62,6 @@ from gridswarm.deploy import TOKEN_UNIT, deploy_market, fund_eth
 from gridswarm.devnet import Ganache
 from gridswarm.envelope import Signer
 from gridswarm.keys import derive_ed25519, derive_eth_account
-from bench.info import machine, write_results
 
 logger = logging.getLogger(__name__)
 

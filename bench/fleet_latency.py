@@ -104,7 +104,7 @@ async def run(steps: int, share_w: float, low_hz: float, poll_s: float, tmp: Pat
                     if abs(w - want) <= 0.05 * share_w:
                         latencies.append(t1 - t0)
                         break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 missed += 1
                 misses.append({"step": i, "hz": hz, "last_writes": seen[-3:]})
     finally:

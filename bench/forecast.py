@@ -177,8 +177,7 @@ def bench_taylor(models: Sequence[str]) -> dict[str, Any]:
 
 def bench_simbench(models: Sequence[str], cache: Path | None, test_days: int = 14
                    ) -> dict[str, Any]:
-    from agent.forecast.datasets import SIMBENCH_LOADS, SIMBENCH_PV, SIMBENCH_START, \
-        load_simbench
+    from agent.forecast.datasets import SIMBENCH_LOADS, SIMBENCH_PV, SIMBENCH_START, load_simbench
 
     data = load_simbench(cache)
     if data is None:

@@ -46,12 +46,12 @@ import numpy as np
 
 from agent.control.arbiter import StoreView
 from agent.control.flywheel import plan_flywheels, sustainable_w
-from bench.peak_lp import plan_peak_lp
 from agent.control.reserve import ReserveState, naive_trigger, reserve_trigger
 from agent.devices.storage import StoreModel
-from agent.forecast.online import CANDIDATES
 from agent.forecast.factory import make_forecaster
+from agent.forecast.online import CANDIDATES
 from bench.info import machine, write_results
+from bench.peak_lp import plan_peak_lp
 
 logger = logging.getLogger(__name__)
 

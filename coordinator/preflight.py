@@ -15,10 +15,11 @@ from pathlib import Path
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import Store
 from gridswarm.chain import ChainUnavailable, Deployment, connect
+from gridswarm.errors import UserError
 from gridswarm.keys import load_ed25519, load_eth_key
 
 
-class StartupError(RuntimeError):
+class StartupError(UserError, RuntimeError):
     """The coordinator cannot start; the message names the field or fact and the fix."""
 
 

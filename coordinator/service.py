@@ -109,8 +109,18 @@ class Coordinator:
 
 
 def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> FastAPI:
-    from coordinator.api.routes import agents, fleet, health, intervals, participants, trades
-    from coordinator.api.routes import analytics, dashboard, events, remote_config  # noqa: I001
+    from coordinator.api.routes import (  # noqa: I001
+        agents,
+        analytics,
+        dashboard,
+        events,
+        fleet,
+        health,
+        intervals,
+        participants,
+        remote_config,
+        trades,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from coordinator.services.config import FleetSettings
 from gridswarm.clock import ClockConfig
+from gridswarm.errors import UserError
 
 
 class MarketSettings(BaseModel):
@@ -66,7 +67,7 @@ class DashboardSettings(BaseModel):
     tariff_export_price: int = Field(default=80, ge=0, lt=2**32)
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """The settings file is missing, unreadable or has a bad field (named in the one-line message)."""
 
 

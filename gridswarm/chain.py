@@ -26,12 +26,14 @@ from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
 
+from gridswarm.errors import GridSwarmError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 10.0
 
 
-class ChainError(RuntimeError):
+class ChainError(GridSwarmError, RuntimeError):
     """Root of chain failures."""
 
 

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gridswarm.errors import GridSwarmError
+
 EXIT_ERROR = 2
 
 
@@ -46,23 +48,20 @@ def _fail(message: str) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gridswarm.demo import DemoError, DemoOptions, run_demo
+    from gridswarm.demo import DemoOptions, run_demo
 
     logging.getLogger().setLevel(logging.WARNING)
-    try:
-        report = run_demo(
-            DemoOptions(
-                rpc_url=args.rpc_url,
-                intervals=args.intervals,
-                agents=args.agents,
-                seed=args.seed,
-                out=Path(args.out),
-                speed=args.speed,
-                serve=args.serve,
-            )
+    report = run_demo(
+        DemoOptions(
+            rpc_url=args.rpc_url,
+            intervals=args.intervals,
+            agents=args.agents,
+            seed=args.seed,
+            out=Path(args.out),
+            speed=args.speed,
+            serve=args.serve,
         )
-    except DemoError as exc:
-        return _fail(str(exc))
+    )
     ok = report["conservation"]["conserved"] and all(r["status"] == "settled" for r in report["intervals"])
     if not ok:
         return _fail("not every interval settled or value was not conserved; see report.json")
@@ -99,14 +98,18 @@ def cmd_devnet(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from gridswarm.chain import ChainUnavailable, connect
+    from gridswarm.chain import connect
     from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_market, fund_eth, register_participants
-    from gridswarm.keys import derive_ed25519, derive_eth_account, load_ed25519, load_eth_key, write_ed25519, write_eth_key
+    from gridswarm.keys import (
+        derive_ed25519,
+        derive_eth_account,
+        load_ed25519,
+        load_eth_key,
+        write_ed25519,
+        write_eth_key,
+    )
 
-    try:
-        w3 = connect(args.rpc_url)
-    except ChainUnavailable as exc:
-        return _fail(str(exc))
+    w3 = connect(args.rpc_url)
     keys_dir = Path(args.keys_dir)
     if args.admin_key_file:
         admin, operator = load_eth_key(Path(args.admin_key_file)), load_eth_key(Path(args.operator_key_file))
@@ -136,20 +139,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
-    from coordinator.preflight import StartupError, check
+    from coordinator.preflight import check
     from coordinator.service import serve
-    from coordinator.settings import CoordinatorSettings, SettingsError
-    from gridswarm.chain import ChainUnavailable
+    from coordinator.settings import CoordinatorSettings
 
-    try:
-        settings = CoordinatorSettings.load(Path(args.config) if args.config else None, port=args.port)
-        check(settings)
-    except (SettingsError, StartupError) as exc:
-        return _fail(_one_line(str(exc)))
-    try:
-        serve(settings)
-    except ChainUnavailable as exc:
-        return _fail(str(exc))
+    settings = CoordinatorSettings.load(Path(args.config) if args.config else None, port=args.port)
+    check(settings)
+    serve(settings)
     return 0
 
 
@@ -158,23 +154,16 @@ def _one_line(message: str) -> str:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from agent.config import AgentConfig, ConfigError, DeviceSectionConfig
+    from agent.config import AgentConfig, DeviceSectionConfig
 
     if args.check:  # only the device section matters to a probe
-        try:
-            check_cfg = DeviceSectionConfig.load(Path(args.config))
-        except ConfigError as exc:
-            return _fail(_one_line(str(exc)))
-        return asyncio.run(_agent_check(check_cfg))
-    try:
-        cfg = AgentConfig.load(Path(args.config))
-    except ConfigError as exc:
-        return _fail(_one_line(str(exc)))
+        return asyncio.run(_agent_check(DeviceSectionConfig.load(Path(args.config))))
+    cfg = AgentConfig.load(Path(args.config))
     from agent.runtime import run_agent
 
     try:
         asyncio.run(run_agent(cfg))
-    except (ValueError, OSError) as exc:
+    except OSError as exc:  # e.g. the store's folder cannot be written
         return _fail(str(exc))
     return 0
 
@@ -187,11 +176,8 @@ async def _agent_check(cfg: Any) -> int:
     from agent.drivers.check import check_report_text
     from agent.site import Site
 
-    try:
-        site = Site.from_config(cfg.devices, cfg.clock.build(), seed=cfg.seed, reserve_soc=cfg.reserve_soc,
-                                **cfg.control.model_dump())
-    except ValueError as exc:
-        return _fail(str(exc))
+    site = Site.from_config(cfg.devices, cfg.clock.build(), seed=cfg.seed, reserve_soc=cfg.reserve_soc,
+                            **cfg.control.model_dump())
     try:
         results = await site.check()
     finally:
@@ -323,7 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     func: Callable[[argparse.Namespace], int] = args.func
-    return func(args)
+    try:
+        return func(args)
+    except GridSwarmError as exc:  # every error raised on purpose: one line, exit code 2
+        return _fail(_one_line(str(exc)))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from gridswarm.errors import GridSwarmError
+
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +27,7 @@ CACHE = ROOT / "build" / "gridswarm" / "artifacts.json"
 REMAPPINGS = ["@openzeppelin/=node_modules/@openzeppelin/"]
 
 
-class CompileError(RuntimeError):
+class CompileError(GridSwarmError, RuntimeError):
     """The contracts did not compile."""
 
 

@@ -26,6 +26,7 @@ from web3 import Web3
 from gridswarm.chain import ChainUnavailable, Deployment, connect
 from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_market, fund_eth, register_participants
 from gridswarm.devnet import Ganache, free_port
+from gridswarm.errors import GridSwarmError
 from gridswarm.keys import derive_ed25519, derive_eth_account, new_operator_key, write_ed25519, write_eth_key
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ DEFAULT_SIM_START = 1_782_054_000.0
 INTERVAL_S = 900.0
 
 
-class DemoError(RuntimeError):
+class DemoError(GridSwarmError, RuntimeError):
     """The demo could not run; the message says why."""
 
 

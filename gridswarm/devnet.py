@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from gridswarm.compile import ROOT
+from gridswarm.errors import GridSwarmError
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ GANACHE = ROOT / "node_modules" / "ganache" / "dist" / "node" / "cli.js"
 DEFAULT_CHAIN_ID = 1337
 
 
-class DevnetError(RuntimeError):
+class DevnetError(GridSwarmError, RuntimeError):
     """The local node could not be started."""
 
 

@@ -29,6 +29,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from gridswarm.clock import Clock
+from gridswarm.errors import GridSwarmError
 
 VERSION = 1
 MAX_ENVELOPE_BYTES = 256 * 1024
@@ -41,7 +42,7 @@ KINDS = frozenset(
 )
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(GridSwarmError, ValueError):
     """Root of envelope rejections; ``reason`` is a short machine-readable word."""
 
     reason = "invalid"

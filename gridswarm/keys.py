@@ -17,8 +17,10 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from nacl.signing import SigningKey
 
+from gridswarm.errors import UserError
 
-class KeyFileError(ValueError):
+
+class KeyFileError(UserError, ValueError):
     """A key file is missing or does not hold a 32-byte hex key."""
 
 

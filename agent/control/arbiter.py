@@ -25,8 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from agent.control.device_loop import Intent, device_loop
 from agent.control.allocate import allocate as _allocate
+from agent.control.device_loop import Intent, device_loop
 from agent.control.flywheel import plan_flywheels, sustainable_w
 from agent.control.flywheel import precharge_lead_s as _lead_s
 from agent.control.frequency import FrequencyArm, response_w

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 __all__ = ["PROFILES", "PVModel", "build_profile", "load_profile"]
@@ -79,7 +79,7 @@ def write_profile(name: str) -> Path:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_profile(name: str) -> tuple[float, ...]:
     """The shipped hourly W/Wp profile (no pvlib needed)."""
     if name not in PROFILES:

@@ -12,10 +12,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gridswarm.errors import UserError
+
 __all__ = ["DEVICE_FIELDS", "SUNSPEC_FIELDS", "SUNSPEC_FIGURES", "DeviceConfigError", "Field", "validate_devices"]
 
 
-class DeviceConfigError(ValueError):
+class DeviceConfigError(UserError, ValueError):
     """A device config field is missing, of the wrong type or out of range. ``field`` names it."""
 
     def __init__(self, field: str, message: str) -> None:

@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from gridswarm.errors import GridSwarmError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -75,7 +77,7 @@ UNITS = {
 # --------------------------------------------------------------------------- errors
 
 
-class DriverError(Exception):
+class DriverError(GridSwarmError):
     """Root of every error a driver raises. ``device_id`` names the device when known."""
 
     def __init__(self, message: str, *, device_id: str | None = None) -> None:

@@ -181,7 +181,7 @@ class SunSpecDriver(Driver):
                                           reconnect_delay=0)
         try:
             ok = await asyncio.wait_for(client.connect(), self.timeout_s * 2)
-        except (asyncio.TimeoutError, OSError, ModbusException, ssl.SSLError) as exc:
+        except (TimeoutError, OSError, ModbusException, ssl.SSLError) as exc:
             client.close()
             raise DeviceUnavailableError(f"cannot connect to {self.host}:{self.port}: {type(exc).__name__} {exc}",
                                          device_id=self.device_id) from exc
@@ -213,7 +213,7 @@ class SunSpecDriver(Driver):
             else:
                 coro = client.write_registers(address, arg, device_id=self.unit_id)
             rr = await asyncio.wait_for(coro, self.timeout_s * 1.5)
-        except (asyncio.TimeoutError, TimeoutError) as exc:
+        except TimeoutError as exc:
             await self.close()
             raise DriverTimeoutError(f"no response from {self._where} after {self.timeout_s:g} s ({op} {address})",
                                      device_id=self.device_id) from exc

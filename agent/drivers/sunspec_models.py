@@ -17,7 +17,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,7 @@ def _group_size(group: dict[str, Any]) -> int:
     return size
 
 
-@lru_cache(maxsize=None)
+@cache
 def layout(model_id: int) -> ModelLayout:
     """The register layout of SunSpec model ``model_id`` (from pysunspec2's definitions)."""
     path = _models_dir() / f"model_{model_id}.json"

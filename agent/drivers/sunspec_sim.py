@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from pymodbus.constants import ExcCodes

@@ -16,8 +16,10 @@ forecast and a log line (see :mod:`agent.forecast.base`).
 
 from __future__ import annotations
 
+from gridswarm.errors import GridSwarmError
 
-class ForecastError(Exception):
+
+class ForecastError(GridSwarmError):
     """Root of every error raised by the forecasting package."""
 
 

@@ -13,8 +13,10 @@ Every error the engine raises derives from one root::
 
 from __future__ import annotations
 
+from gridswarm.errors import GridSwarmError
 
-class ClearingError(Exception):
+
+class ClearingError(GridSwarmError):
     """Root of every error raised by :mod:`coordinator.market.clearing`."""
 
 

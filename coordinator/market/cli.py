@@ -19,6 +19,7 @@ import sys
 from coordinator.market.clearing import MECHANISMS, OrderError, clear
 from coordinator.market.files import InputError, read_book, read_zones
 
+
 def configure_clear(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("book", metavar="BOOK", help="order book CSV: id,side,qty_wh,price[,zone][,seq]")
     parser.add_argument("--mechanism", choices=MECHANISMS, default="uniform", help="default: %(default)s")

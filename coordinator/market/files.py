@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coordinator.market.clearing import Link, Network, NetworkError, Order
+from gridswarm.errors import UserError
 
 BOOK_COLUMNS = ("id", "side", "qty_wh", "price", "zone", "seq")
 BOOK_REQUIRED = ("id", "side", "qty_wh", "price")
@@ -23,7 +24,7 @@ ZONE_COLUMNS = ("from_zone", "to_zone", "fee", "limit_wh")
 _INT = re.compile(r"^[+-]?\d+$")
 
 
-class InputError(Exception):
+class InputError(UserError):
     """A problem at a place in an input file (1-based line and column)."""
 
     def __init__(self, path: str, line: int, column: int, message: str) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -33,8 +32,9 @@ from hexbytes import HexBytes
 
 from coordinator.hub import Hub
 from coordinator.indexer import Indexer
-from coordinator.market.files import read_zones
 from coordinator.market.clearing import ClearingResult, Network, Order, clear
+from coordinator.market.commit_plan import PlanOrder, chunk_end, plan, readings_for
+from coordinator.market.files import read_zones
 from coordinator.market.lifecycle import (
     ACTIVE_STAGES,
     CLOSED,
@@ -46,7 +46,6 @@ from coordinator.market.lifecycle import (
     first_new_interval,
     next_step,
 )
-from coordinator.market.commit_plan import PlanOrder, chunk_end, plan, readings_for
 from coordinator.store import Store
 from gridswarm.chain import ContractRevert, Deployment, TxSender, chain_time, compact_signature
 from gridswarm.clock import Clock

@@ -7,9 +7,9 @@ import pytest
 
 from agent.fleet_link import AlarmTracker, telemetry_body
 from agent.site import Site
+from gridswarm.clock import ManualClock
 from gridswarm.envelope import MalformedEnvelope
 from gridswarm.messages import Telemetry, validate_body
-from gridswarm.clock import ManualClock
 
 T0 = 1_750_000_000.0
 DEVICES = [

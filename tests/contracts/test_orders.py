@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 from brownie import chain
-from conftest import BID, CLEAR_TIMEOUT, DEPOSIT, OFFER, RATE, Interval, decode_order_id, free_locked, plain, reverts_with
+from conftest import (
+    BID,
+    CLEAR_TIMEOUT,
+    DEPOSIT,
+    OFFER,
+    RATE,
+    Interval,
+    decode_order_id,
+    free_locked,
+    plain,
+    reverts_with,
+)
 
 
 def test_bid_locks_escrow_and_offer_locks_collateral(d):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.analytics import MAX_EVENTS_KEPT, Analytics, AnalyticsError, CursorError, NotFound, Tariff
 from bench.analytics import START_TS, ZONES, populate, queries, site_address
+from coordinator.analytics import MAX_EVENTS_KEPT, Analytics, AnalyticsError, CursorError, NotFound, Tariff
 from coordinator.store import Store
 
 DAYS, SITES, FIRST = 2, 6, 1_000_000

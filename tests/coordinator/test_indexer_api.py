@@ -10,7 +10,6 @@ from gridswarm.chain import compact_signature, sign_meter_reading
 from tests.coordinator.conftest import RunningCoordinator
 
 
-
 def _trade_one_interval(rc: RunningCoordinator, k: int) -> dict[str, object]:
     m = rc.market
     op = m.sender(m.operator)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
+import time
+from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-import itertools
-import time
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import pytest
 

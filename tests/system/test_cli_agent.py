@@ -147,9 +147,8 @@ def test_agent_process_dispatches_a_sunspec_battery_with_config_capacity(ganache
     import asyncio
     import signal
 
-    from tests.conftest import deploy_fresh
-
     from gridswarm.keys import write_ed25519, write_eth_key
+    from tests.conftest import deploy_fresh
 
     mk = deploy_fresh(ganache, n_participants=1)
     part = mk.participants[0]

@@ -6,8 +6,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from coordinator.api.deps import StoreDep
-from coordinator.api.routes.trades import trade_rows
 from coordinator.api.guard import MAX_SQL_INT
+from coordinator.api.routes.trades import trade_rows
 from coordinator.api.schemas import (
     IntervalDetail,
     IntervalPublic,

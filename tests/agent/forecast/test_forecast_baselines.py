@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
+from forecast_synth import DAY, STEP, T0, WEEK, double_seasonal
 
 from agent.forecast.baselines import Persistence, SeasonalLevelShift, SeasonalNaive
 from agent.forecast.dshw import DoubleSeasonalES
 from agent.forecast.lstm import LSTMEngine
-
-from forecast_synth import DAY, STEP, T0, WEEK, double_seasonal
 
 
 def test_persistence_repeats_last_value():

@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("pmdarima")
 
-from bench.forecast import configure_bench, rolling_eval, run_bench  # noqa: E402
 from agent.forecast.datasets import load_taylor  # noqa: E402
+from bench.forecast import configure_bench, rolling_eval, run_bench  # noqa: E402
 
 
 @pytest.fixture(scope="module")
