@@ -124,6 +124,8 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error responses a route can give."""
     text = {
         400: "malformed, unsigned, replayed, expired or otherwise invalid input; nothing changed",
+        401: "the operator key is missing or wrong",
+        403: "changes are disabled: no operator key is configured",
         404: "no such resource",
         413: "request body over the size limit",
         422: "a query or path parameter out of range or of the wrong type",

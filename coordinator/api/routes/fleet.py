@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from coordinator.api.deps import CoordinatorDep
 from coordinator.api.operator import OperatorDep
+from coordinator.api.schemas import error_responses
 
 router = APIRouter(prefix="/api/v1/fleet", tags=["fleet"])
 
@@ -25,14 +26,14 @@ def _fleet(coord: Any) -> Any:
     return coord.fleet
 
 
-@router.get("")
+@router.get("", responses=error_responses(404))
 async def fleet(coord: CoordinatorDep) -> dict[str, Any]:
     """Fleet totals, the service (required / available / armed response), every site with its
     devices' latest state, the excluded units with reasons, recent events."""
     return _fleet(coord).snapshot()  # type: ignore[no-any-return]
 
 
-@router.get("/sites/{address}")
+@router.get("/sites/{address}", responses=error_responses(404, 422))
 async def fleet_site(address: str, coord: CoordinatorDep) -> dict[str, Any]:
     view = _fleet(coord).site(address)
     if view is None:
@@ -40,14 +41,14 @@ async def fleet_site(address: str, coord: CoordinatorDep) -> dict[str, Any]:
     return view  # type: ignore[no-any-return]
 
 
-@router.get("/sites/{address}/telemetry")
+@router.get("/sites/{address}/telemetry", responses=error_responses(404, 422))
 async def fleet_site_history(address: str, coord: CoordinatorDep,
                              limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:
     rows = _fleet(coord).history(address, limit)
     return {"data": rows, "count": len(rows)}
 
 
-@router.post("/mode")
+@router.post("/mode", responses=error_responses(400, 401, 403, 404, 413, 422))
 async def set_mode(cmd: ModeCommand, coord: CoordinatorDep, operator: OperatorDep) -> dict[str, Any]:
     """Operator command (the operator key, like every change): the fleet's base mode (an event
     may still lift support to emergency). Logged in the event log."""
