@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,6 +28,7 @@ from gridswarm.keys import load_ed25519, load_eth_key
 logger = logging.getLogger(__name__)
 
 GRACEFUL_S = 10.0  # wall seconds a stopping coordinator waits for open connections and tasks
+WORKER_THREADS = 32  # threads for blocking calls (chain, store, hub); see create_app
 
 
 class Coordinator:
@@ -124,6 +126,11 @@ def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Chain calls, message handling, the indexer and health checks all block in worker
+        # threads; the default pool (CPUs + 4) lets a slow node starve the market's steps.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="coordinator")
+        )
         coord = Coordinator(settings, clock)
         await asyncio.to_thread(coord.indexer.sync)
         app.state.coordinator = coord
