@@ -58,7 +58,7 @@ from coordinator.store import Store
 from gridswarm.chain import ChainError, Deployment, TxSender, connect, sign_meter_reading
 from gridswarm.clock import WallClock
 from gridswarm.compile import EVM_VERSION, ROOT, SOLC_VERSION
-from gridswarm.deploy import TOKEN_UNIT, deploy_market, fund_eth
+from gridswarm.deploy import TOKEN_UNIT, deploy_seeded_market
 from gridswarm.devnet import Ganache
 from gridswarm.envelope import Signer
 from gridswarm.keys import derive_ed25519, derive_eth_account
@@ -235,11 +235,9 @@ def onboard(w3: Web3, dep: Deployment, admin: LocalAccount, people: list[Partici
 def build_rig(url: str, n_participants: int, seed: int, cfg: MarketConfig, db_path: Path) -> Rig:
     """Deploy a market on the node at ``url``, onboard participants, and build the coordinator."""
     w3 = connect(url, timeout_s=300.0)
-    admin, operator = derive_eth_account(seed, "admin"), derive_eth_account(seed, "operator")
-    for acct in (admin, operator):
-        fund_eth(w3, acct.address, 1_000 * 10**18)
-    coordinator_key = derive_ed25519(seed, "coordinator")
-    dep = deploy_market(w3, admin, operator, coordinator_key, clear_timeout_s=7 * 86_400, settle_timeout_s=7 * 86_400)
+    admin, operator, coordinator_key, dep = deploy_seeded_market(
+        w3, seed, eth_each=1_000 * 10**18, clear_timeout_s=7 * 86_400, settle_timeout_s=7 * 86_400
+    )
     people = new_participants(seed, 0, n_participants)
     raw = RawSender(w3)
     onboard(w3, dep, admin, people, raw)

@@ -109,18 +109,14 @@ async def _agent(
 def run_bench(args: argparse.Namespace) -> int:
     from bench.clearing_e2e import RawSender
     from gridswarm.chain import connect
-    from gridswarm.deploy import deploy_market, fund_eth
+    from gridswarm.deploy import deploy_seeded_market
     from gridswarm.devnet import Ganache, free_port
     from gridswarm.keys import derive_ed25519, derive_eth_account, write_ed25519, write_eth_key
 
     work = Path(tempfile.mkdtemp(prefix="gridswarm-ingest-"))
     with Ganache(log_path=work / "ganache.log") as node:
         w3 = connect(node.url, timeout_s=300)
-        admin, operator = derive_eth_account(args.seed, "admin"), derive_eth_account(args.seed, "operator")
-        for acct in (admin, operator):
-            fund_eth(w3, acct.address, 100 * 10**18)
-        key = derive_ed25519(args.seed, "coordinator")
-        dep = deploy_market(w3, admin, operator, key)
+        admin, operator, key, dep = deploy_seeded_market(w3, args.seed)
         market = dep.market_contract(w3)
         people = [(derive_eth_account(args.seed, "agent", i), derive_ed25519(args.seed, "agent", i)) for i in range(args.agents)]
         raw = RawSender(w3)

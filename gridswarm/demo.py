@@ -24,7 +24,7 @@ import yaml
 from web3 import Web3
 
 from gridswarm.chain import ChainUnavailable, Deployment, connect
-from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_market, fund_eth, register_participants
+from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
 from gridswarm.devnet import Ganache, free_port
 from gridswarm.errors import GridSwarmError
 from gridswarm.keys import derive_ed25519, derive_eth_account, new_operator_key, write_ed25519, write_eth_key
@@ -166,15 +166,10 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         print(f"chain: {rpc_url} (chain id {w3.eth.chain_id})", flush=True)
 
         seed = opts.seed
-        admin, operator = derive_eth_account(seed, "admin"), derive_eth_account(seed, "operator")
-        for acct in (admin, operator):
-            fund_eth(w3, acct.address, 100 * 10**18)
-        coord_key = derive_ed25519(seed, "coordinator")
         # The two feeders' links are registered on chain too: the contract checks the flows and
         # zone prices against them (zones.csv below says the same to the coordinator).
-        dep = deploy_market(
-            w3, admin, operator, coord_key, clear_timeout_s=3600, settle_timeout_s=3600,
-            links=[(0, 1, 5, 3000), (1, 0, 5, 3000)],
+        admin, operator, coord_key, dep = deploy_seeded_market(
+            w3, seed, clear_timeout_s=3600, settle_timeout_s=3600, links=[(0, 1, 5, 3000), (1, 0, 5, 3000)]
         )
         dep_path = dep.save(out / "deployments" / f"{dep.chain_id}.json")
         print(f"deployed: GridToken {dep.token}, EnergyMarket {dep.market}", flush=True)

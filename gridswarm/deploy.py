@@ -18,7 +18,7 @@ from web3 import Web3
 
 from gridswarm.chain import Deployment, ErrorDecoder, TxSender
 from gridswarm.compile import compile_contracts, link_bytecode
-from gridswarm.keys import derive_ed25519, derive_eth_account  # noqa: F401 - re-exported for scripts
+from gridswarm.keys import derive_ed25519, derive_eth_account
 
 logger = logging.getLogger(__name__)
 
@@ -148,3 +148,16 @@ def register_participants(
         if p.deposit:
             own.transact(market.functions.deposit(p.deposit))
     logger.info("registered %d participants", len(participants))
+
+
+def deploy_seeded_market(
+    w3: Web3, seed: int, *, eth_each: int = 100 * 10**18, **market_kw: Any
+) -> tuple[LocalAccount, LocalAccount, SigningKey, Deployment]:
+    """Token + market whose admin, operator and coordinator keys derive from ``seed`` (throw-away
+    chains only: demos, tests, benchmarks); admin and operator get ``eth_each`` wei for gas.
+    ``market_kw`` go to :func:`deploy_market`. Returns (admin, operator, coordinator key, deployment)."""
+    admin, operator = derive_eth_account(seed, "admin"), derive_eth_account(seed, "operator")
+    for acct in (admin, operator):
+        fund_eth(w3, acct.address, eth_each)
+    key = derive_ed25519(seed, "coordinator")
+    return admin, operator, key, deploy_market(w3, admin, operator, key, **market_kw)

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_market, fund_eth, register_participants
+from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
 from gridswarm.devnet import Ganache, free_port
 from gridswarm.keys import derive_ed25519, derive_eth_account, hash_operator_key, write_ed25519, write_eth_key
 
@@ -40,11 +40,7 @@ def main() -> int:
 
         w3 = connect(node.url)
         seed = 77
-        admin, operator = derive_eth_account(seed, "admin"), derive_eth_account(seed, "operator")
-        for acct in (admin, operator):
-            fund_eth(w3, acct.address, 100 * 10**18)
-        key = derive_ed25519(seed, "coordinator")
-        dep = deploy_market(w3, admin, operator, key)
+        admin, operator, key, dep = deploy_seeded_market(w3, seed)
         specs = [
             ParticipantSpec(derive_eth_account(seed, "agent", i), derive_ed25519(seed, "agent", i), tokens=TOKEN_UNIT)
             for i in range(4)

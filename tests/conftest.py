@@ -11,7 +11,7 @@ from nacl.signing import SigningKey
 from web3 import Web3
 
 from gridswarm.chain import Deployment, TxSender, connect
-from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_market, fund_eth, register_participants
+from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
 from gridswarm.devnet import Ganache
 from gridswarm.keys import derive_ed25519, derive_eth_account
 
@@ -48,12 +48,8 @@ def deploy_fresh(ganache: Ganache, n_participants: int = 4, *, clear_timeout_s: 
     make intervals lapse within a test (parameter changes after deployment wait a delay)."""
     seed = 9_000 + next(_counter)
     w3 = connect(ganache.url)
-    admin, operator = derive_eth_account(seed, "admin"), derive_eth_account(seed, "operator")
-    for acct in (admin, operator):
-        fund_eth(w3, acct.address, 100 * 10**18)
-    coord = derive_ed25519(seed, "coordinator")
-    dep = deploy_market(
-        w3, admin, operator, coord, clear_timeout_s=clear_timeout_s, settle_timeout_s=settle_timeout_s
+    admin, operator, coord, dep = deploy_seeded_market(
+        w3, seed, clear_timeout_s=clear_timeout_s, settle_timeout_s=settle_timeout_s
     )
     specs = [
         ParticipantSpec(

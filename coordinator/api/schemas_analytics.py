@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from coordinator.api.schemas import TradePublic
+
 ADDRESS = r"^0x[0-9a-fA-F]{40}$"
 _ADDR_EXAMPLE = "0x5B38Da6a701c568545dCfcB03FcB875f56beddC4"
 
@@ -102,18 +104,11 @@ class Depth(BaseModel):
     zones: dict[str, ZoneDepth] = {}
 
 
-class Trade(BaseModel):
-    interval: int
-    order_id: str
-    owner: str
-    side: str
-    qty_wh: int
-    price: int
-    commit_tx: str | None = None
-    delivered_wh: int | None = None
-    amount: int | None = None
-    penalty: int | None = None
-    settle_tx: str | None = None
+class Trade(TradePublic):
+    """A filled order with its settlement (:class:`TradePublic`), listed before its commit
+    transaction is indexed too."""
+
+    commit_tx: str | None = None  # type: ignore[assignment]
 
 
 class TradesPage(BaseModel):
