@@ -87,4 +87,4 @@ def check(settings: CoordinatorSettings) -> None:
                 "the node lost blocks (restart it with its database)"
             )
     finally:
-        store.db.conn.close()
+        store.close()

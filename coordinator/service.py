@@ -77,11 +77,7 @@ class Coordinator:
 
     def _next_seq(self) -> int:
         """The coordinator's own sequence numbers, persisted so they keep growing across restarts."""
-        with self.store.transaction() as db:
-            rows = list(db.query("select last_seq from envelope_seq where sender = 'coordinator'"))
-            seq = (int(rows[0]["last_seq"]) if rows else 0) + 1
-            db["envelope_seq"].upsert({"sender": "coordinator", "last_seq": seq}, pk="sender")
-        return seq
+        return self.store.next_own_seq("coordinator")
 
     def task_ended(self, task: asyncio.Task[None]) -> None:
         """No long-running task ends silently: a failure is logged with its traceback and

@@ -245,3 +245,68 @@ class Store:
     def participant_key(self, address: str) -> str | None:
         row = self.one("select ed25519_key from participants where address = ? and registered = 1", [address])
         return str(row["ed25519_key"]) if row else None
+
+    # ------------------------------------------------------------ reads for the public API
+
+    def count_intervals(self, status: str | None = None) -> int:
+        where, params = ("where status = ?", [status]) if status else ("", [])
+        row = self.one(f"select count(*) as n from intervals {where}", params)
+        return int(row["n"]) if row else 0
+
+    def interval_rows(self, status: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+        where, params = ("where status = ?", [status]) if status else ("", [])
+        return self.query(f"select * from intervals {where} order by id limit ? offset ?", [*params, limit, offset])
+
+    def interval_row(self, interval_id: int) -> dict[str, Any] | None:
+        return self.one("select * from intervals where id = ?", [interval_id])
+
+    def interval_orders(self, interval_id: int) -> list[dict[str, Any]]:
+        return self.query("select * from orders where interval = ? order by block, log_index", [interval_id])
+
+    def trade_rows(self, interval: int | None, owner: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+        """Fills with a quantity, joined with their settlement where there is one."""
+        extra, params = "", []
+        if interval is not None:
+            extra += " and f.interval = ?"
+            params.append(interval)
+        if owner is not None:
+            extra += " and f.owner = ?"
+            params.append(owner)
+        return self.query(
+            "select f.order_id, f.interval, f.owner, f.side, f.qty_wh, f.price, f.tx as commit_tx,"
+            " s.delivered_wh, s.amount, s.penalty, s.tx as settle_tx"
+            " from fills f left join settlements s on s.order_id = f.order_id"
+            f" where f.qty_wh > 0 {extra} order by f.interval, f.order_id limit ? offset ?",
+            [*params, limit, offset],
+        )
+
+    def participant_rows(self, limit: int, offset: int) -> list[dict[str, Any]]:
+        """Participants in registration order, with the energy each has sold and bought."""
+        return self.query(
+            """
+            select p.address, p.ed25519_key, p.zone, p.registered,
+              coalesce((select sum(s.delivered_wh) from settlements s join orders o on o.id = s.order_id
+                        where s.owner = p.address and o.side = 'offer'), 0) as sold_wh,
+              coalesce((select sum(s.delivered_wh) from settlements s join orders o on o.id = s.order_id
+                        where s.owner = p.address and o.side = 'bid'), 0) as bought_wh
+            from participants p order by p.block, p.address limit ? offset ?
+            """,
+            [limit, offset],
+        )
+
+    def count_participants(self) -> int:
+        row = self.one("select count(*) as n from participants")
+        return int(row["n"]) if row else 0
+
+    def next_own_seq(self, sender: str) -> int:
+        """The next sequence number for one of the coordinator's own senders, persisted so it
+        keeps growing across restarts."""
+        with self.transaction() as db:
+            rows = list(db.query("select last_seq from envelope_seq where sender = ?", [sender]))
+            seq = (int(rows[0]["last_seq"]) if rows else 0) + 1
+            db["envelope_seq"].upsert({"sender": sender, "last_seq": seq}, pk="sender")
+        return seq
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.conn.close()

@@ -57,14 +57,13 @@ async def healthz(coord: CoordinatorDep) -> Any:
         for k in stuck:
             why = loop.errors.get(k) or (coord.store.lifecycle(k) or {}).get("error") or "no progress"
             problems.append(f"interval {k} stuck past its schedule: {why}")
-    settled = coord.store.one("select count(*) as n from intervals where status = 'settled'")
     health = Health(
         status="degraded" if problems else "ok",
         chain_id=coord.chain_id,
         block=block,
         indexed_block=indexed,
         agents_connected=len(coord.hub.links),
-        intervals_settled=int(settled["n"]) if settled else 0,
+        intervals_settled=coord.store.count_intervals("settled"),
         intervals_failed=len(loop.failed) if loop else 0,
         intervals_lapsed=lapsed,
         intervals_stuck=stuck,

@@ -7,7 +7,6 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from coordinator.api.deps import StoreDep
 from coordinator.api.guard import MAX_SQL_INT
-from coordinator.api.routes.trades import trade_rows
 from coordinator.api.schemas import (
     IntervalDetail,
     IntervalPublic,
@@ -34,20 +33,18 @@ def list_intervals(
     limit: int = Query(default=100, ge=1, le=1000),
     offset: int = Query(default=0, ge=0, le=MAX_SQL_INT),
 ) -> IntervalsPublic:
-    where, params = ("where status = ?", [status]) if status else ("", [])
-    rows = store.query(f"select * from intervals {where} order by id limit ? offset ?", [*params, limit, offset])
-    count = store.one(f"select count(*) as n from intervals {where}", params)
-    return IntervalsPublic(data=[interval_public(r) for r in rows], count=int(count["n"]) if count else 0)
+    rows = store.interval_rows(status, limit, offset)
+    return IntervalsPublic(data=[interval_public(r) for r in rows], count=store.count_intervals(status))
 
 
 @router.get("/{interval_id}", response_model=IntervalDetail, responses=error_responses(404, 422))
 def get_interval(store: StoreDep, interval_id: int = Path(ge=0, le=MAX_SQL_INT)) -> IntervalDetail:
-    row = store.one("select * from intervals where id = ?", [interval_id])
+    row = store.interval_row(interval_id)
     if row is None:
         raise HTTPException(status_code=404, detail=f"interval {interval_id} not found")
-    orders = store.query("select * from orders where interval = ? order by block, log_index", [interval_id])
+    orders = store.interval_orders(interval_id)
     return IntervalDetail(
         **interval_public(row).model_dump(),
         orders=[OrderPublic.model_validate(o) for o in orders],
-        trades=[TradePublic.model_validate(t) for t in trade_rows(store, interval_id, None, 100_000, 0)],
+        trades=[TradePublic.model_validate(t) for t in store.trade_rows(interval_id, None, 100_000, 0)],
     )

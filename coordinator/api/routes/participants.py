@@ -15,18 +15,7 @@ def list_participants(
     limit: int = Query(default=1000, ge=1, le=10_000),
     offset: int = Query(default=0, ge=0, le=MAX_SQL_INT),
 ) -> ParticipantsPublic:
-    rows = coord.store.query(
-        """
-        select p.address, p.ed25519_key, p.zone, p.registered,
-          coalesce((select sum(s.delivered_wh) from settlements s join orders o on o.id = s.order_id
-                    where s.owner = p.address and o.side = 'offer'), 0) as sold_wh,
-          coalesce((select sum(s.delivered_wh) from settlements s join orders o on o.id = s.order_id
-                    where s.owner = p.address and o.side = 'bid'), 0) as bought_wh
-        from participants p order by p.block, p.address limit ? offset ?
-        """,
-        [limit, offset],
-    )
-    total = coord.store.one("select count(*) as n from participants")
+    rows = coord.store.participant_rows(limit, offset)
     data = [
         ParticipantPublic(
             address=r["address"],
@@ -39,4 +28,4 @@ def list_participants(
         )
         for r in rows
     ]
-    return ParticipantsPublic(data=data, count=int(total["n"]) if total else len(data))
+    return ParticipantsPublic(data=data, count=coord.store.count_participants())
