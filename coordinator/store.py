@@ -310,3 +310,26 @@ class Store:
     def close(self) -> None:
         with self.lock:
             self.db.conn.close()
+
+    # ------------------------------------------------------------ reads for the market lifecycle
+
+    def traders(self, interval_id: int) -> set[str]:
+        """Owners with a traded (non-zero) fill in the interval."""
+        return {r["owner"] for r in self.query("select owner from fills where interval = ? and qty_wh > 0", [interval_id])}
+
+    def live_orders(self, interval_id: int) -> list[dict[str, Any]]:
+        """Every live order of the interval (partly committed ones included) in chain order."""
+        return self.query(
+            "select * from orders where interval = ? and status in ('open', 'filled', 'unfilled') "
+            "order by block, log_index",
+            [interval_id],
+        )
+
+    def order_locks(self, interval_id: int) -> dict[int, dict[str, Any]]:
+        """Each order's escrow lock, by chain order id."""
+        rows = self.query("select id, locked from orders where interval = ?", [interval_id])
+        return {int(r["id"]): r for r in rows}
+
+    def readings(self, interval_id: int) -> list[dict[str, Any]]:
+        """The signed meter readings received for the interval."""
+        return self.query("select * from readings where interval = ?", [interval_id])

@@ -314,7 +314,7 @@ class MarketLoop:
         if not row.get("dispatched") and self.clock.now() < times.end:
             await self._send_dispatch(k, times, self.store.fill_dispatch(k))
         # Both sides sign their own reading: every owner with a traded fill is waited for.
-        traders = {r["owner"] for r in self.store.query("select owner from fills where interval = ? and qty_wh > 0", [k])}
+        traders = self.store.traders(k)
         if traders:
             await self.clock.sleep_until(times.end)
             await self._wait_for_readings(k, traders, times.end + self.cfg.meter_wait_s)
@@ -361,11 +361,7 @@ class MarketLoop:
         await asyncio.to_thread(self.indexer.sync)
         # Every live order, those a partial commit before a restart already filled included, so
         # the clearing (deterministic) gives the same fills again and only the missing are sent.
-        rows = self.store.query(
-            "select * from orders where interval = ? and status in ('open', 'filled', 'unfilled') "
-            "order by block, log_index",
-            [k],
-        )
+        rows = self.store.live_orders(k)
         # Chain order ids are 256-bit (interval, side, owner, nonce); the engine takes row numbers.
         orders = [
             Order(
@@ -550,7 +546,7 @@ class MarketLoop:
         signed readings of its owners -- sellers' export and buyers' import both count, and a
         missing reading counts as its owner's worst case (docs/contracts.md). Returns the last
         receipt."""
-        orders = {int(r["id"]): r for r in self.store.query("select id, locked from orders where interval = ?", [k])}
+        orders = self.store.order_locks(k)
 
         def signed_readings() -> dict[str, Any]:
             return {
@@ -558,7 +554,7 @@ class MarketLoop:
                     (r["participant"], k, int(r["exported_wh"]), int(r["imported_wh"])),
                     *compact_signature(r["signature"]),
                 )
-                for r in self.store.query("select * from readings where interval = ?", [k])
+                for r in self.store.readings(k)
             }
 
         signed = signed_readings()
