@@ -122,6 +122,22 @@ SCHEMA: dict[str, tuple[dict[str, Any], str | tuple[str, ...]]] = {
     ),
     "dispatch": ({"interval": int, "address": str, "body": str}, ("interval", "address")),
     "rejections": ({"id": int, "sender": str, "reason": str, "message": str, "ts": float}, "id"),
+    # Fleet history (coordinator/services/fleet.py keeps the live state in memory).
+    "fleet_alarms": (
+        {
+            "id": int,
+            "sender": str,
+            "code": str,
+            "device": str,
+            "severity": str,
+            "active": int,
+            "message": str,
+            "ts": float,
+            "received": float,
+        },
+        "id",
+    ),
+    "fleet_events": ({"id": int, "ts": float, "kind": str, "address": str, "device": str, "message": str}, "id"),
 }
 
 
@@ -138,7 +154,13 @@ class Store:
         for name, (cols, pk) in SCHEMA.items():
             if not self.db[name].exists():
                 self.db[name].create(cols, pk=pk)
-        for table, col in (("orders", "interval"), ("fills", "interval"), ("settlements", "interval"), ("orders", "owner")):
+        for table, col in (
+            ("orders", "interval"),
+            ("fills", "interval"),
+            ("settlements", "interval"),
+            ("orders", "owner"),
+            ("telemetry", "ts"),
+        ):
             self.db[table].create_index([col], if_not_exists=True)
 
     @contextmanager
@@ -333,3 +355,31 @@ class Store:
     def readings(self, interval_id: int) -> list[dict[str, Any]]:
         """The signed meter readings received for the interval."""
         return self.query("select * from readings where interval = ?", [interval_id])
+
+    # ------------------------------------------------------------ fleet history
+
+    def add_fleet_alarm(self, row: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db["fleet_alarms"].insert(row)
+
+    def add_fleet_events(self, rows: list[dict[str, Any]]) -> None:
+        with self.transaction() as db:
+            db["fleet_events"].insert_all(rows)
+
+    def prune_fleet(self, before: float) -> int:
+        """Delete fleet history older than ``before``; returns the telemetry rows deleted."""
+        with self.transaction() as db:
+            n = db.execute("delete from telemetry where ts < ?", [before]).rowcount
+            db.execute("delete from fleet_alarms where received < ?", [before])
+            db.execute("delete from fleet_events where ts < ?", [before])
+        return int(n)
+
+    def telemetry_history(self, address: str, limit: int) -> list[dict[str, Any]]:
+        """A site's newest telemetry records first, devices decoded."""
+        rows = self.query(
+            "select record_id, ts, net_export_w, soc, devices from telemetry where sender = ? order by ts desc limit ?",
+            [address, limit],
+        )
+        for r in rows:
+            r["devices"] = json.loads(r["devices"]) if r["devices"] else {}
+        return rows

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import threading
@@ -91,14 +90,6 @@ class FleetService:
         self._last_prune = -math.inf
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        with store.transaction() as db:
-            if not db["fleet_alarms"].exists():
-                db["fleet_alarms"].create({"id": int, "sender": str, "code": str, "device": str, "severity": str,
-                                           "active": int, "message": str, "ts": float, "received": float}, pk="id")
-            if not db["fleet_events"].exists():
-                db["fleet_events"].create({"id": int, "ts": float, "kind": str, "address": str, "device": str,
-                                           "message": str}, pk="id")
-        store.db["telemetry"].create_index(["ts"], if_not_exists=True)
 
     # ------------------------------------------------------------------ inbound (hub threads)
 
@@ -137,10 +128,9 @@ class FleetService:
             else:
                 rec.alarms.pop(key, None)
             self._poke()
-        with self.store.transaction() as db:
-            db["fleet_alarms"].insert({"sender": sender, "code": body.code, "device": body.device or "",
-                                       "severity": body.severity, "active": int(body.active),
-                                       "message": body.message, "ts": body.ts, "received": now})
+        self.store.add_fleet_alarm({"sender": sender, "code": body.code, "device": body.device or "",
+                                    "severity": body.severity, "active": int(body.active),
+                                    "message": body.message, "ts": body.ts, "received": now})
 
     # ------------------------------------------------------------------ virtual battery
 
@@ -233,8 +223,7 @@ class FleetService:
             ev = self._unsaved.popleft()
             rows.append({**ev, "device": ev["device"] or ""})
         if rows:
-            with self.store.transaction() as db:
-                db["fleet_events"].insert_all(rows)
+            self.store.add_fleet_events(rows)
 
     def _frequency_event(self, rec: SiteRecord, now: float, *, extend: bool) -> None:
         evs = self.frequency_events
@@ -404,11 +393,7 @@ class FleetService:
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, s.check_s / _speed(self.clock)))
 
     def prune(self, before: float) -> int:
-        with self.store.transaction() as db:
-            n = db.execute("delete from telemetry where ts < ?", [before]).rowcount
-            db.execute("delete from fleet_alarms where received < ?", [before])
-            db.execute("delete from fleet_events where ts < ?", [before])
-        return int(n)
+        return self.store.prune_fleet(before)
 
     # ------------------------------------------------------------------ views (API, demo)
 
@@ -461,11 +446,7 @@ class FleetService:
             return None if rec is None else self._site_view(rec, self.clock.now())
 
     def history(self, address: str, limit: int) -> list[dict[str, Any]]:
-        rows = self.store.query("select record_id, ts, net_export_w, soc, devices from telemetry where sender = ? "
-                                "order by ts desc limit ?", [address, limit])
-        for r in rows:
-            r["devices"] = json.loads(r["devices"]) if r["devices"] else {}
-        return rows
+        return self.store.telemetry_history(address, limit)
 
 
 def _speed(clock: Any) -> float:
