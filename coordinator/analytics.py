@@ -515,7 +515,8 @@ class Analytics:
         """Per horizon over a period (default: the day before the site's newest forecast): MAE,
         MAPE (over windows whose actual is at least 1 W), bias (mean of forecast - actual) and how
         often the actual fell inside the 80 % and 95 % intervals. Only windows already measured
-        count (``n``)."""
+        count (``n``); coverage counts only forecasts with an interval (``n_interval``): until a
+        site's forecaster has calibrated its intervals it sends zero-width bands."""
         self.participant(sender)
         if series not in _ACTUAL:
             raise AnalyticsError(f"unknown series {series!r}")
@@ -539,6 +540,8 @@ class Analytics:
             done = [r for r in rows if float(r["horizon_s"]) == h and r["actual_w"] is not None]
             n = len(done)
             pct = [abs(r["error_w"]) / r["actual_w"] for r in done if r["actual_w"] >= 1.0]
+            banded = [r for r in done if r["upper95_w"] > r["lower95_w"]]
+            nb = len(banded)
             out.append({
                 "horizon_s": h,
                 "forecasts": sum(1 for r in rows if float(r["horizon_s"]) == h),
@@ -546,8 +549,9 @@ class Analytics:
                 "mae_w": round(sum(abs(r["error_w"]) for r in done) / n, 1) if n else None,
                 "mape_pct": round(100.0 * sum(pct) / len(pct), 2) if pct else None,
                 "bias_w": round(sum(r["error_w"] for r in done) / n, 1) if n else None,
-                "coverage80": round(sum(bool(r["in_80"]) for r in done) / n, 4) if n else None,
-                "coverage95": round(sum(bool(r["in_95"]) for r in done) / n, 4) if n else None,
+                "n_interval": nb,
+                "coverage80": round(sum(bool(r["in_80"]) for r in banded) / nb, 4) if nb else None,
+                "coverage95": round(sum(bool(r["in_95"]) for r in banded) / nb, 4) if nb else None,
             })
         return {"address": sender, "series": series, "since": since, "until": until, "horizons": out}
 

@@ -264,6 +264,7 @@ class ForecastHorizonError(BaseModel):
     mae_w: float | None = Field(default=None, description="mean absolute error (W)")
     mape_pct: float | None = Field(default=None, description="mean absolute percentage error, over actuals >= 1 W")
     bias_w: float | None = Field(default=None, description="mean of forecast - actual (W)")
+    n_interval: int = Field(default=0, description="measured forecasts with an interval (the coverage is over these)")
     coverage80: float | None = Field(default=None, description="share of actuals inside the 80 % interval")
     coverage95: float | None = Field(default=None, description="share of actuals inside the 95 % interval")
 
@@ -279,9 +280,9 @@ class ForecastError(BaseModel):
                     "until": None,
                     "horizons": [
                         {"horizon_s": 300.0, "forecasts": 288, "n": 287, "mae_w": 181.4, "mape_pct": 8.21,
-                         "bias_w": -12.5, "coverage80": 0.8153, "coverage95": 0.9512},
+                         "bias_w": -12.5, "n_interval": 263, "coverage80": 0.8153, "coverage95": 0.9512},
                         {"horizon_s": 900.0, "forecasts": 288, "n": 285, "mae_w": 240.9, "mape_pct": 10.77,
-                         "bias_w": -20.1, "coverage80": 0.7754, "coverage95": 0.9368},
+                         "bias_w": -20.1, "n_interval": 261, "coverage80": 0.7754, "coverage95": 0.9368},
                     ],
                 }
             ]

@@ -88,6 +88,7 @@ def test_forecast_error_summarises_the_measured_windows(filled: tuple[Analytics,
         assert h["mae_w"] == pytest.approx(sum(abs(r["error_w"]) for r in done) / len(done), abs=0.1)
         mape = 100 * sum(abs(r["error_w"]) / r["actual_w"] for r in done) / len(done)
         assert h["mape_pct"] == pytest.approx(mape, abs=0.02)
+        assert h["n_interval"] == len(done)  # every forecast here has a band
         assert h["coverage80"] == pytest.approx(sum(r["in_80"] for r in done) / len(done), abs=1e-4)
         assert h["coverage95"] == pytest.approx(sum(r["in_95"] for r in done) / len(done), abs=1e-4)
     pv = a.forecast_error(SITE, "pv")
@@ -153,3 +154,17 @@ def test_settlement_latency_and_backlog() -> None:
         store.db["telemetry"].insert({"sender": sender, "record_id": i, "ts": ts, "net_export_w": 0.0,
                                       "devices": "{}", "outbox_pending": pending})
     assert a.outbox_backlog(T0 + 20) == (2, 13, 9)  # the newest report of each site within the hour
+
+
+def test_coverage_leaves_out_forecasts_without_an_interval() -> None:
+    store = Store(":memory:")
+    a = Analytics(store)
+    store.db["participants"].insert({"address": SITE, "ed25519_key": "0x", "zone": 0, "registered": 1, "block": 1})
+    _telemetry(store, 4, random.Random(1))
+    flat = {"series": "demand", "horizon_s": 300.0, "point_w": 1250.0, "lower80_w": 1250.0, "upper80_w": 1250.0,
+            "lower95_w": 1250.0, "upper95_w": 1250.0, "model": "auto:persistence"}
+    wide = {**flat, "lower80_w": 900.0, "upper80_w": 1600.0, "lower95_w": 800.0, "upper95_w": 1700.0}
+    store.add_forecasts(SITE, 1, T0, [{**flat, "target_start": T0, "target_end": T0 + STEP}], T0)
+    store.add_forecasts(SITE, 2, T0 + STEP, [{**wide, "target_start": T0 + STEP, "target_end": T0 + 2 * STEP}], T0 + STEP)
+    (h,) = a.forecast_error(SITE)["horizons"]
+    assert h["n"] == 2 and h["n_interval"] == 1 and h["coverage80"] == 1.0 and h["coverage95"] == 1.0
