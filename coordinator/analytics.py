@@ -139,7 +139,7 @@ _INDEXES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("event_log", ("ts",)),
     ("event_log", ("site", "id")),
     ("forecasts", ("sender", "series", "target_start", "horizon_s")),
-    ("lifecycle", ("stage",)),
+    ("lifecycle", ("stage", "delivery_end", "updated")),  # settlement latency, read from the index alone
 )
 
 # Which telemetry devices a forecast series is measured by, and the sign that makes it positive
