@@ -436,7 +436,9 @@ class Analytics:
 
     # ------------------------------------------------------------------ forecast vs actual
 
-    def _actuals(self, sender: str, series: str, start: float, end: float) -> tuple[list[float], list[float], float | None]:
+    def _actuals(
+        self, sender: str, series: str, start: float, end: float
+    ) -> tuple[list[float], list[float], float | None]:
         """The site's measured ``series`` power per telemetry record in ``[start, end)`` (times
         and values, in time order; records without such a device are left out) and the newest
         telemetry time of the site."""
@@ -698,12 +700,15 @@ class Analytics:
         ended, e.g. one with nothing to deliver): cumulative counts per
         :data:`SETTLE_BUCKETS_S` bound, the count and the sum (s)."""
         lat = "max(0.0, updated - delivery_end)"
-        buckets = ", ".join(f"sum(case when {lat} <= {b!r} then 1 else 0 end) as b{i}" for i, b in enumerate(SETTLE_BUCKETS_S))
+        buckets = ", ".join(
+            f"sum(case when {lat} <= {b!r} then 1 else 0 end) as b{i}" for i, b in enumerate(SETTLE_BUCKETS_S)
+        )
         row = self.store.one(
             f"""select {buckets}, count(*) as n, coalesce(sum({lat}), 0.0) as s from lifecycle
                 where stage = 'settled' and updated is not null and delivery_end is not null"""
         ) or {}
-        return [int(row.get(f"b{i}") or 0) for i in range(len(SETTLE_BUCKETS_S))], int(row.get("n") or 0), float(row.get("s") or 0.0)
+        counts = [int(row.get(f"b{i}") or 0) for i in range(len(SETTLE_BUCKETS_S))]
+        return counts, int(row.get("n") or 0), float(row.get("s") or 0.0)
 
     def outbox_backlog(self, now: float, max_age_s: float = 3_600.0) -> tuple[int, int, int]:
         """The outbox backlog agents reported in their newest telemetry of the last

@@ -178,7 +178,8 @@ class Hub:
         if isinstance(body, Forecast):
             now = self.clock.now()
             if not now - 86_400.0 <= body.made_ts <= now + 300.0:  # agents expire them after a day too
-                raise MalformedEnvelope(f"forecast made_ts {body.made_ts:.0f} is not within the last day (now {now:.0f})")
+                raise MalformedEnvelope(
+                    f"forecast made_ts {body.made_ts:.0f} is not within the last day (now {now:.0f})")
             points = [p.model_dump() for p in body.points]
             self.store.add_forecasts(env.sender, body.record_id, body.made_ts, points, now)
             return Ack(kind=env.kind, seq=env.seq).model_dump()

@@ -80,13 +80,15 @@ class CoordinatorCollector(Collector):
             "gridswarm_settlement_latency_seconds",
             "From the end of an interval's delivery to the market loop seeing it settled on chain (coordinator clock)",
         )
-        settle.add_metric([], [*[(repr(b), c) for b, c in zip(SETTLE_BUCKETS_S, counts, strict=True)], ("+Inf", n)], total)
+        buckets = [(repr(b), c) for b, c in zip(SETTLE_BUCKETS_S, counts, strict=True)]
+        settle.add_metric([], [*buckets, ("+Inf", n)], total)
         yield settle
         sites, pending, top = analytics.outbox_backlog(c.clock.now())
         for name, doc, value in (
             ("gridswarm_agent_outbox_pending", "Records waiting in agents' outboxes, summed over the sites that "
              "reported in the last hour (each site's newest telemetry)", pending),
-            ("gridswarm_agent_outbox_pending_max", "The largest outbox backlog one site reported in the last hour", top),
+            ("gridswarm_agent_outbox_pending_max",
+             "The largest outbox backlog one site reported in the last hour", top),
             ("gridswarm_agents_reporting_outbox", "Sites that reported their outbox backlog in the last hour", sites),
         ):
             g = GaugeMetricFamily(name, doc)

@@ -258,7 +258,9 @@ class Store:
 
     # ------------------------------------------------------------ forecasts (read by coordinator/analytics.py)
 
-    def add_forecasts(self, sender: str, record_id: int, made_ts: float, points: list[dict[str, Any]], now: float) -> int:
+    def add_forecasts(
+        self, sender: str, record_id: int, made_ts: float, points: list[dict[str, Any]], now: float
+    ) -> int:
         """Store one ``forecast`` record's points (a re-sent record overwrites itself) and apply
         the retention rule (:data:`FORECAST_KEEP_S` on the coordinator's clock) every 100th
         record of a sender. Returns how many points were stored."""

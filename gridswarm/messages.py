@@ -162,7 +162,8 @@ class ForecastPoint(_Body):
     @model_validator(mode="after")
     def _consistent(self) -> ForecastPoint:
         if not 0 < self.target_end - self.target_start <= 86_400:
-            raise ValueError(f"target_end must be after target_start, within a day (got {self.target_end - self.target_start:g} s)")
+            length = self.target_end - self.target_start
+            raise ValueError(f"target_end must be after target_start, within a day (got {length:g} s)")
         eps = 1e-6 * max(1.0, self.upper95_w)
         if not (self.lower95_w <= self.lower80_w + eps and self.lower80_w <= self.upper80_w + eps
                 and self.upper80_w <= self.upper95_w + eps):
@@ -182,7 +183,8 @@ class Forecast(_Body):
     def _ahead(self) -> Forecast:
         for p in self.points:
             if not (self.made_ts - 3_600.0 <= p.target_start and p.target_end <= self.made_ts + 86_400.0):
-                raise ValueError(f"{p.series} target [{p.target_start:g}, {p.target_end:g}) is not within a day of made_ts {self.made_ts:g}")
+                raise ValueError(f"{p.series} target [{p.target_start:g}, {p.target_end:g}) is not within a day "
+                                 f"of made_ts {self.made_ts:g}")
         return self
 
 
