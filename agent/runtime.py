@@ -120,6 +120,11 @@ class AgentRuntime:
         self.grants: list[dict[str, Any]] = []  # virtual-battery grants not yet over
         self.borrow_replies: list[dict[str, Any]] = []  # the coordinator's answers to our requests (last 100)
         self._borrowed_for: set[float] = set()
+        if self.planner is not None:  # the planner's forecasts go to the coordinator too
+            from agent.forecast_report import ForecastReporter
+
+            self.planner.on_outlook = ForecastReporter(
+                self.store, lambda: self.store.next_counter("forecast"), self._wake_outbox.set)
         self.fast_path: Any = None
         if cfg.frequency.fast_path:
             from agent.control.fast_path import FrequencyFastPath
@@ -289,6 +294,7 @@ class AgentRuntime:
         record_id = self.store.next_counter("telemetry")
         response = getattr(self.site, "frequency_delivered_w", None)
         body = telemetry_body(state, self.site, record_id, self.clock.now(), response_w=response)
+        body["outbox_pending"] = self.store.pending_count()  # the coordinator's /metrics shows the backlog
         self.store.enqueue("telemetry", body, f"telemetry:{record_id}", self.clock.now())
         self._wake_outbox.set()
 

@@ -42,7 +42,8 @@ PENDING, ACKED, REJECTED, EXPIRED = 0, 1, 2, 3
 # Priority and share of each send batch, by kind; kinds not listed share what is left.
 PRIORITY: tuple[tuple[str, float], ...] = (("meter", 0.5), ("ack", 0.25), ("telemetry", 0.25))
 # Clock seconds after which an unacknowledged record of a kind is no longer worth sending.
-EXPIRE_AFTER_S = {"meter": 7 * 86_400.0, "ack": 3_600.0, "telemetry": 86_400.0, "alarm": 86_400.0}
+EXPIRE_AFTER_S = {"meter": 7 * 86_400.0, "ack": 3_600.0, "telemetry": 86_400.0, "alarm": 86_400.0,
+                  "forecast": 86_400.0}
 DEFAULT_EXPIRE_S = 86_400.0
 KEEP_DONE_S = 86_400.0  # acknowledged, rejected and expired records are deleted after this
 MAX_PENDING = 20_000  # beyond this many pending records the oldest telemetry expires early

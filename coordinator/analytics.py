@@ -138,7 +138,15 @@ _INDEXES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("telemetry", ("ts",)),
     ("event_log", ("ts",)),
     ("event_log", ("site", "id")),
+    ("forecasts", ("sender", "series", "target_start", "horizon_s")),
+    ("lifecycle", ("stage", "delivery_end", "updated")),  # settlement latency, read from the index alone
 )
+
+# Which telemetry devices a forecast series is measured by, and the sign that makes it positive
+# (device sign: + = delivering, so a load's consumption is negative).
+_ACTUAL = {"demand": ("load", -1.0), "pv": ("pv", 1.0)}
+FORECAST_SUMMARY_S = 86_400.0  # the error summary's default period: the day before the newest forecast
+SETTLE_BUCKETS_S = (60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0)  # settlement latency histogram
 
 
 class Analytics:
@@ -426,6 +434,129 @@ class Analytics:
         nxt = encode_cursor("tel", [rows[-1]["ts"], rows[-1]["record_id"]]) if len(rows) == limit else None
         return Page(rows, nxt)
 
+    # ------------------------------------------------------------------ forecast vs actual
+
+    def _actuals(
+        self, sender: str, series: str, start: float, end: float
+    ) -> tuple[list[float], list[float], float | None]:
+        """The site's measured ``series`` power per telemetry record in ``[start, end)`` (times
+        and values, in time order; records without such a device are left out) and the newest
+        telemetry time of the site."""
+        kind, sign = _ACTUAL[series]
+        rows = self.store.query(
+            """select ts, (select sum(json_extract(d.value, '$.power_w')) from json_each(t.devices) d
+                              where json_extract(d.value, '$.kind') = ?) as p
+               from telemetry t where sender = ? and ts >= ? and ts < ? order by ts""",
+            [kind, sender, start, end],
+        )
+        last = self.store.one("select max(ts) as ts from telemetry where sender = ?", [sender])
+        ts = [float(r["ts"]) for r in rows if r["p"] is not None]
+        vals = [sign * float(r["p"]) for r in rows if r["p"] is not None]
+        return ts, vals, (float(last["ts"]) if last and last["ts"] is not None else None)
+
+    def _with_actuals(self, sender: str, series: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each forecast row with the actual mean over its window (None until the window has
+        passed in the site's telemetry) and its error."""
+        import bisect
+
+        if not rows:
+            return rows
+        ts, vals, last = self._actuals(sender, series, min(r["target_start"] for r in rows),
+                                       max(r["target_end"] for r in rows))
+        for r in rows:
+            lo, hi = bisect.bisect_left(ts, r["target_start"]), bisect.bisect_left(ts, r["target_end"])
+            done = last is not None and last >= r["target_end"] and hi > lo
+            actual = sum(vals[lo:hi]) / (hi - lo) if done else None
+            r["actual_w"] = None if actual is None else round(actual, 1)
+            r["actual_samples"] = hi - lo if done else 0
+            r["error_w"] = None if actual is None else round(r["point_w"] - actual, 1)
+            r["in_80"] = None if actual is None else r["lower80_w"] <= actual <= r["upper80_w"]
+            r["in_95"] = None if actual is None else r["lower95_w"] <= actual <= r["upper95_w"]
+        return rows
+
+    def forecasts(
+        self,
+        sender: str,
+        series: str = "demand",
+        horizon_s: float | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        cursor: str | None = None,
+        limit: int = 500,
+    ) -> Page:
+        """A site's forecasts of ``series`` against what its telemetry measured, by target
+        window (``since``/``until`` filter ``target_start``), then horizon."""
+        self.participant(sender)
+        if series not in _ACTUAL:
+            raise AnalyticsError(f"unknown series {series!r}")
+        after = decode_cursor(cursor, "fc", (float, float))
+        where, params = _range("target_start", since, until)
+        if horizon_s is not None:
+            where += " and horizon_s = ?"
+            params.append(float(horizon_s))
+        if after:
+            where += " and (target_start > ? or (target_start = ? and horizon_s > ?))"
+            params += [after[0], after[0], after[1]]
+        rows = self.store.query(
+            f"""select series, horizon_s, target_start, target_end, made_ts, point_w, lower80_w, upper80_w,
+                       lower95_w, upper95_w, model
+                from forecasts where sender = ? and series = ? {where}
+                order by target_start, horizon_s limit ?""",
+            [sender, series, *params, limit],
+        )
+        for r in rows:
+            for k in ("horizon_s", "target_start", "target_end", "made_ts"):
+                r[k] = float(r[k])
+        rows = self._with_actuals(sender, series, rows)
+        nxt = encode_cursor("fc", [rows[-1]["target_start"], rows[-1]["horizon_s"]]) if len(rows) == limit else None
+        return Page(rows, nxt)
+
+    def forecast_error(
+        self, sender: str, series: str = "demand", since: float | None = None, until: float | None = None
+    ) -> dict[str, Any]:
+        """Per horizon over a period (default: the day before the site's newest forecast): MAE,
+        MAPE (over windows whose actual is at least 1 W), bias (mean of forecast - actual) and how
+        often the actual fell inside the 80 % and 95 % intervals. Only windows already measured
+        count (``n``); coverage counts only forecasts with an interval (``n_interval``): until a
+        site's forecaster has calibrated its intervals it sends zero-width bands."""
+        self.participant(sender)
+        if series not in _ACTUAL:
+            raise AnalyticsError(f"unknown series {series!r}")
+        _range("target_start", since, until)  # checks the order
+        if since is None:
+            newest = self.store.one("select max(target_start) as t from forecasts where sender = ? and series = ?",
+                                    [sender, series])
+            if newest and newest["t"] is not None:
+                since = float(newest["t"]) - FORECAST_SUMMARY_S
+                if until is not None and until < since:
+                    since = until
+        where, params = _range("target_start", since, until)
+        rows = self.store.query(
+            f"""select horizon_s, target_start, target_end, point_w, lower80_w, upper80_w, lower95_w, upper95_w
+                from forecasts where sender = ? and series = ? {where} order by target_start""",
+            [sender, series, *params],
+        )
+        rows = self._with_actuals(sender, series, rows)
+        out: list[dict[str, Any]] = []
+        for h in sorted({float(r["horizon_s"]) for r in rows}):
+            done = [r for r in rows if float(r["horizon_s"]) == h and r["actual_w"] is not None]
+            n = len(done)
+            pct = [abs(r["error_w"]) / r["actual_w"] for r in done if r["actual_w"] >= 1.0]
+            banded = [r for r in done if r["upper95_w"] > r["lower95_w"]]
+            nb = len(banded)
+            out.append({
+                "horizon_s": h,
+                "forecasts": sum(1 for r in rows if float(r["horizon_s"]) == h),
+                "n": n,
+                "mae_w": round(sum(abs(r["error_w"]) for r in done) / n, 1) if n else None,
+                "mape_pct": round(100.0 * sum(pct) / len(pct), 2) if pct else None,
+                "bias_w": round(sum(r["error_w"] for r in done) / n, 1) if n else None,
+                "n_interval": nb,
+                "coverage80": round(sum(bool(r["in_80"]) for r in banded) / nb, 4) if nb else None,
+                "coverage95": round(sum(bool(r["in_95"]) for r in banded) / nb, 4) if nb else None,
+            })
+        return {"address": sender, "series": series, "since": since, "until": until, "horizons": out}
+
     # ------------------------------------------------------------------ event log
 
     def add_event(
@@ -562,6 +693,34 @@ class Analytics:
     def rejection_counts(self) -> dict[str, int]:
         rows = self.store.query("select reason, count(*) as n from rejections group by reason")
         return {str(r["reason"]): int(r["n"]) for r in rows}
+
+    def settlement_latency(self) -> tuple[list[int], int, float]:
+        """Settled intervals' time from the end of delivery to the market loop seeing them
+        settled on chain (the coordinator's clock; 0 for an interval settled before its delivery
+        ended, e.g. one with nothing to deliver): cumulative counts per
+        :data:`SETTLE_BUCKETS_S` bound, the count and the sum (s)."""
+        lat = "max(0.0, updated - delivery_end)"
+        buckets = ", ".join(
+            f"sum(case when {lat} <= {b!r} then 1 else 0 end) as b{i}" for i, b in enumerate(SETTLE_BUCKETS_S)
+        )
+        row = self.store.one(
+            f"""select {buckets}, count(*) as n, coalesce(sum({lat}), 0.0) as s from lifecycle
+                where stage = 'settled' and updated is not null and delivery_end is not null"""
+        ) or {}
+        counts = [int(row.get(f"b{i}") or 0) for i in range(len(SETTLE_BUCKETS_S))]
+        return counts, int(row.get("n") or 0), float(row.get("s") or 0.0)
+
+    def outbox_backlog(self, now: float, max_age_s: float = 3_600.0) -> tuple[int, int, int]:
+        """The outbox backlog agents reported in their newest telemetry of the last
+        ``max_age_s``: sites reporting, total pending records, the largest one site has."""
+        row = self.store.one(
+            """select count(*) as n, coalesce(sum(p), 0) as total, coalesce(max(p), 0) as top from (
+                 select (select outbox_pending from telemetry t where t.sender = s.sender and t.ts >= ?
+                         order by t.ts desc limit 1) as p
+                 from (select distinct sender from telemetry where ts >= ?) s) where p is not null""",
+            [now - max_age_s, now - max_age_s],
+        ) or {}
+        return int(row.get("n") or 0), int(row.get("total") or 0), int(row.get("top") or 0)
 
     def latest_settled(self) -> dict[str, Any] | None:
         return self.store.one(

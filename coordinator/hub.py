@@ -19,7 +19,7 @@ from coordinator.store import Store
 from gridswarm.chain import recover_meter_signer
 from gridswarm.clock import Clock
 from gridswarm.envelope import Envelope, EnvelopeError, MalformedEnvelope, Signer, Verifier, verify_key_from_hex
-from gridswarm.messages import Ack, Alarm, BorrowRequest, ConfigResult, Hello, Meter, Telemetry, validate_body
+from gridswarm.messages import Ack, Alarm, BorrowRequest, ConfigResult, Forecast, Hello, Meter, Telemetry, validate_body
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +117,7 @@ class Hub:
                         "net_export_w": body.net_export_w,
                         "soc": body.soc,
                         "devices": json.dumps({k: v.model_dump(exclude_none=True) for k, v in body.devices.items()}),
+                        "outbox_pending": body.outbox_pending,
                     },
                     pk=("sender", "record_id"),
                 )
@@ -173,6 +174,14 @@ class Hub:
                 self.fleet.on_alarm(env.sender, body)
             if self.events is not None:
                 self.events.record_alarm(self.clock.now(), env.sender, body.model_dump())
+            return Ack(kind=env.kind, seq=env.seq).model_dump()
+        if isinstance(body, Forecast):
+            now = self.clock.now()
+            if not now - 86_400.0 <= body.made_ts <= now + 300.0:  # agents expire them after a day too
+                raise MalformedEnvelope(
+                    f"forecast made_ts {body.made_ts:.0f} is not within the last day (now {now:.0f})")
+            points = [p.model_dump() for p in body.points]
+            self.store.add_forecasts(env.sender, body.record_id, body.made_ts, points, now)
             return Ack(kind=env.kind, seq=env.seq).model_dump()
         if isinstance(body, ConfigResult):
             if self.events is not None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -21,6 +21,7 @@ _ACCEPTED = {
     "meter": "select count(*) as n from readings",
     "ack": "select count(*) as n from acks",
     "alarm": "select count(*) as n from event_log where kind = 'alarm'",
+    "forecast": "select count(distinct sender || ':' || record_id) as n from forecasts",
     "config_result": "select count(*) as n from event_log where kind in ('config_applied', 'config_refused')"
     " and json_extract(data, '$.reason') != 'link broken'",
 }
@@ -72,6 +73,27 @@ class CoordinatorCollector(Collector):
         r = store.one("select count(*) as n from event_log where kind = 'alarm' and acked_at is null")
         alarms.add_metric([], int(r["n"]) if r else 0)
         yield alarms
+        from coordinator.analytics import SETTLE_BUCKETS_S
+
+        counts, n, total = analytics.settlement_latency()
+        settle = HistogramMetricFamily(
+            "gridswarm_settlement_latency_seconds",
+            "From the end of an interval's delivery to the market loop seeing it settled on chain (coordinator clock)",
+        )
+        buckets = [(repr(b), c) for b, c in zip(SETTLE_BUCKETS_S, counts, strict=True)]
+        settle.add_metric([], [*buckets, ("+Inf", n)], total)
+        yield settle
+        sites, pending, top = analytics.outbox_backlog(c.clock.now())
+        for name, doc, value in (
+            ("gridswarm_agent_outbox_pending", "Records waiting in agents' outboxes, summed over the sites that "
+             "reported in the last hour (each site's newest telemetry)", pending),
+            ("gridswarm_agent_outbox_pending_max",
+             "The largest outbox backlog one site reported in the last hour", top),
+            ("gridswarm_agents_reporting_outbox", "Sites that reported their outbox backlog in the last hour", sites),
+        ):
+            g = GaugeMetricFamily(name, doc)
+            g.add_metric([], value)
+            yield g
 
 
 def registry_for(coord: Coordinator) -> CollectorRegistry:

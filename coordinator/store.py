@@ -97,8 +97,16 @@ SCHEMA: dict[str, tuple[dict[str, Any], str | tuple[str, ...]]] = {
         ("interval", "participant"),
     ),
     "telemetry": (
-        {"sender": str, "record_id": int, "ts": float, "net_export_w": float, "soc": float, "devices": str},
+        {"sender": str, "record_id": int, "ts": float, "net_export_w": float, "soc": float, "devices": str,
+         "outbox_pending": int},
         ("sender", "record_id"),
+    ),
+    # Sites' own forecasts (``forecast`` envelopes), one row per target window, series and horizon.
+    "forecasts": (
+        {"sender": str, "series": str, "horizon_s": float, "target_start": float, "target_end": float,
+         "made_ts": float, "point_w": float, "lower80_w": float, "upper80_w": float, "lower95_w": float,
+         "upper95_w": float, "model": str, "record_id": int},
+        ("sender", "series", "horizon_s", "target_start"),
     ),
     "acks": (
         {"sender": str, "interval": int, "kind": str, "seq": int, "ok": int, "reason": str},
@@ -141,6 +149,9 @@ SCHEMA: dict[str, tuple[dict[str, Any], str | tuple[str, ...]]] = {
 }
 
 
+FORECAST_KEEP_S = 7 * 86_400.0  # forecasts are kept as long as the fleet keeps telemetry by default
+
+
 class Store:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
@@ -162,6 +173,9 @@ class Store:
             ("telemetry", "ts"),
         ):
             self.db[table].create_index([col], if_not_exists=True)
+        if "outbox_pending" not in self.db["telemetry"].columns_dict:  # files from before agents reported it
+            self.db["telemetry"].add_column("outbox_pending", int)
+        self.db["forecasts"].create_index(["target_start"], if_not_exists=True)  # retention
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
@@ -263,6 +277,25 @@ class Store:
 
     def last_seqs(self) -> dict[str, int]:
         return {r["sender"]: int(r["last_seq"]) for r in self.query("select sender, last_seq from envelope_seq")}
+
+    # ------------------------------------------------------------ forecasts (read by coordinator/analytics.py)
+
+    def add_forecasts(
+        self, sender: str, record_id: int, made_ts: float, points: list[dict[str, Any]], now: float
+    ) -> int:
+        """Store one ``forecast`` record's points (a re-sent record overwrites itself) and apply
+        the retention rule (:data:`FORECAST_KEEP_S` on the coordinator's clock) every 100th
+        record of a sender. Returns how many points were stored."""
+        rows = [{"sender": sender, "made_ts": made_ts, "record_id": record_id, **p} for p in points]
+        with self.transaction() as db:
+            db["forecasts"].upsert_all(rows, pk=("sender", "series", "horizon_s", "target_start"))
+            if record_id % 100 == 0:
+                db.execute("delete from forecasts where target_start < ?", [now - FORECAST_KEEP_S])
+        return len(rows)
+
+    def prune_forecasts(self, before: float) -> int:
+        with self.transaction() as db:
+            return int(db.execute("delete from forecasts where target_start < ?", [before]).rowcount)
 
     def participant_key(self, address: str) -> str | None:
         row = self.one("select ed25519_key from participants where address = ? and registered = 1", [address])

@@ -25,6 +25,7 @@ from web3 import Web3
 
 from gridswarm.chain import ChainUnavailable, Deployment, connect
 from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
+from gridswarm.demo_dashboard import dashboard_figures, print_dashboard
 from gridswarm.devnet import Ganache, free_port
 from gridswarm.errors import GridSwarmError
 from gridswarm.keys import derive_ed25519, derive_eth_account, new_operator_key, write_ed25519, write_eth_key
@@ -280,6 +281,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
             trades = client.get("/api/v1/trades", params={"limit": 10000}).json()["data"]
             order_txs = [o["tx"] for iv in intervals for o in client.get(f"/api/v1/intervals/{iv['id']}").json()["orders"]]
             fleet = client.get("/api/v1/fleet").json()
+            dashboard = dashboard_figures(client, list(people))  # forecast vs actual, /metrics
         after = _balances(w3, dep, watched)
         market_after = int(dep.token_contract(w3).functions.balanceOf(dep.market).call())
         report = _report(
@@ -289,7 +291,9 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         report["site_control"] = _site_control(out, len(roles))
         report["fleet"] = _fleet_report(fleet, trades, {int(iv["id"]) for iv in intervals})
         report["wall_seconds"] = round(time.monotonic() - t_start, 1)
+        report["dashboard"] = dashboard
         (out / "report.json").write_text(json.dumps(report, indent=2))
+        print_dashboard(dashboard, {p.get("address", ""): p.get("site", "") for p in report["participants"]})
         _print_summary(report, out)
         if opts.serve:
             _serve_until_stopped(base, key_file, procs)

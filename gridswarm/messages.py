@@ -138,6 +138,54 @@ class Telemetry(_Body):
     frequency_hz: float | None = Field(default=None, ge=40.0, le=70.0, allow_inf_nan=False)
     response_w: float | None = Field(default=None, **_W)  # type: ignore[arg-type]
     emergency_opt_in: bool | None = None
+    outbox_pending: int | None = Field(default=None, ge=0, le=10**9)  # the agent's unacknowledged records
+
+
+_FW = {"ge": 0.0, "le": 1e9, "allow_inf_nan": False}  # a forecast power: finite, 0..1 GW
+
+
+class ForecastPoint(_Body):
+    """One forecast of a site's mean ``series`` power (W) over ``[target_start, target_end)``,
+    made ``horizon_s`` ahead, with its 80 % and 95 % prediction intervals."""
+
+    series: str = Field(pattern="^(demand|pv)$")
+    horizon_s: float = Field(gt=0.0, le=86_400.0, allow_inf_nan=False)
+    target_start: float = Field(ge=0.0, le=1e11, allow_inf_nan=False)
+    target_end: float = Field(ge=0.0, le=1e11, allow_inf_nan=False)
+    point_w: float = Field(**_FW)  # type: ignore[arg-type]
+    lower80_w: float = Field(**_FW)  # type: ignore[arg-type]
+    upper80_w: float = Field(**_FW)  # type: ignore[arg-type]
+    lower95_w: float = Field(**_FW)  # type: ignore[arg-type]
+    upper95_w: float = Field(**_FW)  # type: ignore[arg-type]
+    model: str = Field(min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ForecastPoint:
+        if not 0 < self.target_end - self.target_start <= 86_400:
+            length = self.target_end - self.target_start
+            raise ValueError(f"target_end must be after target_start, within a day (got {length:g} s)")
+        eps = 1e-6 * max(1.0, self.upper95_w)
+        if not (self.lower95_w <= self.lower80_w + eps and self.lower80_w <= self.upper80_w + eps
+                and self.upper80_w <= self.upper95_w + eps):
+            raise ValueError("intervals must nest: lower95_w <= lower80_w <= upper80_w <= upper95_w")
+        return self
+
+
+class Forecast(_Body):
+    """A site's forecasts made at ``made_ts`` (one per series and horizon). Each target lies
+    after ``made_ts`` and at most a day ahead."""
+
+    record_id: int = Field(ge=0)
+    made_ts: float = Field(ge=0.0, le=1e11, allow_inf_nan=False)
+    points: list[ForecastPoint] = Field(min_length=1, max_length=16)
+
+    @model_validator(mode="after")
+    def _ahead(self) -> Forecast:
+        for p in self.points:
+            if not (self.made_ts - 3_600.0 <= p.target_start and p.target_end <= self.made_ts + 86_400.0):
+                raise ValueError(f"{p.series} target [{p.target_start:g}, {p.target_end:g}) is not within a day "
+                                 f"of made_ts {self.made_ts:g}")
+        return self
 
 
 class Alarm(_Body):
@@ -231,6 +279,7 @@ SCHEMAS: dict[str, type[_Body]] = {
     "meter": Meter,
     "telemetry": Telemetry,
     "alarm": Alarm,
+    "forecast": Forecast,
     "error": Error,
     "config": Config,
     "config_result": ConfigResult,

@@ -104,6 +104,7 @@ class SitePlanner:
         self._last_spike: float | None = None
         self._warned: str | None = None
         self._observe_failed = False
+        self.on_outlook: Any = None  # called with each new outlook (the runtime reports it: agent/forecast_report.py)
 
     # ------------------------------------------------------------------ control loop side
 
@@ -216,6 +217,8 @@ class SitePlanner:
             self.stats.forecast = None
         else:
             self.stats.forecast = outlook.as_dict()
+            if self.on_outlook is not None:
+                self.on_outlook(outlook)
             d5 = (outlook.demand_peak or outlook.demand)[min(outlook.demand)]
             self.site.set_demand_forecast(now, until, max(d5.upper80_w, 0.0))
             d15 = outlook.demand[max(outlook.demand)]

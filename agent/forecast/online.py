@@ -63,6 +63,9 @@ class SeriesOutlook:
     peak_offset_s: float  # start of that step, seconds after the outlook's start_ts
     model: str
     fallback: str | None
+    # The horizon's last step, [start_ts + horizon_s - step_s, start_ts + horizon_s): point,
+    # 80 % and 95 % bounds (W), as the agent reports it to the coordinator (agent/forecast_report.py).
+    last_step: tuple[float, float, float, float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,9 +190,11 @@ class _Series:
             if not all(math.isfinite(float(x)) for a in arrays for x in a):
                 raise FloatingPointError(f"{fc.model} forecast is not finite")
             start = fc.start_ts
+            last = (float(fc.point[-1]), float(fc.lower80[-1]), float(fc.upper80[-1]),
+                    float(fc.lower95[-1]), float(fc.upper95[-1]))
             out[h_s] = SeriesOutlook(h_s, float(fc.point.mean()), float(fc.lower80.mean()), float(fc.upper80.mean()),
                                      float(fc.upper80.max()), float(fc.upper80.argmax()) * self.step_s,
-                                     fc.model, fc.fallback)
+                                     fc.model, fc.fallback, last)
         return start, out
 
 

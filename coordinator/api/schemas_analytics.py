@@ -205,6 +205,97 @@ class TelemetryPage(BaseModel):
     next_cursor: str | None = None
 
 
+class ForecastPoint(BaseModel):
+    """One forecast of a site's mean power over ``[target_start, target_end)`` made
+    ``horizon_s`` ahead (W), and what the site's telemetry measured over that window:
+    ``actual_w`` is None until the window has passed (``actual_samples`` telemetry records)."""
+
+    series: Literal["demand", "pv"]
+    horizon_s: float
+    target_start: float
+    target_end: float
+    made_ts: float
+    point_w: float
+    lower80_w: float
+    upper80_w: float
+    lower95_w: float
+    upper95_w: float
+    model: str
+    actual_w: float | None = None
+    actual_samples: int = 0
+    error_w: float | None = Field(default=None, description="point_w - actual_w")
+    in_80: bool | None = None
+    in_95: bool | None = None
+
+
+_FORECAST_EXAMPLE = {
+    "series": "demand",
+    "horizon_s": 300.0,
+    "target_start": 1782054900.0,
+    "target_end": 1782055200.0,
+    "made_ts": 1782054901.0,
+    "point_w": 2310.5,
+    "lower80_w": 1980.0,
+    "upper80_w": 2650.2,
+    "lower95_w": 1790.4,
+    "upper95_w": 2890.0,
+    "model": "auto:level_shift_daily",
+    "actual_w": 2402.7,
+    "actual_samples": 30,
+    "error_w": -92.2,
+    "in_80": True,
+    "in_95": True,
+}
+
+
+class ForecastPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"data": [_FORECAST_EXAMPLE], "next_cursor": "WyJmYyIsMTc4MjA1NDkwMC4wLDMwMC4wXQ"}]}
+    )
+
+    data: list[ForecastPoint]
+    next_cursor: str | None = None
+
+
+class ForecastHorizonError(BaseModel):
+    horizon_s: float
+    forecasts: int = Field(description="forecasts in the period")
+    n: int = Field(description="of which already measured (the figures below are over these)")
+    mae_w: float | None = Field(default=None, description="mean absolute error (W)")
+    mape_pct: float | None = Field(default=None, description="mean absolute percentage error, over actuals >= 1 W")
+    bias_w: float | None = Field(default=None, description="mean of forecast - actual (W)")
+    n_interval: int = Field(default=0, description="measured forecasts with an interval (the coverage is over these)")
+    coverage80: float | None = Field(default=None, description="share of actuals inside the 80 % interval")
+    coverage95: float | None = Field(default=None, description="share of actuals inside the 95 % interval")
+
+
+class ForecastError(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "address": _ADDR_EXAMPLE,
+                    "series": "demand",
+                    "since": 1781968500.0,
+                    "until": None,
+                    "horizons": [
+                        {"horizon_s": 300.0, "forecasts": 288, "n": 287, "mae_w": 181.4, "mape_pct": 8.21,
+                         "bias_w": -12.5, "n_interval": 263, "coverage80": 0.8153, "coverage95": 0.9512},
+                        {"horizon_s": 900.0, "forecasts": 288, "n": 285, "mae_w": 240.9, "mape_pct": 10.77,
+                         "bias_w": -20.1, "n_interval": 261, "coverage80": 0.7754, "coverage95": 0.9368},
+                    ],
+                }
+            ]
+        }
+    )
+
+    address: str
+    series: Literal["demand", "pv"]
+    since: float | None = None
+    until: float | None = None
+    horizons: list[ForecastHorizonError]
+
+
 class Event(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={

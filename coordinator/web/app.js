@@ -172,6 +172,50 @@ async function loadSite() {
     ["delivered Wh", (t) => t.delivered_wh], ["amount (tokens)", (t) => tokens(t.amount)], ["penalty (tokens)", (t) => tokens(t.penalty)],
     ["settle tx", (t) => el("span", { class: "mono" }, short(t.settle_tx))],
   ], trades.data);
+  await loadForecast(addr, site.ts);
+}
+
+// The site's own demand forecast (sent by its agent) with its 80 % and 95 % bands against the
+// demand its telemetry measured, over the last six hours of the site's telemetry.
+async function loadForecast(addr, lastTs) {
+  const horizon = document.getElementById("forecast-horizon").value;
+  const since = lastTs ? `&since=${Math.max(0, Math.floor(lastTs - 6 * 3600))}` : "";
+  const [rows, err] = await Promise.all([
+    allPages(`${API}/sites/${addr}/forecasts?series=demand&horizon_s=${horizon}&limit=1000${since}`, 3),
+    getJSON(`${API}/sites/${addr}/forecasts/error?series=demand`),
+  ]);
+  const h = err.horizons.find((x) => x.horizon_s === Number(horizon)) || {};
+  const pct = (v) => (v == null ? null : `${(v * 100).toFixed(0)} %`);
+  cards("forecast-cards", [
+    ["model", rows.length ? rows[rows.length - 1].model : null],
+    ["measured / forecasts (last day)", h.forecasts == null ? null : `${h.n} / ${h.forecasts}`],
+    ["MAE (W)", h.mae_w?.toFixed(0)], ["MAPE", h.mape_pct == null ? null : `${h.mape_pct.toFixed(1)} %`],
+    ["bias (W)", h.bias_w?.toFixed(0)],
+    [`in 80 % band (of ${h.n_interval ?? 0} with a band)`, pct(h.coverage80)], ["in 95 % band", pct(h.coverage95)],
+  ]);
+  const box = document.getElementById("chart-forecast");
+  box.dataset.points = String(rows.length);
+  box.dataset.measured = String(rows.filter((r) => r.actual_w != null).length);
+  const at = (r) => (r.target_start + r.target_end) / 2 * 1000;
+  // a band is two stacked lines: the lower bound (invisible) and the width above it (filled)
+  const band = (name, lo, hi, color) => [
+    { name, type: "line", stack: name, data: rows.map((r) => [at(r), r[lo]]), lineStyle: { opacity: 0 }, showSymbol: false,
+      itemStyle: { color }, tooltip: { show: false } },
+    { name, type: "line", stack: name, data: rows.map((r) => [at(r), r[hi] - r[lo]]), lineStyle: { opacity: 0 }, showSymbol: false,
+      itemStyle: { color }, areaStyle: { color }, tooltip: { show: false } },
+  ];
+  chart("chart-forecast").setOption({
+    title: rows.length ? undefined : { text: "no forecasts reported yet", left: "center", top: "middle", textStyle: { color: "#667085", fontSize: 13 } },
+    tooltip: { trigger: "axis" }, legend: { top: 0, data: ["forecast W", "actual W", "80 % interval", "95 % interval"] },
+    grid: { top: 40, left: 60, right: 30, bottom: 30 },
+    xAxis: { type: "time" }, yAxis: { type: "value", name: "W" },
+    series: [
+      ...band("95 % interval", "lower95_w", "upper95_w", "rgba(31,111,235,.15)"),
+      ...band("80 % interval", "lower80_w", "upper80_w", "rgba(31,111,235,.3)"),
+      { name: "forecast W", type: "line", data: rows.map((r) => [at(r), r.point_w]), showSymbol: false, lineStyle: { type: "dashed", color: "#1f6feb" }, itemStyle: { color: "#1f6feb" } },
+      { name: "actual W", type: "line", data: rows.filter((r) => r.actual_w != null).map((r) => [at(r), r.actual_w]), showSymbol: false, lineStyle: { color: "#c0362c" }, itemStyle: { color: "#c0362c" } },
+    ],
+  }, true);
 }
 
 // ---------------------------------------------------------------- fleet
@@ -352,6 +396,7 @@ async function show() {
 
 window.addEventListener("hashchange", show);
 document.getElementById("site-select").addEventListener("change", loadSite);
+document.getElementById("forecast-horizon").addEventListener("change", loadSite);
 document.getElementById("events-unacked").addEventListener("change", loadEvents);
 document.getElementById("config-form").addEventListener("submit", sendConfig);
 document.getElementById("operator-key").value = sessionStorage.getItem("operatorKey") || "";

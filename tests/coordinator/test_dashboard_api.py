@@ -69,6 +69,14 @@ BAD_GETS = [
     ("/api/v1/participants/0x12/summary", 422),
     (f"/api/v1/participants/{ADDR}/intervals?tariff_import=-1", 422),
     (f"/api/v1/sites/{ADDR}/telemetry", 404),
+    (f"/api/v1/sites/{ADDR}/forecasts", 404),
+    (f"/api/v1/sites/{ADDR}/forecasts/error", 404),
+    ("/api/v1/sites/0x12/forecasts", 422),
+    (f"/api/v1/sites/{ADDR}/forecasts?series=wind", 422),
+    (f"/api/v1/sites/{ADDR}/forecasts?horizon_s=0", 422),
+    (f"/api/v1/sites/{ADDR}/forecasts?horizon_s=nan", 422),
+    (f"/api/v1/sites/{ADDR}/forecasts?limit=5000", 422),
+    (f"/api/v1/sites/{ADDR}/forecasts/error?until=-5", 422),
     ("/api/v1/events?kind=party", 422),
     ("/api/v1/events?cursor=WyJtYXJrZXQiLDFd", 400),
     ("/api/v1/events/stream?after=-1", 422),
@@ -87,13 +95,18 @@ def test_bad_input_gets_a_4xx_with_a_reason(running: Running, path: str, status:
 def test_lists_answer_in_json_and_csv(running: Running) -> None:
     addr = running.market.participants[0].account.address
     for path in ("/api/v1/market/series", "/api/v1/market/trades", f"/api/v1/participants/{addr}/intervals",
-                 f"/api/v1/sites/{addr}/telemetry", "/api/v1/events"):
+                 f"/api/v1/sites/{addr}/telemetry", f"/api/v1/sites/{addr}/forecasts", "/api/v1/events"):
         assert httpx.get(running.base + path, timeout=10).json()["next_cursor"] is None
         r = httpx.get(running.base + path, params={"format": "csv"}, timeout=10)
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
         assert "," in r.text.splitlines()[0]
     summary = httpx.get(running.base + f"/api/v1/participants/{addr}/summary", timeout=10).json()
     assert summary["saving"] == 0 and summary["tariff"] == {"import_price": 300, "export_price": 80}
+    for bad in ({"since": 20, "until": 10}, {"cursor": "WyJtYXJrZXQiLDFd"}):  # backwards range, another list's cursor
+        r = httpx.get(running.base + f"/api/v1/sites/{addr}/forecasts", params=bad, timeout=10)
+        assert r.status_code == 400 and r.json()["detail"], r.text
+    err = httpx.get(running.base + f"/api/v1/sites/{addr}/forecasts/error", timeout=10).json()
+    assert err["horizons"] == [] and err["series"] == "demand"
     sites = httpx.get(running.base + "/api/v1/sites", timeout=10).json()
     assert sites["count"] == len(running.market.participants)
 
@@ -277,3 +290,33 @@ def test_coordinator_process_logs_json_lines_when_asked(ganache: Ganache, tmp_pa
     lines = [json.loads(line) for line in err.splitlines() if line.strip()]
     assert lines, err
     assert any(r["logger"] == "coordinator.hub" and "rejected" in r["message"] for r in lines), err
+
+
+def _forecast(running: Running, body: dict[str, object]) -> httpx.Response:
+    p = running.market.participants[2]
+    seq = int(time.time() * 1000)
+    env = Signer(p.ed25519, p.account.address, running.clock, lambda: seq, ttl_s=600).sign("forecast", body)
+    return httpx.post(running.base + "/api/v1/messages", content=env.to_json(), timeout=10)
+
+
+def test_forecast_records_are_stored_or_refused_with_a_reason(running: Running) -> None:
+    addr = running.market.participants[2].account.address
+    now = running.clock.now()
+    point = {"series": "demand", "horizon_s": 300.0, "target_start": now, "target_end": now + 300.0, "point_w": 800.0,
+             "lower80_w": 700.0, "upper80_w": 900.0, "lower95_w": 650.0, "upper95_w": 950.0, "model": "auto:persistence"}
+    url = running.base + f"/api/v1/sites/{addr}/forecasts"
+    bad = [
+        ({"record_id": 1, "made_ts": now, "points": [{**point, "point_w": 1e12}]}, "point_w"),
+        ({"record_id": 1, "made_ts": now, "points": [{**point, "lower95_w": 750.0}]}, "nest"),
+        ({"record_id": 1, "made_ts": now - 3 * 86_400, "points": [point]}, "within"),  # older than the outbox keeps it
+        ({"record_id": 1, "made_ts": now + 86_400, "points": [{**point, "target_start": now + 86_400,
+                                                               "target_end": now + 86_700}]}, "within the last day"),
+    ]
+    for body, reason in bad:
+        r = _forecast(running, body)
+        assert r.status_code == 400 and reason in r.json()["detail"]["message"], r.text
+    assert httpx.get(url, timeout=10).json()["data"] == []  # nothing stored
+    assert _forecast(running, {"record_id": 2, "made_ts": now, "points": [point]}).status_code == 200
+    (row,) = httpx.get(url, timeout=10).json()["data"]
+    assert (row["point_w"], row["upper95_w"], row["target_start"]) == (800.0, 950.0, now)
+    assert row["actual_w"] is None  # the window has not passed in any telemetry yet

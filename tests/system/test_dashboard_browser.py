@@ -1,6 +1,8 @@
 """The dashboard as an operator uses it, in Debian's Chromium driven by Playwright, against
 the coordinator of a real `gridswarm demo --serve` run (Ganache, coordinator and four agent
-processes): every view loads with data and no console error, an alarm appears live, a
+processes): every view loads with data and no console error (the site view's forecast chart
+with forecasts its agent sent and the demand it measured), /metrics has the settlement latency
+of every settled interval and the agents' outbox backlog, an alarm appears live, a
 configuration change reaches an agent, a refused one shows the agent's reason, and a change
 without the operator key is refused. Screenshots of each view go to build/screenshots/ (the
 copies the README shows are refreshed with GRIDSWARM_SCREENSHOTS=docs/screenshots)."""
@@ -104,8 +106,23 @@ def _send_alarm(demo: Demo, site: int, code: str) -> None:
     raise AssertionError("the alarm was refused as a replay ten times")
 
 
+def _metrics(base: str) -> dict[str, float]:
+    return {line.split()[0]: float(line.split()[-1]) for line in httpx.get(base + "/metrics", timeout=10).text.splitlines()
+            if line and not line.startswith("#")}
+
+
 def test_operator_dashboard_in_a_real_browser(demo: Demo) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
+    # /metrics of the demo's coordinator: every settled interval's latency, the agents' backlog
+    metrics = _metrics(demo.base)
+    settled = httpx.get(demo.base + "/api/v1/market/series", params={"limit": 1000}, timeout=10).json()["data"]
+    n_settled = sum(1 for p in settled if p["status"] == "settled")
+    assert n_settled > 0 and metrics["gridswarm_settlement_latency_seconds_count"] == n_settled
+    assert metrics['gridswarm_settlement_latency_seconds_bucket{le="+Inf"}'] == n_settled
+    assert metrics["gridswarm_settlement_latency_seconds_sum"] > 0
+    assert metrics["gridswarm_agents_reporting_outbox"] == 4
+    assert metrics["gridswarm_agent_outbox_pending"] >= metrics["gridswarm_agent_outbox_pending_max"] >= 0
+    assert metrics['gridswarm_messages_accepted_total{kind="forecast"}'] > 0
     # the site with the most energy traded: its view has trades and settlements to show
     sites = httpx.get(demo.base + "/api/v1/sites", timeout=10).json()["data"]
     traded = {s["address"]: httpx.get(f"{demo.base}/api/v1/participants/{s['address']}/summary", timeout=10).json()
@@ -133,6 +150,14 @@ def test_operator_dashboard_in_a_real_browser(demo: Demo) -> None:
         expect(page.locator("#site-trades tbody tr").first).not_to_contain_text("nothing yet", timeout=15_000)
         expect(page.locator("#site-cards")).to_contain_text("connected")
         assert _rows(page, "site-trades") > 0
+        # the site's own demand forecast with its bands against the demand its telemetry measured
+        chart = page.locator("#chart-forecast")
+        expect(chart).to_have_attribute("data-measured", re.compile(r"^[1-9][0-9]*$"), timeout=15_000)
+        assert int(chart.get_attribute("data-points") or 0) >= int(chart.get_attribute("data-measured") or 0) > 0
+        assert chart.locator("canvas").count() == 1
+        expect(page.locator("#forecast-cards")).to_contain_text("MAE")
+        expect(page.locator("#forecast-cards")).to_contain_text("auto:")
+        page.wait_for_timeout(400)  # chart animations
         page.screenshot(path=str(SHOTS / "site.png"), full_page=True)
 
         _show(page, "fleet")

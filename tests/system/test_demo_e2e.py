@@ -99,6 +99,18 @@ def test_demo_trades_dispatches_meters_and_settles_on_chain(ganache: Ganache, tm
     assert fleet["totals"]["sites"] == 4 and fleet["totals"]["storage_devices"] == storage
     assert 0 < fleet["service"]["armed_w"] <= fleet["service"]["available_w"] and fleet["service"]["arms_sent"] >= 2
     assert "frequency response" in proc.stdout and "virtual battery" in proc.stdout
+    # Every agent sent its forecasts; the coordinator paired them with measured demand, and
+    # /metrics gave a settlement latency for each settled interval and the agents' backlog.
+    dash = report["dashboard"]
+    assert "error" not in dash, dash
+    assert len(dash["forecasts"]) == 4
+    for horizons in dash["forecasts"].values():
+        five = next(h for h in horizons if h["horizon_s"] == 300.0)
+        assert five["n"] > 0 and five["mae_w"] is not None
+    m = dash["metrics"]
+    assert m["gridswarm_settlement_latency_seconds_count"] == len(report["intervals"])
+    assert m["gridswarm_settlement_latency_seconds_sum"] > 0 and m["gridswarm_agents_reporting_outbox"] == 4
+    assert "demand forecast 5 min ahead" in proc.stdout and "settlement latency" in proc.stdout
 
 
 def test_demo_with_unreachable_rpc_fails_fast_naming_the_url(tmp_path: Path) -> None:

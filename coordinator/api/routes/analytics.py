@@ -20,6 +20,8 @@ from coordinator.api.operator import ReadAccess
 from coordinator.api.schemas_analytics import (
     ADDRESS,
     Depth,
+    ForecastError,
+    ForecastPage,
     MarketSeries,
     ParticipantIntervals,
     ParticipantSummary,
@@ -218,3 +220,41 @@ def site_telemetry(
 ) -> Any:
     """A site's telemetry history: net export (W, + = export), SoC and per-device readings."""
     return respond(run(lambda: analytics.telemetry(address, since, until, cursor, limit)), TelemetryPage, format)
+
+
+Series = Annotated[Literal["demand", "pv"], Query(description="the forecast series")]
+
+
+@router.get("/sites/{address}/forecasts", response_model=ForecastPage, responses=CSV_RESPONSE)
+def site_forecasts(
+    analytics: AnalyticsDep,
+    address: Address,
+    series: Series = "demand",
+    horizon_s: Annotated[
+        float | None, Query(gt=0, le=86_400, allow_inf_nan=False, description="only this horizon (s), e.g. 300 or 900")
+    ] = None,
+    since: Since = None,
+    until: Until = None,
+    cursor: Cursor = None,
+    limit: Limit = 500,
+    format: Format = "json",
+) -> Any:
+    """The site's own forecasts (sent by its agent) against what its telemetry measured, per
+    target window (``since``/``until`` filter the window's start) and horizon: point, 80 % and
+    95 % intervals, the model, the actual mean and the error. Demand is measured as the site's
+    loads' consumption, PV as its PV output."""
+    page = run(lambda: analytics.forecasts(address, series, horizon_s, since, until, cursor, limit))
+    return respond(page, ForecastPage, format)
+
+
+@router.get("/sites/{address}/forecasts/error", response_model=ForecastError, responses=READ_ERRORS)
+def site_forecast_error(
+    analytics: AnalyticsDep,
+    address: Address,
+    series: Series = "demand",
+    since: Since = None,
+    until: Until = None,
+) -> Any:
+    """The forecasts' error per horizon over a period (default: the day before the newest
+    forecast): MAE, MAPE, bias and the coverage of the 80 % and 95 % intervals."""
+    return run(lambda: analytics.forecast_error(address, series, since, until))
