@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +25,9 @@ import yaml
 from web3 import Web3
 
 from gridswarm.chain import ChainUnavailable, Deployment, connect
-from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
 from gridswarm.demo_dashboard import dashboard_figures, print_dashboard
-from gridswarm.devnet import Ganache, free_port
+from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
+from gridswarm.devnet import Ganache, die_with_parent, free_port
 from gridswarm.errors import GridSwarmError
 from gridswarm.keys import derive_ed25519, derive_eth_account, new_operator_key, write_ed25519, write_eth_key
 
@@ -107,7 +108,9 @@ class Processes:
     def start(self, name: str, args: list[str], log: Path) -> subprocess.Popen[bytes]:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "wb") as fh:
-            proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                args, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent
+            )
         self.children.append((name, proc))
         return proc
 
@@ -152,6 +155,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     t_start = time.monotonic()
     procs = Processes()
     ganache: Ganache | None = None
+    previous = _stop_on_sigterm()
     try:
         if opts.rpc_url:
             try:
@@ -161,7 +165,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
             rpc_url = opts.rpc_url
         else:
             # On disk (out/chain), so a node restarted on that folder resumes the demo's chain.
-            ganache = Ganache(log_path=out / "logs" / "ganache.log", db_path=out / "chain").start()
+            ganache = Ganache(log_path=out / "logs" / "ganache.log", db_path=out / "chain", die_with_parent=True).start()
             rpc_url = ganache.url
             w3 = connect(rpc_url)
         print(f"chain: {rpc_url} (chain id {w3.eth.chain_id})", flush=True)
@@ -304,6 +308,21 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         procs.stop_all()
         if ganache:
             ganache.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_on_sigterm() -> Any:
+    """SIGTERM ends the demo like Ctrl-C does, through the clean-up that stops every process it
+    started (a SIGKILL is covered by the children's parent-death signal). Returns the handler
+    it replaced, or None off the main thread, where signals cannot be handled."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _serve_until_stopped(base: str, key_file: Path, procs: Processes) -> None:

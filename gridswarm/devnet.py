@@ -8,8 +8,10 @@ deployment generates. With ``db_path`` the chain is kept on disk (Ganache's
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -23,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 GANACHE = ROOT / "node_modules" / "ganache" / "dist" / "node" / "cli.js"
 DEFAULT_CHAIN_ID = 1337
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 class DevnetError(GridSwarmError, RuntimeError):
@@ -33,6 +36,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def die_with_parent() -> None:
+    """Run in a child between fork and exec: the kernel sends it SIGTERM when the process that
+    started it dies, even by SIGKILL, so a killed demo leaves no node or agent behind (Linux;
+    elsewhere a no-op)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 class Ganache:
@@ -46,6 +60,7 @@ class Ganache:
         block_gas_limit: int = 30_000_000,
         log_path: Path | None = None,
         db_path: Path | None = None,
+        die_with_parent: bool = False,
     ) -> None:
         self.port = port or free_port()
         self.chain_id = chain_id
@@ -53,6 +68,7 @@ class Ganache:
         self.block_gas_limit = block_gas_limit
         self.log_path = log_path
         self.db_path = db_path
+        self.die_with_parent = die_with_parent
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -85,7 +101,11 @@ class Ganache:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            cmd, stdout=self._log or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            stdout=self._log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent if self.die_with_parent else None,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
