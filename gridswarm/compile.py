@@ -1,4 +1,4 @@
-"""Compile the Solidity contracts with the pinned npm solc (see TOOLCHAIN.md) for EVM shanghai.
+"""Compile the Solidity contracts with the pinned npm solc (README, "The two commands") for EVM shanghai.
 
 The result (ABI + bytecode per contract) is cached in ``build/gridswarm/artifacts.json`` keyed
 by a hash of the sources, so only the first run pays for compilation.

@@ -1,7 +1,7 @@
 """Start a local Ganache node (the default chain, docs/architecture.md §2) on a free port.
 
-Ganache 7.9.2 knows hardforks up to shanghai (TOOLCHAIN.md), so the node runs shanghai and the
-contracts are compiled for it. Accounts are deterministic; the first one funds the keys the
+Ganache 7.9.2 knows hardforks up to shanghai (README, "The two commands"), so the node runs
+shanghai and the contracts are compiled for it. Accounts are deterministic; the first one funds the keys the
 deployment generates. With ``db_path`` the chain is kept on disk (Ganache's
 ``--database.dbPath``), so a node restarted on the same folder resumes where it stopped.
 """

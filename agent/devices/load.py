@@ -1,6 +1,6 @@
 """Site loads. **All three profiles are synthetic** (no package ships real household, commercial
-or data-centre traces at this resolution; see ``../shared/DATA.md``): they are shaped after
-common knowledge of such loads, not measured.
+or data-centre traces at this resolution; docs/forecasting.md lists the real data that ships):
+they are shaped after common knowledge of such loads, not measured.
 
 - ``household``: base load, a morning and a larger evening peak (later at weekends),
   minute-level noise and random appliance events (kettle, oven: 1.5-3 kW for 2-20 min).

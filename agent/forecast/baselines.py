@@ -3,7 +3,7 @@
 - :class:`Persistence`: ``y(t+h) = y(t)``.
 - :class:`SeasonalNaive`: ``y(t+h) = y(t+h-P)`` (daily or weekly ``P``; wraps for ``h > P``).
 - :class:`SeasonalLevelShift`: ``y(t+h) = y(t) + y(t+h-P) - y(t-P)`` — the seasonal profile
-  shifted to today's level (DATA.md's "weekly naive + level shift").
+  shifted to today's level (docs/forecasting.md, "Models").
 
 All three are stateless over the history, so ``backtest`` is a vectorised lookup.
 """

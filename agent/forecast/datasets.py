@@ -1,4 +1,4 @@
-"""Real data sets that ship inside packages (see shared/DATA.md), for the benchmark and tests.
+"""Real data sets that ship inside packages (listed in docs/forecasting.md), for the benchmark and tests.
 
 - :func:`load_taylor`: England & Wales half-hourly demand (MW), 5 Jun - 27 Aug 2000, 4,032
   points, from ``pmdarima`` (no time stamps ship with it; the dates are Taylor's).
