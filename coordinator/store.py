@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,88 @@ class Store:
     def participant_key(self, address: str) -> str | None:
         row = self.one("select ed25519_key from participants where address = ? and registered = 1", [address])
         return str(row["ed25519_key"]) if row else None
+
+    # ------------------------------------------------------------ agent messages (coordinator/ingest.py)
+
+    def participant_keys(self, addresses: set[str] | list[str]) -> dict[str, str]:
+        """The registered Ed25519 key (hex) of each of ``addresses`` that has one."""
+        wanted = sorted({a for a in addresses if isinstance(a, str)})
+        out: dict[str, str] = {}
+        for i in range(0, len(wanted), 500):  # SQLite's bound on host parameters
+            part = wanted[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for r in self.query(
+                f"select address, ed25519_key from participants where registered = 1 and address in ({marks})", part
+            ):
+                out[str(r["address"])] = str(r["ed25519_key"])
+        return out
+
+    def last_seq(self, sender: str) -> int | None:
+        row = self.one("select last_seq from envelope_seq where sender = ?", [sender])
+        return int(row["last_seq"]) if row else None
+
+    def reserve_seqs(self, sender: str, count: int) -> int:
+        """Reserve ``count`` sequence numbers for ``sender``'s own envelopes; return the first.
+        The stored mark is the last one reserved, so after a restart numbering resumes above
+        every number that may have been used."""
+        with self.transaction() as db:
+            rows = list(db.query("select last_seq from envelope_seq where sender = ?", [sender]))
+            first = (int(rows[0]["last_seq"]) if rows else 0) + 1
+            db.execute(
+                "insert into envelope_seq (sender, last_seq) values (?, ?)"
+                " on conflict(sender) do update set last_seq = excluded.last_seq",
+                [sender, first + count - 1],
+            )
+        return first
+
+    def store_messages(self, batch: MessageBatch) -> None:
+        """Everything a batch of agent messages changes, in one transaction: its records,
+        each sender's last accepted seq and the rejections."""
+        with self.transaction() as db:
+            conn = db.conn
+            if batch.telemetry:
+                conn.executemany(
+                    "insert into telemetry (sender, record_id, ts, net_export_w, soc, devices) values (?, ?, ?, ?, ?, ?)"
+                    " on conflict(sender, record_id) do update set ts = excluded.ts,"
+                    " net_export_w = excluded.net_export_w, soc = excluded.soc, devices = excluded.devices",
+                    batch.telemetry,
+                )
+            if batch.readings:
+                conn.executemany(
+                    "insert into readings (interval, participant, exported_wh, imported_wh, signature)"
+                    " values (?, ?, ?, ?, ?) on conflict(interval, participant) do update set"
+                    " exported_wh = excluded.exported_wh, imported_wh = excluded.imported_wh,"
+                    " signature = excluded.signature",
+                    batch.readings,
+                )
+            if batch.acks:
+                conn.executemany(
+                    "insert into acks (sender, interval, kind, seq, ok, reason) values (?, ?, ?, ?, ?, ?)"
+                    " on conflict(sender, interval, kind) do update set seq = excluded.seq, ok = excluded.ok,"
+                    " reason = excluded.reason",
+                    batch.acks,
+                )
+            if batch.seqs:
+                conn.executemany(
+                    "insert into envelope_seq (sender, last_seq) values (?, ?)"
+                    " on conflict(sender) do update set last_seq = excluded.last_seq",
+                    sorted(batch.seqs.items()),
+                )
+            if batch.rejections:
+                conn.executemany(
+                    "insert into rejections (sender, reason, message, ts) values (?, ?, ?, ?)", batch.rejections
+                )
+
+
+@dataclass
+class MessageBatch:
+    """Rows from a batch of agent messages, written by :meth:`Store.store_messages`."""
+
+    telemetry: list[tuple[str, int, float, float, float, str]] = field(default_factory=list)
+    readings: list[tuple[int, str, int, int, str]] = field(default_factory=list)
+    acks: list[tuple[str, int, str, int, int, str | None]] = field(default_factory=list)
+    seqs: dict[str, int] = field(default_factory=dict)  # sender -> last accepted seq
+    rejections: list[tuple[str, str, str, float]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.telemetry) + len(self.readings) + len(self.acks) + len(self.seqs) + len(self.rejections)
