@@ -8,6 +8,7 @@ participant address whose Ed25519 key the indexer read from ``ParticipantRegiste
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 SendFn = Callable[[str], Awaitable[None]]
 KEY_CACHE = 100_000  # parsed Ed25519 keys kept (one per participant)
+SEND_TIMEOUT_S = 5.0  # one outbound message may take this long on a link before the link is dropped
 MAX_INFLIGHT = 256  # about half a second of work at the measured ingest rate (bench/results/ingest.json)
 
 
@@ -175,8 +177,22 @@ class Hub:
             self.links.pop(address, None)
             return False
 
+    async def send_all(
+        self, messages: list[tuple[str, str, dict[str, Any]]], timeout_s: float = SEND_TIMEOUT_S
+    ) -> list[bool]:
+        """Send ``(address, kind, body)`` messages at once, each link on its own: a slow or stuck
+        link delays only its own message (for at most ``timeout_s``). Each envelope is signed
+        right before its link writes it, so every link still sees the coordinator's seqs in
+        increasing order. ``True`` for each message handed to its link."""
+
+        async def one(address: str, kind: str, body: dict[str, Any]) -> bool:
+            try:
+                return await asyncio.wait_for(self.send(address, kind, body), timeout_s)
+            except TimeoutError:
+                logger.warning("link to %s took over %.0f s for one %s; not sent", address, timeout_s, kind)
+                return False
+
+        return list(await asyncio.gather(*(one(a, k, b) for a, k, b in messages)))
+
     async def broadcast(self, kind: str, body: dict[str, Any]) -> int:
-        sent = 0
-        for address in list(self.links):
-            sent += await self.send(address, kind, body)
-        return sent
+        return sum(await self.send_all([(address, kind, body) for address in list(self.links)]))
