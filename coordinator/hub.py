@@ -1,7 +1,7 @@
 """Agent links: verifies every incoming envelope, handles it, and sends signed envelopes out.
 
 Incoming messages arrive over the WebSocket (``/ws/agent``) or HTTP (``POST /api/v1/messages``);
-both go through :meth:`Hub.handle`. A rejected message changes nothing and is logged (and
+both go through :meth:`Hub.submit`, which checks and stores them in batches (coordinator/ingest.py). A rejected message changes nothing and is logged (and
 recorded in ``rejections``) with its reason. Identity comes from the chain: a sender is a
 participant address whose Ed25519 key the indexer read from ``ParticipantRegistered``.
 """
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 SendFn = Callable[[str], Awaitable[None]]
 KEY_CACHE = 100_000  # parsed Ed25519 keys kept (one per participant)
 SEND_TIMEOUT_S = 5.0  # one outbound message may take this long on a link before the link is dropped
-MAX_INFLIGHT = 256  # about half a second of work at the measured ingest rate (bench/results/ingest.json)
+MAX_INFLIGHT = 256  # messages read and not yet answered; past it a link is answered `busy` (docs/operations.md)
 
 
 def _printable(text: str) -> str:
