@@ -109,6 +109,9 @@ def _phases(args: argparse.Namespace, pid: int, procs: list[subprocess.Popen[str
             "error_kinds": sorted({k for st in sts for k in st["error_kinds"]}),
             "coordinator_cpu_s": round(cpu, 2),
             "coordinator_cpu_us_per_msg": round(1e6 * cpu / acked, 1) if acked else None,
+            # per message answered at all (acks, busy and errors): what the coordinator's CPU went to
+            "coordinator_cpu_us_per_reply": round(1e6 * cpu / replied, 1) if (replied := acked + sum(
+                st["busy"] + st["errors"] for st in sts)) else None,
             "coordinator_peak_rss_mb": round(max((s["rss"] for s in window), default=0) / 1024, 1),
         })  # fmt: skip
     return rows
@@ -215,7 +218,8 @@ def run_bench(args: argparse.Namespace) -> int:
         "notes": (
             "load generators (WebSocket clients; envelopes signed ahead) share the 2 cores with the "
             "coordinator and with other work on the machine (see load_average_1m_at_start); "
-            "coordinator_cpu_us_per_msg is the coordinator process's CPU time per acknowledged message"
+            "coordinator_cpu_us_per_msg is the coordinator process's CPU time per acknowledged message, "
+            "coordinator_cpu_us_per_reply per message answered (ack, busy or error)"
         ),
     }
     write_results(args.out, result)

@@ -1,8 +1,9 @@
 """Agent links: verifies every incoming envelope, handles it, and sends signed envelopes out.
 
 Incoming messages arrive over the WebSocket (``/ws/agent``) or HTTP (``POST /api/v1/messages``);
-both go through :meth:`Hub.submit`, which checks and stores them in batches (coordinator/ingest.py). A rejected message changes nothing and is logged (and
-recorded in ``rejections``) with its reason. Identity comes from the chain: a sender is a
+both go through :meth:`Hub.submit`, which checks and stores them in batches
+(coordinator/ingest.py). A rejected message changes nothing and is logged (and recorded in
+``rejections``) with its reason. Identity comes from the chain: a sender is a
 participant address whose Ed25519 key the indexer read from ``ParticipantRegistered``.
 """
 
