@@ -148,6 +148,7 @@ def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> Fas
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+            await coord.hub.ingest.close()
 
     app = FastAPI(title="GridSwarm coordinator", version="0.1.0", lifespan=lifespan)
     for module in (health, intervals, trades, participants, agents, fleet, analytics, events, remote_config, dashboard):
