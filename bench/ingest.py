@@ -1,21 +1,22 @@
 """``gridswarm bench ingest``: how many signed agent messages one coordinator takes per second.
 
 Starts Ganache, deploys a market, registers ``--agents`` participants (their own Ed25519 and
-Ethereum keys, registered on chain), starts ``gridswarm coordinator`` as its own process (market
-loop off: ingest only) and connects one WebSocket per simulated agent. Each agent says ``hello``
-and then sends signed ``telemetry`` envelopes, keeping ``--window`` unacknowledged at a time,
-until ``--messages`` each have been acknowledged. Messages the coordinator sheds when over its in-flight
-limit (``busy``) are sent again after a second, as an agent's outbox would. Reports acknowledged
-messages per second, acknowledgement latency (median, p99), busy replies, rejections and the
-coordinator's peak RSS, to
-``bench/results/ingest.json``. The load generator runs on the same machine.
+Ethereum keys, registered on chain) and starts ``gridswarm coordinator`` as its own process
+(market loop off: ingest only). Then ``--procs`` load-generator processes (bench/ingest_client.py)
+connect one WebSocket per agent, say ``hello``, sign every telemetry envelope ahead with the
+agents' keys and offer them open-loop at each rate of ``--rates`` (messages/s, all processes
+together) for ``--seconds`` each, whatever the replies. For each rate it reports messages sent
+and acknowledged per second, acknowledgement latency (median, p99), ``busy`` replies (shed past
+the coordinator's in-flight limit), errors and messages never answered, the coordinator's CPU
+time per acknowledged message and its peak RSS, to ``bench/results/ingest.json``. The load
+generators share the machine's cores with the coordinator.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -24,21 +25,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
 import yaml
 
 from bench.info import machine, write_results
-from gridswarm.clock import WallClock
-from gridswarm.envelope import Signer
 
 DEFAULT_OUT = Path("bench/results/ingest.json")
 
 
 def configure_bench(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--agents", type=int, default=100, help="simulated agents (one WebSocket each)")
-    p.add_argument("--messages", type=int, default=100, help="telemetry messages per agent")
-    p.add_argument("--window", type=int, default=8, help="unacknowledged messages each agent keeps in flight")
+    p.add_argument("--agents", type=int, default=200, help="simulated agents (one WebSocket each)")
+    p.add_argument("--rates", default="1000,3000,6000", help="offered messages/s, one phase each")
+    p.add_argument("--seconds", type=float, default=8.0, help="length of each phase")
+    p.add_argument("--procs", type=int, default=2, help="load-generator processes")
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
 
@@ -53,57 +52,69 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-async def _agent(
-    url: str, signer: Signer, address: str, n: int, window: int, lat: list[float], errs: list[str], shed: list[int]
-) -> int:
-    acked = 0
-    sent_at: dict[int, float] = {}
-    async with aiohttp.ClientSession() as session, session.ws_connect(url, max_msg_size=1 << 20) as ws:
-        await ws.send_str(signer.sign("hello", {"address": address, "site": "bench"}).to_json())
-        welcome = json.loads((await ws.receive(timeout=30)).data)
-        if welcome.get("kind") != "welcome":
-            errs.append(str(welcome.get("body")))
-            return 0
-        next_id = 1
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
-        async def send_one() -> None:
-            nonlocal next_id
-            body = {"ts": time.time(), "net_export_w": 100.0, "soc": 0.5, "devices": {}, "record_id": next_id}
-            env = signer.sign("telemetry", body)
-            sent_at[env.seq] = time.perf_counter()
-            next_id += 1
-            await ws.send_str(env.to_json())
 
-        for _ in range(min(window, n)):
-            await send_one()
-        while acked < n:
-            msg = await ws.receive(timeout=60)
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                errs.append(f"socket ended: {msg.type}")
-                break
-            env = json.loads(msg.data)
-            if env.get("kind") == "error" and env["body"].get("reason") == "busy":
-                # shed by the coordinator: an agent's outbox sends it again later; so do we
-                sent_at.pop(env["body"].get("seq"), None)
-                shed.append(1)
-                await asyncio.sleep(1.0)  # the HTTP reply's Retry-After
-                next_id -= 1
-                await send_one()
-                continue
-            if env.get("kind") == "error":
-                errs.append(str(env["body"].get("reason")))
-                seq = env["body"].get("seq")
-            elif env.get("kind") == "ack":
-                seq = env["body"].get("seq")
-            else:
-                continue  # e.g. an `arm`
-            t0 = sent_at.pop(seq, None)
-            if t0 is not None:
-                lat.append(time.perf_counter() - t0)
-                acked += 1
-                if next_id <= n:
-                    await send_one()
-    return acked
+GAP_S = 4.0  # between phases, so one phase's backlog does not count against the next
+
+
+def _phases(args: argparse.Namespace, pid: int, procs: list[subprocess.Popen[str]], outs: list[str]) -> list[dict[str, Any]]:
+    """Start every phase at once in all load generators; sample the coordinator meanwhile."""
+    rates = [float(r) for r in str(args.rates).split(",") if r.strip()]
+    t0 = time.time() + 1.0
+    starts = [t0 + j * (args.seconds + GAP_S) for j in range(len(rates))]
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps({"starts": starts}) + "\n")
+        proc.stdin.flush()
+    samples: list[dict[str, float]] = []
+    end = starts[-1] + args.seconds + GAP_S
+    while time.time() < end:
+        samples.append({"t": time.time(), "cpu": _cpu_s(pid), "rss": _rss_kb(pid)})
+        time.sleep(0.2)
+    per_proc = []
+    for proc, out in zip(procs, outs, strict=True):
+        stdout, _ = proc.communicate(timeout=60)
+        lines = [ln for ln in (out + stdout).splitlines() if ln.startswith("[")]
+        if proc.returncode != 0 or not lines:
+            raise RuntimeError(f"load generator failed (exit {proc.returncode})")
+        per_proc.append(json.loads(lines[-1]))
+    rows = []
+    for j, rate in enumerate(rates):
+        sts = [p[j] for p in per_proc]
+        lat = sorted(x for st in sts for x in st["lat_us"])
+        sent, acked = sum(st["sent"] for st in sts), sum(st["acked"] for st in sts)
+        first = min(st["first_send"] for st in sts)
+        last_send = max(st["last_send"] for st in sts)
+        last_ack = max(st["last_ack"] for st in sts)
+        window = [s for s in samples if starts[j] <= s["t"] <= starts[j] + args.seconds + GAP_S]
+        cpu = (window[-1]["cpu"] - window[0]["cpu"]) if len(window) > 1 else 0.0
+        rows.append({
+            "offered_per_s": rate,
+            "sent": sent,
+            "sent_per_s": round(sent / max(1e-9, last_send - first), 1),
+            "acked": acked,
+            "acked_per_s": round(acked / max(1e-9, last_ack - first), 1) if acked else 0.0,
+            "latency_ms_median": round(statistics.median(lat) / 1000, 1) if lat else None,
+            "latency_ms_p99": round(lat[int(0.99 * (len(lat) - 1))] / 1000, 1) if lat else None,
+            "busy": sum(st["busy"] for st in sts),
+            "errors": sum(st["errors"] for st in sts),
+            "unanswered": sum(st["unanswered"] for st in sts),
+            "error_kinds": sorted({k for st in sts for k in st["error_kinds"]}),
+            "coordinator_cpu_s": round(cpu, 2),
+            "coordinator_cpu_us_per_msg": round(1e6 * cpu / acked, 1) if acked else None,
+            # per message answered at all (acks, busy and errors): what the coordinator's CPU went to
+            "coordinator_cpu_us_per_reply": round(1e6 * cpu / replied, 1) if (replied := acked + sum(
+                st["busy"] + st["errors"] for st in sts)) else None,
+            "coordinator_peak_rss_mb": round(max((s["rss"] for s in window), default=0) / 1024, 1),
+        })  # fmt: skip
+    return rows
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -155,38 +166,36 @@ def run_bench(args: argparse.Namespace) -> int:
                     print(f"ingest bench: the coordinator did not start; see {work}", file=sys.stderr)
                     return 2
                 time.sleep(0.2)
-            lat: list[float] = []
-            errs: list[str] = []
-            shed: list[int] = []
-            peak = {"rss": _rss_kb(coord.pid)}
-
-            async def main() -> tuple[int, float]:
-                clock = WallClock()
-                url = base.replace("http://", "ws://") + "/ws/agent"
-                signers = []
-                for acct, ed in people:
-                    counter = iter(range(1, 10**9))
-                    signers.append((Signer(ed, acct.address, clock, counter.__next__, ttl_s=600), acct.address))
-
-                async def sample() -> None:
-                    while True:
-                        peak["rss"] = max(peak["rss"], _rss_kb(coord.pid))
-                        await asyncio.sleep(0.2)
-
-                sampler = asyncio.create_task(sample())
-                t0 = time.perf_counter()
-                done = await asyncio.gather(
-                    *(_agent(url, s, a, args.messages, args.window, lat, errs, shed) for s, a in signers),
-                    return_exceptions=True,
-                )
-                elapsed = time.perf_counter() - t0
-                sampler.cancel()
-                for d in done:
-                    if isinstance(d, BaseException):
-                        errs.append(f"{d.__class__.__name__}: {d}")
-                return sum(d for d in done if isinstance(d, int)), elapsed
-
-            acked, elapsed = asyncio.run(main())
+            url = base.replace("http://", "ws://") + "/ws/agent"
+            rates = [float(r) for r in str(args.rates).split(",") if r.strip()]
+            procs: list[subprocess.Popen[str]] = []
+            outs: list[str] = []
+            try:
+                for p in range(args.procs):
+                    task = {
+                        "url": url,
+                        "seed": args.seed,
+                        "agents": list(range(p, args.agents, args.procs)),
+                        "phases": [[r / args.procs, args.seconds] for r in rates],
+                    }
+                    procs.append(subprocess.Popen(
+                        [sys.executable, "-m", "bench.ingest_client", json.dumps(task)],
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                    ))  # fmt: skip
+                t_ready = time.perf_counter()
+                for proc in procs:  # each signs its envelopes ahead, then says it is ready
+                    assert proc.stdout is not None
+                    line = proc.stdout.readline()
+                    if line.strip() != "ready":
+                        print(f"ingest bench: a load generator did not start ({line!r}); see {work}", file=sys.stderr)
+                        return 2
+                    outs.append("")
+                presign_s = time.perf_counter() - t_ready
+                rows = _phases(args, coord.pid, procs, outs)
+            finally:
+                for proc in procs:
+                    if proc.poll() is None:
+                        proc.kill()
         finally:
             coord.terminate()
             try:
@@ -194,26 +203,25 @@ def run_bench(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 coord.kill()
             log.close()
-    lat.sort()
-    offered = args.agents * args.messages
     result: dict[str, Any] = {
-        "benchmark": "signed telemetry ingest over WebSocket, one coordinator process",
-        "command": " ".join(["gridswarm bench ingest", f"--agents {args.agents}", f"--messages {args.messages}", f"--window {args.window}"]),
+        "benchmark": "signed telemetry ingest over WebSocket, one coordinator process, open-loop offered rates",
+        "command": " ".join([
+            "gridswarm bench ingest", f"--agents {args.agents}", f"--rates {args.rates}",
+            f"--seconds {args.seconds:g}", f"--procs {args.procs}",
+        ]),
         "machine": machine(),
         "agents": args.agents,
-        "messages_offered": offered,
-        "messages_acked": acked,
-        "errors": len(errs),
-        "shed_busy_replies": len(shed),
-        "error_kinds": sorted(set(errs))[:10],
-        "seconds": round(elapsed, 2),
-        "acked_per_s": round(acked / elapsed, 1) if elapsed else None,
-        "latency_ms_median": round(1000 * statistics.median(lat), 1) if lat else None,
-        "latency_ms_p99": round(1000 * lat[int(0.99 * (len(lat) - 1))], 1) if lat else None,
-        "coordinator_peak_rss_mb": round(peak["rss"] / 1024, 1),
+        "load_generator_processes": args.procs,
+        "phases": rows,
         "register_seconds": round(register_s, 1),
-        "notes": "load generator (signing, WebSocket clients) shares the 2 cores with the coordinator",
+        "presign_and_connect_seconds": round(presign_s, 1),
+        "notes": (
+            "load generators (WebSocket clients; envelopes signed ahead) share the 2 cores with the "
+            "coordinator and with other work on the machine (see load_average_1m_at_start); "
+            "coordinator_cpu_us_per_msg is the coordinator process's CPU time per acknowledged message, "
+            "coordinator_cpu_us_per_reply per message answered (ack, busy or error)"
+        ),
     }
     write_results(args.out, result)
     print(json.dumps(result, indent=2))
-    return 0 if acked == offered else 1
+    return 0 if all(r["errors"] == 0 and r["unanswered"] == 0 for r in rows) else 1

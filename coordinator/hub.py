@@ -1,13 +1,15 @@
 """Agent links: verifies every incoming envelope, handles it, and sends signed envelopes out.
 
 Incoming messages arrive over the WebSocket (``/ws/agent``) or HTTP (``POST /api/v1/messages``);
-both go through :meth:`Hub.handle`. A rejected message changes nothing and is logged (and
-recorded in ``rejections``) with its reason. Identity comes from the chain: a sender is a
+both go through :meth:`Hub.submit`, which checks and stores them in batches
+(coordinator/ingest.py). A rejected message changes nothing and is logged (and recorded in
+``rejections``) with its reason. Identity comes from the chain: a sender is a
 participant address whose Ed25519 key the indexer read from ``ParticipantRegistered``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -15,7 +17,8 @@ from typing import Any
 
 from nacl.signing import VerifyKey
 
-from coordinator.store import Store
+from coordinator.ingest import Ingest, Staged
+from coordinator.store import MessageBatch, Store
 from gridswarm.chain import recover_meter_signer
 from gridswarm.clock import Clock
 from gridswarm.envelope import Envelope, EnvelopeError, MalformedEnvelope, Signer, Verifier, verify_key_from_hex
@@ -24,7 +27,9 @@ from gridswarm.messages import Ack, Alarm, BorrowRequest, ConfigResult, Forecast
 logger = logging.getLogger(__name__)
 
 SendFn = Callable[[str], Awaitable[None]]
-MAX_INFLIGHT = 256  # about half a second of work at the measured ingest rate (bench/results/ingest.json)
+KEY_CACHE = 100_000  # parsed Ed25519 keys kept (one per participant)
+SEND_TIMEOUT_S = 5.0  # one outbound message may take this long on a link before the link is dropped
+MAX_INFLIGHT = 256  # messages read and not yet answered; past it a link is answered `busy` (docs/operations.md)
 
 
 def _printable(text: str) -> str:
@@ -49,10 +54,21 @@ class Hub:
         self.max_inflight = MAX_INFLIGHT
         self.shed = 0
         self.fleet: Any = None  # coordinator.services.FleetService, when the fleet runs
+        self.ingest = Ingest(self)
+        self._batch_keys: dict[str, str] | None = None  # the keys of the batch being checked
+        self._verify_keys: dict[str, VerifyKey] = {}  # parsed keys by their hex text
 
     def _key_of(self, sender: str) -> VerifyKey | None:
-        key = self.store.participant_key(sender)
-        return verify_key_from_hex(key) if key else None
+        batch = self._batch_keys
+        key = batch.get(sender) if batch is not None else self.store.participant_key(sender)
+        if not key:
+            return None
+        verify_key = self._verify_keys.get(key)
+        if verify_key is None:
+            if len(self._verify_keys) >= KEY_CACHE:
+                self._verify_keys.clear()
+            verify_key = self._verify_keys[key] = verify_key_from_hex(key)
+        return verify_key
 
     # ------------------------------------------------------------------ inbound
 
@@ -68,62 +84,48 @@ class Hub:
     def release(self) -> None:
         self.inflight -= 1
 
+    async def submit(self, raw: str | bytes | dict[str, Any]) -> tuple[Envelope, dict[str, Any]]:
+        """Verify and apply one message with the next batch (coordinator/ingest.py); return it and
+        the reply body (an ``ack``) once it is stored. Raises :class:`EnvelopeError` (nothing
+        changed) for anything invalid."""
+        return await self.ingest.submit(raw)
+
     def handle(self, raw: str | bytes | dict[str, Any]) -> tuple[Envelope, dict[str, Any]]:
-        """Verify and apply one message; return it and the reply body (an ``ack``).
+        """:meth:`submit` for one message, from a thread without the event loop."""
+        outcome = self.ingest.process([raw])[0]
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.env is not None and outcome.reply is not None
+        return outcome.env, outcome.reply
 
-        Raises :class:`EnvelopeError` (nothing changed) for anything invalid.
-        """
-        try:
-            with self.store.lock:
-                env = self.verifier.verify(raw)
-                try:
-                    body = validate_body(env.kind, env.body)
-                    reply = self._apply(env, body)
-                except EnvelopeError:
-                    # The message was authentic but invalid: its seq stays unused for replays
-                    # of this exact message, but the sender's counter must not move.
-                    self._forget_seq(env)
-                    raise
-                self.store.db["envelope_seq"].upsert({"sender": env.sender, "last_seq": env.seq}, pk="sender")
-                return env, reply
-        except EnvelopeError as exc:
-            sender = _printable(str(raw.get("sender", "?")) if isinstance(raw, dict) else "?")[:100]
-            logger.warning("rejected message from %s: %s (%s)", sender, _printable(str(exc)), exc.reason)
-            with self.store.transaction() as db:
-                db["rejections"].insert(
-                    {"sender": sender, "reason": exc.reason, "message": _printable(str(exc))[:500], "ts": self.clock.now()}
-                )
-            raise
+    def prefetch_keys(self, senders: set[str] | None) -> None:
+        """Read the keys of a batch's senders in one query (``None``: forget them)."""
+        self._batch_keys = None if senders is None else self.store.participant_keys(senders)
 
-    def _forget_seq(self, env: Envelope) -> None:
-        stored = self.store.one("select last_seq from envelope_seq where sender = ?", [env.sender])
-        if stored is None:
-            self.verifier.last_seq.pop(env.sender, None)
-        else:
-            self.verifier.last_seq[env.sender] = int(stored["last_seq"])
+    def rejection(self, raw: object, exc: EnvelopeError) -> tuple[str, str, str, float]:
+        """Log a refused message; return its ``rejections`` row."""
+        sender = _printable(str(raw.get("sender", "?")) if isinstance(raw, dict) else "?")[:100]
+        logger.warning("rejected message from %s: %s (%s)", sender, _printable(str(exc)), exc.reason)
+        return (sender, exc.reason, _printable(str(exc))[:500], self.clock.now())
 
-    def _apply(self, env: Envelope, body: Any) -> dict[str, Any]:
+    def stage(self, env: Envelope, batch: MessageBatch) -> Staged:
+        """Check one verified message's body and add what it changes to ``batch``; raises
+        :class:`EnvelopeError` for a body that is not valid (nothing is staged then)."""
+        body = validate_body(env.kind, env.body)
         if isinstance(body, Hello):
             if body.address != env.sender:
                 raise MalformedEnvelope(f"hello address {body.address} is not the sender {env.sender}")
-            return Ack(kind=env.kind, seq=env.seq).model_dump()
+            return Staged(Ack(kind=env.kind, seq=env.seq).model_dump())
         if isinstance(body, Telemetry):
-            with self.store.transaction() as db:
-                db["telemetry"].upsert(
-                    {
-                        "sender": env.sender,
-                        "record_id": body.record_id,
-                        "ts": body.ts,
-                        "net_export_w": body.net_export_w,
-                        "soc": body.soc,
-                        "devices": json.dumps({k: v.model_dump(exclude_none=True) for k, v in body.devices.items()}),
-                        "outbox_pending": body.outbox_pending,
-                    },
-                    pk=("sender", "record_id"),
-                )
+            devices = json.dumps({k: v.model_dump(exclude_none=True) for k, v in body.devices.items()})
+            batch.telemetry.append(
+                (env.sender, body.record_id, body.ts, body.net_export_w, body.soc, devices, body.outbox_pending)
+            )
+            staged = Staged(Ack(kind=env.kind, seq=env.seq).model_dump())
             if self.fleet is not None:
-                self.fleet.on_telemetry(env.sender, body)
-            return Ack(kind=env.kind, seq=env.seq).model_dump()
+                fleet = self.fleet
+                staged.after.append(lambda: fleet.on_telemetry(env.sender, body))
+            return staged
         if isinstance(body, Meter):
             signer = recover_meter_signer(
                 self.chain_id,
@@ -136,57 +138,37 @@ class Hub:
             )
             if signer != env.sender:
                 raise MalformedEnvelope(f"meter reading for interval {body.interval} is not signed by {env.sender}")
-            with self.store.transaction() as db:
-                db["readings"].upsert(
-                    {
-                        "interval": body.interval,
-                        "participant": env.sender,
-                        "exported_wh": body.exported_wh,
-                        "imported_wh": body.imported_wh,
-                        "signature": body.signature,
-                    },
-                    pk=("interval", "participant"),
-                )
-            return Ack(kind=env.kind, seq=env.seq, interval=body.interval).model_dump()
+            batch.readings.append((body.interval, env.sender, body.exported_wh, body.imported_wh, body.signature))
+            return Staged(Ack(kind=env.kind, seq=env.seq, interval=body.interval).model_dump())
         if isinstance(body, Ack):
-            with self.store.transaction() as db:
-                db["acks"].upsert(
-                    {
-                        "sender": env.sender,
-                        "interval": body.interval if body.interval is not None else -1,
-                        "kind": body.kind,
-                        "seq": body.seq,
-                        "ok": int(body.ok),
-                        "reason": body.reason,
-                    },
-                    pk=("sender", "interval", "kind"),
-                )
+            interval = body.interval if body.interval is not None else -1
+            batch.acks.append((env.sender, interval, body.kind, body.seq, int(body.ok), body.reason))
             # Acknowledged like every other record, so the agent's outbox lets it go.
-            return Ack(kind=env.kind, seq=env.seq, interval=body.interval).model_dump()
+            return Staged(Ack(kind=env.kind, seq=env.seq, interval=body.interval).model_dump())
         if isinstance(body, BorrowRequest):
             if self.fleet is None:
-                return Ack(kind=env.kind, seq=env.seq, ok=False, reason="no fleet service").model_dump()
+                return Staged(Ack(kind=env.kind, seq=env.seq, ok=False, reason="no fleet service").model_dump())
             ok, reason = self.fleet.on_borrow(env.sender, body)
-            return Ack(kind=env.kind, seq=env.seq, ok=ok, reason=reason).model_dump()
+            return Staged(Ack(kind=env.kind, seq=env.seq, ok=ok, reason=reason).model_dump())
         if isinstance(body, Alarm):
             logger.warning("alarm %s from %s: %s", "raised" if body.active else "cleared", env.sender, body.message)
             if self.fleet is not None:
                 self.fleet.on_alarm(env.sender, body)
             if self.events is not None:
                 self.events.record_alarm(self.clock.now(), env.sender, body.model_dump())
-            return Ack(kind=env.kind, seq=env.seq).model_dump()
+            return Staged(Ack(kind=env.kind, seq=env.seq).model_dump())
         if isinstance(body, Forecast):
             now = self.clock.now()
             if not now - 86_400.0 <= body.made_ts <= now + 300.0:  # agents expire them after a day too
                 raise MalformedEnvelope(
                     f"forecast made_ts {body.made_ts:.0f} is not within the last day (now {now:.0f})")
             points = [p.model_dump() for p in body.points]
-            self.store.add_forecasts(env.sender, body.record_id, body.made_ts, points, now)
-            return Ack(kind=env.kind, seq=env.seq).model_dump()
+            batch.forecasts.append((env.sender, body.record_id, body.made_ts, points, now))
+            return Staged(Ack(kind=env.kind, seq=env.seq).model_dump())
         if isinstance(body, ConfigResult):
             if self.events is not None:
                 self.events.record_config_result(self.clock.now(), env.sender, body.model_dump())
-            return Ack(kind=env.kind, seq=env.seq).model_dump()
+            return Staged(Ack(kind=env.kind, seq=env.seq).model_dump())
         raise MalformedEnvelope(f"agents may not send {env.kind!r} messages")
 
     # ------------------------------------------------------------------ outbound
@@ -206,8 +188,22 @@ class Hub:
             self.links.pop(address, None)
             return False
 
+    async def send_all(
+        self, messages: list[tuple[str, str, dict[str, Any]]], timeout_s: float = SEND_TIMEOUT_S
+    ) -> list[bool]:
+        """Send ``(address, kind, body)`` messages at once, each link on its own: a slow or stuck
+        link delays only its own message (for at most ``timeout_s``). Each envelope is signed
+        right before its link writes it, so every link still sees the coordinator's seqs in
+        increasing order. ``True`` for each message handed to its link."""
+
+        async def one(address: str, kind: str, body: dict[str, Any]) -> bool:
+            try:
+                return await asyncio.wait_for(self.send(address, kind, body), timeout_s)
+            except TimeoutError:
+                logger.warning("link to %s took over %.0f s for one %s; not sent", address, timeout_s, kind)
+                return False
+
+        return list(await asyncio.gather(*(one(a, k, b) for a, k, b in messages)))
+
     async def broadcast(self, kind: str, body: dict[str, Any]) -> int:
-        sent = 0
-        for address in list(self.links):
-            sent += await self.send(address, kind, body)
-        return sent
+        return sum(await self.send_all([(address, kind, body) for address in list(self.links)]))

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from coordinator.analytics import Analytics, Tariff
 from coordinator.hub import Hub
 from coordinator.indexer import Indexer
+from coordinator.ingest import SeqReservation
 from coordinator.market.loop import MarketConfig, MarketLoop
 from coordinator.metrics import registry_for
 from coordinator.services import FleetService
@@ -47,6 +48,7 @@ class Coordinator:
         self.indexer = Indexer(self.w3, self.deployment, self.store)
         self.operator = TxSender(self.w3, load_eth_key(settings.operator_key_file), self.deployment.decoder())
         key = load_ed25519(settings.ed25519_key_file)
+        self._seqs = SeqReservation(lambda n: self.store.reserve_seqs("coordinator", n))
         self.signer = Signer(key, "coordinator", self.clock, self._next_seq, ttl_s=settings.message_ttl_s)
         market = self.deployment.market_contract(self.w3)
         published = bytes(market.functions.coordinatorKey().call())
@@ -76,8 +78,9 @@ class Coordinator:
             )
 
     def _next_seq(self) -> int:
-        """The coordinator's own sequence numbers, persisted so they keep growing across restarts."""
-        return self.store.next_own_seq("coordinator")
+        """The coordinator's own sequence numbers, reserved in blocks in the store so they keep
+        growing across restarts (coordinator/ingest.py)."""
+        return self._seqs()
 
     def task_ended(self, task: asyncio.Task[None]) -> None:
         """No long-running task ends silently: a failure is logged with its traceback and
@@ -145,6 +148,7 @@ def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> Fas
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+            await coord.hub.ingest.close()
 
     app = FastAPI(title="GridSwarm coordinator", version="0.1.0", lifespan=lifespan)
     for module in (health, intervals, trades, participants, agents, fleet, analytics, events, remote_config, dashboard):

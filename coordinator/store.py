@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -286,12 +287,8 @@ class Store:
         """Store one ``forecast`` record's points (a re-sent record overwrites itself) and apply
         the retention rule (:data:`FORECAST_KEEP_S` on the coordinator's clock) every 100th
         record of a sender. Returns how many points were stored."""
-        rows = [{"sender": sender, "made_ts": made_ts, "record_id": record_id, **p} for p in points]
         with self.transaction() as db:
-            db["forecasts"].upsert_all(rows, pk=("sender", "series", "horizon_s", "target_start"))
-            if record_id % 100 == 0:
-                db.execute("delete from forecasts where target_start < ?", [now - FORECAST_KEEP_S])
-        return len(rows)
+            return _put_forecasts(db, sender, record_id, made_ts, points, now)
 
     def prune_forecasts(self, before: float) -> int:
         with self.transaction() as db:
@@ -356,11 +353,7 @@ class Store:
     def next_own_seq(self, sender: str) -> int:
         """The next sequence number for one of the coordinator's own senders, persisted so it
         keeps growing across restarts."""
-        with self.transaction() as db:
-            rows = list(db.query("select last_seq from envelope_seq where sender = ?", [sender]))
-            seq = (int(rows[0]["last_seq"]) if rows else 0) + 1
-            db["envelope_seq"].upsert({"sender": sender, "last_seq": seq}, pk="sender")
-        return seq
+        return self.reserve_seqs(sender, 1)
 
     def close(self) -> None:
         with self.lock:
@@ -416,3 +409,105 @@ class Store:
         for r in rows:
             r["devices"] = json.loads(r["devices"]) if r["devices"] else {}
         return rows
+
+    # ------------------------------------------------------------ agent messages (coordinator/ingest.py)
+
+    def participant_keys(self, addresses: set[str] | list[str]) -> dict[str, str]:
+        """The registered Ed25519 key (hex) of each of ``addresses`` that has one."""
+        wanted = sorted({a for a in addresses if isinstance(a, str)})
+        out: dict[str, str] = {}
+        for i in range(0, len(wanted), 500):  # SQLite's bound on host parameters
+            part = wanted[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for r in self.query(
+                f"select address, ed25519_key from participants where registered = 1 and address in ({marks})", part
+            ):
+                out[str(r["address"])] = str(r["ed25519_key"])
+        return out
+
+    def last_seq(self, sender: str) -> int | None:
+        row = self.one("select last_seq from envelope_seq where sender = ?", [sender])
+        return int(row["last_seq"]) if row else None
+
+    def reserve_seqs(self, sender: str, count: int) -> int:
+        """Reserve ``count`` sequence numbers for ``sender``'s own envelopes; return the first.
+        The stored mark is the last one reserved, so after a restart numbering resumes above
+        every number that may have been used."""
+        with self.transaction() as db:
+            rows = list(db.query("select last_seq from envelope_seq where sender = ?", [sender]))
+            first = (int(rows[0]["last_seq"]) if rows else 0) + 1
+            db.execute(
+                "insert into envelope_seq (sender, last_seq) values (?, ?)"
+                " on conflict(sender) do update set last_seq = excluded.last_seq",
+                [sender, first + count - 1],
+            )
+        return first
+
+    def store_messages(self, batch: MessageBatch) -> None:
+        """Everything a batch of agent messages changes, in one transaction: its records,
+        each sender's last accepted seq and the rejections."""
+        with self.transaction() as db:
+            conn = db.conn
+            if batch.telemetry:
+                conn.executemany(
+                    "insert into telemetry (sender, record_id, ts, net_export_w, soc, devices, outbox_pending)"
+                    " values (?, ?, ?, ?, ?, ?, ?) on conflict(sender, record_id) do update set ts = excluded.ts,"
+                    " net_export_w = excluded.net_export_w, soc = excluded.soc, devices = excluded.devices,"
+                    " outbox_pending = excluded.outbox_pending",
+                    batch.telemetry,
+                )
+            if batch.readings:
+                conn.executemany(
+                    "insert into readings (interval, participant, exported_wh, imported_wh, signature)"
+                    " values (?, ?, ?, ?, ?) on conflict(interval, participant) do update set"
+                    " exported_wh = excluded.exported_wh, imported_wh = excluded.imported_wh,"
+                    " signature = excluded.signature",
+                    batch.readings,
+                )
+            if batch.acks:
+                conn.executemany(
+                    "insert into acks (sender, interval, kind, seq, ok, reason) values (?, ?, ?, ?, ?, ?)"
+                    " on conflict(sender, interval, kind) do update set seq = excluded.seq, ok = excluded.ok,"
+                    " reason = excluded.reason",
+                    batch.acks,
+                )
+            if batch.seqs:
+                conn.executemany(
+                    "insert into envelope_seq (sender, last_seq) values (?, ?)"
+                    " on conflict(sender) do update set last_seq = excluded.last_seq",
+                    sorted(batch.seqs.items()),
+                )
+            for sender, record_id, made_ts, points, now in batch.forecasts:
+                _put_forecasts(db, sender, record_id, made_ts, points, now)
+            if batch.rejections:
+                conn.executemany(
+                    "insert into rejections (sender, reason, message, ts) values (?, ?, ?, ?)", batch.rejections
+                )
+
+
+@dataclass
+class MessageBatch:
+    """Rows from a batch of agent messages, written by :meth:`Store.store_messages`."""
+
+    telemetry: list[tuple[str, int, float, float, float, str, int | None]] = field(default_factory=list)
+    # (sender, record_id, made_ts, points, now): one ``forecast`` record each
+    forecasts: list[tuple[str, int, float, list[dict[str, Any]], float]] = field(default_factory=list)
+    readings: list[tuple[int, str, int, int, str]] = field(default_factory=list)
+    acks: list[tuple[str, int, str, int, int, str | None]] = field(default_factory=list)
+    seqs: dict[str, int] = field(default_factory=dict)  # sender -> last accepted seq
+    rejections: list[tuple[str, str, str, float]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.telemetry) + len(self.forecasts) + len(self.readings) + len(self.acks) + len(self.seqs) + len(self.rejections)
+
+
+def _put_forecasts(
+    db: sqlite_utils.Database, sender: str, record_id: int, made_ts: float, points: list[dict[str, Any]], now: float
+) -> int:
+    """One ``forecast`` record's points (a re-sent record overwrites itself); every 100th record
+    of a sender also applies the retention rule (:data:`FORECAST_KEEP_S` on the coordinator's clock)."""
+    rows = [{"sender": sender, "made_ts": made_ts, "record_id": record_id, **p} for p in points]
+    db["forecasts"].upsert_all(rows, pk=("sender", "series", "horizon_s", "target_start"))
+    if record_id % 100 == 0:
+        db.execute("delete from forecasts where target_start < ?", [now - FORECAST_KEEP_S])
+    return len(rows)

@@ -513,10 +513,14 @@ class MarketLoop:
             raise self.operator.decoder.map(exc) from exc
 
     async def _dispatch(self, k: int, start: float, end: float, dispatch: dict[str, dict[str, Any]]) -> None:
+        messages = []
         for address, d in dispatch.items():
             export_w = d["net_wh"] * 3600.0 / (end - start)
             body = {"interval": k, "start": start, "end": end, "export_w": export_w, "fills": d["fills"]}
-            if not await self.hub.send(address, "dispatch", body):
+            messages.append((address, "dispatch", body))
+        # All links at once (coordinator/hub.py): one slow agent does not delay the others.
+        for (address, _, _), sent in zip(messages, await self.hub.send_all(messages), strict=True):
+            if not sent:
                 logger.warning("interval %d: no link to %s for its dispatch", k, address)
 
     async def _wait_for_readings(self, k: int, participants: set[str], deadline: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -12,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisco
 from coordinator.api.deps import CoordinatorDep
 from coordinator.api.guard import BadInput, parse_json, read_limited
 from coordinator.api.schemas import MessageAccepted, error_responses
+from coordinator.ingest import Outcome
 from gridswarm.envelope import MAX_ENVELOPE_BYTES, EnvelopeError
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ ENVELOPE_SCHEMA = {
     },
 }
 
+LINK_PIPELINE = 64  # messages of one link waiting for their replies before the link stops reading
 BUSY = "coordinator overloaded: the message was not read; send it again later"
 
 # WebSocket close codes (RFC 6455) for frames that cannot be a message at all.
@@ -71,7 +74,7 @@ async def post_message(request: Request, coord: CoordinatorDep) -> MessageAccept
             status_code=503, detail={"reason": "busy", "message": BUSY}, headers={"Retry-After": "1"}
         )
     try:
-        env, reply = await asyncio.to_thread(coord.hub.handle, data)
+        env, reply = await coord.hub.submit(data)
     except EnvelopeError as exc:
         raise HTTPException(status_code=400, detail={"reason": exc.reason, "message": str(exc)}) from exc
     finally:
@@ -94,6 +97,30 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
         await ws.send_text(hub.sign("error", {"reason": reason, "message": message, "seq": seq}).to_json())
         await ws.close(code=code, reason=reason)
 
+    # Messages other than ``hello`` are pipelined: the link reads on while earlier ones wait for
+    # their batch (coordinator/ingest.py), and the replies go out in the order the messages came.
+    pending: asyncio.Queue[tuple[asyncio.Future[Outcome], str]] = asyncio.Queue(maxsize=LINK_PIPELINE)
+
+    async def answer_in_order() -> None:
+        while True:
+            fut, raw = await pending.get()
+            try:
+                outcome = await fut
+                if outcome.error is None:
+                    if outcome.reply:
+                        await ws.send_text(hub.sign("ack", outcome.reply).to_json())
+                elif isinstance(outcome.error, EnvelopeError):
+                    exc = outcome.error
+                    body = {"reason": exc.reason, "message": str(exc), "seq": _seq_of(raw)}
+                    await ws.send_text(hub.sign("error", body).to_json())
+                else:
+                    logger.error("agent message failed: %r", outcome.error, exc_info=outcome.error)
+                    await refuse("internal", outcome.error.__class__.__name__, CLOSE_INTERNAL, _seq_of(raw))
+                    return
+            finally:
+                pending.task_done()
+
+    replier = asyncio.create_task(answer_in_order(), name="agent-replies")
     try:
         while True:
             frame = await ws.receive()
@@ -111,11 +138,28 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
             except BadInput as exc:
                 await refuse(exc.reason, str(exc), CLOSE_INVALID)
                 break
-            if not hub.admit(data.get("kind") if isinstance(data, dict) else None):
+            kind = data.get("kind") if isinstance(data, dict) else None
+            if not hub.admit(kind):
                 await ws.send_text(hub.sign("error", {"reason": "busy", "message": BUSY, "seq": _seq_of(raw)}).to_json())
                 continue
+            if kind != "hello":
+                try:
+                    fut = hub.ingest.enqueue(data)
+                except asyncio.QueueFull:
+                    hub.release()
+                    hub.shed += 1
+                    await ws.send_text(hub.sign("error", {"reason": "busy", "message": BUSY, "seq": _seq_of(raw)}).to_json())
+                    continue
+                fut.add_done_callback(lambda _: hub.release())
+                await pending.put((fut, raw))
+                if replier.done():
+                    break  # the socket broke or the link was refused
+                continue
+            if replier.done():
+                break
+            await pending.join()  # a hello is answered after everything before it
             try:
-                env, reply = await asyncio.to_thread(hub.handle, data)
+                env, reply = await hub.submit(data)
             except EnvelopeError as exc:
                 body: dict[str, Any] = {"reason": exc.reason, "message": str(exc), "seq": _seq_of(raw)}
                 await ws.send_text(hub.sign("error", body).to_json())
@@ -143,13 +187,16 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
                     await ws.send_text(hub.sign("arm", arm).to_json())
                 if coord.loop is not None:
                     await coord.loop.obligations(address)
-            elif reply:
-                await ws.send_text(hub.sign("ack", reply).to_json())
     except WebSocketDisconnect:
         pass
     except Exception as exc:  # noqa: BLE001 - e.g. the socket broke mid-send: drop this link only
         logger.info("agent socket ended: %s: %s", exc.__class__.__name__, exc)
     finally:
+        replier.cancel()
+        while not pending.empty():  # the link is gone: stop waiting for what it sent
+            pending.get_nowait()[0].cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await replier
         if address and hub.links.get(address) is send_text:
             hub.links.pop(address, None)
             logger.info("agent %s disconnected", address)

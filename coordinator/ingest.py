@@ -1,0 +1,266 @@
+"""Inbound agent messages in batches: one writer verifies and stores them, one transaction per batch.
+
+Each message an agent link reads (``/ws/agent`` or ``POST /api/v1/messages``) is handed to
+:meth:`Ingest.submit`, which queues it (a bounded queue) and waits. A single writer task takes
+whatever is queued (up to ``MAX_BATCH``), checks every envelope (signature, freshness, the
+sender's growing seq, the body) and stages what each one changes, a slice at a time between
+yields to the event loop; then all of it -- records, each sender's last accepted seq, the
+rejections -- is written in one SQLite transaction from a worker thread. Only then are the
+waiting links answered, so an ``ack`` still means the record is stored. If that transaction
+fails, nothing of the batch is acknowledged and the in-memory replay counters are read back
+from the store. While one batch is written the next one gathers, so the batch size follows the
+load: one message at a time when idle, hundreds under load.
+
+Replay checks stay exact: the last accepted seq per sender lives in memory (loaded from the
+store at start and written with every batch), and a message that verifies but is refused keeps
+its sender's counter where it was. How this is measured: ``gridswarm bench ingest``
+(docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from coordinator.store import MessageBatch
+from gridswarm.envelope import Envelope, EnvelopeError
+
+if TYPE_CHECKING:
+    from coordinator.hub import Hub
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 512  # messages per transaction; the hub's in-flight limit bounds the queue anyway
+CHECK_SLICE = 32  # messages checked between two yields to the event loop
+QUEUE_LIMIT = 1024  # messages waiting for the writer (admission already keeps it near MAX_INFLIGHT)
+
+
+@dataclass
+class Staged:
+    """What one accepted message changes: rows for the batch, work to do once they are stored,
+    and the reply body."""
+
+    reply: dict[str, Any]
+    after: list[Callable[[], None]] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    env: Envelope | None = None
+    reply: dict[str, Any] | None = None
+    error: BaseException | None = None
+
+
+def _sender_of(raw: Any) -> str | None:
+    sender = raw.get("sender") if isinstance(raw, dict) else None
+    return sender if isinstance(sender, str) else None
+
+
+class Ingest:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._queue: asyncio.Queue[tuple[Any, asyncio.Future[Outcome]]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()  # one batch at a time touches the verifier's counters
+        self.batches = 0
+        self.messages = 0
+        self.largest_batch = 0
+
+    # ------------------------------------------------------------------ event-loop side
+
+    async def submit(self, raw: Any) -> tuple[Envelope, dict[str, Any]]:
+        """Verify and store one message with the next batch; return it and its reply body once
+        the batch is durable. Raises :class:`EnvelopeError` (nothing changed) if it is refused."""
+        loop = asyncio.get_running_loop()
+        self._ensure_writer(loop)
+        assert self._queue is not None
+        fut: asyncio.Future[Outcome] = loop.create_future()
+        await self._queue.put((raw, fut))
+        outcome = await fut
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.env is not None and outcome.reply is not None
+        return outcome.env, outcome.reply
+
+    def enqueue(self, raw: Any) -> asyncio.Future[Outcome]:
+        """Queue one message for the next batch without waiting; the future gets its
+        :class:`Outcome` once the batch is stored. Raises ``asyncio.QueueFull`` when the queue is
+        full (the caller answers ``busy``)."""
+        loop = asyncio.get_running_loop()
+        self._ensure_writer(loop)
+        assert self._queue is not None
+        fut: asyncio.Future[Outcome] = loop.create_future()
+        self._queue.put_nowait((raw, fut))
+        return fut
+
+    def _ensure_writer(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is not loop or self._queue is None:
+            self._loop = loop
+            self._queue = asyncio.Queue(maxsize=QUEUE_LIMIT)
+            self._task = None
+        if self._task is None or self._task.done():
+            if self._task is not None and not self._task.cancelled() and self._task.exception() is not None:
+                logger.error("message writer died; restarting it", exc_info=self._task.exception())
+            self._task = loop.create_task(self._run(), name="ingest")
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        while True:
+            items = [await queue.get()]
+            while len(items) < MAX_BATCH and not queue.empty():
+                items.append(queue.get_nowait())
+            live = [(raw, fut) for raw, fut in items if not fut.done()]  # a closed link stops waiting
+            if not live:
+                continue
+            try:
+                outcomes = await self._process_async([raw for raw, _ in live])
+            except asyncio.CancelledError:
+                for _, fut in live:
+                    fut.cancel()
+                raise
+            except Exception as exc:  # noqa: BLE001 - every waiting link gets the failure, the writer goes on
+                logger.exception("storing a batch of %d messages failed", len(live))
+                outcomes = [Outcome(error=exc) for _ in live]
+            for (_, fut), outcome in zip(live, outcomes, strict=True):
+                if not fut.done():
+                    fut.set_result(outcome)
+
+    async def _process_async(self, raws: list[Any]) -> list[Outcome]:
+        """Check the batch on the event loop, a slice at a time (each slice ends with a yield,
+        so the loop keeps serving sockets), and write it from a worker thread. Checking in a
+        thread instead would cost a GIL hand-over per signature against the busy loop."""
+        work = self.begin(raws)
+        try:
+            for i in range(0, len(raws), CHECK_SLICE):
+                self.check(work, raws[i : i + CHECK_SLICE])
+                await asyncio.sleep(0)
+            await asyncio.to_thread(self.commit, work)
+        finally:
+            self.end(work)
+        return self.finish(work)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    # ------------------------------------------------------------------ worker-thread side
+
+    def process(self, raws: list[Any]) -> list[Outcome]:
+        """Check, stage and store a batch at once (from a thread without the event loop); every
+        outcome is final once this returns (stored, or refused with its error). Raises if the
+        store could not write the batch (then nothing of it was acknowledged or kept)."""
+        work = self.begin(raws)
+        try:
+            self.check(work, raws)
+            self.commit(work)
+        finally:
+            self.end(work)
+        return self.finish(work)
+
+    def begin(self, raws: list[Any]) -> _Work:
+        self._lock.acquire()  # one batch at a time moves the verifier's counters
+        try:
+            self.hub.prefetch_keys({s for s in map(_sender_of, raws) if s is not None})
+        except BaseException:
+            self._lock.release()
+            raise
+        return _Work(n=len(raws))
+
+    def end(self, work: _Work) -> None:
+        if not work.committed:
+            # Nothing of this batch is stored: forget the counters it moved.
+            last_seq = self.hub.verifier.last_seq
+            for sender in work.touched:
+                stored = self.hub.store.last_seq(sender)
+                if stored is None:
+                    last_seq.pop(sender, None)
+                else:
+                    last_seq[sender] = stored
+        self.hub.prefetch_keys(None)
+        self._lock.release()
+
+    def check(self, work: _Work, raws: list[Any]) -> None:
+        """Verify and stage ``raws`` into ``work``: an outcome each, accepted or refused."""
+        hub = self.hub
+        last_seq = hub.verifier.last_seq
+        batch = work.batch
+        for raw in raws:
+            sender = _sender_of(raw)
+            before = last_seq.get(sender) if sender is not None else None
+            env: Envelope | None = None
+            try:
+                env = hub.verifier.verify(raw)
+                staged = hub.stage(env, batch)
+            except EnvelopeError as exc:
+                if env is not None:  # authentic but refused: its sender's counter must not move
+                    if before is None:
+                        last_seq.pop(env.sender, None)
+                    else:
+                        last_seq[env.sender] = before
+                batch.rejections.append(hub.rejection(raw, exc))
+                work.outcomes.append(Outcome(error=exc))
+                continue
+            work.touched.add(env.sender)
+            batch.seqs[env.sender] = env.seq
+            work.after.extend(staged.after)
+            work.outcomes.append(Outcome(env=env, reply=staged.reply))
+
+    def commit(self, work: _Work) -> None:
+        """Write the batch in one transaction."""
+        self.hub.store.store_messages(work.batch)
+        work.committed = True
+
+    def finish(self, work: _Work) -> list[Outcome]:
+        """After the batch is stored: the hooks that need it stored (e.g. the fleet's live view)."""
+        for fn in work.after:
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - a view's failure must not un-acknowledge stored records
+                logger.exception("after storing a message")
+        self.batches += 1
+        self.messages += work.n
+        self.largest_batch = max(self.largest_batch, work.n)
+        return work.outcomes
+
+
+@dataclass
+class _Work:
+    """One batch on its way: staged rows, an outcome per message, the senders whose counters moved."""
+
+    n: int
+    batch: MessageBatch = field(default_factory=MessageBatch)
+    outcomes: list[Outcome] = field(default_factory=list)
+    after: list[Callable[[], None]] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)
+    committed: bool = False
+
+
+class SeqReservation:
+    """The coordinator's own envelope sequence numbers, reserved from the store ``block`` at a
+    time (one write per block instead of one per message). Numbers grow across restarts: a new
+    process starts above the last block reserved, so some numbers may be skipped, none reused."""
+
+    def __init__(self, reserve: Callable[[int], int], block: int = 1000) -> None:
+        self._reserve = reserve
+        self._block = block
+        self._next = 0
+        self._end = 0  # first number not reserved
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            if self._next >= self._end:
+                self._next = self._reserve(self._block)
+                self._end = self._next + self._block
+            seq = self._next
+            self._next += 1
+            return seq

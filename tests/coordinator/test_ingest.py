@@ -1,0 +1,148 @@
+"""Agent messages are checked and stored in batches (coordinator/ingest.py), through a running
+coordinator: replies in order and only once stored, exact replay checks inside a batch, nothing
+acknowledged when the batch cannot be stored, and the coordinator's own seqs reserved in blocks."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+
+from coordinator.ingest import SeqReservation
+from coordinator.store import Store
+from gridswarm.envelope import Signer
+from tests.coordinator.conftest import RunningCoordinator
+
+_record = itertools.count(1)
+
+
+def _signer(rc: RunningCoordinator, i: int, start: int = 1) -> Signer:
+    p = rc.market.participants[i]
+    return Signer(p.ed25519, p.account.address, rc.clock, itertools.count(start).__next__)
+
+
+def _telemetry(**extra: Any) -> dict[str, Any]:
+    return {"ts": 1.0, "net_export_w": 10.0, "soc": 0.5, "devices": {}, "record_id": next(_record), **extra}
+
+
+def _url(rc: RunningCoordinator) -> str:
+    return rc.base.replace("http://", "ws://") + "/ws/agent"
+
+
+def _hello(signer: Signer) -> str:
+    return signer.sign("hello", {"address": signer.sender, "site": "t"}).to_json()
+
+
+async def _exchange(rc: RunningCoordinator, hello: str, frames: list[str]) -> list[dict[str, Any]]:
+    """Say ``hello``, send ``frames`` back to back without waiting, return one reply per frame."""
+    async with aiohttp.ClientSession() as session, session.ws_connect(_url(rc)) as ws:
+        await ws.send_str(hello)
+        assert json.loads((await ws.receive(timeout=20)).data)["kind"] == "welcome"
+        for f in frames:
+            await ws.send_str(f)
+        replies = []
+        while len(replies) < len(frames):
+            msg = await ws.receive(timeout=20)
+            assert msg.type == aiohttp.WSMsgType.TEXT, msg
+            replies.append(json.loads(msg.data))
+        return replies
+
+
+def _rows(rc: RunningCoordinator, sql: str, *params: object) -> list[dict[str, Any]]:
+    return rc.coordinator.store.query(sql, list(params))
+
+
+def test_a_burst_on_one_link_is_batched_stored_and_acked_in_order(running: RunningCoordinator) -> None:
+    signer = _signer(running, 0)
+    hello = _hello(signer)
+    envs = [signer.sign("telemetry", _telemetry()) for _ in range(150)]
+    before = running.coordinator.hub.ingest.batches
+    replies = asyncio.run(_exchange(running, hello, [e.to_json() for e in envs]))
+    assert [r["kind"] for r in replies] == ["ack"] * 150
+    assert [r["body"]["seq"] for r in replies] == [e.seq for e in envs]  # in the order sent
+    coordinator_seqs = [r["seq"] for r in replies]
+    assert coordinator_seqs == sorted(coordinator_seqs) and len(set(coordinator_seqs)) == 150
+    stored = _rows(running, "select record_id from telemetry where sender = ?", signer.sender)
+    assert sorted(r["record_id"] for r in stored) == sorted(e.body["record_id"] for e in envs)
+    assert _rows(running, "select last_seq from envelope_seq where sender = ?", signer.sender) == [
+        {"last_seq": envs[-1].seq}
+    ]
+    ingest = running.coordinator.hub.ingest
+    assert ingest.largest_batch > 1  # more than one message per transaction
+    assert ingest.batches - before < 150
+
+
+def test_replays_and_refusals_inside_one_batch_are_exact(running: RunningCoordinator) -> None:
+    signer = _signer(running, 1, start=100)
+    hello = _hello(signer)
+    a = signer.sign("telemetry", _telemetry())
+    bad = signer.sign("telemetry", {"ts": 1.0})  # authentic, but not a telemetry body
+    # the same seq as the refused one, now with a valid body: the refusal must not have moved
+    # the sender's counter
+    again = Signer(signer.key, signer.sender, running.clock, iter([bad.seq]).__next__).sign("telemetry", _telemetry())
+    older = Signer(signer.key, signer.sender, running.clock, iter([5]).__next__).sign("telemetry", _telemetry())
+    frames = [a.to_json(), a.to_json(), older.to_json(), bad.to_json(), again.to_json()]
+    replies = asyncio.run(_exchange(running, hello, frames))
+    got = [(r["kind"], r["body"].get("reason") or None, r["body"]["seq"]) for r in replies]
+    assert got == [
+        ("ack", None, a.seq),
+        ("error", "replayed", a.seq),
+        ("error", "replayed", 5),
+        ("error", "malformed", bad.seq),
+        ("ack", None, again.seq),
+    ]
+    ids = {r["record_id"] for r in _rows(running, "select record_id from telemetry where sender = ?", signer.sender)}
+    assert ids == {a.body["record_id"], again.body["record_id"]}
+    assert _rows(running, "select last_seq from envelope_seq where sender = ?", signer.sender) == [{"last_seq": again.seq}]
+
+
+def test_nothing_is_acknowledged_when_the_batch_cannot_be_stored(
+    running: RunningCoordinator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = running.coordinator.store
+    signer = _signer(running, 2, start=1000)
+    hello = _hello(signer)
+    env = signer.sign("telemetry", _telemetry())
+    real = store.store_messages
+    calls: list[int] = []
+
+    def fail_once(batch: Any) -> None:
+        if len(batch.telemetry) and not calls:
+            calls.append(1)
+            raise OSError("disk full")
+        real(batch)
+
+    async def scenario() -> tuple[dict[str, Any], int]:
+        async with aiohttp.ClientSession() as session, session.ws_connect(_url(running)) as ws:
+            await ws.send_str(hello)
+            assert json.loads((await ws.receive(timeout=20)).data)["kind"] == "welcome"
+            monkeypatch.setattr(store, "store_messages", fail_once)
+            await ws.send_str(env.to_json())
+            reply = json.loads((await ws.receive(timeout=20)).data)
+            closed = await ws.receive(timeout=20)
+            return reply, int(closed.data)
+
+    reply, code = asyncio.run(scenario())
+    assert calls == [1]
+    assert reply["kind"] == "error" and reply["body"]["reason"] == "internal" and code == 1011
+    assert _rows(running, "select * from telemetry where sender = ?", signer.sender) == []
+    # the replay counter was put back: the same envelope is taken when the agent sends it again
+    r = httpx.post(running.base + "/api/v1/messages", content=env.to_json(), timeout=10)
+    assert r.status_code == 200, r.text
+    assert len(_rows(running, "select * from telemetry where sender = ?", signer.sender)) == 1
+
+
+def test_coordinator_seqs_are_reserved_in_blocks_and_grow_across_restarts(tmp_path: Path) -> None:
+    db = tmp_path / "c.sqlite"
+    first = SeqReservation(lambda n: Store(db).reserve_seqs("coordinator", n), block=10)
+    used = [first() for _ in range(13)]
+    assert used == list(range(1, 14))
+    assert Store(db).last_seq("coordinator") == 20  # two blocks reserved, one write each
+    again = SeqReservation(lambda n: Store(db).reserve_seqs("coordinator", n), block=10)  # a restart
+    assert again() == 21 > used[-1]
