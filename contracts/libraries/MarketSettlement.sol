@@ -29,19 +29,23 @@ library MarketSettlement {
     }
 
 
-    /// @dev A chunk's readings: who signed, Wh left to allot, and the walk's position.
+    /// @dev The fill walk's state: the chunk's readings (an event buffer, see {_verifyReadings}),
+    /// the walk's position in them, and the owner group whose on-chain reading is loaded.
     struct Meter {
-        address[] who;
-        uint256[] exportLeft;
-        uint256[] importLeft;
+        uint256 who; // memory address of the participants array's first element
+        uint256 exportLeft; // ... of the exported array's (Wh left to allot)
+        uint256 importLeft; // ... of the imported array's
+        uint256 m;
         uint256 j;
-        uint256[][] out;
         uint64 interval;
         bool complete; // every owner with a non-zero fill must have a reading
-        address sOwner; // the owner group whose on-chain reading is loaded
+        address sOwner;
         bool sBid;
         bool sHas;
+        bool bidSide; // offers come first: false until the first bid
         uint256 sLeft;
+        uint256 out; // memory address of FillsSettled's first order id
+        uint256 outStride; // bytes between its arrays
     }
 
     /// @dev The settlement loop's running state for one chunk.
@@ -67,6 +71,11 @@ library MarketSettlement {
 
     /// @notice Settles `fills` with `readings` at the given imbalance prices; returns the
     /// chunk's charges, refunds and delivered energy.
+    /// `fills` is the ABI encoding of the chunk's `SettlementFill[]` elements (0x80 bytes each:
+    /// order id, qty, price, lock) and `readings` of its `SignedReading[]` elements (0xc0 bytes
+    /// each: participant, interval, exported, imported, r, vs), both copied as they are from
+    /// the market's calldata, so nothing is encoded twice; the market has checked `fills`
+    /// against the chunk's committed hash.
     /// `submitted` holds readings participants put on chain themselves ({submit}); one counts
     /// for an owner whose reading `readings` lacks. With `complete` (bit 48 of `terms`), every
     /// owner of a non-zero fill must have a reading (before `settleBy`).
@@ -75,8 +84,8 @@ library MarketSettlement {
         mapping(address => uint256) storage submitted,
         bytes32 domainSeparator,
         uint64 interval,
-        IEnergyMarket.SettlementFill[] calldata fills,
-        IEnergyMarket.SignedReading[] calldata readings,
+        bytes calldata fills,
+        bytes calldata readings,
         uint256 terms
     ) external returns (Run memory run) {
         // terms: bits 0-23 imbalance buy price, 24-47 imbalance sell price, 48 complete.
@@ -84,7 +93,7 @@ library MarketSettlement {
         // Filled in below.
         // slither-disable-next-line uninitialized-local
         Meter memory meter;
-        (meter.who, meter.exportLeft, meter.importLeft) = _verifyReadings(domainSeparator, interval, readings);
+        _verifyReadings(domainSeparator, interval, readings, meter);
         (meter.interval, meter.complete) = (interval, terms >> 48 & 1 == 1);
         _settleChunk(accounts, submitted, fills, meter, run);
     }
@@ -112,37 +121,105 @@ library MarketSettlement {
         );
     }
 
-    /// @dev Verifies signed readings (ascending participants, this interval, right signer).
-    function _verifyReadings(bytes32 domainSeparator, uint64 interval, IEnergyMarket.SignedReading[] calldata readings)
+    /// @dev Verifies signed readings (ascending participants, this interval, right signer) and
+    /// logs them. The event's data is built in place: three arrays (participants, exported,
+    /// imported) of `m` words each; after the log, `meter` points at them and the two amounts
+    /// count what is left to allot.
+    function _verifyReadings(bytes32 domainSeparator, uint64 interval, bytes calldata readings, Meter memory meter)
         private
-        returns (address[] memory who, uint256[] memory exported, uint256[] memory imported)
     {
-        uint256 m = readings.length;
-        who = new address[](m);
-        exported = new uint256[](m);
-        imported = new uint256[](m);
+        uint256 m = readings.length / 0xc0;
+        uint256 buf;
+        uint256 stride = (m + 1) * 0x20;
+        assembly ("memory-safe") {
+            buf := mload(0x40)
+            mstore(0x40, add(buf, add(0x60, mul(stride, 3))))
+            mstore(buf, 0x60)
+            mstore(add(buf, 0x20), add(0x60, stride))
+            mstore(add(buf, 0x40), add(0x60, mul(stride, 2)))
+            mstore(add(buf, 0x60), m)
+            mstore(add(buf, add(0x60, stride)), m)
+            mstore(add(buf, add(0x60, mul(stride, 2))), m)
+        }
+        (meter.who, meter.exportLeft, meter.importLeft, meter.m) =
+            (buf + 0x80, buf + 0x80 + stride, buf + 0x80 + 2 * stride, m);
         address previous;
         for (uint256 j; j < m; ++j) {
-            IEnergyMarket.MeterReading calldata r = readings[j].reading;
-            address participant = r.participant;
-            if (r.interval != interval) revert IEnergyMarket.MarketReadingWrongInterval(j, r.interval);
+            (address participant, uint256 at, uint256 exported, uint256 imported) = _readingAt(readings, j);
+            if (at != interval) revert IEnergyMarket.MarketReadingWrongInterval(j, uint64(at));
             if (participant <= previous) revert IEnergyMarket.MarketReadingsNotAscending(j, participant);
             previous = participant;
-            address signer = _signer(domainSeparator, readings[j]);
+            address signer = _recover(domainSeparator, readings, j);
             if (signer != participant) revert IEnergyMarket.MarketReadingBadSignature(j, participant, signer);
-            exported[j] = r.exportedWh;
-            imported[j] = r.importedWh;
-            who[j] = participant;
+            _keep(meter, j, participant, exported, imported);
         }
         if (m > 0) {
-            uint256[] memory participants;
+            bytes32 topic = MeterReadingsAccepted.selector;
             assembly ("memory-safe") {
-                participants := who
+                log2(buf, add(0x60, mul(stride, 3)), topic, interval)
             }
-            uint256[][] memory arrays = new uint256[][](3);
-            (arrays[0], arrays[1], arrays[2]) = (participants, exported, imported);
-            _logArrays(MeterReadingsAccepted.selector, interval, arrays);
-            // The event logged the readings; from here the arrays count what is left to allot.
+        }
+    }
+
+    /// @dev Writes reading `j` into the event buffer `meter` points at.
+    function _keep(Meter memory meter, uint256 j, address participant, uint256 exported, uint256 imported)
+        private
+        pure
+    {
+        uint256 o = j * 0x20;
+        (uint256 w, uint256 e, uint256 i) = (meter.who + o, meter.exportLeft + o, meter.importLeft + o);
+        assembly ("memory-safe") {
+            mstore(w, participant)
+            mstore(e, exported)
+            mstore(i, imported)
+        }
+    }
+
+    /// @dev Reading `j`'s fields, each checked to fit its ABI type (as the ABI decoder would).
+    function _readingAt(bytes calldata readings, uint256 j)
+        private
+        pure
+        returns (address participant, uint256 at, uint256 exported, uint256 imported)
+    {
+        uint256 p;
+        bool dirty;
+        assembly ("memory-safe") {
+            let src := add(readings.offset, mul(j, 0xc0))
+            p := calldataload(src)
+            at := calldataload(add(src, 0x20))
+            exported := calldataload(add(src, 0x40))
+            imported := calldataload(add(src, 0x60))
+            dirty := or(shr(160, p), shr(64, or(at, or(exported, imported))))
+        }
+        if (dirty) revert();
+        participant = address(uint160(p));
+    }
+
+    /// @dev Who signed reading `j` (zero if the signature is malformed or has a high `s`, as
+    /// OpenZeppelin's ECDSA.tryRecover): its EIP-712 digest and EIP-2098 compact signature go
+    /// straight to the ecrecover precompile.
+    function _recover(bytes32 domainSeparator, bytes calldata readings, uint256 j) private view returns (address signer) {
+        bytes32 typeHash = _METER_TYPEHASH;
+        assembly ("memory-safe") {
+            let src := add(readings.offset, mul(j, 0xc0))
+            let p := mload(0x40)
+            mstore(p, typeHash)
+            calldatacopy(add(p, 0x20), src, 0x80)
+            let structHash := keccak256(p, 0xa0)
+            mstore(p, shl(240, 0x1901))
+            mstore(add(p, 0x02), domainSeparator)
+            mstore(add(p, 0x22), structHash)
+            let h := keccak256(p, 0x42)
+            let vs := calldataload(add(src, 0xa0))
+            let s := and(vs, 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff)
+            if iszero(gt(s, 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0)) {
+                mstore(p, h)
+                mstore(add(p, 0x20), add(shr(255, vs), 27))
+                mstore(add(p, 0x40), calldataload(add(src, 0x80)))
+                mstore(add(p, 0x60), s)
+                mstore(0x00, 0)
+                if staticcall(gas(), 0x01, p, 0x80, 0x00, 0x20) { signer := mload(0x00) }
+            }
         }
     }
 
@@ -154,57 +231,107 @@ library MarketSettlement {
         return err == ECDSA.RecoverError.NoError ? signer : address(0);
     }
 
-    /// @dev Verifies the readings, settles the chunk's fills and logs the outcome.
+    /// @dev Settles the chunk's fills and logs the outcome: FillsSettled's data (four arrays of
+    /// `n` words: order id, energy, amount, penalty) is written in place as the walk goes.
     function _settleChunk(
         mapping(address => Account) storage accounts,
         mapping(address => uint256) storage submitted,
-        IEnergyMarket.SettlementFill[] calldata fills,
+        bytes calldata fills,
         Meter memory meter,
         Run memory run
     ) private {
-        uint256 n = fills.length;
-        uint256[][] memory out = new uint256[][](4);
-        for (uint256 k; k < 4; ++k) {
-            out[k] = new uint256[](n);
-        }
-        meter.out = out;
-        // Offers come first: false until the first bid.
-        // slither-disable-next-line uninitialized-local
-        bool bidSide;
-        for (uint256 i; i < n; ++i) {
-            IEnergyMarket.SettlementFill calldata f = fills[i];
-            bool isBid = f.orderId & _BID_BIT != 0;
-            if (isBid && !bidSide) {
-                bidSide = true;
-                meter.j = 0;
+        uint256 n = fills.length / 0x80;
+        uint256 stride = (n + 1) * 0x20;
+        uint256 buf;
+        assembly ("memory-safe") {
+            buf := mload(0x40)
+            mstore(0x40, add(buf, add(0x80, mul(stride, 4))))
+            for { let k := 0 } lt(k, 4) { k := add(k, 1) } {
+                mstore(add(buf, mul(k, 0x20)), add(0x80, mul(stride, k)))
+                mstore(add(buf, add(0x80, mul(stride, k))), n)
             }
-            _settleOne(accounts, submitted, f, isBid, meter, run, i);
         }
-        _logArrays(FillsSettled.selector, meter.interval, out);
+        (meter.out, meter.outStride) = (buf + 0xa0, stride);
+        for (uint256 i; i < n; ++i) {
+            _settleOne(accounts, submitted, fills, i, meter, run);
+        }
+        bytes32 topic = FillsSettled.selector;
+        uint64 interval = meter.interval;
+        assembly ("memory-safe") {
+            log2(buf, add(0x80, mul(stride, 4)), topic, interval)
+        }
     }
 
-    /// @dev Applies {SettlementMath} to one fill: its owner's reading (if any) is allotted to its
-    /// fills on one side in fill order (offers use the export, bids the import). Writes order
-    /// id, energy, amount and penalty to `out[0..3][i]` and credits the owner.
+    /// @dev Settles fill `i` with {SettlementMath}, credits its owner and writes its order id,
+    /// energy, amount and penalty into FillsSettled's arrays.
     function _settleOne(
         mapping(address => Account) storage accounts,
         mapping(address => uint256) storage submitted,
-        IEnergyMarket.SettlementFill calldata f,
-        bool isBid,
+        bytes calldata fills,
+        uint256 i,
         Meter memory meter,
-        Run memory run,
-        uint256 i
+        Run memory run
     ) private {
-        address owner = address(uint160(f.orderId >> 31));
-        uint256 energy = _energy(submitted, f.qty, owner, isBid, meter);
-        (uint256 amount, uint256 penalty) = isBid ? _settleBid(accounts, f, owner, energy, run) : _settleOffer(accounts, f, owner, energy, run);
-        uint256[][] memory out = meter.out;
-        (out[0][i], out[1][i], out[2][i], out[3][i]) = (f.orderId, energy, amount, penalty);
+        (uint256 id, uint256 qty, uint256 price, uint256 lock) = _fillAt(fills, i);
+        bool isBid = id & _BID_BIT != 0;
+        if (isBid && !meter.bidSide) {
+            meter.bidSide = true;
+            meter.j = 0;
+        }
+        uint256 energy = _energy(submitted, qty, address(uint160(id >> 31)), isBid, meter);
+        (uint256 amount, uint256 penalty) = _pay(accounts, run, id, qty, price, lock, energy);
+        (uint256 at, uint256 stride) = (meter.out + i * 0x20, meter.outStride);
+        assembly ("memory-safe") {
+            mstore(at, id)
+            mstore(add(at, stride), energy)
+            mstore(add(at, mul(stride, 2)), amount)
+            mstore(add(at, mul(stride, 3)), penalty)
+        }
+    }
+
+    /// @dev {SettlementMath} for one fill; books the chunk's totals and credits the owner.
+    /// Offer: amount received and imbalance charge; bid: amount paid and imbalance refund.
+    function _pay(
+        mapping(address => Account) storage accounts,
+        Run memory run,
+        uint256 id,
+        uint256 qty,
+        uint256 price,
+        uint256 lock,
+        uint256 energy
+    ) private returns (uint256 amount, uint256 penalty) {
+        uint256 credit;
+        if (id & _BID_BIT != 0) {
+            (amount, penalty, credit) = SettlementMath.bid(lock, qty, price, energy, run.imbalanceSell);
+            run.refunds += penalty;
+        } else {
+            (amount, penalty, credit) = SettlementMath.offer(lock, qty, price, energy, run.imbalanceBuy);
+            run.charges += penalty;
+            run.deliveredWh += energy;
+        }
+        _settleAccount(accounts, address(uint160(id >> 31)), lock, credit);
+    }
+
+    /// @dev Fill `i`: order id, qty, price, lock (checked against the commit by the market).
+    function _fillAt(bytes calldata fills, uint256 i)
+        private
+        pure
+        returns (uint256 id, uint256 qty, uint256 price, uint256 lock)
+    {
+        assembly ("memory-safe") {
+            let src := add(fills.offset, mul(i, 0x80))
+            id := calldataload(src)
+            qty := calldataload(add(src, 0x20))
+            price := calldataload(add(src, 0x40))
+            lock := calldataload(add(src, 0x60))
+        }
     }
 
     /// @dev The energy allotted to a fill of `qty`: from the owner's reading in calldata, else
     /// its reading submitted on chain, else the worst case (an offer delivered 0, a bid used
-    /// all); with `meter.complete` a non-zero fill without any reading reverts.
+    /// all); with `meter.complete` a non-zero fill without any reading reverts. An owner's
+    /// reading is allotted to its fills on one side in fill order (offers use the export,
+    /// bids the import).
     function _energy(
         mapping(address => uint256) storage submitted,
         uint256 qty,
@@ -212,10 +339,27 @@ library MarketSettlement {
         bool isBid,
         Meter memory meter
     ) private view returns (uint256 energy) {
-        (bool has, uint256 j) = _find(meter, owner);
-        if (has) {
-            uint256[] memory left = isBid ? meter.importLeft : meter.exportLeft;
-            (energy, left[j]) = SettlementMath.allot(qty, left[j]);
+        // Moves the walk over the (ascending) readings to `owner`'s, if it has one.
+        (uint256 j, uint256 m, uint256 who) = (meter.j, meter.m, meter.who);
+        address at;
+        while (j < m) {
+            assembly ("memory-safe") {
+                at := mload(add(who, mul(j, 0x20)))
+            }
+            if (at >= owner) break;
+            ++j;
+        }
+        meter.j = j;
+        if (j < m && at == owner) {
+            uint256 slot = (isBid ? meter.importLeft : meter.exportLeft) + j * 0x20;
+            uint256 left;
+            assembly ("memory-safe") {
+                left := mload(slot)
+            }
+            (energy, left) = SettlementMath.allot(qty, left);
+            assembly ("memory-safe") {
+                mstore(slot, left)
+            }
             return energy;
         }
         // An owner's fills on one side are contiguous: load its submitted reading once per group.
@@ -234,36 +378,6 @@ library MarketSettlement {
         return isBid ? qty : 0;
     }
 
-    /// @dev Moves the walk over the (ascending) readings to `owner`'s, if it has one.
-    function _find(Meter memory meter, address owner) private pure returns (bool has, uint256 j) {
-        address[] memory who = meter.who;
-        j = meter.j;
-        while (j < who.length && who[j] < owner) ++j;
-        meter.j = j;
-        has = j < who.length && who[j] == owner;
-    }
-
-    function _settleBid(mapping(address => Account) storage accounts, IEnergyMarket.SettlementFill calldata f, address owner, uint256 used, Run memory run)
-        private
-        returns (uint256 paid, uint256 refund)
-    {
-        uint256 credit;
-        (paid, refund, credit) = SettlementMath.bid(f.lock, f.qty, f.price, used, run.imbalanceSell);
-        run.refunds += refund;
-        _settleAccount(accounts, owner, f.lock, credit);
-    }
-
-    function _settleOffer(mapping(address => Account) storage accounts, IEnergyMarket.SettlementFill calldata f, address owner, uint256 delivered, Run memory run)
-        private
-        returns (uint256 received, uint256 charge)
-    {
-        uint256 credit;
-        (received, charge, credit) = SettlementMath.offer(f.lock, f.qty, f.price, delivered, run.imbalanceBuy);
-        run.charges += charge;
-        run.deliveredWh += delivered;
-        _settleAccount(accounts, owner, f.lock, credit);
-    }
-
     /// @dev `locked -= lock; free += credit` in one read and one write of the account's slot.
     function _settleAccount(mapping(address => Account) storage accounts, address owner, uint256 lock, uint256 credit) private {
         Account storage a = accounts[owner];
@@ -279,24 +393,4 @@ library MarketSettlement {
             sstore(a.slot, word)
         }
     }
-
-    /// @dev Emits event `topic` with indexed `interval` and data `abi.encode(arrays[0], ...)`,
-    /// copying with the identity precompile.
-    function _logArrays(bytes32 topic, uint64 interval, uint256[][] memory arrays) private {
-        assembly ("memory-safe") {
-            let k := mload(arrays)
-            let buf := mload(0x40)
-            let head := mul(k, 0x20)
-            let tail := head
-            for { let i := 0 } lt(i, k) { i := add(i, 1) } {
-                let src := mload(add(arrays, mul(add(i, 1), 0x20)))
-                let len := mul(add(mload(src), 1), 0x20)
-                mstore(add(buf, mul(i, 0x20)), tail)
-                if iszero(staticcall(gas(), 0x04, src, len, add(buf, tail), len)) { revert(0, 0) }
-                tail := add(tail, len)
-            }
-            log2(buf, tail, topic, interval)
-        }
-    }
-
 }

@@ -29,7 +29,7 @@ def test_gas_matches_the_committed_snapshot():
         + "\nIf the change is intended, run `gridswarm bench gas --update-snapshot` and commit the snapshot."
     )
     # the issue's targets, as measured here. Posting meets its target. Commit + settle per fill
-    # at 100 fills with both sides' readings does not (about 27k against 22k, see
+    # at 100 fills with both sides' readings does not (about 24.6k against 22k, see
     # docs/contracts.md); the snapshot above keeps it from growing, and the figure and the miss
     # are recorded in bench/results/gas.json.
     ops = doc["operations"]
