@@ -366,14 +366,44 @@ async def _worker_main(spec: dict[str, Any]) -> dict[str, Any]:
                 return
             await asyncio.sleep(0.1)
 
+    async def post(rpc_session: aiohttp.ClientSession, i: int, acct: Any, k: int, side: str, qty: int, price: int) -> None:
+        try:
+            nonce = int(await rpc_call(rpc_session, "eth_getTransactionCount", [acct.address, "pending"]), 16)
+            data = market.encode_abi("postOrder", args=[k, sides[side], qty, price])
+            tx = {"to": dep.market, "data": data, "nonce": nonce, "chainId": dep.chain_id, "gas": POST_GAS,
+                  "maxFeePerGas": MAX_FEE, "maxPriorityFeePerGas": PRIORITY_FEE, "value": 0, "type": 2}
+            raw = Account.sign_transaction(tx, acct.key).raw_transaction
+            t0 = time.time()
+            h = await rpc_call(rpc_session, "eth_sendRawTransaction", ["0x" + bytes(raw).hex()])
+            pending[h] = (i, t0)
+        except RuntimeError as exc:
+            out["post_errors"].append(f"site {i}: {exc}")
+
+    async def send_meter(ws: Any, signer: Any, acct: Any, side: str, body: dict[str, Any], state: dict[str, Any]) -> None:
+        """After the delivery ends: the signed reading of what this site traded (it delivers in full)."""
+        k, end = int(body["interval"]), float(body["end"])
+        traded = sum(int(f["qty_wh"]) for f in body.get("fills", []))
+        await clock.sleep_until(end + 1.0)
+        exp, imp = (traded, 0) if side == "offer" else (0, traded)
+        sig = sign_meter_reading(acct, dep.chain_id, dep.market, k, exp, imp)
+        state["meter"] = signer.sign("meter", {"interval": k, "exported_wh": exp, "imported_wh": imp, "signature": sig})
+        await ws.send_str(state["meter"].to_json())
+
+    async def resend_meter(ws: Any, signer: Any, state: dict[str, Any]) -> None:
+        await asyncio.sleep(1.0)
+        state["meter"] = signer.sign("meter", state["meter"].body)
+        await ws.send_str(state["meter"].to_json())
+
     async def site(session: aiohttp.ClientSession, rpc_session: aiohttp.ClientSession, i: int) -> None:
         acct = derive_eth_account(spec["seed"], "agent", i)
         ed = derive_ed25519(spec["seed"], "agent", i)
         counter = iter(range(1, 10**9))
         signer = Signer(ed, acct.address, clock, counter.__next__, ttl_s=3600.0)
         side, qty, price = site_order(spec["seed"], i)
-        meter_seq = None
         posted = False
+        post_task: asyncio.Task[None] | None = None
+        meter_task: asyncio.Task[None] | None = None
+        state: dict[str, Any] = {}
         for attempt in range(30):
             try:
                 ws = await session.ws_connect(spec["ws_url"], max_msg_size=1 << 20, heartbeat=None)
@@ -395,46 +425,30 @@ async def _worker_main(spec: dict[str, Any]) -> dict[str, Any]:
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     # the coordinator stopped: an error unless this site had nothing more to wait for
                     # (its order was not accepted: no dispatch, no reading)
-                    out["ended_without_dispatch" if meter_seq is None else "errors"].append(
+                    out["ended_without_dispatch" if meter_task is None else "errors"].append(
                         f"site {i}: socket ended ({msg.type})")
                     return
                 env = json.loads(msg.data)
                 kind, body = env.get("kind"), env.get("body") or {}
                 if kind == "interval" and not posted:  # a notice may come twice (broadcast, reconnect)
                     posted = True
-                    try:
-                        nonce = int(await rpc_call(rpc_session, "eth_getTransactionCount", [acct.address, "pending"]), 16)
-                        data = market.encode_abi("postOrder", args=[body["interval"], sides[side], qty, price])
-                        tx = {"to": dep.market, "data": data, "nonce": nonce, "chainId": dep.chain_id, "gas": POST_GAS,
-                              "maxFeePerGas": MAX_FEE, "maxPriorityFeePerGas": PRIORITY_FEE, "value": 0, "type": 2}
-                        raw = Account.sign_transaction(tx, acct.key).raw_transaction
-                        t0 = time.time()
-                        h = await rpc_call(rpc_session, "eth_sendRawTransaction", ["0x" + bytes(raw).hex()])
-                        pending[h] = (i, t0)
-                    except RuntimeError as exc:
-                        out["post_errors"].append(f"site {i}: {exc}")
-                elif kind == "dispatch":
+                    # posting runs beside the socket (as in an agent): a node slow to answer must
+                    # not stop this site reading its socket (and answering the server's pings)
+                    post_task = asyncio.create_task(post(rpc_session, i, acct, int(body["interval"]), side, qty, price))
+                elif kind == "dispatch" and meter_task is None:
                     now = time.time()
                     out["dispatch_latency_s"].append(now - wall_of(float(env["issued_at"])))
                     out["dispatch_at"].append(now)
-                    k, end = int(body["interval"]), float(body["end"])
-                    traded = sum(int(f["qty_wh"]) for f in body.get("fills", []))
-                    await clock.sleep_until(end + 1.0)
-                    exp, imp = (traded, 0) if side == "offer" else (0, traded)
-                    sig = sign_meter_reading(acct, dep.chain_id, dep.market, k, exp, imp)
-                    menv = signer.sign("meter", {"interval": k, "exported_wh": exp, "imported_wh": imp, "signature": sig})
-                    meter_seq = menv.seq
-                    await ws.send_str(menv.to_json())
-                elif kind == "error" and (body.get("reason") == "busy") and meter_seq is not None:
-                    out["busy"] += 1
-                    await asyncio.sleep(1.0)
-                    menv = signer.sign("meter", menv.body)
-                    meter_seq = menv.seq
-                    await ws.send_str(menv.to_json())
+                    meter_task = asyncio.create_task(send_meter(ws, signer, acct, side, body, state))
+                elif kind == "error" and body.get("reason") == "busy" and state.get("meter") is not None:
+                    out["busy"] += 1  # shed: sent again after the Retry-After, as an agent's outbox does
+                    meter_task = asyncio.create_task(resend_meter(ws, signer, state))
                 elif kind == "error":
                     out["errors"].append(f"site {i}: {body.get('reason')}")
-                elif kind == "ack" and meter_seq is not None and body.get("seq") == meter_seq:
+                elif kind == "ack" and state.get("meter") is not None and body.get("seq") == state["meter"].seq:
                     out["meter_acked"] += 1
+                    if post_task is not None:
+                        await post_task
                     return
 
     connector = aiohttp.TCPConnector(limit=0)
