@@ -172,9 +172,9 @@ class Soak:
         for name, pid in procs.items():
             s["procs"][name] = {"pid": pid, "rss_kb": rss_kb(pid), "fds": open_fds(pid)}
         for f in self.work.glob("*.sqlite"):
-            size = f.stat().st_size
             wal = f.with_name(f.name + "-wal")
-            s["files"][f.stem] = size + (wal.stat().st_size if wal.exists() else 0)
+            s["files"][f.stem] = f.stat().st_size
+            s["files"][f.stem + "-wal"] = wal.stat().st_size if wal.exists() else 0
         chain_dir = self.work / "chain"
         s["files"]["ganache-chain"] = sum(p.stat().st_size for p in chain_dir.rglob("*") if p.is_file())
         for i in range(self.args.agents):
@@ -244,13 +244,18 @@ class Soak:
 # ---------------------------------------------------------------------- analysis
 
 
-def per_day(samples: list[dict[str, Any]], get: Any, pid_of: Any = None) -> float | None:
+def per_day(samples: list[dict[str, Any]], get: Any, pid_of: Any = None, warmup_s: float = 0.0) -> float | None:
     """Least-squares growth per simulated day of ``get(sample)`` over the samples of the
-    process's last life (``pid_of(sample)`` equal to the last sample's)."""
+    process's last life (``pid_of(sample)`` equal to the last sample's), leaving out its first
+    ``warmup_s`` wall seconds (imports, caches, the WAL filling up to its checkpoint size)."""
     pts = []
     last_pid = pid_of(samples[-1]) if pid_of else None
-    for s in samples:
-        if pid_of and pid_of(s) != last_pid:
+    life = [s for s in samples if not pid_of or pid_of(s) == last_pid]
+    if not life:
+        return None
+    born = life[0]["wall"] if "wall" in life[0] else None
+    for s in life:
+        if warmup_s and born is not None and s["wall"] - born < warmup_s:
             continue
         v = get(s)
         if v is not None:
@@ -269,15 +274,18 @@ def analyse(soak: Soak, codes: dict[str, int | None]) -> dict[str, Any]:
     for n in names:
         have = [s for s in samples if n in s["procs"]]
         pid = lambda s, n=n: s["procs"][n]["pid"]  # noqa: E731
-        growth["rss_kb"][n] = _r(per_day(have, lambda s, n=n: s["procs"][n]["rss_kb"], pid))
-        growth["fds"][n] = _r(per_day(have, lambda s, n=n: s["procs"][n]["fds"], pid))
+        growth["rss_kb"][n] = _r(per_day(have, lambda s, n=n: s["procs"][n]["rss_kb"], pid, a.warmup_s))
+        growth["fds"][n] = _r(per_day(have, lambda s, n=n: s["procs"][n]["fds"], pid, a.warmup_s))
+        life = [s["procs"][n]["rss_kb"] for s in have if pid(s) == pid(have[-1])]
+        growth["rss_kb"][n + ":last_life_first_last_mb"] = [round(life[0] / 1024, 1), round(life[-1] / 1024, 1)]
     for f in sorted({f for s in samples for f in s["files"]}):
-        growth["file_bytes"][f] = _r(per_day(samples, lambda s, f=f: s["files"].get(f)))
+        growth["file_bytes"][f] = _r(per_day(samples, lambda s, f=f: s["files"].get(f), warmup_s=a.warmup_s))
     for ag in sorted({g for s in samples for g in s["outbox"]}):
         growth["outbox_pending"][ag] = _r(per_day(
-            samples, lambda s, ag=ag: sum(v for k, v in s["outbox"].get(ag, {}).items() if k.endswith(":pending"))))
+            samples, lambda s, ag=ag: sum(v for k, v in s["outbox"].get(ag, {}).items() if k.endswith(":pending")),
+            warmup_s=a.warmup_s))
     for t in sorted({t for s in samples for t in s["tables"]}):
-        growth["coordinator_rows"][t] = _r(per_day(samples, lambda s, t=t: s["tables"].get(t)))
+        growth["coordinator_rows"][t] = _r(per_day(samples, lambda s, t=t: s["tables"].get(t), warmup_s=a.warmup_s))
 
     lifecycle = query(soak.db, "select * from lifecycle order by interval")
     end_sim = samples[-1]["sim"] if samples else soak.sim_now()
@@ -299,6 +307,9 @@ def analyse(soak: Soak, codes: dict[str, int | None]) -> dict[str, Any]:
     for r in lifecycle:
         k = int(r["interval"])
         st = int(market.functions.intervalOf(k).call()[0])
+        if st == 0 and r["stage"] == "skipped":
+            chain_final[k] = "never opened (skipped: its gate passed first)"
+            continue
         chain_final[k] = "settled" if st == 4 else ("lapsed" if interval_lapsed(w3, market, k) else f"status {st}")
     held = int(dep.token_contract(w3).functions.balanceOf(dep.market).call())
     total = locked = 0
@@ -320,7 +331,7 @@ def analyse(soak: Soak, codes: dict[str, int | None]) -> dict[str, Any]:
         "fills_doubled": sum(1 for v in fill_ids.values() if v > 1),
         "intervals_settled_on_chain": sum(1 for v in chain_final.values() if v == "settled"),
         "intervals_lapsed_on_chain": sum(1 for v in chain_final.values() if v == "lapsed"),
-        "intervals_neither": {str(k): v for k, v in chain_final.items() if v not in ("settled", "lapsed")},
+        "intervals_in_flight_or_skipped": {str(k): v for k, v in chain_final.items() if v not in ("settled", "lapsed")},
         "value_conserved": total == held,
         "locked_at_end": locked,
     }
@@ -346,6 +357,10 @@ def analyse(soak: Soak, codes: dict[str, int | None]) -> dict[str, Any]:
         },
         "chain": chain,
         "readings": {"intervals_settled_without_a_reading": settled_without},
+        "agent_records_at_end": {  # the outbox by kind and state, summed over the agents
+            key: sum(box.get(key, 0) for box in (last.get("outbox") or {}).values())
+            for key in sorted({k for box in (last.get("outbox") or {}).values() for k in box})
+        },
         "penalties": {
             "count": len(penalties),
             "base_units": sum(int(r["penalty"]) for r in penalties),
@@ -382,6 +397,8 @@ def configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drain-s", type=float, default=30.0, help="wall seconds for the last intervals (%(default)s)")
     p.add_argument("--clear-timeout-s", type=int, default=60, help="the contract's clear deadline, chain seconds")
     p.add_argument("--settle-timeout-s", type=int, default=300, help="the contract's settle deadline, chain seconds")
+    p.add_argument("--warmup-s", type=float, default=60.0,
+                   help="wall seconds of each process's life left out of its growth figure (%(default)s)")
     p.add_argument("--seed", type=int, default=3)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
 

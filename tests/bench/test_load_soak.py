@@ -48,3 +48,11 @@ def test_bench_load_short_pass_drops_nothing(tmp_path: Path) -> None:
     assert row["connected"] == row["orders_accepted"] == row["dispatch_received"] == row["readings_acked"] == 6
     assert row["orders_failed"] == row["errors"] == 0
     assert row["clearing"]["orders"] == 6 and row["settled_on_chain"]
+
+
+def test_growth_leaves_out_the_warm_up() -> None:
+    # RSS climbs while a process imports and fills its caches, then stays flat
+    values = [50.0, 80.0, 100.0, 100.0, 100.0, 100.0, 100.0]
+    samples = [{**s, "wall": 1000.0 + 10 * i} for i, s in enumerate(_samples(values))]
+    assert per_day(samples, lambda s: s["v"]) > 100  # the warm-up reads as growth
+    assert abs(per_day(samples, lambda s: s["v"], warmup_s=20.0)) < 1e-6
