@@ -54,5 +54,5 @@ def test_growth_leaves_out_the_warm_up() -> None:
     # RSS climbs while a process imports and fills its caches, then stays flat
     values = [50.0, 80.0, 100.0, 100.0, 100.0, 100.0, 100.0]
     samples = [{**s, "wall": 1000.0 + 10 * i} for i, s in enumerate(_samples(values))]
-    assert per_day(samples, lambda s: s["v"]) > 100  # the warm-up reads as growth
+    assert per_day(samples, lambda s: s["v"]) > 10  # the warm-up reads as growth
     assert abs(per_day(samples, lambda s: s["v"], warmup_s=20.0)) < 1e-6
