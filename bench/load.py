@@ -3,7 +3,7 @@
 For each chain (``--chains ganache,anvil``) the benchmark starts the node on a free port,
 deploys the market and onboards ``--sites`` participants, each with its own Ethereum and
 Ed25519 keys: funded, registered, tokens minted, the market approved and collateral deposited
-(set-up batched, many transactions per block, timed). It then starts ``gridswarm coordinator`` as its own process with
+(pipelined set-up, timed). It then starts ``gridswarm coordinator`` as its own process with
 the market loop on, on a compressed clock, for one interval, waiting for every site's link
 before it plans it.
 
@@ -137,89 +137,6 @@ def start_node(kind: str, work: Path) -> Any:
     if kind == "anvil":
         return Anvil(log_path=work / "anvil.log").start()
     raise ValueError(f"unknown chain {kind!r} (ganache or anvil)")
-
-
-# ---------------------------------------------------------------------- fast onboarding
-
-SETUP_GAS = 250_000  # mint, approve and deposit use well under this
-REGISTER_GAS = 700_000  # registerParticipant sets up the account's order slots: about 430,000
-
-
-def _rpc(url: str, calls: list[tuple[str, list[Any]]]) -> list[Any]:
-    """One JSON-RPC batch; the results in order (an error raises)."""
-    body = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
-    out = httpx.post(url, json=body, timeout=300).json()
-    by_id = {r["id"]: r for r in out}
-    results = []
-    for i in range(len(calls)):
-        r = by_id[i]
-        if "error" in r:
-            raise RuntimeError(f"{calls[i][0]}: {r['error']}")
-        results.append(r["result"])
-    return results
-
-
-def onboard_batched(w3: Any, url: str, dep: Any, admin: Any, people: list[Any], eth_each: int = 10**19) -> None:
-    """Fund, register, mint, approve and deposit for every participant, many transactions per
-    block: mining is paused (``miner_stop`` on Ganache, ``evm_setAutomine false`` on Anvil), the
-    signed transactions are sent in JSON-RPC batches and ``evm_mine`` packs them into blocks.
-    Every receipt is checked. (Set-up only: what is measured runs with mining on.)"""
-    from eth_account import Account
-
-    from bench.clearing_e2e import DEPOSIT, MINT
-
-    market, token = dep.market_contract(w3), dep.token_contract(w3)
-    chain_id = int(w3.eth.chain_id)
-    funder = w3.eth.accounts[0]
-    nonces: dict[str, int] = {}
-
-    def signed(acct: Any, to: str, data: str, gas: int = SETUP_GAS) -> str:
-        n = nonces.setdefault(acct.address, int(w3.eth.get_transaction_count(acct.address, "pending")))
-        nonces[acct.address] = n + 1
-        tx = {"to": to, "data": data, "value": 0, "nonce": n, "chainId": chain_id, "gas": gas,
-              "maxFeePerGas": MAX_FEE, "maxPriorityFeePerGas": PRIORITY_FEE, "type": 2}
-        return "0x" + bytes(Account.sign_transaction(tx, acct.key).raw_transaction).hex()
-
-    def run_phase(calls: list[tuple[str, list[Any]]]) -> None:
-        try:
-            _rpc(url, [("miner_stop", [])])
-            paused = "ganache"
-        except RuntimeError:
-            _rpc(url, [("evm_setAutomine", [False])])
-            paused = "anvil"
-        try:
-            hashes: list[str] = []
-            for start in range(0, len(calls), 200):
-                hashes.extend(_rpc(url, calls[start : start + 200]))
-            waiting = list(hashes)
-            while waiting:
-                _rpc(url, [("evm_mine", [])] * 5)
-                head, rest = waiting[:300], waiting[300:]  # a bounded look each round, not all of them
-                receipts = _rpc(url, [("eth_getTransactionReceipt", [h]) for h in head])
-                for h, r in zip(head, receipts, strict=True):
-                    if r is not None and int(r["status"], 16) != 1:
-                        raise RuntimeError(f"set-up transaction {h} reverted (gas used {int(r['gasUsed'], 16)})")
-                waiting = [h for h, r in zip(head, receipts, strict=True) if r is None] + rest
-        finally:
-            _rpc(url, [("miner_start", [])] if paused == "ganache" else [("evm_setAutomine", [True])])
-
-    enc = lambda c, fn, args: c.encode_abi(fn, args=args)  # noqa: E731
-    phase1: list[tuple[str, list[Any]]] = []
-    funder_nonce = int(w3.eth.get_transaction_count(funder, "pending"))
-    for j, p in enumerate(people):
-        phase1.append(("eth_sendTransaction", [{"from": funder, "to": p.account.address, "value": hex(eth_each),
-                                                "nonce": hex(funder_nonce + j),
-                                                "gas": hex(21_000), "maxFeePerGas": hex(MAX_FEE),
-                                                "maxPriorityFeePerGas": hex(PRIORITY_FEE)}]))
-        phase1.append(("eth_sendRawTransaction", [signed(admin, dep.market, enc(
-            market, "registerParticipant", [p.account.address, bytes(p.ed25519.verify_key), 0]), REGISTER_GAS)]))
-        phase1.append(("eth_sendRawTransaction", [signed(admin, dep.token, enc(token, "mint", [p.account.address, MINT]))]))
-    run_phase(phase1)
-    phase2: list[tuple[str, list[Any]]] = []
-    for p in people:
-        phase2.append(("eth_sendRawTransaction", [signed(p.account, dep.token, enc(token, "approve", [dep.market, 2**256 - 1]))]))
-        phase2.append(("eth_sendRawTransaction", [signed(p.account, dep.market, enc(market, "deposit", [DEPOSIT]))]))
-    run_phase(phase2)
 
 
 # ---------------------------------------------------------------------- process helpers
@@ -492,12 +409,9 @@ def run_chain(kind: str, args: argparse.Namespace, log: Any) -> dict[str, Any]:
             w3, args.seed, eth_each=1_000 * 10**18, clear_timeout_s=3_600, settle_timeout_s=3_600
         )
         people = new_participants(args.seed, 0, args.sites)
-        if kind == "anvil":
-            onboard_batched(w3, node.url, dep, admin, people)
-        else:  # Ganache packs a paused pool slower than it mines one transaction per block
-            raw = RawSender(w3)
-            onboard(w3, dep, admin, people, raw)
-            raw.close()
+        raw = RawSender(w3)
+        onboard(w3, dep, admin, people, raw)
+        raw.close()
         setup_s = time.perf_counter() - t0
         log(f"{kind}: deployed and onboarded {args.sites} sites in {setup_s:.1f} s")
 
@@ -684,8 +598,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "machine": {**info, "load_average_1m_at_end": round(os.getloadavg()[0], 2)},
         "setup": {
             "sites": "own Ethereum and Ed25519 keys each; funded, registered, minted, approved, deposited (5 tx "
-                     "per site; Anvil: JSON-RPC batches with mining paused, packed by evm_mine; Ganache: pipelined "
-                     "one transaction per block, which is faster there than evm_mine on a full pool)",
+                     "per site, signed locally and pipelined from one process, one transaction per block)",
             "load_generators": f"{args.generators} processes, each holding one WebSocket per site of its share; a "
                                "site posts its order when the coordinator's notice reaches it (signed locally with "
                                "its key, eth_sendRawTransaction), records its dispatch, signs and sends its meter "
