@@ -391,8 +391,23 @@ def worker(spec_path: str) -> int:
 # ---------------------------------------------------------------------- one chain
 
 
+def _patient_sender() -> type:
+    from bench.clearing_e2e import RawSender
+
+    class PatientSender(RawSender):
+        """Anvil accepts transactions faster than it mines them one per block: a backlog of
+        thousands takes minutes to mine, so the wait for the last receipt is long."""
+
+        def check(self, timeout_s: float = 1_800.0) -> list[Any]:
+            return super().check(timeout_s)
+
+    return PatientSender
+
+
 def run_chain(kind: str, args: argparse.Namespace, log: Any) -> dict[str, Any]:
-    from bench.clearing_e2e import RawSender, new_participants, onboard
+    from bench.clearing_e2e import new_participants, onboard
+
+    PatientSender = _patient_sender()  # noqa: N806 - a class
     from gridswarm.chain import connect
     from gridswarm.deploy import deploy_seeded_market
     from gridswarm.devnet import free_port
@@ -409,7 +424,7 @@ def run_chain(kind: str, args: argparse.Namespace, log: Any) -> dict[str, Any]:
             w3, args.seed, eth_each=1_000 * 10**18, clear_timeout_s=3_600, settle_timeout_s=3_600
         )
         people = new_participants(args.seed, 0, args.sites)
-        raw = RawSender(w3)
+        raw = PatientSender(w3)
         onboard(w3, dep, admin, people, raw)
         raw.close()
         setup_s = time.perf_counter() - t0
