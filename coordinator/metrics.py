@@ -66,6 +66,9 @@ class CoordinatorCollector(Collector):
         for reason, n in sorted(analytics.rejection_counts().items()):
             ref.add_metric([reason], n)
         yield ref
+        inflight = GaugeMetricFamily("gridswarm_hub_inflight", "Agent messages being handled (shed past the limit)")
+        inflight.add_metric([], c.hub.inflight)
+        yield inflight
         agents = GaugeMetricFamily("gridswarm_agents_connected", "Agents with a live link")
         agents.add_metric([], len(c.hub.links))
         yield agents

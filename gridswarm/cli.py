@@ -222,6 +222,8 @@ BENCHES = {
     "e2e": ("bench.clearing_e2e", "configure_bench", "run_bench", "clearing end to end on Ganache"),
     "analytics": ("bench.analytics", "configure_bench", "run_bench", "analytics queries over a year"),
     "ingest": ("bench.ingest", "configure_bench", "run_bench", "signed messages/s one coordinator takes"),
+    "load": ("bench.load", "configure_bench", "run_bench", "1,000 sites trading on chain, Ganache vs Anvil"),
+    "soak": ("bench.soak", "configure_bench", "run_bench", "days of running on a compressed clock, with faults"),
 }
 
 
