@@ -24,7 +24,7 @@ from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
+from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3Exception
 
 from gridswarm.errors import GridSwarmError
 
@@ -145,7 +145,12 @@ class Deployment:
 
 
 class TxSender:
-    """Sends transactions from one local key; waits for receipts; maps reverts to names."""
+    """Sends transactions from one local key; waits for receipts; maps reverts to names.
+
+    A transaction whose receipt did not come in time may still be mined. It is remembered, and
+    the next send first waits for it (or finds it dropped) instead of reusing its nonce: a node
+    refuses a second transaction with a nonce it is already mining. If the next send is the very
+    same call, the earlier transaction's receipt is its answer and nothing is sent twice."""
 
     def __init__(self, w3: Web3, account: LocalAccount, decoder: ErrorDecoder, receipt_timeout_s: float = 60.0) -> None:
         self.w3 = w3
@@ -153,6 +158,7 @@ class TxSender:
         self.decoder = decoder
         self.receipt_timeout_s = receipt_timeout_s
         self._lock = threading.Lock()
+        self._inflight: tuple[Any, tuple[str, str] | None] | None = None  # (tx hash, (to, data))
 
     @property
     def address(self) -> str:
@@ -166,17 +172,22 @@ class TxSender:
         """
         with self._lock:
             try:
-                params: dict[str, Any] = {
-                    "from": self.account.address,
-                    "nonce": self.w3.eth.get_transaction_count(self.account.address, "pending"),
-                    "chainId": self.w3.eth.chain_id,
-                }
-                if gas is not None:
-                    params["gas"] = gas
-                tx = call.build_transaction(params)
-                signed = self.account.sign_transaction(tx)
-                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-                receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout_s)
+                key = _call_key(call)
+                receipt = self._settle_inflight(key)
+                if receipt is None:
+                    params: dict[str, Any] = {
+                        "from": self.account.address,
+                        "nonce": self.w3.eth.get_transaction_count(self.account.address, "pending"),
+                        "chainId": self.w3.eth.chain_id,
+                    }
+                    if gas is not None:
+                        params["gas"] = gas
+                    tx = call.build_transaction(params)
+                    signed = self.account.sign_transaction(tx)
+                    tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                    self._inflight = (tx_hash, key)
+                    receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout_s)
+                    self._inflight = None
             except ChainError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every web3/requests failure is mapped here
@@ -185,11 +196,36 @@ class TxSender:
             raise ContractRevert("TransactionFailed", {"tx": receipt["transactionHash"].hex()})
         return receipt
 
+    def _settle_inflight(self, key: tuple[str, str] | None) -> Any:
+        """Resolve the transaction an earlier call left unconfirmed. Returns its receipt when it
+        was this same call (mined after all: its answer), else None; raises (mapped by the
+        caller) while it is still pending, so no conflicting nonce is ever sent."""
+        if self._inflight is None:
+            return None
+        tx_hash, prev_key = self._inflight
+        try:
+            self.w3.eth.get_transaction(tx_hash)
+        except TransactionNotFound:
+            logger.warning("transaction %s was dropped by the node; sending afresh", tx_hash.hex())
+            self._inflight = None
+            return None
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout_s)
+        self._inflight = None
+        return receipt if key is not None and prev_key == key else None
+
     def call(self, call: Any) -> Any:
         try:
             return call.call({"from": self.account.address})
         except Exception as exc:  # noqa: BLE001
             raise self.decoder.map(exc) from exc
+
+
+def _call_key(call: Any) -> tuple[str, str] | None:
+    """What makes two sends the same call: target and calldata (None for a deployment)."""
+    try:
+        return (str(call.address).lower(), str(call._encode_transaction_data()).lower())
+    except AttributeError:
+        return None
 
 
 def chain_time(w3: Web3) -> int:

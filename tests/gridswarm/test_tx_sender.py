@@ -1,0 +1,46 @@
+"""The transaction sender on a real node whose mining is held: a send whose receipt is late is
+never sent again under another nonce, and a retry of the same call gets the first one's receipt."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from gridswarm.chain import ChainError, TxSender, connect
+from gridswarm.deploy import deploy_seeded_market
+from gridswarm.devnet import Ganache
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[Ganache]:
+    with Ganache() as g:  # its own node: mining is stopped here, which others must not see
+        yield g
+
+
+def test_a_late_transaction_is_awaited_not_sent_twice(node: Ganache) -> None:
+    w3 = connect(node.url)
+    admin, operator, _coord, dep = deploy_seeded_market(w3, 4_242)
+    token = dep.token_contract(w3)
+    sender = TxSender(w3, admin, dep.decoder(), receipt_timeout_s=1.0)
+    nonce = w3.eth.get_transaction_count(admin.address)
+    call = token.functions.approve(operator.address, 7)
+
+    w3.provider.make_request("miner_stop", [])
+    try:
+        with pytest.raises(ChainError):
+            sender.transact(call)  # sent, but no receipt in time
+        with pytest.raises(ChainError):
+            sender.transact(call)  # still pending: waits again, sends nothing new
+        # (Ganache's "pending" count leaves out its pool, so a naive resend would reuse the nonce.)
+    finally:
+        w3.provider.make_request("miner_start", [])
+
+    receipt = sender.transact(call)  # the retry gets the first transaction's receipt
+    assert receipt["status"] == 1
+    assert w3.eth.get_transaction_count(admin.address) == nonce + 1  # exactly one transaction
+    assert token.functions.allowance(admin.address, operator.address).call() == 7
+
+    other = sender.transact(token.functions.approve(operator.address, 9))  # a new call goes out
+    assert other["transactionHash"] != receipt["transactionHash"]
+    assert w3.eth.get_transaction_count(admin.address) == nonce + 2
