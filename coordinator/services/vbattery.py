@@ -71,8 +71,10 @@ def lendable_w(devices: dict[str, dict[str, Any]], healthy: set[str], duration_s
     return power, (above / cap if cap else 0.0), cap
 
 
-def plan(requests: list[Request], lenders: list[Lender]) -> Plan:
-    """Serve ``requests`` from ``lenders`` (both changed copies are not kept; see the module)."""
+def plan(requests: list[Request], lenders: list[Lender], *, balance: bool = True) -> Plan:
+    """Serve ``requests`` from ``lenders`` (both changed copies are not kept; see the module).
+    Without ``balance`` the lenders are drawn in a fixed order (their addresses), each as far as
+    it can go, with no regard to SoC: the non-levelling choice levelling is measured against."""
     out = Plan()
     pool = {ln.address: Lender(ln.address, ln.headroom, ln.capacity_wh, ln.lendable_w) for ln in lenders}
     for req in sorted(requests, key=lambda r: (PRIORITY_ORDER[r.priority], r.arrival)):
@@ -82,10 +84,13 @@ def plan(requests: list[Request], lenders: list[Lender]) -> Plan:
             cands = [ln for ln in pool.values() if ln.address != req.address and ln.lendable_w > 1e-6]
             if not cands:
                 break
-            cands.sort(key=lambda ln: (ln.headroom, ln.lendable_w), reverse=True)
+            if balance:
+                cands.sort(key=lambda ln: (ln.headroom, ln.lendable_w), reverse=True)
+            else:
+                cands.sort(key=lambda ln: ln.address)
             best = cands[0]
             take = min(need, best.lendable_w)
-            if len(cands) > 1 and best.capacity_wh > 0 and hours > 0:
+            if balance and len(cands) > 1 and best.capacity_wh > 0 and hours > 0:
                 # no further than the next lender's headroom: SoC stays balanced
                 level = (best.headroom - cands[1].headroom) * best.capacity_wh / hours
                 take = min(take, max(level, min(1.0, take)))

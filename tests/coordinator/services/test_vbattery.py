@@ -105,3 +105,14 @@ def test_bad_borrow_requests_are_refused_naming_the_field(body, field):
     raw = {"request_id": 1, "power_w": 100.0, "start": T0, "end": T0 + 900, "priority": "essential", **body}
     with pytest.raises(MalformedEnvelope, match=field):
         validate_body("borrow", raw)
+
+
+def test_fixed_order_lending_ignores_soc():
+    """The non-levelling choice the borrowing scenario measures against: lenders in address
+    order, each as far as it goes, whatever their SoC."""
+    req = [Request("0xb0", 1, 1500.0, 0.0, 3600.0, "essential")]
+    lenders = [Lender("0xa2", 0.6, 10_000.0, 3000.0), Lender("0xa1", 0.1, 10_000.0, 1000.0)]
+    p = plan(req, lenders, balance=False)
+    assert [(g.lender, g.power_w) for g in p.grants] == [("0xa1", 1000.0), ("0xa2", 500.0)]
+    p = plan(req, lenders)  # levelling: the fuller lender first
+    assert p.grants[0].lender == "0xa2"
