@@ -63,7 +63,9 @@ class _System:
     runs them. Everything shares one scaled clock (its three numbers are in every config)."""
 
     def __init__(self, work: Path, n: int, *, speed: float, sim_start: float, fleet: dict[str, Any],
-                 market: dict[str, Any] | None = None, processes: bool = False, seed: int = 7) -> None:
+                 market: dict[str, Any] | None = None, processes: bool = False, seed: int = 7,
+                 anchor_delay_s: float = 0.0) -> None:
+        self.anchor_delay_s = anchor_delay_s  # wall s from the chain being ready to the clock reaching sim_start
         self.work, self.n, self.speed, self.sim_start = work, n, speed, sim_start
         self.fleet_cfg, self.market_cfg, self.processes, self.seed = fleet, market, processes, seed
         self.ganache: Any = None
@@ -86,6 +88,7 @@ class _System:
         from gridswarm.keys import derive_ed25519, derive_eth_account, write_ed25519, write_eth_key
 
         work = self.work
+        t = time.monotonic()
         self.ganache = Ganache(log_path=work / "ganache.log").start()
         self.w3 = w3 = connect(self.ganache.url)
         admin, operator, coord_key, dep = deploy_seeded_market(w3, self.seed, clear_timeout_s=3600,
@@ -96,8 +99,10 @@ class _System:
                                       zone=0, tokens=1_000 * TOKEN_UNIT, deposit=500 * TOKEN_UNIT)
                       for i in range(self.n)]
         register_participants(w3, dep, admin, self.specs)
+        self.setup_s = round(time.monotonic() - t, 1)
+        logger.warning("chain up, market deployed, %d participants registered in %.1f s", self.n, self.setup_s)
         self.addresses = [sp.account.address for sp in self.specs]
-        anchor = time.time()
+        anchor = time.time() + self.anchor_delay_s
         self.clock = ScaledClock(sim_start=self.sim_start, speed=self.speed, wall_anchor=anchor)
         self.clock_cfg = {"kind": "scaled", "sim_start": self.sim_start, "speed": self.speed, "wall_anchor": anchor}
         port = free_port()
@@ -105,7 +110,7 @@ class _System:
             "rpc_url": self.ganache.url, "deployment": self.dep_path,
             "operator_key_file": write_eth_key(work / "operator.key", operator),
             "ed25519_key_file": write_ed25519(work / "coordinator.ed25519", coord_key),
-            "db_path": work / "coordinator.sqlite", "port": port, "message_ttl_s": 600.0 * max(1.0, self.speed / 10),
+            "db_path": work / "coordinator.sqlite", "port": port, "message_ttl_s": min(3600.0, 600.0 * max(1.0, self.speed / 10)),
             "run_market": self.market_cfg is not None, "index_poll_s": 0.2,
             **({"market": self.market_cfg} if self.market_cfg is not None else {}),
             "fleet": self.fleet_cfg})
@@ -360,9 +365,9 @@ async def _frequency_event(n_sites: int, speed: float, work: Path, plot: Path, *
 # ---------------------------------------------------------------------------------- borrowing
 
 DAY_START = 1_782_000_000.0  # 00:00 UTC
-BORROW_INTERVAL_S = 7200.0  # a day in 12 market intervals of 2 h
-BORROW_INTERVALS = 12
-BORROW_SPEED = 1440.0  # a clock day in a minute of wall time
+BORROW_INTERVAL_S = 10_800.0  # a day in 8 market intervals of 3 h
+BORROW_INTERVALS = 8
+BORROW_SPEED = 720.0  # a clock day in two minutes of wall time
 BORROWERS = {3: "critical", 6: "essential", 9: "flexible", 12: "critical", 15: "essential", 18: "flexible"}
 BORROW_PRICE = 80
 
@@ -443,18 +448,18 @@ async def _borrowing_day(n_sites: int, work: Path, *, balance: bool, processes: 
 
     rng = random.Random(11)
     L = BORROW_INTERVAL_S
-    sim_start = DAY_START - 1.6 * L  # the first interval the market opens delivers from 00:00
-    market = {"interval_s": L, "gate_lead_s": 1800.0, "meter_wait_s": 1800.0, "intervals": BORROW_INTERVALS + 1,
-              "expected_agents": n_sites, "agent_wait_s": 60.0}
+    sim_start = DAY_START - 1.5 * L  # agents connected by then: the first interval delivers from 00:00
+    market = {"interval_s": L, "gate_lead_s": 2700.0, "meter_wait_s": 2700.0, "intervals": BORROW_INTERVALS + 1,
+              "expected_agents": n_sites, "agent_wait_s": 90.0}
     fleet = {"enabled": True, "required_w": 0.0, "check_s": 600.0, "stale_s": 3 * L, "rearm_s": L,
              "borrow_price": BORROW_PRICE, "lender_choice": "highest_soc" if balance else "fixed_order"}
     sysm = _System(work, n_sites, speed=BORROW_SPEED, sim_start=sim_start, fleet=fleet, market=market,
-                   processes=processes)
+                   processes=processes, anchor_delay_s=40.0 if processes else 10.0)
     soc_series: list[dict[str, Any]] = []
     try:
         sysm.start()
         cfgs = [sysm.agent_config(
-            i, _borrow_devices(i, rng), tick_s=600.0, telemetry_every_s=1800.0, reserve_soc=RESERVE,
+            i, _borrow_devices(i, rng), tick_s=900.0, telemetry_every_s=1800.0, reserve_soc=RESERVE,
             message_ttl_s=3600.0,
             # normal trading is held under the minimum order: only virtual-battery grants trade
             trading={"role": "auto", "max_order_wh": 1, "min_order_wh": 10, "price_jitter": 0},
@@ -464,13 +469,17 @@ async def _borrowing_day(n_sites: int, work: Path, *, balance: bool, processes: 
         sysm.start_agents(cfgs)
         try:
             async with httpx.AsyncClient(base_url=sysm.base, timeout=30) as client:
-                deadline = time.monotonic() + 170
+                deadline = time.monotonic() + 300
                 while time.monotonic() < deadline:
                     await asyncio.sleep(0.5)
-                    fl = (await client.get("/api/v1/fleet")).json()
+                    try:
+                        fl = (await client.get("/api/v1/fleet")).json()
+                        h = (await client.get("/healthz")).json()
+                    except httpx.HTTPError as exc:  # a busy machine: try again
+                        logger.warning("polling the coordinator: %r", exc)
+                        continue
                     soc_series.append({"t": sysm.clock.now(), "soc": {s["address"]: s["soc"] for s in fl["sites"]
                                                                      if s.get("soc") is not None}})
-                    h = (await client.get("/healthz")).json()
                     if h["intervals_settled"] + h["intervals_failed"] >= BORROW_INTERVALS + 1:
                         break
                 fleet_view = (await client.get("/api/v1/fleet")).json()
@@ -505,7 +514,9 @@ async def _borrowing_day(n_sites: int, work: Path, *, balance: bool, processes: 
             c[k] = round(c[k])
         c["served_share"] = round(c["granted_wh"] / c["requested_wh"], 3) if c["requested_wh"] else None
     lenders = [a for i, a in enumerate(sysm.addresses) if i not in BORROWERS]
-    day = [row for row in soc_series if DAY_START <= row["t"] <= DAY_START + BORROW_INTERVALS * L
+    ran = sorted(int(iv["id"]) for iv in intervals)
+    day0 = (ran[0] if ran else DAY_START // L) * L  # the day: the run's intervals, from the first one's start
+    day = [row for row in soc_series if day0 <= row["t"] <= day0 + len(ran) * L
            and all(a in row["soc"] for a in lenders)]
 
     def spread(row: dict[str, Any], who: list[str]) -> float:
@@ -517,7 +528,6 @@ async def _borrowing_day(n_sites: int, work: Path, *, balance: bool, processes: 
         "lender_choice": fleet["lender_choice"], "addr_class": addr_class,
         "granted_wh": sum(g["energy_wh"] for g in b["grants"]), "grants": len(b["grants"]),
         "served_by_priority": by_class, "reconciliation": rec,
-        "intervals_settled": len(settled),
         "soc_spread_lenders": {
             "start": round(lender_spread[0], 4) if lender_spread else None,
             "end": round(lender_spread[-1], 4) if lender_spread else None,
@@ -526,35 +536,38 @@ async def _borrowing_day(n_sites: int, work: Path, *, balance: bool, processes: 
             "samples": len(lender_spread)},
         "lenders_soc_start_end": {a: [round(day[0]["soc"][a], 3), round(day[-1]["soc"][a], 3)]
                                   for a in lenders} if day else {},
-        "series": {"t_h": [round((r["t"] - DAY_START) / 3600.0, 3) for r in day],
+        "intervals": {"first": ran[0] if ran else None, "count": len(ran), "settled": len(settled),
+                      "day_starts_utc_hour": round((day0 % 86400) / 3600, 2)},
+        "series": {"t_h": [round((r["t"] - day0) / 3600.0, 3) for r in day],
                    "spread": [round(x, 4) for x in lender_spread],
                    "min": [round(min(r["soc"][a] for a in lenders), 4) for r in day],
                    "max": [round(max(r["soc"][a] for a in lenders), 4) for r in day]},
     }
 
 
-async def _borrowing(n_sites: int, work: Path, plot: Path, *, processes: bool) -> dict[str, Any]:
-    runs = {}
-    for name, balance in (("balancing", True), ("no_balancing", False)):
-        (work / name).mkdir()
-        t = time.monotonic()
-        runs[name] = await _borrowing_day(n_sites, work / name, balance=balance, processes=processes)
-        runs[name]["wall_s"] = round(time.monotonic() - t, 1)
+def _borrowing(n_sites: int, work: Path, plot: Path, *, balance: bool, processes: bool,
+               earlier: dict[str, Any] | None) -> dict[str, Any]:
+    """One day with one lender choice; the other choice's day from an earlier run is kept beside it."""
+    name = "balancing" if balance else "no_balancing"
+    t = time.monotonic()
+    run = asyncio.run(_borrowing_day(n_sites, work, balance=balance, processes=processes))
+    run["wall_s"] = round(time.monotonic() - t, 1)
+    run["agents"] = "processes" if processes else "in-process"
+    runs = {k: v for k, v in (earlier or {}).items() if k in ("balancing", "no_balancing") and "series" in v}
+    runs[name] = run
     _plot_borrowing(runs, plot)
-    bal, nob = runs["balancing"], runs["no_balancing"]
-    return {
+    out = {
         "sites": n_sites, "borrowers": {str(i): c for i, c in BORROWERS.items()},
-        "agents": "processes" if processes else "in-process",
-        "day": (f"{BORROW_INTERVALS} market intervals of {BORROW_INTERVAL_S / 3600:g} h (00:00-24:00 UTC) on a clock "
-                f"scaled x{BORROW_SPEED:g}: the day's clock runs in about {86400 / BORROW_SPEED:.0f} s of wall time; "
-                "agents tick every 600 s and report every 1800 s (clock)"),
+        "day": (f"{BORROW_INTERVALS} market intervals of {BORROW_INTERVAL_S / 3600:g} h on a clock scaled "
+                f"x{BORROW_SPEED:g}: a clock day in about {86400 / BORROW_SPEED:.0f} s of wall time; agents tick every "
+                "900 s and report every 1800 s (clock)"),
         "price": BORROW_PRICE,
         "what_trades": "only virtual-battery grants (normal trading held below the minimum order)",
-        "soc_spread_definition": "max - min SoC over the lending sites (telemetry), sampled every 0.5 s wall",
-        "balancing": {k: v for k, v in bal.items() if k != "series"},
-        "no_balancing": {k: v for k, v in nob.items() if k != "series"},
-        "plot": str(plot),
+        "soc_spread_definition": "max - min SoC over the 14 lending sites (their telemetry), sampled every 0.5 s wall",
+        "runs": "gridswarm scenario borrowing [--no-balancing] --processes: one lender choice per run",
+        **runs, "plot": str(plot),
     }
+    return out
 
 
 def _plot_borrowing(runs: dict[str, dict[str, Any]], path: Path) -> None:
@@ -570,7 +583,7 @@ def _plot_borrowing(runs: dict[str, dict[str, Any]], path: Path) -> None:
         ax.plot(s["t_h"], s["spread"], color=color, label=f"SoC spread (max - min), {label}")
         ax.fill_between(s["t_h"], s["min"], s["max"], color=color, alpha=0.12, label=f"SoC range, {label}")
     ax.axhline(RESERVE, color="k", linestyle=":", label="owners' reserve")
-    ax.set_xlabel("hour of the day (clock)")
+    ax.set_xlabel("hours since the first interval's start (clock)")
     ax.set_ylabel("SoC of the lending sites")
     ax.set_title("borrowing: the fleet's SoC over a day, highest-SoC-first vs fixed-order lending")
     ax.legend(loc="upper right", fontsize=8)
@@ -606,7 +619,7 @@ def _plot(samples: list[dict[str, Any]], path: Path, n: int, *, faults: bool = F
     plt.close(fig)
 
 
-def run_scenario(name: str, *, sites: int = 20, speed: float = 2.0, processes: bool = False,
+def run_scenario(name: str, *, sites: int = 20, speed: float = 2.0, processes: bool = False, balance: bool = True,
                  out: Path = Path("bench/results")) -> dict[str, Any]:
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r} (known: {', '.join(SCENARIOS)})")
@@ -616,19 +629,19 @@ def run_scenario(name: str, *, sites: int = 20, speed: float = 2.0, processes: b
 
     logging.getLogger("agent").setLevel(logging.ERROR)
     key = f"{name}@processes" if processes and name == "frequency-event" else name
+    path = out / "scenarios.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
     t = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         suffix = "_processes" if key != name else ""
         plot = out / f"scenario_{name.replace('-', '_')}{suffix}.png"
         if name == "borrowing":
-            result = asyncio.run(_borrowing(sites, Path(tmp), plot, processes=processes))
+            result = _borrowing(sites, Path(tmp), plot, balance=balance, processes=processes, earlier=data.get(name))
         else:
             result = asyncio.run(_frequency_event(sites, speed, Path(tmp), plot, faults=name == "unit-faults",
                                                   processes=processes))
     result["wall_s"] = round(time.monotonic() - t, 1)
     result["machine"] = machine()
-    path = out / "scenarios.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
     data[key] = result
     write_results(path, data)
     return result

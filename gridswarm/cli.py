@@ -72,8 +72,12 @@ def cmd_scenario(args: argparse.Namespace) -> int:
     from bench.scenarios import run_scenario
 
     logging.getLogger().setLevel(logging.WARNING)
-    result = run_scenario(args.name, sites=args.sites, speed=args.speed, processes=args.processes, out=Path(args.out))
-    print(json.dumps({k: v for k, v in result.items() if k not in ("machine", "series")}, indent=2))
+    result = run_scenario(args.name, sites=args.sites, speed=args.speed, processes=args.processes,
+                          balance=not args.no_balancing, out=Path(args.out))
+    def brief(d: Any) -> Any:
+        return {k: brief(v) for k, v in d.items() if k not in ("machine", "series")} if isinstance(d, dict) else d
+
+    print(json.dumps(brief(result), indent=2))
     return 0
 
 
@@ -253,6 +257,8 @@ def build_parser(*, delegated: bool = True) -> argparse.ArgumentParser:
     p.add_argument("name", choices=("frequency-event", "unit-faults", "borrowing"))
     p.add_argument("--processes", action="store_true",
                    help="run each agent as its own gridswarm agent process (frequency-event, borrowing)")
+    p.add_argument("--no-balancing", action="store_true",
+                   help="borrowing: lenders in a fixed order instead of highest SoC first")
     p.add_argument("--sites", type=int, default=20, help="agent sites (default 20)")
     p.add_argument("--speed", type=float, default=2.0, help="simulated seconds per wall second (default 2)")
     p.add_argument("--out", default="bench/results", help="folder for scenarios.json and the plot")

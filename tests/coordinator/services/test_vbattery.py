@@ -113,6 +113,17 @@ def test_fixed_order_lending_ignores_soc():
     req = [Request("0xb0", 1, 1500.0, 0.0, 3600.0, "essential")]
     lenders = [Lender("0xa2", 0.6, 10_000.0, 3000.0), Lender("0xa1", 0.1, 10_000.0, 1000.0)]
     p = plan(req, lenders, balance=False)
-    assert [(g.lender, g.power_w) for g in p.grants] == [("0xa1", 1000.0), ("0xa2", 500.0)]
+    assert {g.lender: g.power_w for g in p.grants} == {"0xa1": 1000.0, "0xa2": 500.0}
     p = plan(req, lenders)  # levelling: the fuller lender first
     assert p.grants[0].lender == "0xa2"
+
+
+def test_levelling_many_equal_lenders_gives_one_grant_each():
+    """Fourteen lenders at the same level share a draw in one grant each (not a flood of small
+    ones), in proportion to their capacity, and the grants add up to the request."""
+    lenders = [Lender(f"0xa{i:02d}", 0.4, 10_000.0 if i % 2 else 5_000.0, 3_000.0) for i in range(14)]
+    p = plan([Request("0xb0", 1, 2_100.0, 0.0, 3 * 3600.0, "critical")], lenders)
+    assert len(p.grants) == 14 and not p.unserved
+    assert sum(g.power_w for g in p.grants) == pytest.approx(2_100.0)
+    by = {g.lender: g.power_w for g in p.grants}
+    assert by["0xa01"] == pytest.approx(2 * by["0xa00"])
