@@ -365,9 +365,9 @@ async def _frequency_event(n_sites: int, speed: float, work: Path, plot: Path, *
 # ---------------------------------------------------------------------------------- borrowing
 
 DAY_START = 1_782_000_000.0  # 00:00 UTC
-BORROW_INTERVAL_S = 10_800.0  # a day in 8 market intervals of 3 h
-BORROW_INTERVALS = 8
-BORROW_SPEED = 720.0  # a clock day in two minutes of wall time
+BORROW_INTERVAL_S = 14_400.0  # a day in 6 market intervals of 4 h
+BORROW_INTERVALS = 6
+BORROW_SPEED = 480.0  # a clock day in three minutes of wall time
 BORROWERS = {3: "critical", 6: "essential", 9: "flexible", 12: "critical", 15: "essential", 18: "flexible"}
 BORROW_PRICE = 80
 
@@ -449,12 +449,12 @@ async def _borrowing_day(n_sites: int, work: Path, *, balance: bool, processes: 
     rng = random.Random(11)
     L = BORROW_INTERVAL_S
     sim_start = DAY_START - 1.5 * L  # agents connected by then: the first interval delivers from 00:00
-    market = {"interval_s": L, "gate_lead_s": 2700.0, "meter_wait_s": 2700.0, "intervals": BORROW_INTERVALS + 1,
+    market = {"interval_s": L, "gate_lead_s": 5400.0, "meter_wait_s": 3600.0, "intervals": BORROW_INTERVALS + 1,
               "expected_agents": n_sites, "agent_wait_s": 90.0}
     fleet = {"enabled": True, "required_w": 0.0, "check_s": 600.0, "stale_s": 3 * L, "rearm_s": L,
              "borrow_price": BORROW_PRICE, "lender_choice": "highest_soc" if balance else "fixed_order"}
     sysm = _System(work, n_sites, speed=BORROW_SPEED, sim_start=sim_start, fleet=fleet, market=market,
-                   processes=processes, anchor_delay_s=40.0 if processes else 10.0)
+                   processes=processes, anchor_delay_s=30.0 if processes else 10.0)
     soc_series: list[dict[str, Any]] = []
     try:
         sysm.start()
@@ -469,7 +469,7 @@ async def _borrowing_day(n_sites: int, work: Path, *, balance: bool, processes: 
         sysm.start_agents(cfgs)
         try:
             async with httpx.AsyncClient(base_url=sysm.base, timeout=30) as client:
-                deadline = time.monotonic() + 300
+                deadline = time.monotonic() + 420
                 while time.monotonic() < deadline:
                     await asyncio.sleep(0.5)
                     try:

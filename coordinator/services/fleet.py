@@ -147,7 +147,10 @@ class FleetService:
     # ------------------------------------------------------------------ virtual battery
 
     def lenders(self, start: float, end: float) -> list[Lender]:
-        """Who can lend over ``[start, end)`` and how much (W), net of grants already made."""
+        """Who can lend over ``[start, end)`` and how much (W), net of grants already made: their
+        power over the window, and the energy they have promised until the window ends (grants
+        still to deliver, before or during it) and their own site's draw until then, out of the
+        energy above the reserve their last telemetry reported."""
         out = []
         with self._lock:
             for rec in self.sites.values():
@@ -155,9 +158,20 @@ class FleetService:
                     continue
                 healthy = {d for d in rec.devices if d not in rec.excluded}
                 power, headroom, cap = lendable_w(rec.devices, healthy, end - start)
-                lent = sum(g["power_w"] for g in self.grants
-                           if g["lender"] == rec.address and g["start"] < end and start < g["end"])
-                power = max(0.0, power - rec.share_w - lent)
+                mine = [g for g in self.grants if g["lender"] == rec.address and g["end"] > rec.ts and g["start"] < end]
+                lent = sum(g["power_w"] for g in mine if start < g["end"])
+                promised = sum(g["energy_wh"] * (g["end"] - max(g["start"], rec.ts)) / (g["end"] - g["start"])
+                               for g in mine)
+                delivering = sum(g["power_w"] for g in mine if g["start"] <= rec.ts)
+                usable = sum(d.get("usable_wh") or 0.0 for k, d in rec.devices.items()
+                             if k in healthy and d.get("kind") in STORAGE)
+                storage_w = sum(d.get("power_w") or 0.0 for k, d in rec.devices.items()
+                                if k in healthy and d.get("kind") in STORAGE)
+                own_w = max(0.0, storage_w - delivering)  # what its own site draws from its storage
+                left_wh = usable - promised - own_w * max(0.0, end - rec.ts) / 3600.0
+                power = min(max(0.0, power - rec.share_w - lent), max(0.0, left_wh) * 3600.0 / (end - start))
+                if cap > 0:
+                    headroom = max(0.0, headroom - (promised + own_w * max(0.0, start - rec.ts) / 3600.0) / cap)
                 if power > 0:
                     out.append(Lender(rec.address, headroom, cap, power))
         return out
