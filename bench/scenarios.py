@@ -437,7 +437,7 @@ def _borrow_devices(i: int, rng: random.Random) -> list[dict[str, Any]]:
                 {"type": "grid"}]
     return [{"type": "battery", "capacity_wh": rng.choice([8_000.0, 10_000.0, 13_500.0]),
              "max_charge_w": 5_000.0, "max_discharge_w": 5_000.0, "initial_soc": round(rng.uniform(0.45, 0.95), 3)},
-            {"type": "load", "profile": "household", "peak_w": rng.choice([500.0, 800.0, 1_200.0])},
+            {"type": "load", "profile": "household", "peak_w": rng.choice([200.0, 300.0, 400.0])},
             {"type": "grid"}]
 
 
