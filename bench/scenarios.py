@@ -1,18 +1,32 @@
 """``gridswarm scenario NAME``: fleet scenarios on a real chain with the real coordinator.
 
-``frequency-event``: Ganache started here, the contracts deployed, ``--sites`` participants
-registered, the coordinator (with its fleet service) served on 127.0.0.1, and one
-:class:`agent.runtime.AgentRuntime` per site in this process, all on one scaled clock. Every
-site's grid meter replays the normal-day trace with the loss-of-infeed event (``docs/fleet.md``);
-the agents run their own fast paths. A sampler reads each agent's delivered response every
-0.05 s (clock) and compares the fleet with GB Dynamic Containment's envelope for the armed shares.
-Figures go to ``bench/results/scenarios.json`` (merged by scenario) and a PNG plot.
+Every scenario starts Ganache here, deploys the contracts, registers ``--sites`` participants,
+serves the coordinator (with its fleet service) on 127.0.0.1 and runs one agent per site: by
+default each a ``gridswarm agent`` process of its own, as the demo runs them (``--in-process``:
+:class:`agent.runtime.AgentRuntime` tasks in this process, one asyncio loop), all on one scaled
+clock.
 
-``unit-faults``: the same event with a fixed fleet requirement; five sites' batteries stop
-answering 5 s after the loss and come back at 35 s. Their alarms exclude them, the coordinator
-re-sizes the others' shares, and the figures say how much of the requirement the fleet covered
-before, during and after, or the shortfall.
+``frequency-event``: every site's grid meter replays the normal-day trace with the
+loss-of-infeed event (``docs/fleet.md``); the agents run their own fast paths and record every
+write (``frequency.record_path``). The fleet at time t is the sum of each unit's last record at
+or before t, compared with GB Dynamic Containment's envelope for the armed shares at the trace's
+frequency at t, at exactly 1 s and 10 s after the loss and on a 10 ms grid.
 
+``unit-faults`` (agents in this process: it injects the faults into their drivers): the same
+event with a fixed fleet requirement; five sites' batteries stop answering 5 s after the loss and
+come back at 35 s. Their alarms exclude them, the coordinator re-sizes the others' shares, and
+the figures say how much of the requirement the fleet covered before, during and after, or the
+shortfall.
+
+``borrowing``: a day in market intervals on a fast clock; six of the sites (two per priority
+class) have a small battery at their owner's reserve and a heavy load, and borrow what they lack;
+the other fourteen lend. Only the grants trade. The figures: energy requested, granted, refused
+and unserved by priority class, the lenders' SoC spread (max - min) over the day, and every
+grant reconciled with the chain's fills, their settlement and the lenders' meter readings
+(:func:`reconcile_borrowing`). One lender choice per run (``--no-balancing``: fixed order); the
+other choice's last run stays beside it in the results and the plot.
+
+Figures go to ``bench/results/scenarios.json`` (merged by scenario) and a PNG plot per scenario.
 This is a benchmark, not a test: nothing here asserts; the figures are written as measured.
 """
 
@@ -425,7 +439,7 @@ def reconcile_borrowing(grants: list[dict[str, Any]], trades: list[dict[str, Any
         "bid_filled_wh": sum(f["qty_wh"] for f in bids),
         "settled_delivered_wh": sum(f["delivered_wh"] for f in offers),
         "lenders_metered_export_wh": sum(readings.get(key, (0, 0))[0] for key in lent),
-        "granted_wh_for_intervals_after_the_run": outside,
+        "granted_wh_in_intervals_not_settled": outside,
     }
 
 
@@ -564,7 +578,7 @@ def _borrowing(n_sites: int, work: Path, plot: Path, *, balance: bool, processes
         "price": BORROW_PRICE,
         "what_trades": "only virtual-battery grants (normal trading held below the minimum order)",
         "soc_spread_definition": "max - min SoC over the 14 lending sites (their telemetry), sampled every 0.5 s wall",
-        "runs": "gridswarm scenario borrowing [--no-balancing] --processes: one lender choice per run",
+        "runs": "gridswarm scenario borrowing [--no-balancing]: one lender choice per run",
         **runs, "plot": str(plot),
     }
     return out
@@ -619,7 +633,7 @@ def _plot(samples: list[dict[str, Any]], path: Path, n: int, *, faults: bool = F
     plt.close(fig)
 
 
-def run_scenario(name: str, *, sites: int = 20, speed: float = 2.0, processes: bool = False, balance: bool = True,
+def run_scenario(name: str, *, sites: int = 20, speed: float = 2.0, processes: bool = True, balance: bool = True,
                  out: Path = Path("bench/results")) -> dict[str, Any]:
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r} (known: {', '.join(SCENARIOS)})")
@@ -628,12 +642,12 @@ def run_scenario(name: str, *, sites: int = 20, speed: float = 2.0, processes: b
     from bench.info import machine, write_results
 
     logging.getLogger("agent").setLevel(logging.ERROR)
-    key = f"{name}@processes" if processes and name == "frequency-event" else name
+    key = f"{name}@in-process" if not processes and name != "unit-faults" else name
     path = out / "scenarios.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     t = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
-        suffix = "_processes" if key != name else ""
+        suffix = "_in_process" if key != name else ""
         plot = out / f"scenario_{name.replace('-', '_')}{suffix}.png"
         if name == "borrowing":
             result = _borrowing(sites, Path(tmp), plot, balance=balance, processes=processes, earlier=data.get(name))

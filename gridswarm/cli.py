@@ -72,7 +72,8 @@ def cmd_scenario(args: argparse.Namespace) -> int:
     from bench.scenarios import run_scenario
 
     logging.getLogger().setLevel(logging.WARNING)
-    result = run_scenario(args.name, sites=args.sites, speed=args.speed, processes=args.processes,
+    processes = not args.in_process and args.name != "unit-faults"
+    result = run_scenario(args.name, sites=args.sites, speed=args.speed, processes=processes,
                           balance=not args.no_balancing, out=Path(args.out))
     def brief(d: Any) -> Any:
         return {k: brief(v) for k, v in d.items() if k not in ("machine", "series")} if isinstance(d, dict) else d
@@ -255,8 +256,9 @@ def build_parser(*, delegated: bool = True) -> argparse.ArgumentParser:
 
     p = sub.add_parser("scenario", help="a fleet scenario on a real chain and coordinator (docs/fleet.md)")
     p.add_argument("name", choices=("frequency-event", "unit-faults", "borrowing"))
-    p.add_argument("--processes", action="store_true",
-                   help="run each agent as its own gridswarm agent process (frequency-event, borrowing)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the agents in this process (default: one gridswarm agent process per site; "
+                        "unit-faults always runs them here, it injects faults into their drivers)")
     p.add_argument("--no-balancing", action="store_true",
                    help="borrowing: lenders in a fixed order instead of highest SoC first")
     p.add_argument("--sites", type=int, default=20, help="agent sites (default 20)")

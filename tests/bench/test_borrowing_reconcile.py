@@ -27,7 +27,7 @@ def test_grants_trades_and_meters_that_agree_reconcile():
     r = check()
     assert r["ok"] and not r["mismatches"]
     assert r["granted_wh"] == r["offer_filled_wh"] == r["bid_filled_wh"] == r["settled_delivered_wh"] == 1000
-    assert r["lenders_metered_export_wh"] == 1012 and r["granted_wh_for_intervals_after_the_run"] == 500
+    assert r["lenders_metered_export_wh"] == 1012 and r["granted_wh_in_intervals_not_settled"] == 500
 
 
 def _off_by_one_fill():
