@@ -99,6 +99,10 @@ class FrequencySection(BaseModel):
     fast_path: bool = True
     poll_s: float = Field(default=0.05, gt=0, le=60.0)
     min_change_w: float = Field(default=10.0, ge=0.0)
+    # event mode (agent/control/fast_path.py): poll this often while the frequency moves fast
+    # or sits far off nominal; None polls at poll_s throughout
+    event_poll_s: float | None = Field(default=0.01, gt=0, le=60.0)
+    record_path: Path | None = None  # JSON-lines record of the fast path's writes (None: none)
 
 
 class BorrowingSection(BaseModel):

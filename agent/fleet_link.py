@@ -8,7 +8,7 @@ return (signed envelopes through the outbox, see ``docs/fleet.md``)::
         ...
 
 Per storage device: power, SoC, usable energy above the owner's reserve (and the device's own
-floor), available charge/discharge power, rating, state of health, temperature and status.
+floor; as delivered after the device's discharge losses), available charge/discharge power, rating, state of health, temperature and status.
 Units: W, Wh, SoC 0..1, degC; device sign (+ = delivering to the bus).
 """
 
@@ -54,8 +54,10 @@ def device_states(state: Any, site: Any) -> dict[str, dict[str, Any]]:
                 body["soc"] = min(1.0, max(0.0, soc))
             if cap is not None and cap >= 0:
                 body["capacity_wh"] = cap
-                if soc is not None:
-                    body["usable_wh"] = min(cap, max(0.0, (soc - floor) * cap))
+                if soc is not None:  # what it can deliver at its AC terminals, after conversion losses
+                    eff = _num(tel.detail.get("discharge_efficiency"))
+                    eff = eff if eff is not None and 0.0 < eff <= 1.0 else 1.0
+                    body["usable_wh"] = min(cap, max(0.0, (soc - floor) * cap * eff))
             body["reserve_soc"] = min(1.0, max(0.0, floor))
             body["max_charge_w"] = max(0.0, _num(tel.available_charge_w) or 0.0)
             body["max_discharge_w"] = max(0.0, _num(tel.available_discharge_w) or 0.0)

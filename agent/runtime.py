@@ -129,7 +129,10 @@ class AgentRuntime:
         if cfg.frequency.fast_path:
             from agent.control.fast_path import FrequencyFastPath
 
-            self.fast_path = FrequencyFastPath(self.site, self.clock, cfg.frequency.poll_s, cfg.frequency.min_change_w)
+            fq = cfg.frequency
+            self.fast_path = FrequencyFastPath(self.site, self.clock, fq.poll_s, fq.min_change_w,
+                                               event_poll_s=min(fq.event_poll_s or fq.poll_s, fq.poll_s),
+                                               record_path=fq.record_path)
 
     def _next_seq(self) -> int:
         return self.store.next_counter("seq")

@@ -10,7 +10,7 @@ Subcommands (``gridswarm SUBCOMMAND --help`` for each one's options):
   clear        clear an order book from a CSV file and print the result
   forecast     forecast a meter series from a CSV file
   bench        run a benchmark (clearing, e2e, forecast, agent, gas, analytics, ingest) and write bench/results/
-  scenario     a fleet scenario (frequency-event, unit-faults) on a real chain and coordinator
+  scenario     a fleet scenario (frequency-event, unit-faults, borrowing) on a real chain and coordinator
 """
 
 from __future__ import annotations
@@ -72,8 +72,13 @@ def cmd_scenario(args: argparse.Namespace) -> int:
     from bench.scenarios import run_scenario
 
     logging.getLogger().setLevel(logging.WARNING)
-    result = run_scenario(args.name, sites=args.sites, speed=args.speed, out=Path(args.out))
-    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
+    processes = not args.in_process and args.name != "unit-faults"
+    result = run_scenario(args.name, sites=args.sites, speed=args.speed, processes=processes,
+                          balance=not args.no_balancing, out=Path(args.out))
+    def brief(d: Any) -> Any:
+        return {k: brief(v) for k, v in d.items() if k not in ("machine", "series")} if isinstance(d, dict) else d
+
+    print(json.dumps(brief(result), indent=2))
     return 0
 
 
@@ -252,7 +257,12 @@ def build_parser(*, delegated: bool = True) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("scenario", help="a fleet scenario on a real chain and coordinator (docs/fleet.md)")
-    p.add_argument("name", choices=("frequency-event", "unit-faults"))
+    p.add_argument("name", choices=("frequency-event", "unit-faults", "borrowing"))
+    p.add_argument("--in-process", action="store_true",
+                   help="run the agents in this process (default: one gridswarm agent process per site; "
+                        "unit-faults always runs them here, it injects faults into their drivers)")
+    p.add_argument("--no-balancing", action="store_true",
+                   help="borrowing: lenders in a fixed order instead of highest SoC first")
     p.add_argument("--sites", type=int, default=20, help="agent sites (default 20)")
     p.add_argument("--speed", type=float, default=2.0, help="simulated seconds per wall second (default 2)")
     p.add_argument("--out", default="bench/results", help="folder for scenarios.json and the plot")

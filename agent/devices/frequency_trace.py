@@ -4,8 +4,9 @@ A trace is a CSV (optionally gzipped) of ``t_s,hz`` rows (``#`` lines are commen
 ``agent/devices/data/`` (both synthesised by ``scripts/make_frequency_traces.py``; their headers
 say how) or named by path. :class:`FrequencyTrace` maps a clock time to a frequency: the base
 trace starts at ``start_ts`` and repeats when ``loop`` is set; an optional event trace
-overrides it from ``event_ts`` for its length. Between samples the value steps (sample and
-hold), as a meter reporting at the trace's resolution would.
+overrides it from ``event_ts`` for its length. Between samples the value is interpolated
+linearly: the traces sample a continuous frequency (a grid's inertia keeps it from stepping),
+so a meter read between two samples sees a value between them, not the older one held.
 """
 
 from __future__ import annotations
@@ -80,8 +81,17 @@ class FrequencyTrace:
             if not loop:
                 return None
             rel = ts[0] + (rel - ts[0]) % span
-        i = bisect.bisect_right(ts, rel) - 1
-        return hz[max(0, i)]
+        # linear between samples: a grid's frequency cannot step (its inertia), so the trace is
+        # replayed as the continuous signal it samples, not held piecewise constant
+        i = max(0, bisect.bisect_right(ts, rel) - 1)
+        if i + 1 < len(ts):
+            t1, f1 = ts[i + 1], hz[i + 1]
+        elif loop:
+            t1, f1 = ts[i] + (ts[1] - ts[0]), hz[0]
+        else:
+            return hz[i]
+        w = (rel - ts[i]) / (t1 - ts[i])
+        return hz[i] + (f1 - hz[i]) * min(1.0, max(0.0, w))
 
     def at(self, t: float) -> float | None:
         """Frequency (Hz) at clock time ``t``; None outside the trace (then: nominal)."""

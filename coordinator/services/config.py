@@ -40,3 +40,6 @@ class FleetSettings(BaseModel):
     borrow_price: int = Field(default=150, gt=0, lt=2**24)  # token base units per Wh for borrowed energy
     borrow_bid_margin: int = Field(default=0, ge=0, lt=2**23)  # borrowers bid up to price + this (grid fees)
     max_pending_borrows: int = Field(default=1_000, ge=1)
+    # who lends first: the highest SoC above the reserve (levels the fleet's SoC), or a fixed
+    # order (the lenders' addresses; no levelling, kept to measure what levelling buys)
+    lender_choice: Literal["highest_soc", "fixed_order"] = "highest_soc"

@@ -82,6 +82,8 @@ class FleetService:
         self.pending_borrows: deque[Request] = deque()
         self.grants: deque[dict[str, Any]] = deque(maxlen=10_000)
         self.borrow_log: deque[dict[str, Any]] = deque(maxlen=1_000)
+        # every borrowing request and what became of it (queued, refused, served W, unserved W)
+        self.borrow_requests: deque[dict[str, Any]] = deque(maxlen=1_000)
         self._arrivals = 0
         self._armed: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()
@@ -135,7 +137,10 @@ class FleetService:
     # ------------------------------------------------------------------ virtual battery
 
     def lenders(self, start: float, end: float) -> list[Lender]:
-        """Who can lend over ``[start, end)`` and how much (W), net of grants already made."""
+        """Who can lend over ``[start, end)`` and how much (W), net of grants already made: their
+        power over the window, and the energy they have promised until the window ends (grants
+        still to deliver, before or during it) and their own site's draw until then, out of the
+        energy above the reserve their last telemetry reported."""
         out = []
         with self._lock:
             for rec in self.sites.values():
@@ -143,9 +148,20 @@ class FleetService:
                     continue
                 healthy = {d for d in rec.devices if d not in rec.excluded}
                 power, headroom, cap = lendable_w(rec.devices, healthy, end - start)
-                lent = sum(g["power_w"] for g in self.grants
-                           if g["lender"] == rec.address and g["start"] < end and start < g["end"])
-                power = max(0.0, power - rec.share_w - lent)
+                mine = [g for g in self.grants if g["lender"] == rec.address and g["end"] > rec.ts and g["start"] < end]
+                lent = sum(g["power_w"] for g in mine if start < g["end"])
+                promised = sum(g["energy_wh"] * (g["end"] - max(g["start"], rec.ts)) / (g["end"] - g["start"])
+                               for g in mine)
+                delivering = sum(g["power_w"] for g in mine if g["start"] <= rec.ts)
+                usable = sum(d.get("usable_wh") or 0.0 for k, d in rec.devices.items()
+                             if k in healthy and d.get("kind") in STORAGE)
+                storage_w = sum(d.get("power_w") or 0.0 for k, d in rec.devices.items()
+                                if k in healthy and d.get("kind") in STORAGE)
+                own_w = max(0.0, storage_w - delivering)  # what its own site draws from its storage
+                left_wh = usable - promised - own_w * max(0.0, end - rec.ts) / 3600.0
+                power = min(max(0.0, power - rec.share_w - lent), max(0.0, left_wh) * 3600.0 / (end - start))
+                if cap > 0:
+                    headroom = max(0.0, headroom - (promised + own_w * max(0.0, start - rec.ts) / 3600.0) / cap)
                 if power > 0:
                     out.append(Lender(rec.address, headroom, cap, power))
         return out
@@ -159,7 +175,13 @@ class FleetService:
         if body.end <= self.clock.now():
             return False, "the window is already over"
         capacity = sum(ln.lendable_w for ln in self.lenders(body.start, body.end) if ln.address != sender)
+        entry = {"address": sender, "request_id": body.request_id, "power_w": body.power_w, "start": body.start,
+                 "end": body.end, "priority": body.priority, "ts": self.clock.now(), "outcome": "queued",
+                 "served_w": 0.0, "unserved_w": 0.0}
         if body.power_w > capacity + 1e-6:
+            with self._lock:
+                self.borrow_requests.append({**entry, "outcome": "refused", "unserved_w": body.power_w,
+                                             "reason": f"the fleet can lend {capacity:.0f} W"})
             self._event("borrow_refused", sender, None,
                         f"asks {body.power_w:.0f} W, the fleet can lend {capacity:.0f} W")
             self.save_events()
@@ -170,6 +192,7 @@ class FleetService:
             self._arrivals += 1
             self.pending_borrows.append(Request(sender, body.request_id, body.power_w, body.start, body.end,
                                                 body.priority, self._arrivals))
+            self.borrow_requests.append(entry)
         self._poke()
         return True, "queued"
 
@@ -181,7 +204,7 @@ class FleetService:
         if not reqs:
             return 0
         start, end = min(r.start for r in reqs), max(r.end for r in reqs)
-        p = plan(reqs, self.lenders(start, end))
+        p = plan(reqs, self.lenders(start, end), balance=self.settings.lender_choice == "highest_soc")
         price = self.settings.borrow_price
         sent = 0
         for g in p.grants:
@@ -204,6 +227,16 @@ class FleetService:
             sent += 1
         for (addr, rid), w in p.unserved.items():
             self._event("borrow_unserved", addr, None, f"request {rid}: {w:.0f} W not served (shortage)")
+        served: dict[tuple[str, int], float] = {}
+        for g in p.grants:
+            key = (g.request.address, g.request.request_id)
+            served[key] = served.get(key, 0.0) + g.power_w
+        with self._lock:
+            for e in self.borrow_requests:
+                key = (e["address"], e["request_id"])
+                if e["outcome"] == "queued" and any((r.address, r.request_id) == key for r in reqs):
+                    e["outcome"], e["served_w"] = "planned", served.get(key, 0.0)
+                    e["unserved_w"] = p.unserved.get(key, 0.0)
         self.save_events()
         return sent
 
@@ -436,7 +469,9 @@ class FleetService:
                 "events": list(self.events)[-50:],
                 "frequency_events": [{k: v for k, v in e.items()} for e in self.frequency_events],
                 "borrowing": {"price": self.settings.borrow_price, "pending": len(self.pending_borrows),
-                              "grants": list(self.borrow_log)[-100:],
+                              "grants": list(self.borrow_log),
+                              "requests": list(self.borrow_requests),
+                              "lender_choice": self.settings.lender_choice,
                               "energy_wh": sum(g["energy_wh"] for g in self.borrow_log)},
             }
 

@@ -71,29 +71,67 @@ def lendable_w(devices: dict[str, dict[str, Any]], healthy: set[str], duration_s
     return power, (above / cap if cap else 0.0), cap
 
 
-def plan(requests: list[Request], lenders: list[Lender]) -> Plan:
-    """Serve ``requests`` from ``lenders`` (both changed copies are not kept; see the module)."""
+def plan(requests: list[Request], lenders: list[Lender], *, balance: bool = True) -> Plan:
+    """Serve ``requests`` from ``lenders`` (both changed copies are not kept; see the module).
+    Without ``balance`` the lenders are drawn in a fixed order (their addresses), each as far as
+    it can go, with no regard to SoC: the non-levelling choice levelling is measured against."""
     out = Plan()
     pool = {ln.address: Lender(ln.address, ln.headroom, ln.capacity_wh, ln.lendable_w) for ln in lenders}
     for req in sorted(requests, key=lambda r: (PRIORITY_ORDER[r.priority], r.arrival)):
-        need = req.power_w
         hours = (req.end - req.start) / 3600.0
-        while need > 1e-6:
-            cands = [ln for ln in pool.values() if ln.address != req.address and ln.lendable_w > 1e-6]
-            if not cands:
-                break
-            cands.sort(key=lambda ln: (ln.headroom, ln.lendable_w), reverse=True)
-            best = cands[0]
-            take = min(need, best.lendable_w)
-            if len(cands) > 1 and best.capacity_wh > 0 and hours > 0:
-                # no further than the next lender's headroom: SoC stays balanced
-                level = (best.headroom - cands[1].headroom) * best.capacity_wh / hours
-                take = min(take, max(level, min(1.0, take)))
-            out.grants.append(Grant(req, best.address, take))
-            best.lendable_w -= take
-            if best.capacity_wh > 0:
-                best.headroom -= take * hours / best.capacity_wh
-            need -= take
+        cands = [ln for ln in pool.values() if ln.address != req.address and ln.lendable_w > 1e-6]
+        takes = _levelled(cands, req.power_w, hours) if balance else _in_order(cands, req.power_w)
+        for ln in cands:
+            take = takes.get(ln.address, 0.0)
+            if take <= 1e-6:
+                continue
+            out.grants.append(Grant(req, ln.address, take))  # one grant per lender and request
+            ln.lendable_w -= take
+            if ln.capacity_wh > 0:
+                ln.headroom -= take * hours / ln.capacity_wh
+        need = req.power_w - sum(takes.values())
         if need > 1e-6:
             out.unserved[(req.address, req.request_id)] = need
     return out
+
+
+def _in_order(cands: list[Lender], need: float) -> dict[str, float]:
+    takes: dict[str, float] = {}
+    for ln in sorted(cands, key=lambda ln: ln.address):
+        if need <= 1e-6:
+            break
+        takes[ln.address] = min(need, ln.lendable_w)
+        need -= takes[ln.address]
+    return takes
+
+
+def _levelled(cands: list[Lender], need: float, hours: float) -> dict[str, float]:
+    """Water-filling: draw every lender down towards one common SoC-above-reserve level, the
+    fullest first, so that the draws meet ``need`` (or everything lendable, if less). A lender
+    whose power limit binds gives its limit and the others go lower."""
+    if not cands or need <= 1e-6:
+        return {}
+
+    def give(ln: Lender, level: float) -> float:
+        if ln.capacity_wh <= 0 or hours <= 0:
+            return ln.lendable_w if level <= 0 else 0.0
+        return min(ln.lendable_w, max(0.0, (ln.headroom - level) * ln.capacity_wh / hours))
+
+    total = sum(ln.lendable_w for ln in cands)
+    if total <= need:
+        return {ln.address: ln.lendable_w for ln in cands}
+    lo, hi = -1.0, max(ln.headroom for ln in cands)  # give(lo) >= need > give(hi) = 0
+    if sum(give(ln, lo) for ln in cands) < need:  # power-limited lenders below any level: take what there is
+        return {ln.address: ln.lendable_w for ln in cands}
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if sum(give(ln, mid) for ln in cands) >= need:
+            lo = mid
+        else:
+            hi = mid
+    takes = {ln.address: give(ln, lo) for ln in cands}
+    over = sum(takes.values()) - need
+    if over > 0:  # bisection slack: trim proportionally so the grants add up to the need
+        scale = need / (need + over)
+        takes = {a: w * scale for a, w in takes.items()}
+    return takes

@@ -32,7 +32,10 @@ def test_telemetry_body_carries_each_device_and_validates():
     assert isinstance(parsed, Telemetry)
     bat = parsed.devices["battery1"]
     assert bat.kind == "battery" and bat.soc == pytest.approx(0.7, abs=0.01)
-    assert bat.usable_wh == pytest.approx((bat.soc - 0.3) * 10_000, rel=1e-6)  # above the owner's reserve
+    eff = st.devices["battery1"].detail["discharge_efficiency"]
+    assert 0.8 < eff < 1.0
+    # above the owner's reserve, as delivered after the discharge losses
+    assert bat.usable_wh == pytest.approx((bat.soc - 0.3) * 10_000 * eff, rel=1e-6)
     lim = site.drivers["battery1"].limits
     assert bat.rated_w == max(-lim.min_w, lim.max_w) and 4_000 < bat.rated_w <= 5_000
     assert bat.max_discharge_w > 0 and bat.max_charge_w > 0

@@ -45,10 +45,13 @@ def test_shipped_traces_are_what_their_headers_say():
 def test_trace_replay_follows_the_clock_and_the_event_overrides():
     tr = FrequencyTrace("gb_normal_day", start_ts=T0, event="gb_loss_of_infeed", event_ts=T0 + 1000)
     t, hz = load_trace("gb_normal_day")
-    assert tr.at(T0 + 10.5) == hz[10]
-    assert tr.at(T0 + 86_400 + 10) == hz[10]  # loops daily
+    assert tr.at(T0 + 10) == pytest.approx(hz[10])
+    assert tr.at(T0 + 10.25) == pytest.approx(0.75 * hz[10] + 0.25 * hz[11])  # continuous between samples
+    assert tr.at(T0 + 86_400 + 10) == pytest.approx(hz[10])  # loops daily
+    assert tr.at(T0 + 86_399.5) == pytest.approx(0.5 * hz[-1] + 0.5 * hz[0])  # ... through the wrap
     et, ehz = load_trace("gb_loss_of_infeed")
-    assert tr.at(T0 + 1000 + 63.35) == ehz[633]
+    assert tr.at(T0 + 1000 + 63.3) == pytest.approx(ehz[633])
+    assert tr.at(T0 + 1000 + 63.35) == pytest.approx(0.5 * (ehz[633] + ehz[634]))
     assert tr.at(T0 + 1000 + 2000) == tr._at("gb_normal_day", 3000, True)  # event over
 
 
@@ -138,3 +141,39 @@ def test_a_failed_device_delivers_nothing_and_the_others_are_counted():
     one = site.drivers["battery1"].last_setpoint.power_w
     assert asked > 5000 and site.frequency_delivered_w < asked
     assert site.frequency_delivered_w == pytest.approx(min(asked, one), rel=1e-3)
+
+
+def test_event_mode_polls_faster_and_records_each_write(tmp_path):
+    import json
+
+    from gridswarm.clock import ScaledClock
+
+    site, clock = make([BAT, {"type": "grid"}])
+    site.arm_frequency_response(droop=0.0097, deadband_hz=0.015, p_ref_w=3000.0, max_power_w=3000.0,
+                                knee_hz=0.2, knee_fraction=0.05)
+    rec = tmp_path / "fr.jsonl"
+    fp = FrequencyFastPath(site, clock, poll_s=0.05, event_poll_s=0.01, record_path=rec)
+    asyncio.run(site.tick())
+    site.feed_frequency(50.0)
+    asyncio.run(fp.step())
+    assert not fp.in_event()
+    clock.set(T0 + 1)
+    site.feed_frequency(49.7)  # far off nominal: event rate
+    assert asyncio.run(fp.step()) and fp.in_event()
+    clock.set(T0 + 1.01)
+    site.feed_frequency(49.69)
+    asyncio.run(fp.step())
+    clock.set(T0 + 20)
+    site.feed_frequency(50.0)  # back, slowly (0.02 Hz/s): normal rate after the hold
+    asyncio.run(fp.step())
+    assert not fp.in_event()
+    rows = [json.loads(line) for line in rec.read_text().splitlines()]
+    assert [r["t"] for r in rows] == sorted(r["t"] for r in rows) and len(rows) >= 3
+    assert rows[1]["hz"] == 49.7 and rows[1]["share_w"] == 3000.0
+    assert rows[1]["delivered_w"] == pytest.approx(response_w(site.frequency_arm, 49.7), rel=1e-6)
+    assert rows[-1]["delivered_w"] == 0.0
+    # on a clock scaled 100x the event rate is floored at 2 ms of wall time (0.2 s clock > poll_s)
+    fast = FrequencyFastPath(site, ScaledClock(T0, 100.0), poll_s=0.05, event_poll_s=0.01)
+    assert fast.event_poll_s == 0.05
+    with pytest.raises(ValueError, match="event_poll_s"):
+        FrequencyFastPath(site, clock, poll_s=0.05, event_poll_s=0.1)

@@ -105,3 +105,43 @@ def test_bad_borrow_requests_are_refused_naming_the_field(body, field):
     raw = {"request_id": 1, "power_w": 100.0, "start": T0, "end": T0 + 900, "priority": "essential", **body}
     with pytest.raises(MalformedEnvelope, match=field):
         validate_body("borrow", raw)
+
+
+def test_fixed_order_lending_ignores_soc():
+    """The non-levelling choice the borrowing scenario measures against: lenders in address
+    order, each as far as it goes, whatever their SoC."""
+    req = [Request("0xb0", 1, 1500.0, 0.0, 3600.0, "essential")]
+    lenders = [Lender("0xa2", 0.6, 10_000.0, 3000.0), Lender("0xa1", 0.1, 10_000.0, 1000.0)]
+    p = plan(req, lenders, balance=False)
+    assert {g.lender: g.power_w for g in p.grants} == {"0xa1": 1000.0, "0xa2": 500.0}
+    p = plan(req, lenders)  # levelling: the fuller lender first
+    assert p.grants[0].lender == "0xa2"
+
+
+def test_levelling_many_equal_lenders_gives_one_grant_each():
+    """Fourteen lenders at the same level share a draw in one grant each (not a flood of small
+    ones), in proportion to their capacity, and the grants add up to the request."""
+    lenders = [Lender(f"0xa{i:02d}", 0.4, 10_000.0 if i % 2 else 5_000.0, 3_000.0) for i in range(14)]
+    p = plan([Request("0xb0", 1, 2_100.0, 0.0, 3 * 3600.0, "critical")], lenders)
+    assert len(p.grants) == 14 and not p.unserved
+    assert sum(g.power_w for g in p.grants) == pytest.approx(2_100.0)
+    by = {g.lender: g.power_w for g in p.grants}
+    assert by["0xa01"] == pytest.approx(2 * by["0xa00"])
+
+
+def test_a_lender_is_not_promised_twice_nor_past_its_own_draw(tmp_path):
+    """Energy a lender has promised for an earlier window, and what its own site draws from its
+    storage until the window ends, come out of what it can lend later."""
+    clock = ManualClock(T0)
+    fl = FleetService(FleetSettings(required_w=0.0), Store(tmp_path / "c.sqlite"), clock, FakeHub())
+    h = 3600.0
+    fl.on_telemetry(B, tel(T0, {"bat": dev(5_000.0, 0.0, soc=0.5, cap=10_000.0)}))  # 3,000 Wh above reserve
+    first = fl.lenders(T0 + h, T0 + 2 * h)
+    assert first[0].lendable_w == pytest.approx(3_000.0)
+    fl.grants.append({"lender": B, "borrower": A, "power_w": 2_000.0, "energy_wh": 2_000, "start": T0 + h,
+                      "end": T0 + 2 * h})
+    later = fl.lenders(T0 + 2 * h, T0 + 3 * h)  # no overlap: only the energy limits it
+    assert later[0].lendable_w == pytest.approx(1_000.0)
+    # its own site now draws 250 W from the battery: 3 h of it until that window ends
+    fl.on_telemetry(B, tel(T0 + 1, {"bat": dev(5_000.0, 250.0, soc=0.5, cap=10_000.0)}, rid=2))
+    assert fl.lenders(T0 + 2 * h, T0 + 3 * h)[0].lendable_w == pytest.approx(1_000.0 - 750.0, abs=1.0)
