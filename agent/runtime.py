@@ -29,6 +29,7 @@ from nacl.signing import VerifyKey
 
 from agent.chain_client import AgentChain, WrongMarket
 from agent.config import AgentConfig
+from agent.devices.spec import AnyDevice, BatteryConfig, FlywheelConfig, UPSConfig
 from agent.fleet_link import AlarmTracker, borrow_need_w, telemetry_body, vb_order
 from agent.remote_config import RemoteConfig
 from agent.store import AgentStore
@@ -57,25 +58,18 @@ def build_site(cfg: AgentConfig, clock: Clock, saved_soc: dict[str, float] | Non
     simulated storage device where the last run left it instead of at its configured SoC."""
     from agent.site import Site
 
-    devices = cfg.devices
     if saved_soc:
-        devices = _with_saved_soc(cfg.devices, saved_soc)
-    return Site.from_config(
-        devices, clock, seed=cfg.seed, reserve_soc=cfg.reserve_soc, **cfg.control.model_dump()
-    )
+        cfg = cfg.model_copy(update={"devices": _with_saved_soc(cfg.devices, saved_soc)})
+    return Site.from_section(cfg, clock)
 
 
-def _with_saved_soc(devices: list[dict[str, Any]], saved: dict[str, float]) -> list[dict[str, Any]]:
-    from agent.devices.spec import validate_devices
-
-    specs = validate_devices(devices)
-    out = []
-    for raw, spec in zip(devices, specs, strict=True):
-        soc = saved.get(spec["id"])
-        if soc is not None and spec.get("driver") == "sim" and "initial_soc" in spec:
-            lo, hi = float(spec.get("soc_min") or 0.0), float(spec.get("soc_max") or 1.0)
-            raw = {**raw, "initial_soc": min(hi, max(lo, float(soc)))}
-        out.append(raw)
+def _with_saved_soc(devices: list[AnyDevice], saved: dict[str, float]) -> list[AnyDevice]:
+    out: list[AnyDevice] = []
+    for dev in devices:
+        soc = saved.get(dev.id or "")
+        if soc is not None and isinstance(dev, (BatteryConfig, FlywheelConfig, UPSConfig)):
+            dev = dev.model_copy(update={"initial_soc": min(dev.soc_max, max(dev.soc_min, float(soc)))})
+        out.append(dev)
     return out
 
 

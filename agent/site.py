@@ -19,10 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from agent.config import AgentConfig, DeviceSectionConfig
 from agent.control.arbiter import (
     ArbiterInputs,
     Commands,
@@ -40,7 +43,7 @@ from agent.control.reserve import ReserveState
 from agent.control_log import ControlLog
 from agent.devices.meter import MeterLog
 from agent.devices.pv import PROFILES as PV_PROFILES
-from agent.devices.spec import DeviceConfigError, validate_devices
+from agent.devices.spec import AnyDevice, BatteryConfig, DeviceConfigError, PVConfig
 from agent.drivers.base import DeviceKind, Driver, DriverError, ProbeResult, Setpoint, Telemetry
 from agent.drivers.sim import SimBus, SimDriver, SimGrid, build_sim_driver
 from gridswarm.clock import Clock
@@ -162,45 +165,47 @@ class Site:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def from_config(cls, devices: Sequence[dict[str, Any]], clock: Clock, seed: int, reserve_soc: float, *,
-                    emergency_opt_in: bool = False, idle_mode: str = "self_consumption",
-                    low_threshold: float = 0.3, high_threshold: float = 0.8, low_use_w: float = 500.0,
-                    flywheel_spike_w: float = 1_000.0, utc_offset_h: float | None = None,
-                    meter_resolution_s: float = 1.0, meter_retention_s: float = 26 * 3600.0,
-                    driver_factory: Callable[[dict[str, Any]], Driver] | None = None) -> Site:
-        """Validate a ``devices:`` list and build the site (sim drivers share one bus).
+    def from_config(cls, devices: Sequence[Mapping[str, Any] | AnyDevice], clock: Clock, seed: int,
+                    reserve_soc: float, *, utc_offset_h: float | None = None, meter_resolution_s: float = 1.0,
+                    meter_retention_s: float = 26 * 3600.0,
+                    driver_factory: Callable[[AnyDevice], Driver] | None = None, **control: Any) -> Site:
+        """Build the site from a ``devices:`` list (mappings or validated models) and the owner's
+        control choices (the fields of :class:`agent.config.ControlSection`, with its defaults).
 
-        Errors name the bad field: ``devices[1].capacity_wh: must be > 0``, ``reserve_soc: ...``.
-        ``driver_factory`` builds non-sim drivers (default: :mod:`agent.drivers.sunspec`).
+        The config models validate (:mod:`agent.devices.spec`, :mod:`agent.config`); errors name
+        the bad field: ``devices[1].capacity_wh: must be > 0, got -5``.
         """
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise DeviceConfigError("seed", f"must be an integer, got {seed!r}")
-        control = ControlConfig(
-            reserve_soc=_fraction("reserve_soc", reserve_soc),
-            emergency_opt_in=bool(emergency_opt_in),
-            idle_mode=idle_mode,
-            low_threshold=_fraction("low_threshold", low_threshold),
-            high_threshold=_fraction("high_threshold", high_threshold),
-            low_use_w=_finite("low_use_w", low_use_w),
-            flywheel_spike_w=_finite("flywheel_spike_w", flywheel_spike_w),
-        )
-        if idle_mode not in ("self_consumption", "idle"):
-            raise DeviceConfigError("idle_mode", f"must be self_consumption or idle, got {idle_mode!r}")
-        if control.low_threshold >= control.high_threshold:
-            raise DeviceConfigError("low_threshold", f"must be < high_threshold ({control.high_threshold:g})")
-        specs = validate_devices(devices)
+        try:
+            section = DeviceSectionConfig.model_validate(
+                {"seed": seed, "reserve_soc": reserve_soc, "control": control, "devices": list(devices)})
+        except ValidationError as exc:
+            raise DeviceConfigError.from_validation(exc) from exc
+        return cls.from_section(section, clock, utc_offset_h=utc_offset_h, meter_resolution_s=meter_resolution_s,
+                                meter_retention_s=meter_retention_s, driver_factory=driver_factory)
+
+    @classmethod
+    def from_section(cls, section: DeviceSectionConfig | AgentConfig, clock: Clock, *, utc_offset_h: float | None = None,
+                     meter_resolution_s: float = 1.0, meter_retention_s: float = 26 * 3600.0,
+                     driver_factory: Callable[[AnyDevice], Driver] | None = None) -> Site:
+        """Build the site of a validated config (an :class:`agent.config.AgentConfig` or the
+        device section ``gridswarm agent --check`` reads); sim drivers share one bus.
+        ``driver_factory`` builds non-sim drivers (default: :mod:`agent.drivers.sunspec`)."""
+        owner = section.control.model_dump()
+        control = ControlConfig(reserve_soc=section.reserve_soc,
+                                **{k: v for k, v in owner.items() if k in ControlConfig.__dataclass_fields__})
+        specs = section.devices
         if utc_offset_h is None:
-            pv = next((s for s in specs if s["type"] == "pv" and s.get("driver") == "sim"), None)
+            pv = next((s for s in specs if isinstance(s, PVConfig)), None)
             if pv is not None:
-                utc_offset_h = pv["utc_offset_h"] if pv["utc_offset_h"] is not None else float(
-                    PV_PROFILES[pv["profile"]]["utc_offset_h"])  # type: ignore[arg-type]
+                utc_offset_h = pv.utc_offset_h if pv.utc_offset_h is not None else float(
+                    PV_PROFILES[pv.profile]["utc_offset_h"])  # type: ignore[arg-type]
             else:
                 utc_offset_h = 0.0
         bus = SimBus(clock)
         drivers: list[Driver] = []
         for i, spec in enumerate(specs):
-            if spec["driver"] == "sim":
-                drivers.append(build_sim_driver(spec, bus, seed=seed, index=i, utc_offset_h=utc_offset_h))
+            if spec.driver == "sim":
+                drivers.append(build_sim_driver(spec, bus, seed=section.seed, index=i, utc_offset_h=utc_offset_h))
                 continue
             if driver_factory is None:
                 from agent.drivers.sunspec import build_sunspec_driver
@@ -209,9 +214,8 @@ class Site:
             else:
                 drivers.append(driver_factory(spec))
         for spec in specs:
-            if spec["type"] == "battery" and spec.get("soc_min") is not None and spec["soc_min"] > control.reserve_soc:
-                logger.info("%s: soc_min %.2f above the site reserve %.2f", spec["id"], spec["soc_min"],
-                            control.reserve_soc)
+            if isinstance(spec, BatteryConfig) and spec.soc_min > control.reserve_soc:
+                logger.info("%s: soc_min %.2f above the site reserve %.2f", spec.id, spec.soc_min, control.reserve_soc)
         return cls(drivers, clock, control=control, meter_resolution_s=meter_resolution_s,
                    meter_retention_s=meter_retention_s)
 

@@ -56,6 +56,7 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient, AsyncModbusTlsClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
+from agent.devices.spec import SunSpecBatteryConfig, SunSpecGridConfig, SunSpecPVConfig
 from agent.drivers.base import (
     BadRegisterValueError,
     ControlReport,
@@ -710,12 +711,10 @@ class SunSpecDriver(Driver):
             return self._limits.max_w
 
 
-def build_sunspec_driver(spec: dict[str, Any], clock: Clock) -> SunSpecDriver:
-    """A driver from a validated ``driver: sunspec`` device spec."""
-    return SunSpecDriver(spec["id"], DeviceKind(spec["type"]), clock, host=spec["host"], port=spec["port"],
-                         unit_id=spec["unit_id"], base_addr=spec["base_addr"], timeout_s=spec["timeout_s"],
-                         writable=spec["writable"], tls=spec.get("tls"), capacity_wh=spec.get("capacity_wh"),
-                         rated_w=spec.get("rated_w"), max_charge_w=spec.get("max_charge_w"),
-                         max_discharge_w=spec.get("max_discharge_w"), import_limit_w=spec.get("import_limit_w"),
-                         export_limit_w=spec.get("export_limit_w"))
-
+def build_sunspec_driver(spec: SunSpecBatteryConfig | SunSpecPVConfig | SunSpecGridConfig, clock: Clock) -> SunSpecDriver:
+    """A driver from a validated ``driver: sunspec`` device config (:mod:`agent.devices.spec`)."""
+    figures = spec.model_dump(include={"capacity_wh", "rated_w", "max_charge_w", "max_discharge_w",
+                                       "import_limit_w", "export_limit_w"})
+    return SunSpecDriver(spec.id or spec.type, DeviceKind(spec.type), clock, host=spec.host, port=spec.port,
+                         unit_id=spec.unit_id, base_addr=spec.base_addr, timeout_s=spec.timeout_s,
+                         writable=spec.writable, tls=spec.tls.model_dump() if spec.tls else None, **figures)

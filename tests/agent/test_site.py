@@ -33,11 +33,11 @@ async def _ticks(site, clock, n, step):
 
 def test_config_errors_name_the_field():
     clock = ManualClock(T0)
-    with pytest.raises(DeviceConfigError, match=r"^devices\[1\]\.capacity_wh: must be > 0"):
+    with pytest.raises(DeviceConfigError, match=r"^devices\[1\]\.capacity_wh: must be > 0, got -5"):
         Site.from_config([BAT, {**BAT, "id": "b2", "capacity_wh": -5}], clock, seed=1, reserve_soc=0.2)
-    with pytest.raises(DeviceConfigError, match=r"^reserve_soc: must be within \[0, 1\]"):
+    with pytest.raises(DeviceConfigError, match=r"^reserve_soc: must be <= 1, got 1.5"):
         Site.from_config(HOME, clock, seed=1, reserve_soc=1.5)
-    with pytest.raises(DeviceConfigError, match=r"^low_threshold: must be < high_threshold"):
+    with pytest.raises(DeviceConfigError, match=r"^control.low_threshold: must be < high_threshold \(0.5\)"):
         Site.from_config(HOME, clock, seed=1, reserve_soc=0.2, low_threshold=0.9, high_threshold=0.5)
 
 
