@@ -42,10 +42,9 @@ from agent.control.frequency import FREQUENCY_MODES, FrequencyArm, response_w
 from agent.control.reserve import ReserveState
 from agent.control_log import ControlLog
 from agent.devices.meter import MeterLog
-from agent.devices.pv import PROFILES as PV_PROFILES
-from agent.devices.spec import AnyDevice, BatteryConfig, DeviceConfigError, PVConfig
+from agent.devices.spec import AnyDevice, BatteryConfig, DeviceConfigError, GridConfig
 from agent.drivers.base import DeviceKind, Driver, DriverError, ProbeResult, Setpoint, Telemetry
-from agent.drivers.sim import SimBus, SimDriver, SimGrid, build_sim_driver
+from agent.drivers.build import build_drivers
 from gridswarm.clock import Clock
 
 logger = logging.getLogger(__name__)
@@ -53,6 +52,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["Schedule", "Site", "SiteConfigError", "SiteState"]
 
 SiteConfigError = DeviceConfigError
+NOMINAL_HZ: float = GridConfig.model_fields["nominal_hz"].default  # when no driver knows the grid's
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +138,7 @@ class Site:
         self.meter = MeterLog(meter_resolution_s, meter_retention_s)
         self.forecast_step_s = float(forecast_step_s)
         self._grid = next((d for d in drivers if d.kind is DeviceKind.GRID), None)
-        self._concurrent = not all(isinstance(d, SimDriver) for d in drivers)
+        self._concurrent = any(d.concurrent_reads for d in drivers)
         self._order = list(drivers)
         self._schedules: list[Schedule] = []
         self._vb: list[Schedule] = []
@@ -194,25 +194,8 @@ class Site:
         control = ControlConfig(reserve_soc=section.reserve_soc,
                                 **{k: v for k, v in owner.items() if k in ControlConfig.__dataclass_fields__})
         specs = section.devices
-        if utc_offset_h is None:
-            pv = next((s for s in specs if isinstance(s, PVConfig)), None)
-            if pv is not None:
-                utc_offset_h = pv.utc_offset_h if pv.utc_offset_h is not None else float(
-                    PV_PROFILES[pv.profile]["utc_offset_h"])  # type: ignore[arg-type]
-            else:
-                utc_offset_h = 0.0
-        bus = SimBus(clock)
-        drivers: list[Driver] = []
-        for i, spec in enumerate(specs):
-            if spec.driver == "sim":
-                drivers.append(build_sim_driver(spec, bus, seed=section.seed, index=i, utc_offset_h=utc_offset_h))
-                continue
-            if driver_factory is None:
-                from agent.drivers.sunspec import build_sunspec_driver
-
-                drivers.append(build_sunspec_driver(spec, clock))
-            else:
-                drivers.append(driver_factory(spec))
+        drivers = build_drivers(specs, clock, seed=section.seed, utc_offset_h=utc_offset_h,
+                                driver_factory=driver_factory)
         for spec in specs:
             if isinstance(spec, BatteryConfig) and spec.soc_min > control.reserve_soc:
                 logger.info("%s: soc_min %.2f above the site reserve %.2f", spec.id, spec.soc_min, control.reserve_soc)
@@ -326,11 +309,10 @@ class Site:
     def frequency_source(self) -> Driver | None:
         """The driver that measures the grid frequency: the grid connection (sim) or a device
         that reported ``frequency_hz`` (a SunSpec inverter's ``Hz``)."""
-        if isinstance(self._grid, SimGrid):
-            return self._grid
+        if self._grid is not None and self._grid.measures_frequency(None):
+            return self._grid  # a source before any reading (sim: fed or replayed)
         for d in self._order:
-            detail = getattr(self._last_tel.get(d.device_id), "detail", {})
-            if hasattr(d, "read_frequency") and "frequency_hz" in detail:
+            if d.measures_frequency(self._last_tel.get(d.device_id)):
                 return d
         return None
 
@@ -384,8 +366,8 @@ class Site:
         if not 40.0 <= f <= 70.0:
             raise ValueError(f"hz: {f:g} is not a plausible grid frequency (40..70 Hz)")
         self._frequency_hz = f
-        if isinstance(self._grid, SimGrid):
-            self._grid.set_frequency(f)
+        if self._grid is not None:
+            self._grid.observe_frequency(f)
 
     def set_autonomous(self, autonomous: bool) -> None:
         """Link to the coordinator lost (True) or back (False). Autonomous = self-consumption
@@ -400,7 +382,7 @@ class Site:
 
     def set_grid_outage(self, on: bool) -> None:
         """Force a grid outage on/off (sim grid only)."""
-        if not isinstance(self._grid, SimGrid):
+        if self._grid is None:
             raise RuntimeError("set_grid_outage needs a sim grid device")
         self._grid.set_outage(on)
 
@@ -570,14 +552,12 @@ class Site:
         tel = self._last_tel.get(self._grid.device_id)
         if tel is not None and "import_limit_w" in tel.detail:
             return float(tel.detail["import_limit_w"]), float(tel.detail["export_limit_w"])
-        if isinstance(self._grid, SimGrid):
-            return self._grid.model.import_limit_w, self._grid.model.export_limit_w
-        return None
+        return self._grid.connection_limits()
 
     def _nominal_hz(self) -> float:
-        if isinstance(self._grid, SimGrid):
-            return self._grid.model.nominal_hz
-        return 50.0
+        """The grid connection's nominal frequency (its driver's), else the grid config's default."""
+        hz = self._grid.nominal_hz() if self._grid is not None else None
+        return hz if hz is not None else NOMINAL_HZ
 
     def _storage_range(self) -> tuple[float, float]:
         lo = hi = 0.0
@@ -592,7 +572,7 @@ class Site:
         for d in self._order:
             if d.kind not in (DeviceKind.PV, DeviceKind.LOAD):
                 continue
-            exp = d.expected_power_w(t) if isinstance(d, SimDriver) else None
+            exp = d.expected_power_w(t)
             if exp is None:
                 tel = self._last_tel.get(d.device_id)
                 if tel is None:
@@ -642,7 +622,7 @@ class Site:
                 pvs.append(PVView(d.device_id, tel.available_discharge_w, d.limits.max_w))
             elif kind is DeviceKind.LOAD:
                 demand = tel.available_charge_w
-                exp = d.expected_power_w(now) if isinstance(d, SimDriver) else None
+                exp = d.expected_power_w(now)
                 loads.append(LoadView(d.device_id, demand, float(tel.detail.get("critical_w", demand)),
                                       -exp if exp is not None else demand,
                                       d.limits.min_w))

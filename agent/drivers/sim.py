@@ -108,6 +108,7 @@ class SimDriver(Driver):
     """Base of the sim drivers: clock, bus, fault injection."""
 
     driver_name = "sim"
+    concurrent_reads = False  # every read steps the shared bus, in order
 
     def __init__(self, device_id: str, kind: DeviceKind, bus: SimBus, *, writable: bool = True) -> None:
         super().__init__(device_id, kind, writable=writable)
@@ -413,6 +414,18 @@ class SimGrid(SimDriver):
 
     def set_frequency(self, hz: float) -> None:
         self.model.frequency_hz = float(hz)
+
+    def observe_frequency(self, hz: float) -> None:
+        self.set_frequency(hz)
+
+    def measures_frequency(self, last: Telemetry | None) -> bool:
+        return True  # fed or replayed, even before the first reading
+
+    def nominal_hz(self) -> float | None:
+        return self.model.nominal_hz
+
+    def connection_limits(self) -> tuple[float, float] | None:
+        return self.model.import_limit_w, self.model.export_limit_w
 
     def step(self, t0: float, t1: float) -> float:  # pragma: no cover - the grid is not a member
         return 0.0

@@ -527,6 +527,9 @@ class SunSpecDriver(Driver):
             status="outage" if volts is not None and volts < OUTAGE_V else "ok",
         )
 
+    def measures_frequency(self, last: Telemetry | None) -> bool:
+        return last is not None and "frequency_hz" in last.detail
+
     async def read_frequency(self) -> float | None:
         """The fast path's light read: the ``Hz`` of the inverter model (701 or 10x) or, for a
         grid meter, of its meter model (20x) — one Modbus request; None when not implemented or

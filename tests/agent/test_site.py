@@ -186,3 +186,14 @@ def test_probe_results_turn_into_json_ready_dicts():
     d = dict(bat)
     assert d["ok"] is True and d["telemetry"]["soc"] == pytest.approx(0.6)
     json.dumps(d)
+
+
+def test_nominal_frequency_comes_from_the_grid_driver_or_the_grid_config_default():
+    clock = ManualClock(T0)
+    site = Site.from_config([BAT, {**GRID, "nominal_hz": 60.0}], clock, seed=1, reserve_soc=0.2)
+    assert site.arm_frequency_response().nominal_hz == 60.0
+    assert site.frequency_source() is site.drivers["grid1"]  # the sim grid measures, even before a read
+    no_grid = Site.from_config([BAT], clock, seed=1, reserve_soc=0.2)
+    assert no_grid.arm_frequency_response().nominal_hz == 50.0 and no_grid.frequency_source() is None
+    with pytest.raises(RuntimeError, match="needs a sim grid device"):
+        no_grid.set_grid_outage(True)
