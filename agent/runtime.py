@@ -43,7 +43,7 @@ from gridswarm.messages import Ack, Arm, Config, Dispatch, Error, IntervalNotice
 logger = logging.getLogger(__name__)
 
 COORDINATOR = "coordinator"
-RESEND_AFTER_S = 5.0  # wall seconds before an unacknowledged record is sent again
+RESEND_AFTER_S = 5.0  # real seconds (clock.monotonic) before an unacknowledged record is sent again
 TRANSIENT_REJECTIONS = frozenset({"expired", "future", "replayed"})
 TRADE_RETRIES = 6  # attempts to post an order while the node is unreachable (bounded by the gate too)
 
@@ -146,7 +146,7 @@ class AgentRuntime:
                 delay = min(30.0, 0.5 * 2 ** min(failures, 6))
                 failures += 1
                 logger.exception("agent loop %s failed (%d times); restarting it in %.1f s", name, failures, delay)
-                await asyncio.sleep(delay)
+                await self.clock.wait(delay)
                 logger.info("agent loop %s restarted", name)
 
     # ------------------------------------------------------------------ lifecycle
@@ -198,12 +198,12 @@ class AgentRuntime:
                 if not failing:
                     logger.error("%s; running autonomously until it is fixed", exc)
                 failing = True
-                await asyncio.sleep(max(self.cfg.reconnect_s, self.cfg.chain_check_s))
+                await self.clock.wait(max(self.cfg.reconnect_s, self.cfg.chain_check_s))
             except Exception as exc:  # noqa: BLE001 - node down or answering nonsense: keep trying
                 if not failing:
                     logger.warning("cannot read the coordinator key from chain: %s: %s; retrying", exc.__class__.__name__, exc)
                 failing = True
-                await asyncio.sleep(self.cfg.reconnect_s)
+                await self.clock.wait(self.cfg.reconnect_s)
 
     def _prune_state(self, keep_s: float = 86_400.0) -> None:
         """Forget stored dispatch windows and partial meter readings a day after their delivery."""
@@ -332,7 +332,7 @@ class AgentRuntime:
                     self._inflight.clear()
                     self._link_up = False
                     self._update_autonomy()
-                await asyncio.sleep(self.cfg.reconnect_s)
+                await self.clock.wait(self.cfg.reconnect_s)
 
     def _update_autonomy(self) -> None:
         """Autonomous self-consumption unless both the coordinator link and the chain are up,
@@ -357,7 +357,7 @@ class AgentRuntime:
             failing = not up
             self._chain_up = up
             self._update_autonomy()
-            await asyncio.sleep(self.cfg.chain_check_s)
+            await self.clock.wait(self.cfg.chain_check_s)
 
     async def on_message(self, raw: str) -> None:
         try:
@@ -434,8 +434,7 @@ class AgentRuntime:
         ws = self.ws
         if ws is None or not self.connected.is_set():
             return 0
-        loop = asyncio.get_running_loop()
-        in_flight = {oid for oid, sent in self._inflight.values() if loop.time() - sent < RESEND_AFTER_S}
+        in_flight = {oid for oid, sent in self._inflight.values() if self.clock.monotonic() - sent < RESEND_AFTER_S}
         sent = 0
         for outbox_id, kind, body in self.store.pending_fair(limit=200):
             if outbox_id in in_flight:
@@ -446,7 +445,7 @@ class AgentRuntime:
                 logger.error("outbox record %d (%s) cannot be signed: %s", outbox_id, kind, exc)
                 self.store.reject(outbox_id)
                 continue
-            self._inflight[env.seq] = (outbox_id, loop.time())
+            self._inflight[env.seq] = (outbox_id, self.clock.monotonic())
             try:
                 await ws.send_str(env.to_json())
             except (aiohttp.ClientError, ConnectionError, RuntimeError):
@@ -456,7 +455,7 @@ class AgentRuntime:
 
     async def resend_forever(self) -> None:
         while True:
-            await asyncio.sleep(RESEND_AFTER_S)
+            await self.clock.wait(RESEND_AFTER_S)
             try:
                 expired = self.store.expire(self.clock.now())
                 if expired:
@@ -475,7 +474,7 @@ class AgentRuntime:
                 await self.recover_locks()
             except Exception as exc:  # noqa: BLE001 - the chain may be down; try again next round
                 logger.warning("lock recovery check failed (%s: %s); retrying", exc.__class__.__name__, exc)
-            await asyncio.sleep(self.cfg.chain_check_s)
+            await self.clock.wait(self.cfg.chain_check_s)
 
     async def recover_locks(self) -> list[int]:
         recovered = []
@@ -536,7 +535,7 @@ class AgentRuntime:
                     logger.warning("interval %d: order not posted after %d attempts: %s", k, attempt, exc)
                     return
                 logger.info("interval %d: chain unavailable (%s); retrying in %.1f s", k, exc, delay)
-                await asyncio.sleep(delay)
+                await self.clock.wait(delay)
             except ChainError as exc:
                 logger.warning("interval %d: order not posted: %s", k, exc)
                 return
