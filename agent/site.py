@@ -559,6 +559,10 @@ class Site:
         hz = self._grid.nominal_hz() if self._grid is not None else None
         return hz if hz is not None else NOMINAL_HZ
 
+    def storage_range(self) -> tuple[float, float]:
+        """The most the site's batteries together take and give (min_w, max_w), W, device sign."""
+        return self._storage_range()
+
     def _storage_range(self) -> tuple[float, float]:
         lo = hi = 0.0
         for d in self._order:
