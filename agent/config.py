@@ -1,8 +1,8 @@
 """The site's config file (``gridswarm agent --config site.yaml``), validated.
 
-A wrong field gets an error that names it, e.g. ``trading.offer_price: Input should be greater
-than 0``. The ``devices`` section is validated by :mod:`agent.site` (its fields are documented
-in ``docs/agent-devices.md``). Paths are relative to the config file's folder.
+A wrong field gets an error that names it, e.g. ``trading.offer_price: must be > 0, got 0``.
+The ``devices`` section is a list of the models in :mod:`agent.devices.spec` (their reference,
+generated from the models, is ``docs/devices.md``). Paths are relative to the config file's folder.
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agent.devices.spec import DEVICE_MODELS, Devices
 from agent.remote_config import RemoteConfigPolicy
 from gridswarm.clock import ClockConfig
 from gridswarm.errors import UserError
+from gridswarm.validation import error_lines, field_error
 
 
 class ConfigError(UserError, ValueError):
@@ -47,6 +49,12 @@ class ControlSection(BaseModel):
     low_use_w: float = Field(default=500.0, ge=0.0)  # "local use is low" below this load
     flywheel_spike_w: float = Field(default=1_000.0, ge=0.0)
 
+    @model_validator(mode="after")
+    def _thresholds(self) -> ControlSection:
+        if self.low_threshold >= self.high_threshold:
+            raise field_error("low_threshold", f"must be < high_threshold ({self.high_threshold:g})")
+        return self
+
 
 def _read_mapping(path: Path) -> dict[str, Any]:
     try:
@@ -61,11 +69,7 @@ def _read_mapping(path: Path) -> dict[str, Any]:
 
 
 def _validation_error(path: Path, exc: ValidationError) -> ConfigError:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        lines.append(f"{loc}: {err['msg']}")
-    return ConfigError(f"config {path}: " + "; ".join(lines))
+    return ConfigError(f"config {path}: " + "; ".join(error_lines(exc, drop=DEVICE_MODELS)))
 
 
 class DeviceSectionConfig(BaseModel):
@@ -78,7 +82,7 @@ class DeviceSectionConfig(BaseModel):
     reserve_soc: float = Field(default=0.2, ge=0.0, le=1.0)
     clock: ClockConfig = ClockConfig()
     control: ControlSection = ControlSection()
-    devices: list[dict[str, Any]] = Field(min_length=1)
+    devices: Devices
 
     @classmethod
     def load(cls, path: Path) -> DeviceSectionConfig:
@@ -125,10 +129,10 @@ class AgentConfig(BaseModel):
     rpc_url: str = Field(pattern=r"^https?://")
     deployment: Path
     store_path: Path = Path("agent.sqlite")
-    seed: int = 0
+    seed: int = DeviceSectionConfig.model_fields["seed"]
     tick_s: float = Field(default=60.0, gt=0)
     telemetry_every_s: float = Field(default=300.0, gt=0)
-    reserve_soc: float = Field(default=0.2, ge=0.0, le=1.0)
+    reserve_soc: float = DeviceSectionConfig.model_fields["reserve_soc"]
     reconnect_s: float = Field(default=1.0, gt=0)
     chain_check_s: float = Field(default=5.0, gt=0)  # wall seconds between chain reachability probes
     message_ttl_s: float = Field(default=120.0, gt=0, le=3600)  # lifetime of envelopes we sign (clock s)
@@ -138,7 +142,7 @@ class AgentConfig(BaseModel):
     remote_config: RemoteConfigPolicy = RemoteConfigPolicy()
     frequency: FrequencySection = FrequencySection()
     borrowing: BorrowingSection = BorrowingSection()
-    devices: list[dict[str, Any]] = Field(default_factory=list)
+    devices: Devices = Field(default_factory=list)  # empty only when the site is given to the runtime
 
     @classmethod
     def load(cls, path: Path) -> AgentConfig:

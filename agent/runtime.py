@@ -4,12 +4,16 @@ Four concerns run side by side on one asyncio loop, all on the injected clock:
 
 - the **control loop** ticks the site (drivers, arbiter, safety envelope) on a fixed grid and
   queues telemetry;
-- the **link** keeps a WebSocket to the coordinator, says ``hello``, verifies every incoming
-  envelope against the coordinator key published on chain, and drains the outbox;
-- the **trader** answers each ``interval`` notice with at most one order on chain (checked
-  against the chain first, so a restart never posts twice);
+- the **link** (:mod:`agent.link`) keeps a WebSocket to the coordinator, says ``hello`` and
+  drains the outbox; this module verifies every incoming envelope against the coordinator key
+  published on chain and decides what it means;
+- **trading** (:mod:`agent.trading`) answers each ``interval`` notice with at most one order on
+  chain (checked against the chain first, so a restart never posts twice), keeps virtual-battery
+  grants and borrowing requests, and recovers our own locks in lapsed intervals;
+- dispatches are accepted or refused by a pure check (:mod:`agent.dispatch_check`).
 - **metering** signs the site's export/import for each traded interval (EIP-712) and queues it.
 
+The runtime talks to the site through :class:`agent.site_port.SitePort`.
 Losing the link or the chain drops the site to autonomous self-consumption (a watchdog probes
 the chain every ``chain_check_s``); the outbox keeps everything
 until the coordinator acknowledges it.
@@ -24,16 +28,20 @@ import math
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from nacl.signing import VerifyKey
 
 from agent.chain_client import AgentChain, WrongMarket
 from agent.config import AgentConfig
-from agent.fleet_link import AlarmTracker, borrow_need_w, telemetry_body, vb_order
+from agent.devices.spec import AnyDevice, BatteryConfig, FlywheelConfig, UPSConfig
+from agent.dispatch_check import dispatch_refusal
+from agent.fleet_link import AlarmTracker, telemetry_body
+from agent.link import RESEND_AFTER_S, TRANSIENT_REJECTIONS, CoordinatorLink
 from agent.remote_config import RemoteConfig
+from agent.site_port import SitePort
 from agent.store import AgentStore
 from agent.trader import Trader
-from gridswarm.chain import ChainError, ChainUnavailable, sign_meter_reading
+from agent.trading import TRADE_RETRIES, Trading
+from gridswarm.chain import sign_meter_reading
 from gridswarm.clock import Clock
 from gridswarm.envelope import Envelope, EnvelopeError, Signer, Verifier
 from gridswarm.keys import load_ed25519, load_eth_key
@@ -42,9 +50,7 @@ from gridswarm.messages import Ack, Arm, Config, Dispatch, Error, IntervalNotice
 logger = logging.getLogger(__name__)
 
 COORDINATOR = "coordinator"
-RESEND_AFTER_S = 5.0  # wall seconds before an unacknowledged record is sent again
-TRANSIENT_REJECTIONS = frozenset({"expired", "future", "replayed"})
-TRADE_RETRIES = 6  # attempts to post an order while the node is unreachable (bounded by the gate too)
+__all__ = ["RESEND_AFTER_S", "TRADE_RETRIES", "TRANSIENT_REJECTIONS", "AgentRuntime", "build_site", "run_agent"]
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
@@ -52,35 +58,46 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
         logger.error("task %s failed: %r", task.get_name(), task.exception(), exc_info=task.exception())
 
 
-def build_site(cfg: AgentConfig, clock: Clock, saved_soc: dict[str, float] | None = None) -> Any:
+async def _cancel_all(tasks: list[asyncio.Task[Any]], *, rounds: int = 5, wait_s: float = 2.0) -> None:
+    """Cancel ``tasks`` and wait for them. A task that is still running after ``wait_s`` is
+    cancelled again: on Python 3.11, ``asyncio.wait_for`` (which the Modbus client uses) can
+    swallow a cancellation that lands just as its answer arrives, and a loop that swallowed its
+    cancellation would otherwise keep the agent from stopping (and from reverting its devices)."""
+    pending = set(tasks)
+    for _ in range(rounds):
+        for t in pending:
+            t.cancel()
+        done, pending = await asyncio.wait(pending, timeout=wait_s)
+        for t in done:
+            if not t.cancelled():
+                t.exception()  # retrieved: a loop's failure at shutdown is not news
+        if not pending:
+            return
+    logger.error("tasks still running at shutdown: %s", ", ".join(sorted(t.get_name() for t in pending)))
+
+
+def build_site(cfg: AgentConfig, clock: Clock, saved_soc: dict[str, float] | None = None) -> SitePort:
     """The site of ``cfg``; ``saved_soc`` (device id -> SoC kept in the agent store) starts each
     simulated storage device where the last run left it instead of at its configured SoC."""
     from agent.site import Site
 
-    devices = cfg.devices
     if saved_soc:
-        devices = _with_saved_soc(cfg.devices, saved_soc)
-    return Site.from_config(
-        devices, clock, seed=cfg.seed, reserve_soc=cfg.reserve_soc, **cfg.control.model_dump()
-    )
+        cfg = cfg.model_copy(update={"devices": _with_saved_soc(cfg.devices, saved_soc)})
+    return Site.from_section(cfg, clock)
 
 
-def _with_saved_soc(devices: list[dict[str, Any]], saved: dict[str, float]) -> list[dict[str, Any]]:
-    from agent.devices.spec import validate_devices
-
-    specs = validate_devices(devices)
-    out = []
-    for raw, spec in zip(devices, specs, strict=True):
-        soc = saved.get(spec["id"])
-        if soc is not None and spec.get("driver") == "sim" and "initial_soc" in spec:
-            lo, hi = float(spec.get("soc_min") or 0.0), float(spec.get("soc_max") or 1.0)
-            raw = {**raw, "initial_soc": min(hi, max(lo, float(soc)))}
-        out.append(raw)
+def _with_saved_soc(devices: list[AnyDevice], saved: dict[str, float]) -> list[AnyDevice]:
+    out: list[AnyDevice] = []
+    for dev in devices:
+        soc = saved.get(dev.id or "")
+        if soc is not None and isinstance(dev, (BatteryConfig, FlywheelConfig, UPSConfig)):
+            dev = dev.model_copy(update={"initial_soc": min(dev.soc_max, max(dev.soc_min, float(soc)))})
+        out.append(dev)
     return out
 
 
 class AgentRuntime:
-    def __init__(self, cfg: AgentConfig, clock: Clock | None = None, site: Any = None) -> None:
+    def __init__(self, cfg: AgentConfig, clock: Clock | None = None, site: SitePort | None = None) -> None:
         self.cfg = cfg
         self.clock = clock or cfg.clock.build()
         self.store = AgentStore(cfg.store_path)
@@ -90,7 +107,7 @@ class AgentRuntime:
             load_ed25519(cfg.ed25519_key_file), self.address, self.clock, self._next_seq, ttl_s=cfg.message_ttl_s
         )
         self.chain = AgentChain(cfg.rpc_url, cfg.deployment, self.account)
-        self.site = site if site is not None else build_site(cfg, self.clock, self.store.get_state("soc"))
+        self.site: SitePort = site if site is not None else build_site(cfg, self.clock, self.store.get_state("soc"))
         self.trader = Trader(cfg.trading, self.site, self.clock, seed=str(cfg.seed))
         remote_path = None if str(cfg.store_path) == ":memory:" else Path(f"{cfg.store_path}.remote.json")
         self.remote = RemoteConfig(self.site, cfg.trading, cfg.remote_config, remote_path)
@@ -99,27 +116,22 @@ class AgentRuntime:
 
         self.planner = build_planner(self.site, self.clock, cfg.store_path)
         self.trader.planner = self.planner
-        self._trading: set[int] = set()  # intervals whose order is being decided or posted now
         self._coordinator_key: VerifyKey | None = None
         self.verifier = Verifier(clock=self.clock, keys=self._key_of)
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self.connected = asyncio.Event()
-        self._inflight: dict[int, tuple[int, float]] = {}  # envelope seq -> (outbox id, wall time sent)
-        self._wake_outbox = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._metered: set[int] = set()
         self._commitments: dict[int, tuple[float, float]] = {}  # accepted dispatch windows by interval
         self._meter_windows: dict[int, tuple[float, float]] = {}  # deliveries being metered
         self._run = self.store.next_counter("run")  # this process's run number (restarts count up)
-        self._link_failing = False
-        self._link_up = False
         self._chain_up = True
         self._key_ready = asyncio.Event()
+        self.link = CoordinatorLink(cfg, self.clock, self.store, self.signer, self.address,
+                                    on_message=self.on_message, on_change=self._update_autonomy,
+                                    key_ready=self._key_ready, prune=self._prune_state)
+        self.trading = Trading(cfg, self.clock, self.store, self.chain, self.trader, self.site, self.address,
+                               wake=self.link.wake, schedule_meter=self._schedule_meter)
         self.rejected: list[tuple[str, str]] = []  # (reason, message) of rejected inbound envelopes
         self.alarms = AlarmTracker()
-        self.grants: list[dict[str, Any]] = []  # virtual-battery grants not yet over
-        self.borrow_replies: list[dict[str, Any]] = []  # the coordinator's answers to our requests (last 100)
-        self._borrowed_for: set[float] = set()
         if self.planner is not None:  # the planner's forecasts go to the coordinator too
             from agent.forecast_report import ForecastReporter
 
@@ -133,6 +145,47 @@ class AgentRuntime:
             self.fast_path = FrequencyFastPath(self.site, self.clock, fq.poll_s, fq.min_change_w,
                                                event_poll_s=min(fq.event_poll_s or fq.poll_s, fq.poll_s),
                                                record_path=fq.record_path)
+
+    # the link's and trading's state, under the names the runtime has always had
+    @property
+    def ws(self) -> Any:
+        return self.link.ws
+
+    @property
+    def connected(self) -> asyncio.Event:
+        return self.link.connected
+
+    @property
+    def _inflight(self) -> dict[int, tuple[int, float]]:
+        return self.link.inflight
+
+    @_inflight.setter
+    def _inflight(self, value: dict[int, tuple[int, float]]) -> None:
+        self.link.inflight = value
+
+    @property
+    def _wake_outbox(self) -> asyncio.Event:
+        return self.link.wake_event
+
+    @property
+    def _link_up(self) -> bool:
+        return self.link.up
+
+    @property
+    def grants(self) -> list[dict[str, Any]]:
+        return self.trading.grants
+
+    @grants.setter
+    def grants(self, value: list[dict[str, Any]]) -> None:
+        self.trading.grants = value
+
+    @property
+    def borrow_replies(self) -> list[dict[str, Any]]:
+        return self.trading.borrow_replies
+
+    @property
+    def ws_url(self) -> str:
+        return self.link.ws_url
 
     def _next_seq(self) -> int:
         return self.store.next_counter("seq")
@@ -160,7 +213,7 @@ class AgentRuntime:
                 delay = min(30.0, 0.5 * 2 ** min(failures, 6))
                 failures += 1
                 logger.exception("agent loop %s failed (%d times); restarting it in %.1f s", name, failures, delay)
-                await asyncio.sleep(delay)
+                await self.clock.wait(delay)
                 logger.info("agent loop %s restarted", name)
 
     # ------------------------------------------------------------------ lifecycle
@@ -189,11 +242,7 @@ class AgentRuntime:
         try:
             await stop.wait()
         finally:
-            for t in [*loops, *self._tasks]:
-                t.cancel()
-            for t in [*loops, *list(self._tasks)]:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+            await _cancel_all([*loops, *self._tasks])
             with contextlib.suppress(Exception):
                 await self.site.close()
             self.store.close()
@@ -212,12 +261,12 @@ class AgentRuntime:
                 if not failing:
                     logger.error("%s; running autonomously until it is fixed", exc)
                 failing = True
-                await asyncio.sleep(max(self.cfg.reconnect_s, self.cfg.chain_check_s))
+                await self.clock.wait(max(self.cfg.reconnect_s, self.cfg.chain_check_s))
             except Exception as exc:  # noqa: BLE001 - node down or answering nonsense: keep trying
                 if not failing:
                     logger.warning("cannot read the coordinator key from chain: %s: %s; retrying", exc.__class__.__name__, exc)
                 failing = True
-                await asyncio.sleep(self.cfg.reconnect_s)
+                await self.clock.wait(self.cfg.reconnect_s)
 
     def _prune_state(self, keep_s: float = 86_400.0) -> None:
         """Forget stored dispatch windows and partial meter readings a day after their delivery."""
@@ -295,7 +344,7 @@ class AgentRuntime:
 
     def _queue_telemetry(self, state: Any) -> None:
         record_id = self.store.next_counter("telemetry")
-        response = getattr(self.site, "frequency_delivered_w", None)
+        response = self.site.frequency_delivered_w
         body = telemetry_body(state, self.site, record_id, self.clock.now(), response_w=response)
         body["outbox_pending"] = self.store.pending_count()  # the coordinator's /metrics shows the backlog
         self.store.enqueue("telemetry", body, f"telemetry:{record_id}", self.clock.now())
@@ -318,43 +367,15 @@ class AgentRuntime:
 
     # ------------------------------------------------------------------ link
 
-    @property
-    def ws_url(self) -> str:
-        base = self.cfg.coordinator_url.rstrip("/")
-        return base.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/ws/agent"
-
     async def link_loop(self) -> None:
-        await self._key_ready.wait()  # the coordinator's replies can only be verified with its key
-        async with aiohttp.ClientSession() as session:
-            while True:
-                try:
-                    async with session.ws_connect(self.ws_url, heartbeat=10.0, max_msg_size=1 << 20) as ws:
-                        self.ws = ws
-                        hello = self.signer.sign("hello", {"address": self.address, "site": self.cfg.site})
-                        await ws.send_str(hello.to_json())
-                        async for msg in ws:
-                            if msg.type == aiohttp.WSMsgType.TEXT:
-                                await self.on_message(msg.data)
-                            elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
-                                break
-                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                    if not self._link_failing:
-                        logger.warning("coordinator link down (%s): running autonomously", exc.__class__.__name__)
-                    self._link_failing = True
-                finally:
-                    self.ws = None
-                    self.connected.clear()
-                    self._inflight.clear()
-                    self._link_up = False
-                    self._update_autonomy()
-                await asyncio.sleep(self.cfg.reconnect_s)
+        await self.link.run()
 
     def _update_autonomy(self) -> None:
         """Autonomous self-consumption unless both the coordinator link and the chain are up,
         except that a dispatch accepted for the delivery under way is kept while only the link
         is down: the fill is committed on chain, and the reading waits in the outbox."""
         on = not self._chain_up or not (self._link_up or self._committed_now())
-        if bool(getattr(self.site, "autonomous", not on)) != on:
+        if self.site.autonomous != on:
             self.site.set_autonomous(on)
 
     async def chain_watchdog(self) -> None:
@@ -372,7 +393,7 @@ class AgentRuntime:
             failing = not up
             self._chain_up = up
             self._update_autonomy()
-            await asyncio.sleep(self.cfg.chain_check_s)
+            await self.clock.wait(self.cfg.chain_check_s)
 
     async def on_message(self, raw: str) -> None:
         try:
@@ -391,21 +412,11 @@ class AgentRuntime:
                     "`coordinator_url` in the site config",
                     self.cfg.coordinator_url, market, self.chain.deployment.market,
                 )
-            if self._link_failing:
-                logger.info("coordinator link recovered")
-            self._link_failing = False
-            self._link_up = True
-            self._update_autonomy()
-            self.connected.set()
-            self._wake_outbox.set()
+            self.link.welcomed()
         elif isinstance(body, Ack):
-            entry = self._inflight.pop(body.seq, None)
-            if entry is not None:
-                self.store.ack(entry[0])
+            self.link.acked(body.seq)
             if body.kind == "borrow":
-                self.borrow_replies = [*self.borrow_replies[-99:], {"ok": body.ok, "reason": body.reason}]
-                (logger.info if body.ok else logger.warning)("borrowing request %s: %s",
-                                                             "accepted" if body.ok else "refused", body.reason)
+                self.trading.borrow_answered(body)
         elif isinstance(body, Lend):
             self.apply_lend(env, body)
         elif isinstance(body, Error):
@@ -420,196 +431,39 @@ class AgentRuntime:
             self.apply_config(env, body)
 
     def _on_error(self, err: Error) -> None:
-        """A record the coordinator refused: retry at once if the refusal was about timing
-        (a fresh envelope fixes it), give it up (marked, kept) if the record itself is bad."""
-        entry = self._inflight.pop(err.seq, None) if err.seq is not None else None
-        if entry is None:
-            logger.warning("coordinator rejected a message: %s", err.message)
-            return
-        if err.reason == "busy":  # the coordinator shed it: the periodic resend sends it again
-            logger.info("coordinator busy; record %d goes again with the next resend", entry[0])
-        elif err.reason in TRANSIENT_REJECTIONS:
-            logger.info("coordinator refused record %d (%s); sending it again", entry[0], err.reason)
-            self._wake_outbox.set()
-        else:
-            logger.error("coordinator refused record %d for good: %s", entry[0], err.message)
-            self.store.reject(entry[0])
+        self.link.refused(err)
 
     async def outbox_loop(self) -> None:
-        while True:
-            await self._wake_outbox.wait()
-            self._wake_outbox.clear()
-            try:
-                await self.flush_outbox()
-            except Exception:  # noqa: BLE001 - the outbox must outlive any one bad record
-                logger.exception("outbox flush failed; retrying on the next wake-up")
+        await self.link.outbox_loop()
 
     async def flush_outbox(self) -> int:
         """Send every unacknowledged record not already in flight; returns how many were sent."""
-        ws = self.ws
-        if ws is None or not self.connected.is_set():
-            return 0
-        loop = asyncio.get_running_loop()
-        in_flight = {oid for oid, sent in self._inflight.values() if loop.time() - sent < RESEND_AFTER_S}
-        sent = 0
-        for outbox_id, kind, body in self.store.pending_fair(limit=200):
-            if outbox_id in in_flight:
-                continue
-            try:
-                env = self.signer.sign(kind, body)
-            except EnvelopeError as exc:  # a record that can never be sent: set aside, keep the rest moving
-                logger.error("outbox record %d (%s) cannot be signed: %s", outbox_id, kind, exc)
-                self.store.reject(outbox_id)
-                continue
-            self._inflight[env.seq] = (outbox_id, loop.time())
-            try:
-                await ws.send_str(env.to_json())
-            except (aiohttp.ClientError, ConnectionError, RuntimeError):
-                return sent
-            sent += 1
-        return sent
+        return await self.link.flush()
 
     async def resend_forever(self) -> None:
-        while True:
-            await asyncio.sleep(RESEND_AFTER_S)
-            try:
-                expired = self.store.expire(self.clock.now())
-                if expired:
-                    logger.warning("outbox: %d records expired unacknowledged", expired)
-                self._prune_state()
-            except Exception:  # noqa: BLE001 - a failed clean-up is retried next round
-                logger.exception("outbox clean-up failed")
-            self._wake_outbox.set()
+        await self.link.resend_forever()
 
     async def recover_locks_forever(self) -> None:
-        """Release our own locks in intervals the operator let lapse, by ourselves: every
-        ``chain_check_s``, each order not yet known finished is looked up on chain; a lapsed
-        one is recovered, a finished one is marked so it is not asked about again."""
-        while True:
-            try:
-                await self.recover_locks()
-            except Exception as exc:  # noqa: BLE001 - the chain may be down; try again next round
-                logger.warning("lock recovery check failed (%s: %s); retrying", exc.__class__.__name__, exc)
-            await asyncio.sleep(self.cfg.chain_check_s)
+        await self.trading.recover_locks_forever()
 
     async def recover_locks(self) -> list[int]:
-        recovered = []
-        for order in self.store.open_orders():
-            if order["delivery_start"] > self.clock.now():
-                continue  # the interval has not reached delivery yet
-            k, oid = int(order["interval"]), int(order["order_id"])
-            live, lapsed = await asyncio.to_thread(self.chain.order_state, oid, k)
-            if not live:
-                self.store.close_order(k)
-            elif lapsed:
-                await asyncio.to_thread(self.chain.recover, [oid])
-                self.store.close_order(k)
-                recovered.append(k)
-                logger.warning("interval %d lapsed: recovered the lock of our order %d", k, oid)
-        return recovered
+        return await self.trading.recover_locks()
 
-    # ------------------------------------------------------------------ trading
+    # ------------------------------------------------------------------ trading (agent/trading.py)
 
     async def trade(self, notice: IntervalNotice) -> None:
-        """At most one order per interval: the same notice can arrive twice (the broadcast and
-        the obligations a reconnect brings), so a second task for an interval in hand returns."""
-        k = notice.interval
-        if k in self._trading:
-            return
-        self._trading.add(k)
-        try:
-            await self._trade(notice)
-        finally:
-            self._trading.discard(k)
-
-    async def _trade(self, notice: IntervalNotice) -> None:
-        k = notice.interval
-        t = self.cfg.trading
-        if not t.enabled or self.store.order_for(k) is not None:
-            return
-        self._maybe_borrow(notice)
-        d = self.trader.decide(k, self.address, notice.delivery_start, notice.delivery_end)
-        side, qty, price = d.side, d.qty_wh, d.price
-        vb = vb_order(self.grants, notice.delivery_start, notice.delivery_end)
-        if vb is not None:  # virtual battery: trade the granted energy at the operator's price
-            side, qty, price = vb
-            d = type(d)(side, qty, price, "virtual-battery grant")
-        if qty < t.min_order_wh:
-            logger.info("interval %d: nothing to trade", k)
-            return
-        attempt = 0
-        while True:
-            try:
-                # looked up first on every attempt, so a retry never posts twice
-                existing = await asyncio.to_thread(self.chain.find_order, k)
-                posted = existing or await asyncio.to_thread(self.chain.post_order, k, side, qty, price)
-                break
-            except ChainUnavailable as exc:  # the node is away: retry with back-off until the gate
-                attempt += 1
-                delay = min(10.0, 0.5 * 2 ** min(attempt, 5))
-                if attempt > TRADE_RETRIES or self.clock.now() >= notice.gate_close:
-                    logger.warning("interval %d: order not posted after %d attempts: %s", k, attempt, exc)
-                    return
-                logger.info("interval %d: chain unavailable (%s); retrying in %.1f s", k, exc, delay)
-                await asyncio.sleep(delay)
-            except ChainError as exc:
-                logger.warning("interval %d: order not posted: %s", k, exc)
-                return
-        self.store.record_order(
-            k, posted.order_id, posted.side, posted.qty_wh, posted.price, posted.tx, notice.delivery_start, notice.delivery_end
-        )
-        logger.info("interval %d: posted %s %d Wh at %d from %s (gas %d)", k, side, qty, price, d.basis, posted.gas)
-        self._schedule_meter(k, notice.delivery_start, notice.delivery_end)
-
-    # ------------------------------------------------------------------ virtual battery
+        await self.trading.trade(notice)
 
     def _maybe_borrow(self, notice: IntervalNotice) -> None:
-        """Ask the fleet for what our storage cannot cover over the next interval."""
-        b = self.cfg.borrowing
-        state = self.site.last_state
-        if not b.enabled or state is None:
-            return
-        length = notice.delivery_end - notice.delivery_start
-        start, end = notice.delivery_end, notice.delivery_end + length
-        if start in self._borrowed_for:
-            return
-        need = min(b.max_w, borrow_need_w(state, self.site))
-        if need < b.min_w:
-            return
-        self._borrowed_for = {t for t in self._borrowed_for if t > self.clock.now() - 86_400} | {start}
-        rid = self.store.next_counter("borrow")
-        body = {"request_id": rid, "power_w": round(need, 3), "start": start, "end": end, "priority": b.priority}
-        self.store.enqueue("borrow", body, f"borrow:{rid}", self.clock.now())
-        logger.info("asking the fleet for %.0f W over [%.0f, %.0f) (%s)", need, start, end, b.priority)
-        self._wake_outbox.set()
+        self.trading.maybe_borrow(notice)
 
     def apply_lend(self, env: Envelope, g: Lend) -> None:
-        """A virtual-battery grant: kept until its window is over; the next interval notice
-        trades it on chain (the market's dispatch then moves the energy)."""
-        now = self.clock.now()
-        ok = g.end > now
-        reason = f"{g.role} {g.power_w:.0f} W ({g.energy_wh} Wh) with {g.counterparty}" if ok else "grant already over"
-        if ok:
-            self.grants = [x for x in self.grants if x["end"] > now][-99:] + [g.model_dump()]
-        logger.info("virtual battery: %s", reason)
-        self.store.log_command(now, "lend", env.seq, None, ok, reason)
-        ack = {"kind": "lend", "seq": env.seq, "ok": ok, "reason": "" if ok else reason}
-        self.store.enqueue("ack", ack, f"ack:lend:{env.seq}", now)
-        self._wake_outbox.set()
+        self.trading.apply_lend(env, g)
 
     # ------------------------------------------------------------------ dispatch and metering
 
     def apply_dispatch(self, env: Envelope, d: Dispatch) -> None:
-        mine = self.store.order_for(d.interval)
-        reason = ""
-        if mine is None:
-            reason = f"no order of ours in interval {d.interval}"
-        elif any(str(f.order_id) != mine["order_id"] for f in d.fills):
-            reason = "dispatch names orders that are not ours"
-        elif any(f.qty_wh > mine["qty_wh"] for f in d.fills):
-            reason = "dispatch fills exceed our order"
-        elif d.end <= self.clock.now():
-            reason = "dispatch window is already over"
+        reason = dispatch_refusal(d, self.store.order_for(d.interval), self.clock.now())
         if not reason:
             try:
                 self.site.set_market_schedule(d.start, d.end, d.export_w, reason=f"interval {d.interval}")
@@ -695,7 +549,7 @@ class AgentRuntime:
         self._wake_outbox.set()
 
 
-def arm_kwargs(a: Arm, now: float, site: Any) -> dict[str, Any]:
+def arm_kwargs(a: Arm, now: float, site: SitePort) -> dict[str, Any]:
     """The site's arming for an ``arm`` message; ValueError (nothing changes) for an arm that
     has already expired or a share above the site's storage rating."""
     if a.until_ts is not None and a.until_ts <= now:
@@ -704,7 +558,7 @@ def arm_kwargs(a: Arm, now: float, site: Any) -> dict[str, Any]:
                           "mode": a.mode, "until_ts": a.until_ts, "knee_hz": a.knee_hz,
                           "knee_fraction": a.knee_fraction}
     if a.share_w is not None:
-        lo, hi = site._storage_range()
+        lo, hi = site.storage_range()
         rating = max(-lo, hi)
         if a.share_w > rating + 1e-6:
             raise ValueError(f"share_w {a.share_w:.0f} W above the site's storage rating {rating:.0f} W")

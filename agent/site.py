@@ -19,10 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from agent.config import AgentConfig, DeviceSectionConfig
 from agent.control.arbiter import (
     ArbiterInputs,
     Commands,
@@ -39,10 +42,9 @@ from agent.control.frequency import FREQUENCY_MODES, FrequencyArm, response_w
 from agent.control.reserve import ReserveState
 from agent.control_log import ControlLog
 from agent.devices.meter import MeterLog
-from agent.devices.pv import PROFILES as PV_PROFILES
-from agent.devices.spec import DeviceConfigError, validate_devices
+from agent.devices.spec import AnyDevice, BatteryConfig, DeviceConfigError, GridConfig
 from agent.drivers.base import DeviceKind, Driver, DriverError, ProbeResult, Setpoint, Telemetry
-from agent.drivers.sim import SimBus, SimDriver, SimGrid, build_sim_driver
+from agent.drivers.build import build_drivers
 from gridswarm.clock import Clock
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["Schedule", "Site", "SiteConfigError", "SiteState"]
 
 SiteConfigError = DeviceConfigError
+NOMINAL_HZ: float = GridConfig.model_fields["nominal_hz"].default  # when no driver knows the grid's
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +138,7 @@ class Site:
         self.meter = MeterLog(meter_resolution_s, meter_retention_s)
         self.forecast_step_s = float(forecast_step_s)
         self._grid = next((d for d in drivers if d.kind is DeviceKind.GRID), None)
-        self._concurrent = not all(isinstance(d, SimDriver) for d in drivers)
+        self._concurrent = any(d.concurrent_reads for d in drivers)
         self._order = list(drivers)
         self._schedules: list[Schedule] = []
         self._vb: list[Schedule] = []
@@ -162,56 +165,40 @@ class Site:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def from_config(cls, devices: Sequence[dict[str, Any]], clock: Clock, seed: int, reserve_soc: float, *,
-                    emergency_opt_in: bool = False, idle_mode: str = "self_consumption",
-                    low_threshold: float = 0.3, high_threshold: float = 0.8, low_use_w: float = 500.0,
-                    flywheel_spike_w: float = 1_000.0, utc_offset_h: float | None = None,
-                    meter_resolution_s: float = 1.0, meter_retention_s: float = 26 * 3600.0,
-                    driver_factory: Callable[[dict[str, Any]], Driver] | None = None) -> Site:
-        """Validate a ``devices:`` list and build the site (sim drivers share one bus).
+    def from_config(cls, devices: Sequence[Mapping[str, Any] | AnyDevice], clock: Clock, seed: int,
+                    reserve_soc: float, *, utc_offset_h: float | None = None, meter_resolution_s: float = 1.0,
+                    meter_retention_s: float = 26 * 3600.0,
+                    driver_factory: Callable[[AnyDevice], Driver] | None = None, **control: Any) -> Site:
+        """Build the site from a ``devices:`` list (mappings or validated models) and the owner's
+        control choices (the fields of :class:`agent.config.ControlSection`, with its defaults).
 
-        Errors name the bad field: ``devices[1].capacity_wh: must be > 0``, ``reserve_soc: ...``.
-        ``driver_factory`` builds non-sim drivers (default: :mod:`agent.drivers.sunspec`).
+        The config models validate (:mod:`agent.devices.spec`, :mod:`agent.config`); errors name
+        the bad field: ``devices[1].capacity_wh: must be > 0, got -5``.
         """
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise DeviceConfigError("seed", f"must be an integer, got {seed!r}")
-        control = ControlConfig(
-            reserve_soc=_fraction("reserve_soc", reserve_soc),
-            emergency_opt_in=bool(emergency_opt_in),
-            idle_mode=idle_mode,
-            low_threshold=_fraction("low_threshold", low_threshold),
-            high_threshold=_fraction("high_threshold", high_threshold),
-            low_use_w=_finite("low_use_w", low_use_w),
-            flywheel_spike_w=_finite("flywheel_spike_w", flywheel_spike_w),
-        )
-        if idle_mode not in ("self_consumption", "idle"):
-            raise DeviceConfigError("idle_mode", f"must be self_consumption or idle, got {idle_mode!r}")
-        if control.low_threshold >= control.high_threshold:
-            raise DeviceConfigError("low_threshold", f"must be < high_threshold ({control.high_threshold:g})")
-        specs = validate_devices(devices)
-        if utc_offset_h is None:
-            pv = next((s for s in specs if s["type"] == "pv" and s.get("driver") == "sim"), None)
-            if pv is not None:
-                utc_offset_h = pv["utc_offset_h"] if pv["utc_offset_h"] is not None else float(
-                    PV_PROFILES[pv["profile"]]["utc_offset_h"])  # type: ignore[arg-type]
-            else:
-                utc_offset_h = 0.0
-        bus = SimBus(clock)
-        drivers: list[Driver] = []
-        for i, spec in enumerate(specs):
-            if spec["driver"] == "sim":
-                drivers.append(build_sim_driver(spec, bus, seed=seed, index=i, utc_offset_h=utc_offset_h))
-                continue
-            if driver_factory is None:
-                from agent.drivers.sunspec import build_sunspec_driver
+        try:
+            section = DeviceSectionConfig.model_validate(
+                {"seed": seed, "reserve_soc": reserve_soc, "control": control, "devices": list(devices)})
+        except ValidationError as exc:
+            raise DeviceConfigError.from_validation(exc) from exc
+        return cls.from_section(section, clock, utc_offset_h=utc_offset_h, meter_resolution_s=meter_resolution_s,
+                                meter_retention_s=meter_retention_s, driver_factory=driver_factory)
 
-                drivers.append(build_sunspec_driver(spec, clock))
-            else:
-                drivers.append(driver_factory(spec))
+    @classmethod
+    def from_section(cls, section: DeviceSectionConfig | AgentConfig, clock: Clock, *, utc_offset_h: float | None = None,
+                     meter_resolution_s: float = 1.0, meter_retention_s: float = 26 * 3600.0,
+                     driver_factory: Callable[[AnyDevice], Driver] | None = None) -> Site:
+        """Build the site of a validated config (an :class:`agent.config.AgentConfig` or the
+        device section ``gridswarm agent --check`` reads); sim drivers share one bus.
+        ``driver_factory`` builds non-sim drivers (default: :mod:`agent.drivers.sunspec`)."""
+        owner = section.control.model_dump()
+        control = ControlConfig(reserve_soc=section.reserve_soc,
+                                **{k: v for k, v in owner.items() if k in ControlConfig.__dataclass_fields__})
+        specs = section.devices
+        drivers = build_drivers(specs, clock, seed=section.seed, utc_offset_h=utc_offset_h,
+                                driver_factory=driver_factory)
         for spec in specs:
-            if spec["type"] == "battery" and spec.get("soc_min") is not None and spec["soc_min"] > control.reserve_soc:
-                logger.info("%s: soc_min %.2f above the site reserve %.2f", spec["id"], spec["soc_min"],
-                            control.reserve_soc)
+            if isinstance(spec, BatteryConfig) and spec.soc_min > control.reserve_soc:
+                logger.info("%s: soc_min %.2f above the site reserve %.2f", spec.id, spec.soc_min, control.reserve_soc)
         return cls(drivers, clock, control=control, meter_resolution_s=meter_resolution_s,
                    meter_retention_s=meter_retention_s)
 
@@ -322,11 +309,10 @@ class Site:
     def frequency_source(self) -> Driver | None:
         """The driver that measures the grid frequency: the grid connection (sim) or a device
         that reported ``frequency_hz`` (a SunSpec inverter's ``Hz``)."""
-        if isinstance(self._grid, SimGrid):
-            return self._grid
+        if self._grid is not None and self._grid.measures_frequency(None):
+            return self._grid  # a source before any reading (sim: fed or replayed)
         for d in self._order:
-            detail = getattr(self._last_tel.get(d.device_id), "detail", {})
-            if hasattr(d, "read_frequency") and "frequency_hz" in detail:
+            if d.measures_frequency(self._last_tel.get(d.device_id)):
                 return d
         return None
 
@@ -380,8 +366,8 @@ class Site:
         if not 40.0 <= f <= 70.0:
             raise ValueError(f"hz: {f:g} is not a plausible grid frequency (40..70 Hz)")
         self._frequency_hz = f
-        if isinstance(self._grid, SimGrid):
-            self._grid.set_frequency(f)
+        if self._grid is not None:
+            self._grid.observe_frequency(f)
 
     def set_autonomous(self, autonomous: bool) -> None:
         """Link to the coordinator lost (True) or back (False). Autonomous = self-consumption
@@ -396,7 +382,7 @@ class Site:
 
     def set_grid_outage(self, on: bool) -> None:
         """Force a grid outage on/off (sim grid only)."""
-        if not isinstance(self._grid, SimGrid):
+        if self._grid is None:
             raise RuntimeError("set_grid_outage needs a sim grid device")
         self._grid.set_outage(on)
 
@@ -566,14 +552,16 @@ class Site:
         tel = self._last_tel.get(self._grid.device_id)
         if tel is not None and "import_limit_w" in tel.detail:
             return float(tel.detail["import_limit_w"]), float(tel.detail["export_limit_w"])
-        if isinstance(self._grid, SimGrid):
-            return self._grid.model.import_limit_w, self._grid.model.export_limit_w
-        return None
+        return self._grid.connection_limits()
 
     def _nominal_hz(self) -> float:
-        if isinstance(self._grid, SimGrid):
-            return self._grid.model.nominal_hz
-        return 50.0
+        """The grid connection's nominal frequency (its driver's), else the grid config's default."""
+        hz = self._grid.nominal_hz() if self._grid is not None else None
+        return hz if hz is not None else NOMINAL_HZ
+
+    def storage_range(self) -> tuple[float, float]:
+        """The most the site's batteries together take and give (min_w, max_w), W, device sign."""
+        return self._storage_range()
 
     def _storage_range(self) -> tuple[float, float]:
         lo = hi = 0.0
@@ -588,7 +576,7 @@ class Site:
         for d in self._order:
             if d.kind not in (DeviceKind.PV, DeviceKind.LOAD):
                 continue
-            exp = d.expected_power_w(t) if isinstance(d, SimDriver) else None
+            exp = d.expected_power_w(t)
             if exp is None:
                 tel = self._last_tel.get(d.device_id)
                 if tel is None:
@@ -638,7 +626,7 @@ class Site:
                 pvs.append(PVView(d.device_id, tel.available_discharge_w, d.limits.max_w))
             elif kind is DeviceKind.LOAD:
                 demand = tel.available_charge_w
-                exp = d.expected_power_w(now) if isinstance(d, SimDriver) else None
+                exp = d.expected_power_w(now)
                 loads.append(LoadView(d.device_id, demand, float(tel.detail.get("critical_w", demand)),
                                       -exp if exp is not None else demand,
                                       d.limits.min_w))

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from agent.config import TradingConfig
+from agent.site_port import SitePort
 from gridswarm.clock import Clock
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class Trader:
     def __init__(
         self,
         cfg: TradingConfig,
-        site: Any,
+        site: SitePort,
         clock: Clock,
         seed: str,
         step_s: float = 300.0,
@@ -143,7 +144,7 @@ class Trader:
     def decide(self, interval: int, address: str, start: float, end: float) -> Decision:
         d = self._decide(interval, address, start, end)
         if self.planner is not None:
-            state = getattr(self.site, "last_state", None)
+            state = self.site.last_state
             intent = state.intent if state is not None else None
             self.planner.note_order({"interval": interval, "side": d.side, "qty_wh": d.qty_wh, "basis": d.basis,
                                      "intent": intent.kind if intent else None,
@@ -172,11 +173,11 @@ class Trader:
         # storage above the reserve (what the site model adds on top of its own net estimate)
         storage = max(0.0, storage_and_net - max(0.0, modelled_net))
         can_sell = min(storage_and_net if fc is None else max(0.0, lower) + storage, storage_and_net)
-        state = getattr(self.site, "last_state", None)
+        state = self.site.last_state
         intent = state.intent if state is not None else None
         if intent is not None and intent.kind == "request":
             # below the low threshold: never offer; buy the deficit and what the store wants
-            lo, _hi = self.site._storage_range()
+            lo, _hi = self.site.storage_range()
             want = min(intent.energy_wh, -lo * (end - start) / 3600.0)
             qty = int(min(max(0.0, -point) + want, t.max_order_wh))
             if t.role != "seller" and qty >= t.min_order_wh:

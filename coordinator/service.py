@@ -106,7 +106,7 @@ class Coordinator:
                 if not failing:
                     logger.warning("indexer failing: %s", exc)
                 failing = True
-            await asyncio.sleep(self.settings.index_poll_s)
+            await self.clock.wait(self.settings.index_poll_s)
 
 
 def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> FastAPI:

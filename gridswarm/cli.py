@@ -181,8 +181,7 @@ async def _agent_check(cfg: Any) -> int:
     from agent.drivers.check import check_report_text
     from agent.site import Site
 
-    site = Site.from_config(cfg.devices, cfg.clock.build(), seed=cfg.seed, reserve_soc=cfg.reserve_soc,
-                            **cfg.control.model_dump())
+    site = Site.from_section(cfg, cfg.clock.build())
     try:
         results = await site.check()
     finally:

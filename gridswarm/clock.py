@@ -38,6 +38,15 @@ class Clock(Protocol):
         """Sleep until this clock reads at least ``t``."""
         ...
 
+    def monotonic(self) -> float:
+        """Seconds of real elapsed time (any origin) for retries, back-off and resends."""
+        ...
+
+    async def wait(self, seconds: float) -> None:
+        """Wait ``seconds`` of real time (retries, back-off, resends): another process's
+        recovery does not speed up with a scaled clock, so these waits are not scaled."""
+        ...
+
 
 class WallClock:
     """Real time."""
@@ -50,6 +59,12 @@ class WallClock:
 
     async def sleep_until(self, t: float) -> None:
         await asyncio.sleep(max(0.0, t - self.now()))
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def wait(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
 
 
 class ScaledClock:
@@ -79,15 +94,27 @@ class ScaledClock:
                 return
             await asyncio.sleep(remaining / self.speed)
 
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def wait(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
     def to_dict(self) -> dict[str, float]:
         return {"sim_start": self.sim_start, "speed": self.speed, "wall_anchor": self.wall_anchor}
 
 
 class ManualClock:
-    """Time that moves only when :meth:`advance` (or :meth:`set`) is called."""
+    """Time that moves only when :meth:`advance` (or :meth:`set`) is called.
 
-    def __init__(self, start: float = 0.0) -> None:
+    Real-time waits (:meth:`wait`, :meth:`monotonic`: retries, back-off, resends) are real by
+    default, so a test that drives a site by hand still sees a peer reconnect; with
+    ``manual_waits=True`` they follow this clock too, and the test drives them by advancing it.
+    """
+
+    def __init__(self, start: float = 0.0, *, manual_waits: bool = False) -> None:
         self._now = float(start)
+        self.manual_waits = manual_waits
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._counter = itertools.count()
 
@@ -104,6 +131,15 @@ class ManualClock:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (t, next(self._counter), fut))
         await fut
+
+    def monotonic(self) -> float:
+        return self._now if self.manual_waits else time.monotonic()
+
+    async def wait(self, seconds: float) -> None:
+        if self.manual_waits:
+            await self.sleep(seconds)
+        else:
+            await asyncio.sleep(max(0.0, seconds))
 
     def set(self, t: float) -> None:
         """Jump to ``t`` (never backwards) and wake every sleeper due by then."""

@@ -24,6 +24,17 @@ import httpx
 import yaml
 from web3 import Web3
 
+from agent.devices.spec import (
+    AnyDevice,
+    BatteryConfig,
+    FlywheelConfig,
+    FrequencyTraceConfig,
+    GridConfig,
+    LoadConfig,
+    PVConfig,
+    UPSConfig,
+    device_mappings,
+)
 from gridswarm.chain import ChainUnavailable, Deployment, connect
 from gridswarm.demo_dashboard import dashboard_figures, print_dashboard
 from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
@@ -55,48 +66,43 @@ class DemoOptions:
     serve: bool = False  # keep everything running after the report, for the dashboard
 
 
-def site_devices(role: str, i: int) -> list[dict[str, Any]]:
+def site_devices(role: str, i: int) -> list[AnyDevice]:
     """Devices of demo site ``i``: sellers have PV and a battery, buyers a household load."""
     if role == "seller":
         return [
-            {"type": "pv", "peak_w": 8_000.0 + 1_000.0 * (i % 3)},
-            {
-                "type": "battery",
-                "capacity_wh": 13_500.0,
-                "max_charge_w": 5_000.0,
-                "max_discharge_w": 5_000.0,
-                "initial_soc": 0.7,
-            },
-            {"type": "load", "profile": "household", "peak_w": 2_500.0},
-            {"type": "grid"},
+            PVConfig(type="pv", peak_w=8_000.0 + 1_000.0 * (i % 3)),
+            BatteryConfig(type="battery", capacity_wh=13_500.0, max_charge_w=5_000.0, max_discharge_w=5_000.0,
+                          initial_soc=0.7),
+            LoadConfig(type="load", profile="household", peak_w=2_500.0),
+            GridConfig(type="grid"),
         ]
     if i % 2 == 0:
         return datacentre_devices()
-    return [{"type": "load", "profile": "household", "peak_w": 7_000.0 + 500.0 * i}, {"type": "grid"}]
+    return [LoadConfig(type="load", profile="household", peak_w=7_000.0 + 500.0 * i), GridConfig(type="grid")]
 
 
-def datacentre_devices() -> list[dict[str, Any]]:
+def datacentre_devices() -> list[AnyDevice]:
     """A small data centre (synthetic rack profile with batch bursts) on a connection sized below
     its bursts: a flywheel shaves them, a UPS is the reserve, a low battery asks for energy. Its
     planner's forecasts drive all three (agent/control/planner.py); the report shows the result."""
     return [
-        {"type": "load", "profile": "datacentre", "peak_w": 14_000.0},
-        {"type": "flywheel", "capacity_wh": 600.0, "max_power_w": 3_000.0, "initial_soc": 0.5},
-        {"type": "ups", "capacity_wh": 5_000.0, "max_charge_w": 2_000.0, "max_discharge_w": 6_000.0},
-        {"type": "battery", "capacity_wh": 5_000.0, "max_charge_w": 2_500.0, "max_discharge_w": 2_500.0,
-         "initial_soc": 0.25},
-        {"type": "grid", "import_limit_w": 10_500.0},
+        LoadConfig(type="load", profile="datacentre", peak_w=14_000.0),
+        FlywheelConfig(type="flywheel", capacity_wh=600.0, max_power_w=3_000.0, initial_soc=0.5),
+        UPSConfig(type="ups", capacity_wh=5_000.0, max_charge_w=2_000.0, max_discharge_w=6_000.0),
+        BatteryConfig(type="battery", capacity_wh=5_000.0, max_charge_w=2_500.0, max_discharge_w=2_500.0,
+                      initial_soc=0.25),
+        GridConfig(type="grid", import_limit_w=10_500.0),
     ]
 
 
 FREQUENCY_EVENT_AFTER_S = 3600.0  # the loss-of-infeed trace starts this long after sim start
 
 
-def _with_frequency(devices: list[dict[str, Any]], sim_start: float) -> list[dict[str, Any]]:
+def _with_frequency(devices: list[AnyDevice], sim_start: float) -> list[AnyDevice]:
     """The grid meter replays a normal day with the loss-of-infeed event (``docs/fleet.md``)."""
-    trace = {"base": "gb_normal_day", "start_ts": sim_start, "event": "gb_loss_of_infeed",
-             "event_ts": sim_start + FREQUENCY_EVENT_AFTER_S}
-    return [{**d, "frequency_trace": trace} if d["type"] == "grid" else d for d in devices]
+    trace = FrequencyTraceConfig(base="gb_normal_day", start_ts=sim_start, event="gb_loss_of_infeed",
+                                 event_ts=sim_start + FREQUENCY_EVENT_AFTER_S)
+    return [d.model_copy(update={"frequency_trace": trace}) if isinstance(d, GridConfig) else d for d in devices]
 
 
 class Processes:
@@ -264,7 +270,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
                 "message_ttl_s": 600.0,
                 "clock": clock,
                 "trading": {"role": role},
-                "devices": _with_frequency(site_devices(role, i), opts.sim_start),
+                "devices": device_mappings(_with_frequency(site_devices(role, i), opts.sim_start)),
                 "frequency": {"poll_s": 1.0},
                 # buying sites have no storage: they borrow from the fleet's batteries (up to 1 kW)
                 "borrowing": {"enabled": role == "buyer", "priority": "critical" if i % 2 else "flexible",

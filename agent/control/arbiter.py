@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from agent.config import ControlSection, DeviceSectionConfig
 from agent.control.allocate import allocate as _allocate
 from agent.control.device_loop import Intent, device_loop
 from agent.control.flywheel import plan_flywheels, sustainable_w
@@ -111,15 +112,18 @@ class GridView:
     outage_age_s: float = 0.0
 
 
+_OWNER = ControlSection.model_fields  # the owner's choices: defaults written once, in the config model
+
+
 @dataclass(frozen=True, slots=True)
 class ControlConfig:
-    reserve_soc: float = 0.2
-    emergency_opt_in: bool = False
-    idle_mode: str = "self_consumption"  # or "idle"
-    low_threshold: float = 0.3
-    high_threshold: float = 0.8
-    low_use_w: float = 500.0
-    flywheel_spike_w: float = 1_000.0  # load above expected by more than this is a spike
+    reserve_soc: float = DeviceSectionConfig.model_fields["reserve_soc"].default
+    emergency_opt_in: bool = _OWNER["emergency_opt_in"].default
+    idle_mode: str = _OWNER["idle_mode"].default  # or "idle"
+    low_threshold: float = _OWNER["low_threshold"].default
+    high_threshold: float = _OWNER["high_threshold"].default
+    low_use_w: float = _OWNER["low_use_w"].default
+    flywheel_spike_w: float = _OWNER["flywheel_spike_w"].default  # load above expected by more than this is a spike
     flywheel_max_precharge_loss: float = 0.05  # lose at most 5 % of a pre-charge to standing losses
     ups_recharge_w: float | None = None  # None: the UPS's own charge limit
     reserve_hold_s: float = 60.0  # a started reserve runs at least this long after the need went

@@ -1,342 +1,443 @@
-"""The ``devices:`` section of a site config: field tables, defaults and validation.
+"""The ``devices:`` section of a site config: one pydantic model per device type and driver.
 
-The tables below are data (one row per field: type, default, constraint, unit, meaning) so the
-same rows validate a config, fill defaults and document the section (``docs/agent-devices.md``).
-A wrong field gets an error that names it, e.g. ``devices[1].capacity_wh: must be > 0``.
+Each model holds its fields' types, defaults, ranges, units and meanings, written once. A device
+is a discriminated union on ``type`` (and ``driver``): ``{"type": "battery"}`` validates as
+:class:`BatteryConfig`, ``{"type": "battery", "driver": "sunspec"}`` as
+:class:`SunSpecBatteryConfig`. The same models validate a config, fill its defaults and
+generate the reference ``docs/devices.md`` (``scripts/gen_device_docs.py``).
+
+A wrong field gets a one-line error that names it, e.g. ``devices[1].capacity_wh: must be > 0,
+got 0`` (:func:`gridswarm.validation.error_lines` writes it).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Strict,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from gridswarm.errors import UserError
+from gridswarm.validation import error_lines, field_error
 
-__all__ = ["DEVICE_FIELDS", "SUNSPEC_FIELDS", "SUNSPEC_FIGURES", "DeviceConfigError", "Field", "validate_devices"]
+__all__ = [
+    "DEVICE_MODELS",
+    "BatteryConfig",
+    "DeviceConfig",
+    "DeviceConfigError",
+    "Devices",
+    "FlywheelConfig",
+    "FrequencyTraceConfig",
+    "AnyDevice",
+    "GridConfig",
+    "InverterConfig",
+    "LoadConfig",
+    "PVConfig",
+    "PVInverterConfig",
+    "SimDeviceConfig",
+    "SunSpecDeviceConfig",
+    "SunSpecBatteryConfig",
+    "SunSpecGridConfig",
+    "SunSpecPVConfig",
+    "TLSConfig",
+    "UPSConfig",
+    "device_mappings",
+    "validate_devices",
+]
 
 
 class DeviceConfigError(UserError, ValueError):
     """A device config field is missing, of the wrong type or out of range. ``field`` names it."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
+        super().__init__(f"{field}: {message}" if field else message)
         self.field = field
 
-
-REQUIRED = object()
-
-
-@dataclass(frozen=True)
-class Field:
-    kind: str  # "float", "int", "bool", "str", "choice", "dict", "list"
-    default: Any = REQUIRED
-    check: Callable[[Any], str | None] | None = None
-    unit: str = ""
-    doc: str = ""
-    choices: tuple[str, ...] = ()
+    @classmethod
+    def from_validation(cls, exc: ValidationError, prefix: str = "") -> DeviceConfigError:
+        """The first error of ``exc`` as one line naming its field."""
+        line = error_lines(exc, prefix=prefix, drop=_TAGS)[0]
+        field, _, message = line.partition(": ")
+        return cls(field, message)
 
 
-def gt(lo: float) -> Callable[[Any], str | None]:
-    return lambda v: None if v > lo else f"must be > {lo:g}"
+# Strict: a number must be a number (not ``true`` or ``"5"``); ints are accepted where floats are.
+Num = Annotated[float, Strict()]
+Int = Annotated[int, Strict()]
+Bool = Annotated[bool, Strict()]
+Text = Annotated[str, Strict(), Field(min_length=1)]
 
 
-def ge(lo: float) -> Callable[[Any], str | None]:
-    return lambda v: None if v >= lo else f"must be >= {lo:g}"
+def _f(default: Any = ..., unit: str = "", doc: str = "", **kw: Any) -> Any:
+    """A field with its unit (for the generated reference) and meaning."""
+    return Field(default, description=doc, json_schema_extra={"unit": unit} if unit else None, **kw)
 
 
-def within(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> Callable[[Any], str | None]:
-    def check(v: float) -> str | None:
-        ok_lo = v > lo if lo_open else v >= lo
-        ok_hi = v < hi if hi_open else v <= hi
-        if ok_lo and ok_hi:
-            return None
-        return f"must be within {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-
-    return check
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-_INVERTER = "dict"
+# --------------------------------------------------------------------------- nested parts
 
-_COMMON: dict[str, Field] = {
-    "id": Field("str", None, doc="unique device id (default: type + index)"),
-    "driver": Field("choice", "sim", choices=("sim", "sunspec"), doc="which driver talks to the device"),
-    "writable": Field("bool", None, doc="allow setpoint writes (default: true for sim, false for sunspec)"),
+
+class InverterConfig(_Model):
+    """The bidirectional inverter of a storage device."""
+
+    rated_w: Num | None = _f(None, "W", "AC rating (default: the device's largest power limit)", gt=0)
+    efficiency: Num = _f(0.97, "", "one-way conversion efficiency", gt=0, le=1)
+    ramp_w_per_s: Num = _f(float("inf"), "W/s", "largest change of AC power per second (default: no limit)",
+                           gt=0, allow_inf_nan=True)
+
+    @field_validator("ramp_w_per_s")
+    @classmethod
+    def _not_nan(cls, v: float) -> float:
+        if v != v:
+            raise PydanticCustomError("finite_number", "must be a number, got NaN")
+        return v
+
+
+class PVInverterConfig(InverterConfig):
+    """The inverter of a PV array."""
+
+    rated_w: Num | None = _f(None, "W", "AC rating (default: the array's peak_w)", gt=0)
+    efficiency: Num = _f(0.96, "", "one-way conversion efficiency", gt=0, le=1)
+
+
+class TLSConfig(_Model):
+    """Mutual TLS for Modbus TCP (all three files required; the driver fails closed)."""
+
+    ca_file: Text = _f(doc="CA certificate that signed the device's certificate")
+    cert_file: Text = _f(doc="the agent's client certificate")
+    key_file: Text = _f(doc="the agent's client key")
+
+
+class FrequencyTraceConfig(_Model):
+    """A replayed measured frequency (sim grid; ``docs/fleet.md``)."""
+
+    base: Text = _f("gb_normal_day", "", "trace replayed all day: a shipped name or a CSV file (t_s, hz)")
+    start_ts: Num = _f(0.0, "s", "clock time of the trace's first sample")
+    loop: Bool = _f(True, "", "loop the base trace daily")
+    event: Text | None = _f(None, "", "trace that overrides the base from event_ts on (e.g. gb_loss_of_infeed)")
+    event_ts: Num | None = _f(None, "s", "clock time the event starts")
+
+    @model_validator(mode="after")
+    def _loads(self) -> FrequencyTraceConfig:
+        from agent.devices.frequency_trace import trace_from_spec
+
+        try:
+            trace_from_spec(self.model_dump())
+        except (ValueError, TypeError, OSError) as exc:
+            raise PydanticCustomError("trace", "{message}", {"message": str(exc)}) from exc
+        return self
+
+
+# --------------------------------------------------------------------------- sim devices
+
+
+class _Device(_Model):
+    id: Text | None = _f(None, "", "unique device id (default: type + index, e.g. battery1)")
+    driver: Literal["sim"] = _f("sim", "", "which driver talks to the device: sim or sunspec")
+    writable: Bool = _f(True, "", "allow setpoint writes")
+
+
+class _Store(_Device):
+    initial_soc: Num = _f(0.5, "0..1", "state of charge at start", ge=0, le=1)
+    soc_min: Num = _f(0.05, "0..1", "never discharge below (hardware floor)", ge=0, le=1)
+    soc_max: Num = _f(0.95, "0..1", "never charge above (hardware ceiling)", ge=0, le=1)
+    inverter: InverterConfig = _f(default_factory=InverterConfig,
+                                  doc="bidirectional inverter: rated_w, efficiency, ramp_w_per_s")
+
+    def largest_w(self) -> float:
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _window(self) -> _Store:
+        if self.soc_min >= self.soc_max:
+            raise field_error("soc_min", f"must be < soc_max ({self.soc_max:g})")
+        if not self.soc_min <= self.initial_soc <= self.soc_max:
+            raise field_error("initial_soc",
+                              f"must be within [soc_min, soc_max] = [{self.soc_min:g}, {self.soc_max:g}]")
+        if self.inverter.rated_w is None:
+            self.inverter = self.inverter.model_copy(update={"rated_w": float(self.largest_w())})
+        return self
+
+
+class _Cells(_Store):
+    capacity_wh: Num = _f(..., "Wh", "nameplate energy capacity", gt=0)
+    max_charge_w: Num = _f(..., "W", "largest DC charge power", gt=0)
+    max_discharge_w: Num = _f(..., "W", "largest DC discharge power", gt=0)
+    round_trip_efficiency: Num = _f(0.92, "", "DC round-trip efficiency of the cells (< 1)", gt=0, lt=1)
+    self_discharge_per_day: Num = _f(0.002, "1/day", "fraction of stored energy lost per day at rest", ge=0, lt=1)
+    soh: Num = _f(1.0, "0..1", "state of health: usable / nameplate", gt=0, le=1)
+    cycle_fade: Num = _f(5e-5, "1/cycle", "SoH lost per full equivalent cycle", ge=0, le=0.01)
+    temperature_c: Num = _f(25.0, "°C", "cell temperature at start", ge=-40, le=80)
+    ambient_c: Num = _f(25.0, "°C", "ambient temperature", ge=-40, le=60)
+    temp_min_c: Num = _f(-10.0, "°C", "no power below", ge=-40, le=80)
+    temp_max_c: Num = _f(45.0, "°C", "no power above", ge=-40, le=80)
+    thermal_mass_j_per_k: Num = _f(60_000.0, "J/K", "heat capacity of the pack", gt=0)
+    thermal_resistance_k_per_w: Num = _f(0.05, "K/W", "pack to ambient", gt=0)
+
+    def largest_w(self) -> float:
+        return max(self.max_charge_w, self.max_discharge_w)
+
+    @model_validator(mode="after")
+    def _temperatures(self) -> _Cells:
+        if self.temp_min_c >= self.temp_max_c:
+            raise field_error("temp_min_c", f"must be < temp_max_c ({self.temp_max_c:g})")
+        return self
+
+
+class BatteryConfig(_Cells):
+    """A battery: a DC store behind its own bidirectional inverter."""
+
+    type: Literal["battery"]
+
+
+class UPSConfig(_Cells):
+    """A UPS: a battery with its own reserve (only an outage may use it) and a takeover delay."""
+
+    type: Literal["ups"]
+    round_trip_efficiency: Num = _f(0.90, "", "DC round trip (< 1)", gt=0, lt=1)
+    self_discharge_per_day: Num = _f(0.003, "1/day", "loss at rest", ge=0, lt=1)
+    thermal_mass_j_per_k: Num = _f(40_000.0, "J/K", "heat capacity", gt=0)
+    reserve_soc: Num = _f(0.8, "0..1", "UPS's own reserve: only an outage may use it", ge=0, le=1)
+    takeover_s: Num = _f(2.0, "s", "delay before the UPS carries load in an outage", ge=0, le=3600)
+    initial_soc: Num = _f(1.0, "0..1", "state of charge at start", ge=0, le=1)
+    soc_max: Num = _f(1.0, "0..1", "never charge above (kept full for backup)", ge=0, le=1)
+
+
+class FlywheelConfig(_Store):
+    """A flywheel (kinetic energy storage): high power, standing losses that drain it in hours."""
+
+    type: Literal["flywheel"]
+    capacity_wh: Num = _f(7_500.0, "Wh", "usable kinetic energy (KESU: 5-10 kWh)", gt=0)
+    max_power_w: Num = _f(100_000.0, "W", "charge and discharge power limit", gt=0)
+    efficiency: Num = _f(0.95, "", "one-way motor/generator efficiency", gt=0, le=1)
+    standing_loss_per_h: Num = _f(0.25, "1/h", "fraction of stored energy lost per hour spinning (drains in hours)",
+                                  gt=0, lt=1)
+
+    def largest_w(self) -> float:
+        return self.max_power_w
+
+
+class PVConfig(_Device):
+    """A PV array and its inverter; output from a precomputed pvlib TMY3 profile (real irradiance)."""
+
+    type: Literal["pv"]
+    peak_w: Num = _f(..., "Wp", "DC nameplate of the array", gt=0)
+    profile: Literal["greensboro_nc", "sand_point_ak"] = _f("greensboro_nc", "", "precomputed pvlib TMY3 profile")
+    utc_offset_h: Num | None = _f(None, "h", "local standard time (default: the profile's)", ge=-14, le=14)
+    inverter: PVInverterConfig = _f(default_factory=PVInverterConfig,
+                                    doc="PV inverter: rated_w (default peak_w), efficiency, ramp_w_per_s")
+
+    @model_validator(mode="after")
+    def _rating(self) -> PVConfig:
+        if self.inverter.rated_w is None:
+            self.inverter = self.inverter.model_copy(update={"rated_w": float(self.peak_w)})
+        return self
+
+
+LOAD_PEAK_W = {"household": 5_000.0, "commercial": 40_000.0, "datacentre": 12_000.0}
+LOAD_SHEDDABLE = {"household": 0.3, "commercial": 0.2, "datacentre": 0.0}
+
+
+class LoadConfig(_Device):
+    """A synthetic load profile (deterministic per seed); part of it may be shed."""
+
+    type: Literal["load"]
+    profile: Literal["household", "commercial", "datacentre"] = _f("household", "", "synthetic load profile")
+    peak_w: Num | None = _f(None, "W", "scale (default 5 kW / 40 kW / 12 kW per profile)", gt=0)
+    sheddable_fraction: Num | None = _f(None, "0..1", "part of the load that may be shed (default 0.3 / 0.2 / 0.0)",
+                                        ge=0, le=1)
+    utc_offset_h: Num | None = _f(None, "h", "local time of the profile (default: the site's)", ge=-14, le=14)
+
+    @model_validator(mode="after")
+    def _profile_defaults(self) -> LoadConfig:
+        if self.peak_w is None:
+            self.peak_w = LOAD_PEAK_W[self.profile]
+        if self.sheddable_fraction is None:
+            self.sheddable_fraction = LOAD_SHEDDABLE[self.profile]
+        return self
+
+
+class GridConfig(_Device):
+    """The grid connection: limits, outages, frequency; the bus's slack and the site meter."""
+
+    type: Literal["grid"]
+    import_limit_w: Num = _f(25_000.0, "W", "largest import at the connection", gt=0)
+    export_limit_w: Num = _f(25_000.0, "W", "largest export at the connection", ge=0)
+    nominal_hz: Num = _f(50.0, "Hz", "nominal frequency", ge=45, le=65)
+    outages: list[tuple[Num, Num]] = _f(default_factory=list, doc="scheduled outages: list of [start_ts, end_ts] (sim)")
+    frequency_trace: FrequencyTraceConfig | None = _f(None, "", "replayed measured frequency (sim); see docs/fleet.md")
+
+    @field_validator("outages")
+    @classmethod
+    def _windows(cls, v: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        for j, (start, end) in enumerate(v):
+            if end <= start:
+                raise field_error(f"[{j}]", "end_ts must be > start_ts")
+        return [(float(a), float(b)) for a, b in v]
+
+
+# --------------------------------------------------------------------------- sunspec devices
+
+
+class _SunSpec(_Model):
+    """A SunSpec device over Modbus TCP: ratings come from the device; the config supplies what it
+    lacks (a power figure in the config can only lower the device's rating)."""
+
+    id: Text | None = _f(None, "", "unique device id (default: type + index, e.g. battery1)")
+    driver: Literal["sunspec"]
+    writable: Bool = _f(False, "", "allow setpoint writes (off unless the owner turns it on)")
+    host: Text = _f(..., "", "Modbus TCP host")
+    port: Int = _f(502, "", "Modbus TCP port (802 with TLS)", ge=1, le=65535)
+    unit_id: Int = _f(1, "", "Modbus unit id", ge=0, le=255)
+    base_addr: Int | None = _f(None, "", "SunSpec base address (default: try 40000, 0, 50000)", ge=0, le=65535)
+    timeout_s: Num = _f(1.0, "s", "per request", gt=0)
+    tls: TLSConfig | None = _f(None, "", "mutual TLS: ca_file, cert_file, key_file (all required; fails closed)")
+
+
+class SunSpecBatteryConfig(_SunSpec):
+    """A SunSpec storage inverter (models 701-713 or 124)."""
+
+    type: Literal["battery"]
+    capacity_wh: Num | None = _f(None, "Wh", "energy capacity, when the device has no 713/120 WHRtg", gt=0)
+    rated_w: Num | None = _f(None, "W", "AC power rating, when the device reports none (or lower)", gt=0)
+    max_charge_w: Num | None = _f(None, "W", "largest charge power (or lower than the device's)", gt=0)
+    max_discharge_w: Num | None = _f(None, "W", "largest discharge power (or lower than the device's)", gt=0)
+
+
+class SunSpecPVConfig(_SunSpec):
+    """A SunSpec PV inverter (curtailment through model 123 or 704)."""
+
+    type: Literal["pv"]
+    rated_w: Num | None = _f(None, "W", "AC power rating, when the device reports none (or lower)", gt=0)
+
+
+class SunSpecGridConfig(_SunSpec):
+    """A SunSpec meter at the grid connection (read only)."""
+
+    type: Literal["grid"]
+    import_limit_w: Num | None = _f(None, "W", "largest import at the connection", gt=0)
+    export_limit_w: Num | None = _f(None, "W", "largest export at the connection", ge=0)
+
+    @model_validator(mode="after")
+    def _meter(self) -> SunSpecGridConfig:
+        if self.writable:
+            raise field_error("writable", "a sunspec grid meter is read-only")
+        if (self.import_limit_w is None) != (self.export_limit_w is None):
+            raise field_error("import_limit_w", "give both import_limit_w and export_limit_w")
+        return self
+
+
+# --------------------------------------------------------------------------- the union
+
+#: tag -> model. A sim device's tag is its type; a SunSpec device's is ``<type>.sunspec``.
+DEVICE_MODELS: dict[str, type[BaseModel]] = {
+    "battery": BatteryConfig,
+    "flywheel": FlywheelConfig,
+    "ups": UPSConfig,
+    "pv": PVConfig,
+    "load": LoadConfig,
+    "grid": GridConfig,
+    "battery.sunspec": SunSpecBatteryConfig,
+    "pv.sunspec": SunSpecPVConfig,
+    "grid.sunspec": SunSpecGridConfig,
 }
-
-_INVERTER_FIELDS: dict[str, Field] = {
-    "rated_w": Field("float", None, gt(0), "W", "AC rating (default: the device's largest power limit)"),
-    "efficiency": Field("float", 0.97, within(0, 1, lo_open=True), "", "one-way conversion efficiency"),
-    "ramp_w_per_s": Field("float", math.inf, gt(0), "W/s", "largest change of AC power per second"),
-}
-
-_STORE_COMMON: dict[str, Field] = {
-    "initial_soc": Field("float", 0.5, within(0, 1), "0..1", "state of charge at start"),
-    "soc_min": Field("float", 0.05, within(0, 1), "0..1", "never discharge below (hardware floor)"),
-    "soc_max": Field("float", 0.95, within(0, 1), "0..1", "never charge above (hardware ceiling)"),
-    "inverter": Field("dict", None, doc="bidirectional inverter: rated_w, efficiency, ramp_w_per_s"),
-}
-
-DEVICE_FIELDS: dict[str, dict[str, Field]] = {
-    "battery": {
-        "capacity_wh": Field("float", REQUIRED, gt(0), "Wh", "nameplate energy capacity"),
-        "max_charge_w": Field("float", REQUIRED, gt(0), "W", "largest DC charge power"),
-        "max_discharge_w": Field("float", REQUIRED, gt(0), "W", "largest DC discharge power"),
-        "round_trip_efficiency": Field("float", 0.92, within(0, 1, lo_open=True, hi_open=True), "",
-                                       "DC round-trip efficiency of the cells (< 1)"),
-        "self_discharge_per_day": Field("float", 0.002, within(0, 1, hi_open=True), "1/day",
-                                        "fraction of stored energy lost per day at rest"),
-        "soh": Field("float", 1.0, within(0, 1, lo_open=True), "0..1", "state of health: usable / nameplate"),
-        "cycle_fade": Field("float", 5e-5, within(0, 0.01), "1/cycle", "SoH lost per full equivalent cycle"),
-        "temperature_c": Field("float", 25.0, within(-40, 80), "°C", "cell temperature at start"),
-        "ambient_c": Field("float", 25.0, within(-40, 60), "°C", "ambient temperature"),
-        "temp_min_c": Field("float", -10.0, within(-40, 80), "°C", "no power below"),
-        "temp_max_c": Field("float", 45.0, within(-40, 80), "°C", "no power above"),
-        "thermal_mass_j_per_k": Field("float", 60_000.0, gt(0), "J/K", "heat capacity of the pack"),
-        "thermal_resistance_k_per_w": Field("float", 0.05, gt(0), "K/W", "pack to ambient"),
-        **_STORE_COMMON,
-    },
-    "flywheel": {
-        "capacity_wh": Field("float", 7_500.0, gt(0), "Wh", "usable kinetic energy (KESU: 5-10 kWh)"),
-        "max_power_w": Field("float", 100_000.0, gt(0), "W", "charge and discharge power limit"),
-        "efficiency": Field("float", 0.95, within(0, 1, lo_open=True), "", "one-way motor/generator efficiency"),
-        "standing_loss_per_h": Field("float", 0.25, within(0, 1, lo_open=True, hi_open=True), "1/h",
-                                     "fraction of stored energy lost per hour spinning (drains in hours)"),
-        **_STORE_COMMON,
-    },
-    "ups": {
-        "capacity_wh": Field("float", REQUIRED, gt(0), "Wh", "nameplate energy capacity"),
-        "max_charge_w": Field("float", REQUIRED, gt(0), "W", "largest DC charge power"),
-        "max_discharge_w": Field("float", REQUIRED, gt(0), "W", "largest DC discharge power"),
-        "round_trip_efficiency": Field("float", 0.90, within(0, 1, lo_open=True, hi_open=True), "", "DC round trip"),
-        "self_discharge_per_day": Field("float", 0.003, within(0, 1, hi_open=True), "1/day", "loss at rest"),
-        "soh": Field("float", 1.0, within(0, 1, lo_open=True), "0..1", "state of health"),
-        "cycle_fade": Field("float", 5e-5, within(0, 0.01), "1/cycle", "SoH lost per full equivalent cycle"),
-        "temperature_c": Field("float", 25.0, within(-40, 80), "°C", "cell temperature at start"),
-        "ambient_c": Field("float", 25.0, within(-40, 60), "°C", "ambient temperature"),
-        "temp_min_c": Field("float", -10.0, within(-40, 80), "°C", "no power below"),
-        "temp_max_c": Field("float", 45.0, within(-40, 80), "°C", "no power above"),
-        "thermal_mass_j_per_k": Field("float", 40_000.0, gt(0), "J/K", "heat capacity"),
-        "thermal_resistance_k_per_w": Field("float", 0.05, gt(0), "K/W", "to ambient"),
-        "reserve_soc": Field("float", 0.8, within(0, 1), "0..1", "UPS's own reserve: only an outage may use it"),
-        "takeover_s": Field("float", 2.0, within(0, 3600), "s", "delay before the UPS carries load in an outage"),
-        **{**_STORE_COMMON, "initial_soc": Field("float", 1.0, within(0, 1), "0..1", "state of charge at start"),
-           "soc_max": Field("float", 1.0, within(0, 1), "0..1", "never charge above (kept full for backup)")},
-    },
-    "pv": {
-        "peak_w": Field("float", REQUIRED, gt(0), "Wp", "DC nameplate of the array"),
-        "profile": Field("choice", "greensboro_nc", choices=("greensboro_nc", "sand_point_ak"),
-                         doc="precomputed pvlib TMY3 profile (real irradiance)"),
-        "utc_offset_h": Field("float", None, within(-14, 14), "h", "local standard time (default: the profile's)"),
-        "inverter": Field("dict", None, doc="PV inverter: rated_w (default peak_w), efficiency (0.96)"),
-    },
-    "load": {
-        "profile": Field("choice", "household", choices=("household", "commercial", "datacentre"),
-                         doc="synthetic load profile"),
-        "peak_w": Field("float", None, gt(0), "W", "scale (default 5 kW / 40 kW / 12 kW per profile)"),
-        "sheddable_fraction": Field("float", None, within(0, 1), "0..1",
-                                    "part of the load that may be shed (default 0.3 / 0.2 / 0.0)"),
-        "utc_offset_h": Field("float", None, within(-14, 14), "h", "local time of the profile (default: site's)"),
-    },
-    "grid": {
-        "import_limit_w": Field("float", 25_000.0, gt(0), "W", "largest import at the connection"),
-        "export_limit_w": Field("float", 25_000.0, ge(0), "W", "largest export at the connection"),
-        "nominal_hz": Field("float", 50.0, within(45, 65), "Hz", "nominal frequency"),
-        "outages": Field("list", [], doc="scheduled outages: list of [start_ts, end_ts] (sim)"),
-        "frequency_trace": Field("dict", None, doc="replayed frequency (sim): base, start_ts, loop, event, "
-                                 "event_ts; see docs/fleet.md"),
-    },
-}
-
-SUNSPEC_FIELDS: dict[str, Field] = {
-    "host": Field("str", REQUIRED, doc="Modbus TCP host"),
-    "port": Field("int", 502, within(1, 65535), "", "Modbus TCP port (802 with TLS)"),
-    "unit_id": Field("int", 1, within(0, 255), "", "Modbus unit id"),
-    "base_addr": Field("int", None, within(0, 65535), "", "SunSpec base address (default: try 40000, 0, 50000)"),
-    "timeout_s": Field("float", 1.0, gt(0), "s", "per request"),
-    "tls": Field("dict", None, doc="mutual TLS: ca_file, cert_file, key_file (all required; fails closed)"),
-}
-
-# figures a SunSpec device may lack, supplied by the config (the device's own figures win; a power
-# figure in the config can only lower the device's rating)
-SUNSPEC_FIGURES: dict[str, dict[str, Field]] = {
-    "battery": {
-        "capacity_wh": Field("float", None, gt(0), "Wh", "energy capacity, when the device has no 713/120 WHRtg"),
-        "rated_w": Field("float", None, gt(0), "W", "AC power rating, when the device reports none (or lower)"),
-        "max_charge_w": Field("float", None, gt(0), "W", "largest charge power (or lower than the device's)"),
-        "max_discharge_w": Field("float", None, gt(0), "W", "largest discharge power (or lower than the device's)"),
-    },
-    "pv": {
-        "rated_w": Field("float", None, gt(0), "W", "AC power rating, when the device reports none (or lower)"),
-    },
-    "grid": {
-        "import_limit_w": Field("float", None, gt(0), "W", "largest import at the connection"),
-        "export_limit_w": Field("float", None, ge(0), "W", "largest export at the connection"),
-    },
-}
-
-_DEFAULT_LOAD_PEAK = {"household": 5_000.0, "commercial": 40_000.0, "datacentre": 12_000.0}
-_DEFAULT_SHEDDABLE = {"household": 0.3, "commercial": 0.2, "datacentre": 0.0}
+_TYPES = ("battery", "flywheel", "ups", "pv", "load", "grid")
+_TAGS = frozenset(DEVICE_MODELS)
 
 
-def _coerce(name: str, f: Field, value: Any) -> Any:
-    if f.kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise DeviceConfigError(name, f"must be a number, got {value!r}")
-        value = float(value)
-        if math.isnan(value):
-            raise DeviceConfigError(name, "must be a number, got NaN")
-    elif f.kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise DeviceConfigError(name, f"must be an integer, got {value!r}")
-    elif f.kind == "bool":
-        if not isinstance(value, bool):
-            raise DeviceConfigError(name, f"must be true or false, got {value!r}")
-    elif f.kind == "str":
-        if not isinstance(value, str) or not value:
-            raise DeviceConfigError(name, f"must be a non-empty string, got {value!r}")
-    elif f.kind == "choice":
-        if value not in f.choices:
-            raise DeviceConfigError(name, f"must be one of {', '.join(f.choices)}, got {value!r}")
-    elif f.kind == "dict":
-        if not isinstance(value, Mapping):
-            raise DeviceConfigError(name, f"must be a mapping, got {value!r}")
-    elif f.kind == "list":
-        if not isinstance(value, Sequence) or isinstance(value, str):
-            raise DeviceConfigError(name, f"must be a list, got {value!r}")
-    if f.check is not None and f.kind in ("float", "int"):
-        problem = f.check(value)
-        if problem:
-            raise DeviceConfigError(name, problem)
-    return value
+def _tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        dtype, driver = value.get("type"), value.get("driver", "sim")
+    else:
+        dtype, driver = getattr(value, "type", None), getattr(value, "driver", None)
+    tag = dtype if driver == "sim" else f"{dtype}.{driver}"
+    return tag if isinstance(tag, str) and tag in DEVICE_MODELS else None
 
 
-def validate_fields(prefix: str, raw: Mapping[str, Any], fields: Mapping[str, Field]) -> dict[str, Any]:
-    """Check ``raw`` against ``fields``; return a dict with defaults filled in."""
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise DeviceConfigError(f"{prefix}.{unknown[0]}", f"unknown field (known: {', '.join(sorted(fields))})")
-    out: dict[str, Any] = {}
-    for name, f in fields.items():
-        if name in raw and raw[name] is not None:
-            out[name] = _coerce(f"{prefix}.{name}", f, raw[name])
-        elif f.default is REQUIRED:
-            raise DeviceConfigError(f"{prefix}.{name}", "is required")
-        else:
-            out[name] = list(f.default) if isinstance(f.default, list) else f.default
-    return out
+def _known(value: Any) -> Any:
+    """Name the field when a device's type/driver pair has no model (before the union runs)."""
+    if _tag(value) is not None:
+        return value
+    if not isinstance(value, dict):
+        raise field_error("", f"must be a mapping with a type, got {value!r}")
+    dtype, driver = value.get("type"), value.get("driver", "sim")
+    if dtype not in _TYPES:
+        raise field_error("type", f"must be one of {', '.join(_TYPES)}, got {dtype!r}")
+    if driver not in ("sim", "sunspec"):
+        raise field_error("driver", f"must be one of sim, sunspec, got {driver!r}")
+    raise field_error("driver", f"sunspec drives battery and pv devices and reads grid meters, not {dtype}")
 
 
-def validate_devices(devices: Any) -> list[dict[str, Any]]:
-    """Validate the ``devices:`` list; return one normalised dict per device (all defaults filled).
+DeviceConfig = Annotated[
+    Union[tuple(Annotated[model, Tag(tag)] for tag, model in DEVICE_MODELS.items())],  # noqa: UP007
+    Discriminator(_tag),
+    BeforeValidator(_known),
+]
+"""One device of the ``devices:`` list (the union of :data:`DEVICE_MODELS`)."""
 
-    Every returned dict has ``type``, ``id``, ``driver``, ``writable`` and its type's fields;
-    ``inverter`` is a normalised dict for storage and PV; sunspec devices get a ``sunspec`` dict.
-    """
-    if not isinstance(devices, Sequence) or isinstance(devices, (str, bytes)):
-        raise DeviceConfigError("devices", "must be a list of device mappings")
+SimDeviceConfig = Union[BatteryConfig, FlywheelConfig, UPSConfig, PVConfig, LoadConfig, GridConfig]  # noqa: UP007
+SunSpecDeviceConfig = Union[SunSpecBatteryConfig, SunSpecPVConfig, SunSpecGridConfig]  # noqa: UP007
+AnyDevice = Union[BatteryConfig, FlywheelConfig, UPSConfig, PVConfig, LoadConfig, GridConfig,  # noqa: UP007
+                  SunSpecBatteryConfig, SunSpecPVConfig, SunSpecGridConfig]
+
+
+def _check_list(devices: list[Any]) -> list[Any]:
+    """Default ids (type + index), unique ids, at most one grid connection."""
     if not devices:
-        raise DeviceConfigError("devices", "must name at least one device")
-    out: list[dict[str, Any]] = []
-    seen: dict[str, int] = {}
+        raise field_error("", "must name at least one device")
     counts: dict[str, int] = {}
-    for i, raw in enumerate(devices):
-        prefix = f"devices[{i}]"
-        if not isinstance(raw, Mapping):
-            raise DeviceConfigError(prefix, f"must be a mapping, got {raw!r}")
-        dtype = raw.get("type")
-        if dtype not in DEVICE_FIELDS:
-            raise DeviceConfigError(f"{prefix}.type", f"must be one of {', '.join(DEVICE_FIELDS)}, got {dtype!r}")
-        driver = raw.get("driver", "sim")
-        fields: dict[str, Field] = {"type": Field("str"), **_COMMON, **DEVICE_FIELDS[dtype]}
-        if driver == "sunspec":
-            if dtype not in SUNSPEC_FIGURES:
-                raise DeviceConfigError(f"{prefix}.driver",
-                                        f"sunspec drives battery and pv devices and reads grid meters, not {dtype}")
-            # a sunspec device reads its ratings from the device; the config supplies what it lacks
-            fields = {"type": Field("str"), **_COMMON, **SUNSPEC_FIELDS, **SUNSPEC_FIGURES[dtype]}
-        spec = validate_fields(prefix, raw, fields)
-        counts[dtype] = counts.get(dtype, 0) + 1
-        if spec["id"] is None:
-            spec["id"] = f"{dtype}{counts[dtype]}"
-        if spec["id"] in seen:
-            raise DeviceConfigError(f"{prefix}.id", f"duplicate id {spec['id']!r} (also devices[{seen[spec['id']]}])")
-        seen[spec["id"]] = i
-        if spec["writable"] is None:
-            spec["writable"] = driver == "sim"
-        if driver == "sunspec":
-            if dtype == "grid" and spec["writable"]:
-                raise DeviceConfigError(f"{prefix}.writable", "a sunspec grid meter is read-only")
-            if dtype == "grid" and (spec["import_limit_w"] is None) != (spec["export_limit_w"] is None):
-                raise DeviceConfigError(f"{prefix}.import_limit_w", "give both import_limit_w and export_limit_w")
-            tls = spec.get("tls")
-            if tls is not None:
-                spec["tls"] = validate_fields(f"{prefix}.tls", tls, {
-                    "ca_file": Field("str"), "cert_file": Field("str"), "key_file": Field("str"),
-                })
-            out.append(spec)
-            continue
-        _check_type(prefix, dtype, spec)
-        out.append(spec)
-    kinds = [d["type"] for d in out]
-    if kinds.count("grid") > 1:
-        raise DeviceConfigError(f"devices[{_nth(kinds, 'grid', 2)}].type", "a site has at most one grid connection")
+    seen: dict[str, int] = {}
+    out = []
+    grids = 0
+    for i, dev in enumerate(devices):
+        counts[dev.type] = counts.get(dev.type, 0) + 1
+        if dev.id is None:
+            dev = dev.model_copy(update={"id": f"{dev.type}{counts[dev.type]}"})
+        if dev.id in seen:
+            raise field_error(f"[{i}].id", f"duplicate id {dev.id!r} (also devices[{seen[dev.id]}])")
+        seen[dev.id] = i
+        if dev.type == "grid":
+            grids += 1
+            if grids > 1:
+                raise field_error(f"[{i}].type", "a site has at most one grid connection")
+        out.append(dev)
     return out
 
 
-def _nth(items: list[str], value: str, n: int) -> int:
-    seen = 0
-    for i, item in enumerate(items):
-        if item == value:
-            seen += 1
-            if seen == n:
-                return i
-    return -1
+Devices = Annotated[list[DeviceConfig], AfterValidator(_check_list)]
+"""The ``devices:`` list: each device validated by its model, ids filled and unique."""
+
+_ADAPTER: TypeAdapter[list[AnyDevice]] = TypeAdapter(Devices)
 
 
-def _check_type(prefix: str, dtype: str, spec: dict[str, Any]) -> None:
-    if dtype in ("battery", "flywheel", "ups"):
-        if spec["soc_min"] >= spec["soc_max"]:
-            raise DeviceConfigError(f"{prefix}.soc_min", f"must be < soc_max ({spec['soc_max']:g})")
-        if not spec["soc_min"] <= spec["initial_soc"] <= spec["soc_max"]:
-            raise DeviceConfigError(f"{prefix}.initial_soc",
-                                    f"must be within [soc_min, soc_max] = [{spec['soc_min']:g}, {spec['soc_max']:g}]")
-        if dtype != "flywheel" and spec["temp_min_c"] >= spec["temp_max_c"]:
-            raise DeviceConfigError(f"{prefix}.temp_min_c", f"must be < temp_max_c ({spec['temp_max_c']:g})")
-        largest = spec["max_power_w"] if dtype == "flywheel" else max(spec["max_charge_w"], spec["max_discharge_w"])
-        spec["inverter"] = _inverter(prefix, spec["inverter"], largest, 0.97)
-    elif dtype == "pv":
-        spec["inverter"] = _inverter(prefix, spec["inverter"], spec["peak_w"], 0.96)
-    elif dtype == "load":
-        if spec["peak_w"] is None:
-            spec["peak_w"] = _DEFAULT_LOAD_PEAK[spec["profile"]]
-        if spec["sheddable_fraction"] is None:
-            spec["sheddable_fraction"] = _DEFAULT_SHEDDABLE[spec["profile"]]
-    elif dtype == "grid":
-        outages = []
-        for j, window in enumerate(spec["outages"]):
-            name = f"{prefix}.outages[{j}]"
-            if (not isinstance(window, Sequence) or len(window) != 2
-                    or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in window)):
-                raise DeviceConfigError(name, f"must be [start_ts, end_ts], got {window!r}")
-            if window[1] <= window[0]:
-                raise DeviceConfigError(name, "end_ts must be > start_ts")
-            outages.append((float(window[0]), float(window[1])))
-        spec["outages"] = outages
-        if spec.get("frequency_trace") is not None:
-            from agent.devices.frequency_trace import trace_from_spec
-
-            try:
-                trace_from_spec(spec["frequency_trace"])
-            except (ValueError, TypeError) as exc:
-                raise DeviceConfigError(f"{prefix}.frequency_trace", str(exc)) from exc
+def device_mappings(devices: list[AnyDevice]) -> list[dict[str, Any]]:
+    """Devices as the mappings a site config file holds (the fields given or derived, not the
+    defaults), e.g. for a config the demo writes."""
+    return [d.model_dump(mode="json", exclude_defaults=True) for d in devices]
 
 
-def _inverter(prefix: str, raw: Mapping[str, Any] | None, default_rating: float, default_eff: float) -> dict[str, Any]:
-    fields = dict(_INVERTER_FIELDS)
-    fields["efficiency"] = Field("float", default_eff, within(0, 1, lo_open=True), "", "one-way efficiency")
-    inv = validate_fields(f"{prefix}.inverter", raw or {}, fields)
-    if inv["rated_w"] is None:
-        inv["rated_w"] = float(default_rating)
-    return inv
+def validate_devices(devices: Any) -> list[AnyDevice]:
+    """Validate a ``devices:`` list (mappings or models); return the models with defaults filled.
+
+    Raises :class:`DeviceConfigError` naming the first bad field, e.g. ``devices[1].capacity_wh``.
+    """
+    try:
+        return _ADAPTER.validate_python(devices)
+    except ValidationError as exc:
+        raise DeviceConfigError.from_validation(exc, prefix="devices") from exc

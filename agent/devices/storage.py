@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 
+from agent.devices.spec import BatteryConfig, FlywheelConfig, UPSConfig
+
 __all__ = ["StoreModel", "battery_from_spec", "flywheel_from_spec", "ups_from_spec"]
 
 _DERATE_BAND_C = 5.0
@@ -156,42 +158,42 @@ def _per_day_to_per_s(fraction_per_day: float) -> float:
     return -math.log(1.0 - fraction_per_day) / 86400.0 if fraction_per_day > 0 else 0.0
 
 
-def battery_from_spec(spec: dict) -> StoreModel:
-    eta = math.sqrt(spec["round_trip_efficiency"])
+def battery_from_spec(spec: BatteryConfig | UPSConfig) -> StoreModel:
+    eta = math.sqrt(spec.round_trip_efficiency)
     return StoreModel(
-        capacity_wh=spec["capacity_wh"],
-        max_charge_w=spec["max_charge_w"],
-        max_discharge_w=spec["max_discharge_w"],
+        capacity_wh=spec.capacity_wh,
+        max_charge_w=spec.max_charge_w,
+        max_discharge_w=spec.max_discharge_w,
         charge_efficiency=eta,
         discharge_efficiency=eta,
-        loss_per_s=_per_day_to_per_s(spec["self_discharge_per_day"]),
-        soc=spec["initial_soc"],
-        soc_min=spec["soc_min"],
-        soc_max=spec["soc_max"],
-        soh=spec["soh"],
-        cycle_fade=spec["cycle_fade"],
-        temperature_c=spec["temperature_c"],
-        ambient_c=spec["ambient_c"],
-        temp_min_c=spec["temp_min_c"],
-        temp_max_c=spec["temp_max_c"],
-        thermal_mass_j_per_k=spec["thermal_mass_j_per_k"],
-        thermal_resistance_k_per_w=spec["thermal_resistance_k_per_w"],
+        loss_per_s=_per_day_to_per_s(spec.self_discharge_per_day),
+        soc=spec.initial_soc,
+        soc_min=spec.soc_min,
+        soc_max=spec.soc_max,
+        soh=spec.soh,
+        cycle_fade=spec.cycle_fade,
+        temperature_c=spec.temperature_c,
+        ambient_c=spec.ambient_c,
+        temp_min_c=spec.temp_min_c,
+        temp_max_c=spec.temp_max_c,
+        thermal_mass_j_per_k=spec.thermal_mass_j_per_k,
+        thermal_resistance_k_per_w=spec.thermal_resistance_k_per_w,
     )
 
 
 ups_from_spec = battery_from_spec
 
 
-def flywheel_from_spec(spec: dict) -> StoreModel:
-    loss_per_s = -math.log(1.0 - spec["standing_loss_per_h"]) / 3600.0
+def flywheel_from_spec(spec: FlywheelConfig) -> StoreModel:
+    loss_per_s = -math.log(1.0 - spec.standing_loss_per_h) / 3600.0
     return StoreModel(
-        capacity_wh=spec["capacity_wh"],
-        max_charge_w=spec["max_power_w"],
-        max_discharge_w=spec["max_power_w"],
-        charge_efficiency=spec["efficiency"],
-        discharge_efficiency=spec["efficiency"],
+        capacity_wh=spec.capacity_wh,
+        max_charge_w=spec.max_power_w,
+        max_discharge_w=spec.max_power_w,
+        charge_efficiency=spec.efficiency,
+        discharge_efficiency=spec.efficiency,
         loss_per_s=loss_per_s,
-        soc=spec["initial_soc"],
-        soc_min=spec["soc_min"],
-        soc_max=spec["soc_max"],
+        soc=spec.initial_soc,
+        soc_min=spec.soc_min,
+        soc_max=spec.soc_max,
     )

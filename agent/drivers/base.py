@@ -361,6 +361,43 @@ class Driver(abc.ABC):
         return ProbeResult(self.device_id, self.kind.value, self.driver_name, True, self.describe(),
                            self.writable, tel, None, self.discovered_models(), self.control_report())
 
+    # -- what the site may ask beyond I/O (defaults: the driver knows nothing more) --------
+    # Device- and simulator-specific answers live in the drivers that have them, so the site
+    # never needs to know which driver it talks to (docs/architecture.md).
+
+    #: False for drivers whose reads step one shared in-process model in order (the simulator's
+    #: bus); the site reads all others concurrently.
+    concurrent_reads: bool = True
+
+    def expected_power_w(self, t: float) -> float | None:
+        """The device's expected mean power at ``t`` (W, device sign), for forecasts, when the
+        driver models the device; None = unknown (the site then uses the last reading)."""
+        return None
+
+    def connection_limits(self) -> tuple[float, float] | None:
+        """A grid connection's (import, export) limits in W known before any reading; None = unknown."""
+        return None
+
+    def nominal_hz(self) -> float | None:
+        """The nominal grid frequency the device is configured for (Hz); None = not known here."""
+        return None
+
+    def measures_frequency(self, last: Telemetry | None) -> bool:
+        """Whether this driver is a source of the measured grid frequency, given its last reading
+        (``last`` is None before the first); a source implements :meth:`read_frequency`."""
+        return False
+
+    async def read_frequency(self) -> float | None:
+        """A light read of only the measured grid frequency (Hz); None when not measured."""
+        return None
+
+    def observe_frequency(self, hz: float) -> None:
+        """The site's measured frequency, for drivers that simulate it (default: ignored)."""
+
+    def set_outage(self, on: bool) -> None:
+        """Force a grid outage on or off: only a simulated grid connection can."""
+        raise RuntimeError(f"set_grid_outage needs a sim grid device, not {self.driver_name} {self.kind.value}")
+
     def describe(self) -> str:
         """One line saying what the driver found (models, ratings)."""
         return f"{self.driver_name} {self.kind.value}"

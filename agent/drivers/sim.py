@@ -16,6 +16,15 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from agent.devices.spec import (
+    BatteryConfig,
+    FlywheelConfig,
+    GridConfig,
+    LoadConfig,
+    PVConfig,
+    SimDeviceConfig,
+    UPSConfig,
+)
 from agent.devices.frequency_trace import FrequencyTrace, trace_from_spec
 from agent.devices.grid import GridModel
 from agent.devices.inverter import InverterModel
@@ -99,6 +108,7 @@ class SimDriver(Driver):
     """Base of the sim drivers: clock, bus, fault injection."""
 
     driver_name = "sim"
+    concurrent_reads = False  # every read steps the shared bus, in order
 
     def __init__(self, device_id: str, kind: DeviceKind, bus: SimBus, *, writable: bool = True) -> None:
         super().__init__(device_id, kind, writable=writable)
@@ -405,6 +415,18 @@ class SimGrid(SimDriver):
     def set_frequency(self, hz: float) -> None:
         self.model.frequency_hz = float(hz)
 
+    def observe_frequency(self, hz: float) -> None:
+        self.set_frequency(hz)
+
+    def measures_frequency(self, last: Telemetry | None) -> bool:
+        return True  # fed or replayed, even before the first reading
+
+    def nominal_hz(self) -> float | None:
+        return self.model.nominal_hz
+
+    def connection_limits(self) -> tuple[float, float] | None:
+        return self.model.import_limit_w, self.model.export_limit_w
+
     def step(self, t0: float, t1: float) -> float:  # pragma: no cover - the grid is not a member
         return 0.0
 
@@ -431,37 +453,37 @@ class SimGrid(SimDriver):
         return f"sim grid: import {m.import_limit_w:.0f} W, export {m.export_limit_w:.0f} W, {m.nominal_hz:g} Hz"
 
 
-def build_sim_driver(spec: dict[str, Any], bus: SimBus, *, seed: int, index: int,
+def build_sim_driver(spec: SimDeviceConfig, bus: SimBus, *, seed: int, index: int,
                      utc_offset_h: float) -> SimDriver:
-    """One sim driver from a validated device spec (:func:`agent.devices.spec.validate_devices`)."""
-    dtype = spec["type"]
-    dev_id = spec["id"]
-    w = spec["writable"]
-    if dtype in ("battery", "ups", "flywheel"):
-        inv = spec["inverter"]
-        inverter = InverterModel(inv["rated_w"], inv["efficiency"], inv["ramp_w_per_s"])
-        if dtype == "battery":
+    """One sim driver from a validated device config (:mod:`agent.devices.spec`)."""
+    dev_id = spec.id or spec.type
+    w = spec.writable
+    if isinstance(spec, (BatteryConfig, UPSConfig, FlywheelConfig)):
+        inv = spec.inverter
+        inverter = InverterModel(inv.rated_w or spec.largest_w(), inv.efficiency, inv.ramp_w_per_s)
+        if isinstance(spec, BatteryConfig):
             return SimStorage(dev_id, DeviceKind.BATTERY, bus, battery_from_spec(spec), inverter, writable=w)
-        if dtype == "ups":
+        if isinstance(spec, UPSConfig):
             return SimStorage(dev_id, DeviceKind.UPS, bus, ups_from_spec(spec), inverter, writable=w,
-                              reserve_soc=spec["reserve_soc"], takeover_s=spec["takeover_s"])
+                              reserve_soc=spec.reserve_soc, takeover_s=spec.takeover_s)
         return SimStorage(dev_id, DeviceKind.FLYWHEEL, bus, flywheel_from_spec(spec), inverter, writable=w,
-                          standing_loss_per_h=spec["standing_loss_per_h"])
-    if dtype == "pv":
-        inv = spec["inverter"]
-        return SimPV(dev_id, bus, PVModel(spec["peak_w"], spec["profile"], rated_w=inv["rated_w"],
-                                          efficiency=inv["efficiency"], utc_offset_h=spec["utc_offset_h"]),
+                          standing_loss_per_h=spec.standing_loss_per_h)
+    if isinstance(spec, PVConfig):
+        inv = spec.inverter
+        return SimPV(dev_id, bus, PVModel(spec.peak_w, spec.profile, rated_w=inv.rated_w or spec.peak_w,
+                                          efficiency=inv.efficiency, utc_offset_h=spec.utc_offset_h),
                      writable=w)
-    if dtype == "load":
-        off = spec["utc_offset_h"] if spec["utc_offset_h"] is not None else utc_offset_h
-        return SimLoad(dev_id, bus, LoadModel(spec["profile"], spec["peak_w"], seed=seed, stream=index,
-                                              sheddable_fraction=spec["sheddable_fraction"], utc_offset_h=off),
+    if isinstance(spec, LoadConfig):
+        off = spec.utc_offset_h if spec.utc_offset_h is not None else utc_offset_h
+        return SimLoad(dev_id, bus, LoadModel(spec.profile, spec.peak_w, seed=seed, stream=index,
+                                              sheddable_fraction=spec.sheddable_fraction, utc_offset_h=off),
                        writable=w)
-    if dtype == "grid":
-        return SimGrid(dev_id, bus, GridModel(spec["import_limit_w"], spec["export_limit_w"],
-                                              spec["nominal_hz"], spec["outages"]), writable=w,
-                       frequency_trace=trace_from_spec(spec.get("frequency_trace")))
-    raise ValueError(f"no sim model for device type {dtype!r}")
+    if isinstance(spec, GridConfig):
+        trace = spec.frequency_trace.model_dump() if spec.frequency_trace is not None else None
+        return SimGrid(dev_id, bus, GridModel(spec.import_limit_w, spec.export_limit_w,
+                                              spec.nominal_hz, list(spec.outages)), writable=w,
+                       frequency_trace=trace_from_spec(trace))
+    raise ValueError(f"no sim model for device type {spec.type!r}")
 
 
-SimFactory = Callable[[dict[str, Any], SimBus], SimDriver]
+SimFactory = Callable[[SimDeviceConfig, SimBus], SimDriver]

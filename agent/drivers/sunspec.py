@@ -56,6 +56,7 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient, AsyncModbusTlsClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
+from agent.devices.spec import SunSpecBatteryConfig, SunSpecGridConfig, SunSpecPVConfig
 from agent.drivers.base import (
     BadRegisterValueError,
     ControlReport,
@@ -526,6 +527,9 @@ class SunSpecDriver(Driver):
             status="outage" if volts is not None and volts < OUTAGE_V else "ok",
         )
 
+    def measures_frequency(self, last: Telemetry | None) -> bool:
+        return last is not None and "frequency_hz" in last.detail
+
     async def read_frequency(self) -> float | None:
         """The fast path's light read: the ``Hz`` of the inverter model (701 or 10x) or, for a
         grid meter, of its meter model (20x) — one Modbus request; None when not implemented or
@@ -710,12 +714,10 @@ class SunSpecDriver(Driver):
             return self._limits.max_w
 
 
-def build_sunspec_driver(spec: dict[str, Any], clock: Clock) -> SunSpecDriver:
-    """A driver from a validated ``driver: sunspec`` device spec."""
-    return SunSpecDriver(spec["id"], DeviceKind(spec["type"]), clock, host=spec["host"], port=spec["port"],
-                         unit_id=spec["unit_id"], base_addr=spec["base_addr"], timeout_s=spec["timeout_s"],
-                         writable=spec["writable"], tls=spec.get("tls"), capacity_wh=spec.get("capacity_wh"),
-                         rated_w=spec.get("rated_w"), max_charge_w=spec.get("max_charge_w"),
-                         max_discharge_w=spec.get("max_discharge_w"), import_limit_w=spec.get("import_limit_w"),
-                         export_limit_w=spec.get("export_limit_w"))
-
+def build_sunspec_driver(spec: SunSpecBatteryConfig | SunSpecPVConfig | SunSpecGridConfig, clock: Clock) -> SunSpecDriver:
+    """A driver from a validated ``driver: sunspec`` device config (:mod:`agent.devices.spec`)."""
+    figures = spec.model_dump(include={"capacity_wh", "rated_w", "max_charge_w", "max_discharge_w",
+                                       "import_limit_w", "export_limit_w"})
+    return SunSpecDriver(spec.id or spec.type, DeviceKind(spec.type), clock, host=spec.host, port=spec.port,
+                         unit_id=spec.unit_id, base_addr=spec.base_addr, timeout_s=spec.timeout_s,
+                         writable=spec.writable, tls=spec.tls.model_dump() if spec.tls else None, **figures)

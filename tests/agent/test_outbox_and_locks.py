@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from agent.runtime import AgentRuntime
@@ -157,8 +158,19 @@ def test_a_failed_loop_is_logged_and_restarted(caplog: object) -> None:
         if len(runs) == 1:
             raise RuntimeError("boom")
 
+    clock = ManualClock(1_800_000_000.0, manual_waits=True)  # the back-off waits on the injected clock
+
     async def main() -> None:
-        await asyncio.wait_for(AgentRuntime._supervise(None, "flaky", flaky), 10)  # type: ignore[arg-type]
+        task = asyncio.create_task(AgentRuntime._supervise(SimpleNamespace(clock=clock), "flaky", flaky))  # type: ignore[arg-type]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert len(runs) == 1 and not task.done()  # failed once, now backing off (0.5 s of the clock)
+        clock.advance(0.4)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert len(runs) == 1
+        clock.advance(0.1)
+        await asyncio.wait_for(task, 10)
 
     asyncio.run(main())
     assert len(runs) == 2

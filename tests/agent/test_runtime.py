@@ -80,9 +80,9 @@ def test_config_error_names_the_field(tmp_path: Path, chain_market: Market) -> N
 
 def test_device_error_names_the_field(tmp_path: Path, chain_market: Market) -> None:
     bad = [{"type": "battery", "capacity_wh": -1.0, "max_charge_w": 1.0, "max_discharge_w": 1.0}]
-    cfg = agent_config(tmp_path, chain_market, 0, "http://127.0.0.1:1", devices=bad)
-    with pytest.raises(ValueError, match=r"devices\[0\]\.capacity_wh"):
-        AgentRuntime(cfg, clock=ManualClock(1.8e9))
+    # the config's device models reject it when the file is read, before anything starts
+    with pytest.raises(ConfigError, match=r"devices\[0\]\.capacity_wh: must be > 0, got -1.0"):
+        agent_config(tmp_path, chain_market, 0, "http://127.0.0.1:1", devices=bad)
 
 
 # ------------------------------------------------------------------ dispatch

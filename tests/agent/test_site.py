@@ -33,11 +33,11 @@ async def _ticks(site, clock, n, step):
 
 def test_config_errors_name_the_field():
     clock = ManualClock(T0)
-    with pytest.raises(DeviceConfigError, match=r"^devices\[1\]\.capacity_wh: must be > 0"):
+    with pytest.raises(DeviceConfigError, match=r"^devices\[1\]\.capacity_wh: must be > 0, got -5"):
         Site.from_config([BAT, {**BAT, "id": "b2", "capacity_wh": -5}], clock, seed=1, reserve_soc=0.2)
-    with pytest.raises(DeviceConfigError, match=r"^reserve_soc: must be within \[0, 1\]"):
+    with pytest.raises(DeviceConfigError, match=r"^reserve_soc: must be <= 1, got 1.5"):
         Site.from_config(HOME, clock, seed=1, reserve_soc=1.5)
-    with pytest.raises(DeviceConfigError, match=r"^low_threshold: must be < high_threshold"):
+    with pytest.raises(DeviceConfigError, match=r"^control.low_threshold: must be < high_threshold \(0.5\)"):
         Site.from_config(HOME, clock, seed=1, reserve_soc=0.2, low_threshold=0.9, high_threshold=0.5)
 
 
@@ -186,3 +186,14 @@ def test_probe_results_turn_into_json_ready_dicts():
     d = dict(bat)
     assert d["ok"] is True and d["telemetry"]["soc"] == pytest.approx(0.6)
     json.dumps(d)
+
+
+def test_nominal_frequency_comes_from_the_grid_driver_or_the_grid_config_default():
+    clock = ManualClock(T0)
+    site = Site.from_config([BAT, {**GRID, "nominal_hz": 60.0}], clock, seed=1, reserve_soc=0.2)
+    assert site.arm_frequency_response().nominal_hz == 60.0
+    assert site.frequency_source() is site.drivers["grid1"]  # the sim grid measures, even before a read
+    no_grid = Site.from_config([BAT], clock, seed=1, reserve_soc=0.2)
+    assert no_grid.arm_frequency_response().nominal_hz == 50.0 and no_grid.frequency_source() is None
+    with pytest.raises(RuntimeError, match="needs a sim grid device"):
+        no_grid.set_grid_outage(True)

@@ -49,3 +49,27 @@ def test_scaled_clock_sleep_is_compressed() -> None:
 def test_speed_must_be_positive() -> None:
     with pytest.raises(ValueError):
         ScaledClock(0.0, 0.0)
+
+
+def test_real_time_waits_follow_a_manual_clock_when_asked() -> None:
+    async def main() -> None:
+        clock = ManualClock(100.0, manual_waits=True)
+        assert clock.monotonic() == 100.0
+        task = asyncio.create_task(clock.wait(5.0))
+        await asyncio.sleep(0)
+        clock.advance(4.9)
+        await asyncio.sleep(0)
+        assert not task.done()
+        clock.advance(0.1)
+        await asyncio.wait_for(task, 1)
+        assert clock.monotonic() == 105.0
+
+    asyncio.run(main())
+
+
+def test_real_time_waits_are_not_scaled() -> None:
+    """Back-off waits for another process's recovery: a fast demo clock does not shorten them."""
+    clock = ScaledClock(sim_start=0.0, speed=1000.0)
+    m0 = clock.monotonic()
+    asyncio.run(clock.wait(0.02))
+    assert clock.monotonic() - m0 >= 0.02  # 20 ms of real time, not 20 µs

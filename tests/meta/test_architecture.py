@@ -181,3 +181,25 @@ def test_product_code_imports_no_benchmark_and_no_command_line_module() -> None:
         and re.search(r"^\s*(from|import)\s+bench\b", p.read_text(), re.M)
     )
     assert offenders == [] and bad_bench == [], (offenders, bad_bench)
+
+
+def test_controllers_never_import_a_driver_implementation() -> None:
+    """The site, the runtime and the control stack talk to devices through the driver contract
+    (``agent/drivers/base.py``) only; the simulator and SunSpec stay behind it, reached through
+    ``agent/drivers/build.py``."""
+    graph = _graph()
+    implementations = {"agent.drivers.sim", "agent.drivers.sunspec", "agent.drivers.sunspec_sim"}
+    controllers = [m for m in graph if m in ("agent.site", "agent.runtime", "agent.trader", "agent.trading",
+                                             "agent.link", "agent.dispatch_check")
+                   or m.startswith("agent.control.")]
+    offenders = sorted(f"{m} -> {d}" for m in controllers for d in graph[m] if d in implementations)
+    assert offenders == [], offenders
+
+
+def test_the_runtime_does_not_probe_the_site() -> None:
+    """The runtime and its parts see the site through ``agent/site_port.py``, never ``getattr``."""
+    probe = re.compile(r"getattr\((self\.)?site\b")
+    offenders = [f"{p.name}:{no}" for p in (ROOT / "agent").glob("*.py")
+                 if p.name in ("runtime.py", "trading.py", "link.py", "trader.py")
+                 for no, line in enumerate(p.read_text().splitlines(), 1) if probe.search(line)]
+    assert offenders == [], offenders

@@ -94,7 +94,7 @@ def test_demo_trades_dispatches_meters_and_settles_on_chain(ganache: Ganache, tm
         1
         for i, role in enumerate(["seller", "seller", "buyer", "buyer"])
         for d in site_devices(role, i)
-        if d["type"] in ("battery", "flywheel", "ups")
+        if d.type in ("battery", "flywheel", "ups")
     )
     assert fleet["totals"]["sites"] == 4 and fleet["totals"]["storage_devices"] == storage
     assert 0 < fleet["service"]["armed_w"] <= fleet["service"]["available_w"] and fleet["service"]["arms_sent"] >= 2

@@ -26,7 +26,7 @@ def test_example_loads_and_its_devices_validate(name: str) -> None:
     assert cfg.deployment == EXAMPLES / "../deployments/1337.json"
     site = Site.from_config(cfg.devices, ManualClock(1_750_000_000.0), seed=cfg.seed, reserve_soc=cfg.reserve_soc,
                             **cfg.control.model_dump())
-    assert list(site.drivers) == [d["id"] for d in cfg.devices]
+    assert list(site.drivers) == [d.id for d in cfg.devices]
     assert DeviceSectionConfig.load(EXAMPLES / name).devices == cfg.devices
 
 

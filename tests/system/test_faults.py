@@ -25,6 +25,7 @@ import httpx
 import pytest
 import yaml
 
+from agent.devices.spec import device_mappings
 from gridswarm.chain import interval_lapsed
 from gridswarm.demo import site_devices
 from gridswarm.devnet import Ganache, free_port
@@ -90,7 +91,7 @@ class System:
                 "reconnect_s": 0.3,
                 "clock": self.clock,
                 "trading": {"role": role},
-                "devices": site_devices(role, i),
+                "devices": device_mappings(site_devices(role, i)),
             }
             path = tmp / f"site{i}.yaml"
             path.write_text(yaml.safe_dump(cfg))
