@@ -97,7 +97,7 @@ class AgentRuntime:
         self.remote.restore()
         from agent.control.planner import build_planner  # forecasts -> flywheel plan, reserve, trader
 
-        self.planner = build_planner(self.site, self.clock, cfg.store_path)
+        self.planner = build_planner(self.site, self.clock, cfg.store_path, cfg.planner)
         self.trader.planner = self.planner
         self._trading: set[int] = set()  # intervals whose order is being decided or posted now
         self._coordinator_key: VerifyKey | None = None

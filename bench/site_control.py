@@ -40,12 +40,14 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agent.control.arbiter import StoreView
 from agent.control.flywheel import plan_flywheels, sustainable_w
+from agent.control.peak_plan import PeakPlanner, StoreBudget
 from agent.control.reserve import ReserveState, naive_trigger, reserve_trigger
 from agent.devices.storage import StoreModel
 from agent.forecast.factory import make_forecaster
@@ -107,6 +109,14 @@ def _view(m: StoreModel, power_w: float) -> StoreView:
                      discharge_efficiency=EFF, charge_efficiency=EFF, standing_loss_per_h=LOSS_PER_H)
 
 
+def _profile_forecaster(step_s: float, y_hist: np.ndarray) -> Any:
+    """The demand forecaster as the running agent configures it (agent/forecast/online.py)."""
+    f = make_forecaster("auto", step_s=step_s, background=False, nonnegative=True, candidates=list(CANDIDATES),
+                        calib_horizon=12, calib_window=500, select_horizon=1)
+    f.fit(y_hist, 0.0)
+    return f
+
+
 def _one_step_forecaster(step_s: float, y_hist: np.ndarray) -> Any:
     f = make_forecaster("auto", step_s=step_s, background=False, nonnegative=True, candidates=list(CANDIDATES),
                         calib_horizon=4, calib_window=500, select_horizon=1)
@@ -129,39 +139,58 @@ def lp_optimum(x: np.ndarray, step_s: float, power_w: float, energy_wh: float, e
 
 def run_policy(kind: str, x: np.ndarray, step_s: float, power_w: float, energy_wh: float, start: int,
                window: int, readiness: float = READINESS) -> dict[str, Any]:
-    """Simulate ``kind`` ("agent" | "naive") from step ``start``; per-window peaks and SoC at window starts."""
+    """Simulate ``kind`` from step ``start``; per-window peaks and the energy at window starts.
+
+    ``agent``: the running agent's planner path — :class:`agent.control.peak_plan.PeakPlanner`
+    (the object :class:`agent.control.planner.SitePlanner` holds) planned every step on the
+    forecaster the agent runs (``auto`` over the same candidates and calibration as
+    :class:`agent.forecast.online.SiteForecaster`, a day ahead), setpoints from
+    :func:`agent.control.flywheel.plan_flywheels` (the arbiter's layer 4) with the plan's shave
+    threshold and charge ceiling. ``ratchet``: the same without a forecast (threshold = the peak
+    realised in the window, last round's policy). ``naive``: no forecast, no window."""
     day = int(round(86400 / step_s))
     m = _fly_model(power_w, energy_wh, readiness)
-    fc = _one_step_forecaster(step_s, x[:start]) if kind == "agent" else None
+    cap = m.capacity_wh
+    fc = _profile_forecaster(step_s, x[:start]) if kind == "agent" else None
+    pk = PeakPlanner(step_s, window_s=window * step_s)
     grid = np.zeros(len(x))
     e_at: dict[int, float] = {}
-    realised = 0.0
+    planned = 0
+    prev_first: float | None = None
     for t in range(start, len(x)):
+        ts = (t - start) * step_s
         if (t - start) % window == 0:
             e_at[t] = m.energy_wh
-            realised = 0.0
+            pk.start_window(ts)
         xt = float(x[t])
         hist = x[max(0, t - day):t]
-        if kind == "agent":
-            # the planner's policy: shave above the peak already realised in the window (shaving
-            # below it saves nothing); charge only below it (charging never makes a new peak);
-            # keep ready; pre-charge when the forecast puts the next step above the threshold
-            thr = realised if realised > 0 else xt
-            nxt = fc.predict(2)
-            peak_next = float(nxt.upper80[1])
-            spikes = ((t * step_s + step_s, t * step_s + 2 * step_s, peak_next - thr),) if peak_next > thr else ()
-            plan = plan_flywheels([_view(m, power_w)], t=t * step_s, dt=step_s, excess_w=max(0.0, xt - thr),
-                                  headroom_w=thr - xt, spikes=spikes, readiness_soc=readiness)[0]
-            want = plan[0]
+        if kind in ("agent", "ratchet"):
+            budget = StoreBudget(power_w, max(0.0, m.energy_wh - SOC_MIN * cap), (SOC_MAX - SOC_MIN) * cap, EFF,
+                                 LOSS_PER_H)
+            point = lower = None
+            err = 0.0
+            if fc is not None:
+                f = fc.predict(day)
+                point, lower = f.point, f.lower80
+                if prev_first is not None:
+                    err = float(x[t - 1]) - prev_first  # the last metered step against its forecast
+                prev_first = float(point[0])
+            plan = pk.plan(ts, budget, point, lower, error_w=err)
+            thr = xt if plan is None else plan.shave_above_w
+            ceil = xt if plan is None else plan.charge_below_w
+            planned += int(plan is not None and plan.planned_w is not None)
+            want = plan_flywheels([_view(m, power_w)], t=ts, dt=step_s, excess_w=max(0.0, xt - thr),
+                                  headroom_w=ceil - xt, readiness_soc=readiness)[0][0]
         else:
             mean = float(np.mean(hist)) + 0.05 * SITE_PEAK_W
             want = power_w if xt > mean else -power_w
         got = m.step(want, step_s)  # terminal power; conversion losses are inside the model
         grid[t] = xt - got
-        realised = max(realised, grid[t])
+        pk.record(ts, grid[t])
         if fc is not None:
             fc.update([xt])
-    return {"grid": grid, "e_at": e_at, "lost_wh": m.lost_wh, "throughput_wh": m.throughput_wh}
+    return {"grid": grid, "e_at": e_at, "lost_wh": m.lost_wh, "throughput_wh": m.throughput_wh,
+            "planned_steps": planned}
 
 
 def bench_peak(tr: dict[str, Any]) -> dict[str, Any]:
@@ -172,6 +201,7 @@ def bench_peak(tr: dict[str, Any]) -> dict[str, Any]:
     power = FLY_SHARE * SITE_PEAK_W
     energy = power * FLY_HOURS
     agent = run_policy("agent", x, step, power, energy, start, window)
+    ratchet = run_policy("ratchet", x, step, power, energy, start, window)
     naive = run_policy("naive", x, step, power, energy, start, window)
     rows = []
     for w0 in range(start, len(x) - window + 1, window):
@@ -181,8 +211,10 @@ def bench_peak(tr: dict[str, Any]) -> dict[str, Any]:
         rows.append({"window_start_step": w0, "peak_w": round(base, 1),
                      "optimum_reduction_w": round(base - opt, 1),
                      "agent_reduction_w": round(base - float(agent["grid"][w0:w0 + window].max()), 1),
+                     "ratchet_reduction_w": round(base - float(ratchet["grid"][w0:w0 + window].max()), 1),
                      "naive_reduction_w": round(base - float(naive["grid"][w0:w0 + window].max()), 1)})
-    tot = {k: sum(r[k] for r in rows) for k in ("optimum_reduction_w", "agent_reduction_w", "naive_reduction_w")}
+    tot = {k: sum(r[k] for r in rows) for k in ("optimum_reduction_w", "agent_reduction_w", "ratchet_reduction_w",
+                                                 "naive_reduction_w")}
     share = [r["agent_reduction_w"] / r["optimum_reduction_w"] for r in rows if r["optimum_reduction_w"] > 1]
     return {
         "data": tr["desc"], "step_s": step, "windows": len(rows), "window_steps": window,
@@ -192,6 +224,11 @@ def bench_peak(tr: dict[str, Any]) -> dict[str, Any]:
         if tot["optimum_reduction_w"] > 0 else None,
         "naive_share_of_optimum_total": round(tot["naive_reduction_w"] / tot["optimum_reduction_w"], 4)
         if tot["optimum_reduction_w"] > 0 else None,
+        "ratchet_share_of_optimum_total": round(tot["ratchet_reduction_w"] / tot["optimum_reduction_w"], 4)
+        if tot["optimum_reduction_w"] > 0 else None,
+        "agent_share_per_window": [round(r["agent_reduction_w"] / r["optimum_reduction_w"], 3)
+                                   if r["optimum_reduction_w"] > 1 else None for r in rows],
+        "agent_planned_steps": agent["planned_steps"],
         "agent_share_of_optimum_median_window": round(float(np.median(share)), 4) if share else None,
         "mean_reduction_pct_of_peak": {k: round(100 * v / sum(r["peak_w"] for r in rows), 3) for k, v in tot.items()},
         "agent_flywheel_standing_and_conversion_loss_wh": round(agent["lost_wh"], 1),
@@ -297,11 +334,13 @@ def bench_forecast(tr: dict[str, Any], fit_days: int = 28, test_days: int = 14) 
 def _tables(res: dict[str, Any]) -> str:
     lines = []
     if "peak" in res:
-        lines += ["| trace | step | windows | optimum | agent | naive | agent / optimum |", "|---|---|---|---|---|---|---|"]
+        lines += ["| trace | step | windows | optimum | agent | ratchet (no forecast) | naive | agent / optimum |",
+                  "|---|---|---|---|---|---|---|---|"]
         for name, r in res["peak"].items():
             m = r["mean_reduction_pct_of_peak"]
             lines.append(f"| {name} | {r['step_s'] / 60:g} min | {r['windows']} | {m['optimum_reduction_w']:.2f} % | "
-                         f"{m['agent_reduction_w']:.2f} % | {m['naive_reduction_w']:.2f} % | "
+                         f"{m['agent_reduction_w']:.2f} % | {m['ratchet_reduction_w']:.2f} % | "
+                         f"{m['naive_reduction_w']:.2f} % | "
                          f"{100 * (r['agent_share_of_optimum_total'] or 0):.1f} % |")
         lines.append("")
     if "reserve" in res:
@@ -328,6 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench_site_control", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="bench/results/site_control.json")
     p.add_argument("--sections", default="peak,reserve,forecast")
+    p.add_argument("--traces", default="", help="comma-separated trace names (default all): taylor,G1-A,H0-A,lv_urban6")
     p.add_argument("--simbench-cache", default=None, help="SimBench .npz (default cache/simbench_profiles.npz); "
                                                           "'none' to skip")
     args = p.parse_args(argv)
@@ -336,7 +376,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections = [s for s in args.sections.split(",") if s]
     t0 = time.perf_counter()
     res: dict[str, Any] = {}
+    wanted = {s for s in args.traces.split(",") if s}
     for tr in traces(args.simbench_cache):
+        if wanted and tr["name"] not in wanted:
+            continue
         if "peak" in sections:
             res.setdefault("peak", {})[tr["name"]] = bench_peak(tr)
         if "reserve" in sections:
@@ -345,9 +388,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             res.setdefault("forecast", {})[tr["name"]] = bench_forecast(tr)
     from importlib.metadata import version
 
-    out = {"command": "python scripts/bench_site_control.py " + " ".join(argv or []),
+    run = {"command": "python scripts/bench_site_control.py " + " ".join(argv or []),
            "machine": machine(numpy=np.__version__, highspy=version("highspy")),
-           "elapsed_s": round(time.perf_counter() - t0, 1), **res}
+           "elapsed_s": round(time.perf_counter() - t0, 1)}
+    out: dict[str, Any] = {**run, **res}
+    if wanted and Path(args.out).exists():
+        # a run of some traces updates their figures in the existing file (each run is recorded)
+        import json
+
+        out = json.loads(Path(args.out).read_text())
+        for section, per_trace in res.items():
+            out.setdefault(section, {}).update(per_trace)
+        out.setdefault("runs", []).append(run)
     write_results(args.out, out)
     print(_tables(res))
     return 0
