@@ -257,8 +257,10 @@ def bench_reserve(tr: dict[str, Any], hold_steps: int = 2, primary_share: float 
         v = _view(m, power)
         avail = sustainable_w(v, step)
         thr = primary + avail
+        # the flywheel's share of the threshold is what it sustains for a whole step: a step above
+        # it is one the flywheel cannot ride through (confirm_s=0, as the arbiter's sustain window)
         ours = reserve_trigger(ours, t * step, actual_w=xt, predicted_w=pred, threshold_w=thr,
-                               hold_s=hold_steps * step)
+                               hold_s=hold_steps * step, confirm_s=0.0)
         naive = naive_trigger(naive, t * step, actual_w=xt, threshold_w=thr)
         if xt > thr:
             events += 1

@@ -422,7 +422,8 @@ def arbitrate(inp: ArbiterInputs) -> Decision:
         predicted = cmd.demand_upper_w if cmd.demand_upper_w is not None else demand
     else:
         reserve_state = reserve_trigger(cmd.reserve, t, actual_w=demand, predicted_w=cmd.demand_upper_w,
-                                        threshold_w=primary + fly_cap, hold_s=cfg.reserve_hold_s)
+                                        threshold_w=primary + fly_cap, hold_s=cfg.reserve_hold_s,
+                                        confirm_s=cfg.flywheel_sustain_s)
         trigger = reserve_state.active
         predicted = cmd.demand_upper_w if cmd.demand_upper_w is not None else demand
 
