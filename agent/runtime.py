@@ -29,7 +29,7 @@ from nacl.signing import VerifyKey
 
 from agent.chain_client import AgentChain, WrongMarket
 from agent.config import AgentConfig
-from agent.fleet_link import AlarmTracker, borrow_need_w, telemetry_body, vb_order
+from agent.fleet_link import AlarmTracker, telemetry_body, vb_order
 from agent.remote_config import RemoteConfig
 from agent.store import AgentStore
 from agent.trader import Trader
@@ -564,14 +564,17 @@ class AgentRuntime:
         start, end = notice.delivery_end, notice.delivery_end + length
         if start in self._borrowed_for:
             return
-        need = min(b.max_w, borrow_need_w(state, self.site))
+        from agent.control.vb_intent import borrow_request_w  # the device loop's intent shapes it
+
+        want, why = borrow_request_w(state, self.site, end - start)
+        need = min(b.max_w, want)
         if need < b.min_w:
             return
         self._borrowed_for = {t for t in self._borrowed_for if t > self.clock.now() - 86_400} | {start}
         rid = self.store.next_counter("borrow")
         body = {"request_id": rid, "power_w": round(need, 3), "start": start, "end": end, "priority": b.priority}
         self.store.enqueue("borrow", body, f"borrow:{rid}", self.clock.now())
-        logger.info("asking the fleet for %.0f W over [%.0f, %.0f) (%s)", need, start, end, b.priority)
+        logger.info("asking the fleet for %.0f W over [%.0f, %.0f) (%s): %s", need, start, end, b.priority, why)
         self._wake_outbox.set()
 
     def apply_lend(self, env: Envelope, g: Lend) -> None:
@@ -580,6 +583,11 @@ class AgentRuntime:
         now = self.clock.now()
         ok = g.end > now
         reason = f"{g.role} {g.power_w:.0f} W ({g.energy_wh} Wh) with {g.counterparty}" if ok else "grant already over"
+        if ok and g.role == "lender":
+            from agent.control.vb_intent import lend_allowed  # never below the owner's reserve or a request
+
+            ok, why = lend_allowed(self.site.last_state, self.site, g.energy_wh)
+            reason = reason if ok else f"lending refused: {why}"
         if ok:
             self.grants = [x for x in self.grants if x["end"] > now][-99:] + [g.model_dump()]
         logger.info("virtual battery: %s", reason)
