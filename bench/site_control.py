@@ -9,10 +9,13 @@ Sections (figures in ``bench/results/site_control.json``, tables printed as mark
     window (a week for Taylor's half-hourly series, 30 days for the 15-minute SimBench
     profiles) three policies meet the same device model (:class:`agent.devices.storage.StoreModel`):
 
-    - **agent**: the site planner's policy (agent/control/planner.py) — shave above the peak
-      already realised in the window, charge only below it, keep the flywheel ready (90 %),
-      pre-charge when the one-step forecast's 80 % upper bound exceeds the threshold; setpoints
-      from :func:`agent.control.flywheel.plan_flywheels`;
+    - **agent**: the running agent's planner path: :class:`agent.control.peak_plan.PeakPlanner`
+      (the object the site planner holds) re-planned every step on a day-ahead forecast from
+      the forecaster the agent runs, anchored on the last step's error — the lowest threshold
+      the flywheel's energy holds over the forecast, never below the peak realised in the
+      window, recharging only below the charge ceiling; setpoints from
+      :func:`agent.control.flywheel.plan_flywheels` (the arbiter's layer 4);
+    - **ratchet**: the same without a forecast (threshold = the realised peak; last round's policy);
     - **naive** (no forecast): discharge whatever exceeds the trailing 24 h mean by 5 % of the
       peak, recharge at full power below it;
     - **optimum**: a perfect-foresight LP (:func:`bench.peak_lp.plan_peak_lp`, HiGHS through
@@ -21,7 +24,8 @@ Sections (figures in ``bench/results/site_control.json``, tables printed as mark
 
     Score: peak reduction (W) per window and the agent's share of the optimum's.
 ``reserve``
-    The reserve trigger (:func:`agent.control.reserve.reserve_trigger`, hold 2 steps) against a
+    The reserve trigger (:func:`agent.control.reserve.reserve_trigger`, hold 2 steps, a step
+    above the threshold confirms an event the forecast missed) against a
     naive threshold trigger on the same traces: an *event* is a step whose demand exceeds
     primary supply (92 % of the peak) plus what the flywheel can sustain; the prediction is
     the agent's one-step 80 % upper bound. Activations, missed events, reserve-on steps.
@@ -29,8 +33,9 @@ Sections (figures in ``bench/results/site_control.json``, tables printed as mark
     The forecaster the agent runs (``auto`` over history-only candidates, chosen per horizon)
     against persistence and the daily seasonal naive at one and two steps ahead (15/30 min on
     SimBench, 30/60 min on Taylor): MAPE and 80 % interval coverage, fit on 4 weeks, rolling
-    origin with online updates over the next 2 weeks. No shipped data set has real load at 5
-    minutes, so the 5-minute horizon is not measured on real data.
+    origin with online updates over the next 2 weeks. No shipped data set has real site load finer
+    than 15 minutes (SimBench is the finest), so the 5-minute horizon
+    is not measured on real data.
 """
 
 from __future__ import annotations
