@@ -198,11 +198,13 @@ def run_policy(kind: str, x: np.ndarray, step_s: float, power_w: float, energy_w
             "planned_steps": planned}
 
 
-def bench_peak(tr: dict[str, Any]) -> dict[str, Any]:
+def bench_peak(tr: dict[str, Any], windows: int = 0) -> dict[str, Any]:
     x = _scaled(tr["y"])
     step, window = tr["step_s"], tr["window"]
     day = int(round(86400 / step))
     start = 7 * day  # a week of history before the first window
+    if windows > 0:  # only the first ``windows`` billing windows (a shorter run)
+        x = x[:start + windows * window]
     power = FLY_SHARE * SITE_PEAK_W
     energy = power * FLY_HOURS
     agent = run_policy("agent", x, step, power, energy, start, window)
@@ -374,6 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench_site_control", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="bench/results/site_control.json")
     p.add_argument("--sections", default="peak,reserve,forecast")
+    p.add_argument("--windows", type=int, default=0, help="peak: only the first N billing windows (0: all)")
     p.add_argument("--traces", default="", help="comma-separated trace names (default all): taylor,G1-A,H0-A,lv_urban6")
     p.add_argument("--simbench-cache", default=None, help="SimBench .npz (default cache/simbench_profiles.npz); "
                                                           "'none' to skip")
@@ -388,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if wanted and tr["name"] not in wanted:
             continue
         if "peak" in sections:
-            res.setdefault("peak", {})[tr["name"]] = bench_peak(tr)
+            res.setdefault("peak", {})[tr["name"]] = bench_peak(tr, args.windows)
         if "reserve" in sections:
             res.setdefault("reserve", {})[tr["name"]] = bench_reserve(tr)
         if "forecast" in sections:

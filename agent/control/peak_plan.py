@@ -22,6 +22,13 @@ planner step (:class:`PeakPlanner`, called by :mod:`agent.control.planner`; the 
 
 Re-planned every step with fresh forecasts and the energy actually left, the threshold rises
 during an excursion that is bigger than forecast and spreads what is left over the rest of it.
+
+The plan is **trusted only when the forecast is accurate enough for it**: a flywheel of a few
+percent shaves about as much as a noisy site's forecast misses by, and a threshold planned on
+such a forecast shaves less than no plan at all (``scripts/bench_site_control.py``: SimBench
+household and commercial profiles at 15 min). The planner keeps a running mean of the absolute
+error of the last step's forecast; while it is above ``trust_share`` of the flywheels' power the
+threshold is the realised peak alone (last round's policy, which does better on those traces).
 Units W, Wh, s; import is positive.
 """
 
@@ -124,7 +131,7 @@ class PeakPlanner:
     goes above it)."""
 
     def __init__(self, step_s: float, *, window_s: float = 86400.0, anchor_decay: float = 0.9,
-                 limit_w: float | None = None) -> None:
+                 limit_w: float | None = None, trust_share: float = 0.25, error_alpha: float = 0.05) -> None:
         if not (step_s > 0 and math.isfinite(step_s)) or not (window_s > 0 and math.isfinite(window_s)):
             raise ValueError("PeakPlanner: step_s and window_s must be positive")
         if not 0.0 <= anchor_decay <= 1.0:
@@ -133,6 +140,9 @@ class PeakPlanner:
         self.window_s = float(window_s)
         self.anchor_decay = float(anchor_decay)
         self.limit_w = limit_w
+        self.trust_share = float(trust_share)
+        self.error_alpha = float(error_alpha)
+        self.mean_abs_error_w: float | None = None  # running mean of |last step - its forecast|
         self.realised_w = 0.0
         self._window: int | None = None
 
@@ -163,7 +173,13 @@ class PeakPlanner:
         cap = math.inf if self.limit_w is None else self.limit_w
         if not math.isfinite(error_w):
             error_w = 0.0
-        usable = (budget is not None and budget.power_w > 0 and point is not None and len(point) > 1
+        elif error_w != 0.0:
+            a = abs(error_w)
+            m = self.mean_abs_error_w
+            self.mean_abs_error_w = a if m is None else m + self.error_alpha * (a - m)
+        trusted = (budget is not None and self.mean_abs_error_w is not None
+                   and self.mean_abs_error_w <= self.trust_share * budget.power_w)
+        usable = (trusted and budget is not None and budget.power_w > 0 and point is not None and len(point) > 1
                   and all(math.isfinite(float(v)) for v in point))
         if not usable:
             if realised <= 0:

@@ -69,13 +69,13 @@ def test_planner_ratchets_within_a_window_and_resets_at_the_next():
     no_fc = pk.plan(900.0, FLY)
     assert no_fc is not None and no_fc.shave_above_w == 95_000.0 and no_fc.planned_w is None
     x = [90_000.0] * 8 + [100_000.0] * 4
-    plan = pk.plan(900.0, FLY, x, [v - 1_000.0 for v in x])
+    plan = pk.plan(900.0, FLY, x, [v - 1_000.0 for v in x], error_w=1e-3)
     assert plan is not None and plan.planned_w == pytest.approx(98_000.0, abs=2.0)
     assert plan.shave_above_w == pytest.approx(98_000.0, abs=2.0)
     # the charge ceiling: the plan on the lower bound, never above the shave threshold
     assert 95_000.0 <= plan.charge_below_w <= plan.shave_above_w
     # never below the realised peak: a forecast of a small peak does not lower it
-    low = pk.plan(1800.0, FLY, [50_000.0] * 12, [49_000.0] * 12)
+    low = pk.plan(1800.0, FLY, [50_000.0] * 12, [49_000.0] * 12, error_w=1e-3)
     assert low is not None and low.shave_above_w == 95_000.0 and low.charge_below_w == 95_000.0
     # a NaN in the forecast: the realised peak only
     nan = pk.plan(1800.0, FLY, [math.nan] * 12, None, error_w=math.nan)
@@ -93,3 +93,17 @@ def test_planner_refuses_bad_settings():
         PeakPlanner(0.0)
     with pytest.raises(ValueError, match="anchor_decay"):
         PeakPlanner(STEP, anchor_decay=1.5)
+
+
+def test_a_forecast_that_misses_by_more_than_the_flywheel_can_shave_is_not_planned_on():
+    pk = PeakPlanner(STEP, window_s=86400.0)
+    pk.record(0.0, 95_000.0)
+    x = [90_000.0] * 8 + [100_000.0] * 4
+    assert pk.plan(900.0, FLY, x, x).planned_w is None  # no error measured yet: not trusted
+    for k in range(30):  # the last step's forecast missed by 5 kW, again and again
+        plan = pk.plan(900.0 + k, FLY, x, x, error_w=5_000.0)
+    assert plan.planned_w is None and plan.shave_above_w == 95_000.0  # the realised peak alone
+    assert pk.mean_abs_error_w == pytest.approx(5_000.0)
+    for k in range(200):  # accurate again: planned on
+        plan = pk.plan(1000.0 + k, FLY, x, x, error_w=100.0)
+    assert plan.planned_w is not None
