@@ -131,7 +131,7 @@ class PeakPlanner:
     goes above it)."""
 
     def __init__(self, step_s: float, *, window_s: float = 86400.0, anchor_decay: float = 0.9,
-                 limit_w: float | None = None, trust_share: float = 0.25, error_alpha: float = 0.05) -> None:
+                 limit_w: float | None = None, trust_share: float = 0.1, error_alpha: float = 0.05) -> None:
         if not (step_s > 0 and math.isfinite(step_s)) or not (window_s > 0 and math.isfinite(window_s)):
             raise ValueError("PeakPlanner: step_s and window_s must be positive")
         if not 0.0 <= anchor_decay <= 1.0:
