@@ -120,6 +120,16 @@ class BorrowingSection(BaseModel):
     max_w: float = Field(default=1e7, gt=0.0, le=1e7)  # never ask for more than this
 
 
+class PlannerSection(BaseModel):
+    """The site planner (agent/control/planner.py): the flywheel readiness kept between peaks
+    (recharged only below the peak threshold) and the billing window of the peak the flywheels
+    shave (a day; a monthly demand charge: 2592000)."""
+
+    model_config = ConfigDict(extra="forbid")
+    flywheel_readiness: float = Field(default=0.9, ge=0.0, le=1.0)
+    peak_window_s: float = Field(default=86400.0, ge=300.0, le=366 * 86400.0)
+
+
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     site: str = Field(min_length=1, max_length=64)
@@ -142,6 +152,7 @@ class AgentConfig(BaseModel):
     remote_config: RemoteConfigPolicy = RemoteConfigPolicy()
     frequency: FrequencySection = FrequencySection()
     borrowing: BorrowingSection = BorrowingSection()
+    planner: PlannerSection = PlannerSection()
     devices: Devices = Field(default_factory=list)  # empty only when the site is given to the runtime
 
     @classmethod

@@ -114,7 +114,7 @@ class AgentRuntime:
         self.remote.restore()
         from agent.control.planner import build_planner  # forecasts -> flywheel plan, reserve, trader
 
-        self.planner = build_planner(self.site, self.clock, cfg.store_path)
+        self.planner = build_planner(self.site, self.clock, cfg.store_path, cfg.planner)
         self.trader.planner = self.planner
         self._coordinator_key: VerifyKey | None = None
         self.verifier = Verifier(clock=self.clock, keys=self._key_of)

@@ -144,7 +144,7 @@ class Site:
         self._vb: list[Schedule] = []
         self._spikes: list[tuple[float, float, float]] = []
         self._demand_upper: tuple[float, float, float] | None = None  # (start, end, upper W)
-        self._fly_plan: tuple[float, float | None, float | None] | None = None  # (until, shave above W, readiness)
+        self._fly_plan: tuple[float, float | None, float | None, float | None] | None = None  # (until, shave above W, readiness, charge below W)
         self._reserve = ReserveState()
         self._arm: FrequencyArm | None = None
         self._frequency_hz: float | None = None
@@ -398,12 +398,15 @@ class Site:
         """Upper bound of the demand forecast's confidence interval over a window (reserve trigger, docs/architecture.md §1)."""
         self._demand_upper = (_finite("start_ts", start_ts), _finite("end_ts", end_ts), _finite("upper_w", upper_w))
 
-    def set_flywheel_plan(self, until_ts: float, shave_above_w: float | None, readiness_soc: float | None) -> None:
-        """The planner's peak threshold (site import, W) and flywheel readiness SoC until ``until_ts``
-        (agent/control/planner.py); after that the site falls back to its spike rule."""
+    def set_flywheel_plan(self, until_ts: float, shave_above_w: float | None, readiness_soc: float | None,
+                          charge_below_w: float | None = None) -> None:
+        """The planner's peak threshold (site import, W), flywheel readiness SoC and charge ceiling
+        (import below which flywheels may recharge) until ``until_ts`` (agent/control/planner.py);
+        after that the site falls back to its spike rule."""
         shave = None if shave_above_w is None else _finite("shave_above_w", shave_above_w)
         ready = None if readiness_soc is None else _fraction("readiness_soc", readiness_soc)
-        self._fly_plan = (_finite("until_ts", until_ts), shave, ready)
+        ceil = None if charge_below_w is None else _finite("charge_below_w", charge_below_w)
+        self._fly_plan = (_finite("until_ts", until_ts), shave, ready, ceil)
 
     # ------------------------------------------------------------------ the control cycle
 
@@ -647,6 +650,7 @@ class Site:
             virtual_battery_w=vb.power_w if vb else 0.0, frequency_arm=self._arm, frequency_hz=self._frequency_hz,
             autonomous=self._autonomous, spikes=spikes, demand_upper_w=upper,
             shave_above_w=plan[1] if plan else None, flywheel_readiness_soc=plan[2] if plan else None,
+            flywheel_charge_below_w=plan[3] if plan else None,
             reserve=self._reserve,
         )
         return ArbiterInputs(t=now, dt=dt if dt > 0 else self._last_dt, stores=tuple(stores), pv=tuple(pvs),

@@ -16,7 +16,8 @@ from typing import Any
 
 from agent.chain_client import AgentChain
 from agent.config import AgentConfig
-from agent.fleet_link import borrow_need_w, vb_order
+from agent.control.vb_intent import borrow_request_w, lend_allowed
+from agent.fleet_link import vb_order
 from agent.site_port import SitePort
 from agent.store import AgentStore
 from agent.trader import Trader
@@ -146,14 +147,15 @@ class Trading:
         start, end = notice.delivery_end, notice.delivery_end + length
         if start in self.borrowed_for:
             return
-        need = min(b.max_w, borrow_need_w(state, self.site))
+        want, why = borrow_request_w(state, self.site, end - start)  # the device loop's intent shapes it
+        need = min(b.max_w, want)
         if need < b.min_w:
             return
         self.borrowed_for = {t for t in self.borrowed_for if t > self.clock.now() - 86_400} | {start}
         rid = self.store.next_counter("borrow")
         body = {"request_id": rid, "power_w": round(need, 3), "start": start, "end": end, "priority": b.priority}
         self.store.enqueue("borrow", body, f"borrow:{rid}", self.clock.now())
-        logger.info("asking the fleet for %.0f W over [%.0f, %.0f) (%s)", need, start, end, b.priority)
+        logger.info("asking the fleet for %.0f W over [%.0f, %.0f) (%s): %s", need, start, end, b.priority, why)
         self.wake()
 
     def borrow_answered(self, ack: Ack) -> None:
@@ -167,6 +169,9 @@ class Trading:
         now = self.clock.now()
         ok = g.end > now
         reason = f"{g.role} {g.power_w:.0f} W ({g.energy_wh} Wh) with {g.counterparty}" if ok else "grant already over"
+        if ok and g.role == "lender":  # never below the owner's reserve, never while the site itself needs energy
+            ok, why = lend_allowed(self.site.last_state, self.site, g.energy_wh)
+            reason = reason if ok else f"lending refused: {why}"
         if ok:
             self.grants = [x for x in self.grants if x["end"] > now][-99:] + [g.model_dump()]
         logger.info("virtual battery: %s", reason)

@@ -9,10 +9,13 @@ Sections (figures in ``bench/results/site_control.json``, tables printed as mark
     window (a week for Taylor's half-hourly series, 30 days for the 15-minute SimBench
     profiles) three policies meet the same device model (:class:`agent.devices.storage.StoreModel`):
 
-    - **agent**: the site planner's policy (agent/control/planner.py) — shave above the peak
-      already realised in the window, charge only below it, keep the flywheel ready (90 %),
-      pre-charge when the one-step forecast's 80 % upper bound exceeds the threshold; setpoints
-      from :func:`agent.control.flywheel.plan_flywheels`;
+    - **agent**: the running agent's planner path: :class:`agent.control.peak_plan.PeakPlanner`
+      (the object the site planner holds) re-planned every step on a day-ahead forecast from
+      the forecaster the agent runs, anchored on the last step's error — the lowest threshold
+      the flywheel's energy holds over the forecast, never below the peak realised in the
+      window, recharging only below the charge ceiling; setpoints from
+      :func:`agent.control.flywheel.plan_flywheels` (the arbiter's layer 4);
+    - **ratchet**: the same without a forecast (threshold = the realised peak; last round's policy);
     - **naive** (no forecast): discharge whatever exceeds the trailing 24 h mean by 5 % of the
       peak, recharge at full power below it;
     - **optimum**: a perfect-foresight LP (:func:`bench.peak_lp.plan_peak_lp`, HiGHS through
@@ -21,7 +24,8 @@ Sections (figures in ``bench/results/site_control.json``, tables printed as mark
 
     Score: peak reduction (W) per window and the agent's share of the optimum's.
 ``reserve``
-    The reserve trigger (:func:`agent.control.reserve.reserve_trigger`, hold 2 steps) against a
+    The reserve trigger (:func:`agent.control.reserve.reserve_trigger`, hold 2 steps, a step
+    above the threshold confirms an event the forecast missed) against a
     naive threshold trigger on the same traces: an *event* is a step whose demand exceeds
     primary supply (92 % of the peak) plus what the flywheel can sustain; the prediction is
     the agent's one-step 80 % upper bound. Activations, missed events, reserve-on steps.
@@ -29,8 +33,9 @@ Sections (figures in ``bench/results/site_control.json``, tables printed as mark
     The forecaster the agent runs (``auto`` over history-only candidates, chosen per horizon)
     against persistence and the daily seasonal naive at one and two steps ahead (15/30 min on
     SimBench, 30/60 min on Taylor): MAPE and 80 % interval coverage, fit on 4 weeks, rolling
-    origin with online updates over the next 2 weeks. No shipped data set has real load at 5
-    minutes, so the 5-minute horizon is not measured on real data.
+    origin with online updates over the next 2 weeks. No shipped data set has real site load finer
+    than 15 minutes (SimBench is the finest), so the 5-minute horizon
+    is not measured on real data.
 """
 
 from __future__ import annotations
@@ -40,12 +45,14 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agent.control.arbiter import StoreView
 from agent.control.flywheel import plan_flywheels, sustainable_w
+from agent.control.peak_plan import PeakPlanner, StoreBudget
 from agent.control.reserve import ReserveState, naive_trigger, reserve_trigger
 from agent.devices.storage import StoreModel
 from agent.forecast.factory import make_forecaster
@@ -107,6 +114,14 @@ def _view(m: StoreModel, power_w: float) -> StoreView:
                      discharge_efficiency=EFF, charge_efficiency=EFF, standing_loss_per_h=LOSS_PER_H)
 
 
+def _profile_forecaster(step_s: float, y_hist: np.ndarray) -> Any:
+    """The demand forecaster as the running agent configures it (agent/forecast/online.py)."""
+    f = make_forecaster("auto", step_s=step_s, background=False, nonnegative=True, candidates=list(CANDIDATES),
+                        calib_horizon=12, calib_window=500, select_horizon=1)
+    f.fit(y_hist, 0.0)
+    return f
+
+
 def _one_step_forecaster(step_s: float, y_hist: np.ndarray) -> Any:
     f = make_forecaster("auto", step_s=step_s, background=False, nonnegative=True, candidates=list(CANDIDATES),
                         calib_horizon=4, calib_window=500, select_horizon=1)
@@ -129,49 +144,71 @@ def lp_optimum(x: np.ndarray, step_s: float, power_w: float, energy_wh: float, e
 
 def run_policy(kind: str, x: np.ndarray, step_s: float, power_w: float, energy_wh: float, start: int,
                window: int, readiness: float = READINESS) -> dict[str, Any]:
-    """Simulate ``kind`` ("agent" | "naive") from step ``start``; per-window peaks and SoC at window starts."""
+    """Simulate ``kind`` from step ``start``; per-window peaks and the energy at window starts.
+
+    ``agent``: the running agent's planner path — :class:`agent.control.peak_plan.PeakPlanner`
+    (the object :class:`agent.control.planner.SitePlanner` holds) planned every step on the
+    forecaster the agent runs (``auto`` over the same candidates and calibration as
+    :class:`agent.forecast.online.SiteForecaster`, a day ahead), setpoints from
+    :func:`agent.control.flywheel.plan_flywheels` (the arbiter's layer 4) with the plan's shave
+    threshold and charge ceiling. ``ratchet``: the same without a forecast (threshold = the peak
+    realised in the window, last round's policy). ``naive``: no forecast, no window."""
     day = int(round(86400 / step_s))
     m = _fly_model(power_w, energy_wh, readiness)
-    fc = _one_step_forecaster(step_s, x[:start]) if kind == "agent" else None
+    cap = m.capacity_wh
+    fc = _profile_forecaster(step_s, x[:start]) if kind == "agent" else None
+    pk = PeakPlanner(step_s, window_s=window * step_s)
     grid = np.zeros(len(x))
     e_at: dict[int, float] = {}
-    realised = 0.0
+    planned = 0
+    prev_first: float | None = None
     for t in range(start, len(x)):
+        ts = (t - start) * step_s
         if (t - start) % window == 0:
             e_at[t] = m.energy_wh
-            realised = 0.0
+            pk.start_window(ts)
         xt = float(x[t])
         hist = x[max(0, t - day):t]
-        if kind == "agent":
-            # the planner's policy: shave above the peak already realised in the window (shaving
-            # below it saves nothing); charge only below it (charging never makes a new peak);
-            # keep ready; pre-charge when the forecast puts the next step above the threshold
-            thr = realised if realised > 0 else xt
-            nxt = fc.predict(2)
-            peak_next = float(nxt.upper80[1])
-            spikes = ((t * step_s + step_s, t * step_s + 2 * step_s, peak_next - thr),) if peak_next > thr else ()
-            plan = plan_flywheels([_view(m, power_w)], t=t * step_s, dt=step_s, excess_w=max(0.0, xt - thr),
-                                  headroom_w=thr - xt, spikes=spikes, readiness_soc=readiness)[0]
-            want = plan[0]
+        if kind in ("agent", "ratchet"):
+            budget = StoreBudget(power_w, max(0.0, m.energy_wh - SOC_MIN * cap), (SOC_MAX - SOC_MIN) * cap, EFF,
+                                 LOSS_PER_H)
+            point = lower = None
+            err = 0.0
+            if fc is not None:
+                f = fc.predict(day)
+                point, lower = f.point, f.lower80
+                if prev_first is not None:
+                    err = float(x[t - 1]) - prev_first  # the last metered step against its forecast
+                prev_first = float(point[0])
+            plan = pk.plan(ts, budget, point, lower, error_w=err)
+            thr = xt if plan is None else plan.shave_above_w
+            ceil = xt if plan is None else plan.charge_below_w
+            planned += int(plan is not None and plan.planned_w is not None)
+            want = plan_flywheels([_view(m, power_w)], t=ts, dt=step_s, excess_w=max(0.0, xt - thr),
+                                  headroom_w=ceil - xt, readiness_soc=readiness)[0][0]
         else:
             mean = float(np.mean(hist)) + 0.05 * SITE_PEAK_W
             want = power_w if xt > mean else -power_w
         got = m.step(want, step_s)  # terminal power; conversion losses are inside the model
         grid[t] = xt - got
-        realised = max(realised, grid[t])
+        pk.record(ts, grid[t])
         if fc is not None:
             fc.update([xt])
-    return {"grid": grid, "e_at": e_at, "lost_wh": m.lost_wh, "throughput_wh": m.throughput_wh}
+    return {"grid": grid, "e_at": e_at, "lost_wh": m.lost_wh, "throughput_wh": m.throughput_wh,
+            "planned_steps": planned}
 
 
-def bench_peak(tr: dict[str, Any]) -> dict[str, Any]:
+def bench_peak(tr: dict[str, Any], windows: int = 0) -> dict[str, Any]:
     x = _scaled(tr["y"])
     step, window = tr["step_s"], tr["window"]
     day = int(round(86400 / step))
     start = 7 * day  # a week of history before the first window
+    if windows > 0:  # only the first ``windows`` billing windows (a shorter run)
+        x = x[:start + windows * window]
     power = FLY_SHARE * SITE_PEAK_W
     energy = power * FLY_HOURS
     agent = run_policy("agent", x, step, power, energy, start, window)
+    ratchet = run_policy("ratchet", x, step, power, energy, start, window)
     naive = run_policy("naive", x, step, power, energy, start, window)
     rows = []
     for w0 in range(start, len(x) - window + 1, window):
@@ -181,8 +218,10 @@ def bench_peak(tr: dict[str, Any]) -> dict[str, Any]:
         rows.append({"window_start_step": w0, "peak_w": round(base, 1),
                      "optimum_reduction_w": round(base - opt, 1),
                      "agent_reduction_w": round(base - float(agent["grid"][w0:w0 + window].max()), 1),
+                     "ratchet_reduction_w": round(base - float(ratchet["grid"][w0:w0 + window].max()), 1),
                      "naive_reduction_w": round(base - float(naive["grid"][w0:w0 + window].max()), 1)})
-    tot = {k: sum(r[k] for r in rows) for k in ("optimum_reduction_w", "agent_reduction_w", "naive_reduction_w")}
+    tot = {k: sum(r[k] for r in rows) for k in ("optimum_reduction_w", "agent_reduction_w", "ratchet_reduction_w",
+                                                 "naive_reduction_w")}
     share = [r["agent_reduction_w"] / r["optimum_reduction_w"] for r in rows if r["optimum_reduction_w"] > 1]
     return {
         "data": tr["desc"], "step_s": step, "windows": len(rows), "window_steps": window,
@@ -192,6 +231,11 @@ def bench_peak(tr: dict[str, Any]) -> dict[str, Any]:
         if tot["optimum_reduction_w"] > 0 else None,
         "naive_share_of_optimum_total": round(tot["naive_reduction_w"] / tot["optimum_reduction_w"], 4)
         if tot["optimum_reduction_w"] > 0 else None,
+        "ratchet_share_of_optimum_total": round(tot["ratchet_reduction_w"] / tot["optimum_reduction_w"], 4)
+        if tot["optimum_reduction_w"] > 0 else None,
+        "agent_share_per_window": [round(r["agent_reduction_w"] / r["optimum_reduction_w"], 3)
+                                   if r["optimum_reduction_w"] > 1 else None for r in rows],
+        "agent_planned_steps": agent["planned_steps"],
         "agent_share_of_optimum_median_window": round(float(np.median(share)), 4) if share else None,
         "mean_reduction_pct_of_peak": {k: round(100 * v / sum(r["peak_w"] for r in rows), 3) for k, v in tot.items()},
         "agent_flywheel_standing_and_conversion_loss_wh": round(agent["lost_wh"], 1),
@@ -220,8 +264,10 @@ def bench_reserve(tr: dict[str, Any], hold_steps: int = 2, primary_share: float 
         v = _view(m, power)
         avail = sustainable_w(v, step)
         thr = primary + avail
+        # the flywheel's share of the threshold is what it sustains for a whole step: a step above
+        # it is one the flywheel cannot ride through (confirm_s=0, as the arbiter's sustain window)
         ours = reserve_trigger(ours, t * step, actual_w=xt, predicted_w=pred, threshold_w=thr,
-                               hold_s=hold_steps * step)
+                               hold_s=hold_steps * step, confirm_s=0.0)
         naive = naive_trigger(naive, t * step, actual_w=xt, threshold_w=thr)
         if xt > thr:
             events += 1
@@ -297,11 +343,13 @@ def bench_forecast(tr: dict[str, Any], fit_days: int = 28, test_days: int = 14) 
 def _tables(res: dict[str, Any]) -> str:
     lines = []
     if "peak" in res:
-        lines += ["| trace | step | windows | optimum | agent | naive | agent / optimum |", "|---|---|---|---|---|---|---|"]
+        lines += ["| trace | step | windows | optimum | agent | ratchet (no forecast) | naive | agent / optimum |",
+                  "|---|---|---|---|---|---|---|---|"]
         for name, r in res["peak"].items():
             m = r["mean_reduction_pct_of_peak"]
             lines.append(f"| {name} | {r['step_s'] / 60:g} min | {r['windows']} | {m['optimum_reduction_w']:.2f} % | "
-                         f"{m['agent_reduction_w']:.2f} % | {m['naive_reduction_w']:.2f} % | "
+                         f"{m['agent_reduction_w']:.2f} % | {m['ratchet_reduction_w']:.2f} % | "
+                         f"{m['naive_reduction_w']:.2f} % | "
                          f"{100 * (r['agent_share_of_optimum_total'] or 0):.1f} % |")
         lines.append("")
     if "reserve" in res:
@@ -328,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench_site_control", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="bench/results/site_control.json")
     p.add_argument("--sections", default="peak,reserve,forecast")
+    p.add_argument("--windows", type=int, default=0, help="peak: only the first N billing windows (0: all)")
+    p.add_argument("--traces", default="", help="comma-separated trace names (default all): taylor,G1-A,H0-A,lv_urban6")
     p.add_argument("--simbench-cache", default=None, help="SimBench .npz (default cache/simbench_profiles.npz); "
                                                           "'none' to skip")
     args = p.parse_args(argv)
@@ -336,18 +386,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections = [s for s in args.sections.split(",") if s]
     t0 = time.perf_counter()
     res: dict[str, Any] = {}
+    wanted = {s for s in args.traces.split(",") if s}
     for tr in traces(args.simbench_cache):
+        if wanted and tr["name"] not in wanted:
+            continue
         if "peak" in sections:
-            res.setdefault("peak", {})[tr["name"]] = bench_peak(tr)
+            res.setdefault("peak", {})[tr["name"]] = bench_peak(tr, args.windows)
         if "reserve" in sections:
             res.setdefault("reserve", {})[tr["name"]] = bench_reserve(tr)
         if "forecast" in sections:
             res.setdefault("forecast", {})[tr["name"]] = bench_forecast(tr)
     from importlib.metadata import version
 
-    out = {"command": "python scripts/bench_site_control.py " + " ".join(argv or []),
+    run = {"command": "python scripts/bench_site_control.py " + " ".join(argv or []),
            "machine": machine(numpy=np.__version__, highspy=version("highspy")),
-           "elapsed_s": round(time.perf_counter() - t0, 1), **res}
+           "elapsed_s": round(time.perf_counter() - t0, 1)}
+    out: dict[str, Any] = {**run, **res}
+    if wanted and Path(args.out).exists():
+        # a run of some traces updates their figures in the existing file (each run is recorded)
+        import json
+
+        out = json.loads(Path(args.out).read_text())
+        for section, per_trace in res.items():
+            out.setdefault(section, {}).update(per_trace)
+        out.setdefault("runs", []).append(run)
     write_results(args.out, out)
     print(_tables(res))
     return 0

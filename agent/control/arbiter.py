@@ -142,6 +142,7 @@ class Commands:
     demand_upper_w: float | None = None  # forecast upper bound of demand now (reserve trigger, docs/architecture.md §1)
     shave_above_w: float | None = None  # planner: site import above this is a peak the flywheels cover
     flywheel_readiness_soc: float | None = None  # planner: recharge flywheels to this when safe
+    flywheel_charge_below_w: float | None = None  # planner: flywheels recharge only while import is below this
     reserve: ReserveState | None = None  # the reserve trigger's state from the last tick
 
 
@@ -291,7 +292,10 @@ def arbitrate(inp: ArbiterInputs) -> Decision:
         excess, headroom = 0.0, max(0.0, -import_now)  # the deficit is bridged below; charge from PV only
     elif cmd.shave_above_w is not None and math.isfinite(cmd.shave_above_w):
         threshold = min(cmd.shave_above_w, limit)
-        excess, headroom = max(0.0, import_now - threshold), threshold - import_now
+        ceiling = threshold
+        if cmd.flywheel_charge_below_w is not None and math.isfinite(cmd.flywheel_charge_below_w):
+            ceiling = min(threshold, cmd.flywheel_charge_below_w)
+        excess, headroom = max(0.0, import_now - threshold), ceiling - import_now
     else:
         excess = max(0.0, demand - expected - cfg.flywheel_spike_w) if inp.loads else 0.0
         headroom = limit - import_now
@@ -422,7 +426,8 @@ def arbitrate(inp: ArbiterInputs) -> Decision:
         predicted = cmd.demand_upper_w if cmd.demand_upper_w is not None else demand
     else:
         reserve_state = reserve_trigger(cmd.reserve, t, actual_w=demand, predicted_w=cmd.demand_upper_w,
-                                        threshold_w=primary + fly_cap, hold_s=cfg.reserve_hold_s)
+                                        threshold_w=primary + fly_cap, hold_s=cfg.reserve_hold_s,
+                                        confirm_s=cfg.flywheel_sustain_s)
         trigger = reserve_state.active
         predicted = cmd.demand_upper_w if cmd.demand_upper_w is not None else demand
 

@@ -4,17 +4,16 @@ Every ``step_s`` (5 minutes) the planner, off the control tick:
 
 1. refreshes the site's forecasts (:class:`agent.forecast.online.SiteForecaster`) in a worker
    thread — the control loop only ever appends samples;
-2. sets the **peak threshold** for the flywheels: the highest import (5-minute mean) already
-   realised in the peak window (a day by default; a demand charge's month works the same way),
-   never above the grid connection limit. Shaving below a peak that has already happened saves
-   nothing, and charging only below it never makes a new one; between peaks the flywheels are
-   kept ready (90 % by default), standing losses made up within that headroom. Until a step has
-   been metered in the window the site's spike rule stands in (logged once). A threshold planned
-   on a day-ahead forecast (yesterday's profile, level-shifted, with the flywheel's replayed or
-   LP-optimal schedule) was tried and lost to this on every real trace of
-   ``scripts/bench_site_control.py``: a day-ahead error of 1-10 % is larger than the few percent
-   a flywheel of this size can shave, and charging up to a forecast that is too high makes a
-   new peak;
+2. sets the **peak threshold** for the flywheels (:class:`agent.control.peak_plan.PeakPlanner`):
+   the lowest import the flywheels can hold the forecast of the next day to with the energy they
+   hold now (the forecast anchored on the last step's import, re-planned every step), never below
+   the highest import already realised in the peak window (a day by default; a demand charge's
+   month works the same way: ``control.peak_window_s``) and never above the grid connection
+   limit. The flywheels recharge only below the realised peak (or the threshold planned on the
+   forecast's lower bound), so charging never makes a new peak; between peaks they are kept
+   ready (``control.flywheel_readiness``, 90 % by default), standing losses made up within that
+   headroom. Without a forecast the threshold is the realised peak; until a step has been
+   metered in the window the site's spike rule stands in (logged once);
 3. predicts a **peak** when the 80 % upper bound of the demand forecast over the next
    15 minutes, less the PV forecast, exceeds the threshold: ``Site.predict_spike`` makes the
    flywheels pre-charge for it as late as their power allows;
@@ -39,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.control.peak_plan import PeakPlanner, StoreBudget
 from agent.drivers.base import DeviceKind
 from agent.forecast.online import Outlook, SiteForecaster
 from gridswarm.clock import Clock
@@ -48,13 +48,18 @@ logger = logging.getLogger(__name__)
 __all__ = ["ControlStats", "SitePlanner", "build_planner"]
 
 
-def build_planner(site: Any, clock: Clock, store_path: Path | None = None) -> SitePlanner | None:
+def build_planner(site: Any, clock: Clock, store_path: Path | None = None, control: Any = None) -> SitePlanner | None:
     """The planner of an agent's site (None for a site object without devices, e.g. a test fake).
-    Its summary is written beside the agent's store as ``<store>.control.json``."""
+    Its summary is written beside the agent's store as ``<store>.control.json``; ``control`` is
+    the config's ``control`` section (readiness and peak window)."""
     if not hasattr(site, "drivers") or not hasattr(site, "set_flywheel_plan"):
         return None
     summary = Path(store_path).with_suffix(".control.json") if store_path is not None else None
-    return SitePlanner(site, clock, summary_path=summary)
+    kw: dict[str, Any] = {}
+    if control is not None:
+        kw = {"readiness_soc": float(getattr(control, "flywheel_readiness", 0.9)),
+              "peak_window_s": float(getattr(control, "peak_window_s", 86400.0))}
+    return SitePlanner(site, clock, summary_path=summary, **kw)
 
 
 @dataclass
@@ -71,6 +76,8 @@ class ControlStats:
     flywheel_cycles: float = 0.0
     flywheel_standing_loss_wh: float = 0.0
     shave_above_w: float | None = None
+    charge_below_w: float | None = None
+    planned_threshold_w: float | None = None
     forecast: dict[str, Any] | None = None
     fallback: str | None = None
     orders_shaped: int = 0  # orders the device loop's intent changed
@@ -88,8 +95,16 @@ class SitePlanner:
         self.site = site
         self.clock = clock
         self.step_s = float(step_s)
-        self.readiness_soc = readiness_soc
+        if not (isinstance(readiness_soc, (int, float)) and 0.0 <= readiness_soc <= 1.0):
+            raise ValueError(f"readiness_soc: must be a fraction in [0, 1], got {readiness_soc!r}")
+        if not (isinstance(peak_window_s, (int, float)) and math.isfinite(peak_window_s) and peak_window_s >= step_s):
+            raise ValueError(f"peak_window_s: must be at least one step ({step_s} s), got {peak_window_s!r}")
+        self.readiness_soc = float(readiness_soc)
         self.peak_window_s = float(peak_window_s)
+        self.peak = PeakPlanner(self.step_s, window_s=self.peak_window_s)
+        self._budget: StoreBudget | None = None
+        self._last_import: tuple[float, float] | None = None  # last completed step (start, import, storage idle)
+        self._forecast_first: tuple[float, float] | None = None  # last profile's first step (start, import)
         self.summary_path = summary_path
         kinds = {d.kind for d in site.drivers.values()}
         self.forecaster = SiteForecaster(clock, step_s=step_s, has_pv=DeviceKind.PV in kinds)
@@ -97,8 +112,6 @@ class SitePlanner:
         self._fly_ids = [d.device_id for d in site.drivers.values() if d.kind is DeviceKind.FLYWHEEL]
         self._prev: dict[str, str] = {}
         self._fly_counters: dict[str, tuple[float, float, float]] = {}
-        self._day: int | None = None
-        self._today_peak = 0.0
         self._acc: list[float] = [0.0, 0.0, 0]  # step sums: import with storage idle, grid import; count
         self._acc_step: int | None = None
         self._last_spike: float | None = None
@@ -123,17 +136,16 @@ class SitePlanner:
         if math.isfinite(imp) and math.isfinite(grid_import):
             step = math.floor(state.ts / self.step_s)
             if self._acc_step is not None and step != self._acc_step and self._acc[2]:
-                # the realised peak (step mean) of the day: shaving below it saves nothing
-                day = math.floor(self._acc_step * self.step_s / self.peak_window_s)
-                if day != self._day:
-                    self._day, self._today_peak = day, 0.0
-                self._today_peak = max(self._today_peak, self._acc[1] / self._acc[2])
+                # the realised peak (step mean) of the window: shaving below it saves nothing
+                self.peak.record(self._acc_step * self.step_s, self._acc[1] / self._acc[2])
+                self._last_import = (self._acc_step * self.step_s, self._acc[0] / self._acc[2])
                 self.stats.max_import_w = max(self.stats.max_import_w, self._acc[1] / self._acc[2])
                 self._acc = [0.0, 0.0, 0]
             self._acc_step = step
             self._acc[0] += imp
             self._acc[1] += grid_import
             self._acc[2] += 1
+        self._budget = self._store_budget(state)
         dec = state.decision
         shaved = 0.0
         for fid in self._fly_ids:
@@ -156,6 +168,29 @@ class SitePlanner:
                 self._wear(fid, tel)
         self.stats.peak_shaved_wh += shaved * self.site._last_dt / 3600.0
         self.stats.reserve_activations = max(self.stats.reserve_activations, dec.reserve.activations)
+
+    def _store_budget(self, state: Any) -> StoreBudget | None:
+        """The flywheels taken together, from this tick's telemetry (None without any)."""
+        power = energy = cap = loss = 0.0
+        eff = 1.0
+        for fid in self._fly_ids:
+            tel = state.devices.get(fid)
+            if tel is None or tel.soc is None or not tel.capacity_wh:
+                continue
+            det = tel.detail
+            lo, hi = float(det.get("soc_min", 0.0)), float(det.get("soc_max", 1.0))
+            lim = self.site.drivers[fid].limits
+            power += max(0.0, min(lim.max_w, -lim.min_w))
+            energy += max(0.0, (tel.soc - lo) * tel.capacity_wh)
+            cap += max(0.0, (hi - lo) * tel.capacity_wh)
+            eff = min(eff, float(det.get("discharge_efficiency", 1.0)), float(det.get("charge_efficiency", 1.0)))
+            loss = max(loss, float(det.get("standing_loss_per_h") or 0.0))
+        if power <= 0 or cap <= 0:
+            return None
+        try:
+            return StoreBudget(power, min(energy, cap), cap, max(eff, 1e-3), min(loss, 0.99))
+        except ValueError:
+            return None
 
     def observe_safely(self, state: Any) -> None:
         """:meth:`observe`, with a fault logged once instead of raised into the control loop."""
@@ -206,12 +241,15 @@ class SitePlanner:
     def apply(self, outlook: Outlook | None, now: float) -> None:
         """Turn an outlook (or its absence) into the site's flywheel plan and reserve prediction."""
         until = now + 2 * self.step_s
-        threshold = self._threshold()
+        plan = self._plan(outlook, now)
+        threshold = None if plan is None else plan.shave_above_w
         self.stats.shave_above_w = None if threshold is None else round(threshold, 1)
+        self.stats.charge_below_w = None if plan is None else round(plan.charge_below_w, 1)
         reason = None
         if threshold is None and self._fly_ids:
             reason = "no step metered in this peak window yet: flywheels use the spike rule"
-        self.site.set_flywheel_plan(until, threshold, self.readiness_soc if self._fly_ids else None)
+        self.site.set_flywheel_plan(until, threshold, self.readiness_soc if self._fly_ids else None,
+                                    charge_below_w=None if plan is None else plan.charge_below_w)
         if outlook is None:
             reason = reason or f"no forecast ({self.forecaster.fallback})"
             self.stats.forecast = None
@@ -239,17 +277,28 @@ class SitePlanner:
         self.stats.fallback = reason
         self.write_summary()
 
-    def _threshold(self) -> float | None:
-        """Today's realised peak import (step means), capped by the connection limit."""
-        if math.floor(self.clock.now() / self.peak_window_s) != self._day:
-            self._today_peak = 0.0  # a new window: nothing realised yet
-        if not self._fly_ids or self._today_peak <= 0.0:
+    def _plan(self, outlook: Outlook | None, now: float) -> Any:
+        """The peak threshold and charge ceiling (agent/control/peak_plan.py); None before any
+        step of the window is metered or without flywheels."""
+        if not self._fly_ids:
             return None
-        cap = self._today_peak
         limits = self.site._grid_limits()
-        if limits is not None:
-            cap = min(cap, limits[0])
-        return cap
+        self.peak.limit_w = limits[0] if limits is not None else None
+        self.peak.roll(now)
+        if self.peak.realised_w <= 0.0:
+            return None
+        point = outlook.profile_point if outlook is not None else None
+        lower = outlook.profile_lower80 if outlook is not None else None
+        err = 0.0
+        last, first = self._last_import, self._forecast_first
+        if last is not None and first is not None and abs(last[0] - first[0]) < 1.0:
+            err = last[1] - first[1]  # the last metered step against its forecast
+        if point:
+            self._forecast_first = (outlook.start_ts, float(point[0]))
+        plan = self.peak.plan(now, self._budget, point, lower, error_w=err)
+        if plan is not None:
+            self.stats.planned_threshold_w = None if plan.planned_w is None else round(plan.planned_w, 1)
+        return plan
 
     def note_order(self, entry: dict[str, Any]) -> None:
         """The trader reports each order decision with the device loop's intent (bounded)."""

@@ -79,6 +79,10 @@ class Outlook:
     pv: dict[float, SeriesOutlook] | None
     history_steps: int
     demand_peak: dict[float, SeriesOutlook] | None = None  # the highest reading of each step
+    # site import (demand less PV) per step over the next ``profile_s``, from start_ts: the point
+    # forecast and its 80 % lower bound (the peak threshold's plan, agent/control/peak_plan.py)
+    profile_point: tuple[float, ...] | None = None
+    profile_lower80: tuple[float, ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         def one(d: dict[float, SeriesOutlook] | None) -> dict[str, Any] | None:
@@ -202,12 +206,14 @@ class SiteForecaster:
     """Demand (and PV) forecasts of one site from its own history (see the module docstring)."""
 
     def __init__(self, clock: Clock, *, step_s: float = 300.0, horizons_s: tuple[float, ...] = (300.0, 900.0),
-                 has_pv: bool = False, max_w: float = 1e8, min_history: int = 3) -> None:
+                 has_pv: bool = False, max_w: float = 1e8, min_history: int = 3,
+                 profile_s: float = 86400.0) -> None:
         if not (step_s > 0 and math.isfinite(step_s)):
             raise ValueError(f"step_s: must be a positive number of seconds, got {step_s!r}")
         self.clock = clock
         self.step_s = float(step_s)
         self.horizons_s = tuple(float(h) for h in horizons_s)
+        self.profile_steps = max(0, int(round(profile_s / self.step_s)))
         self.min_history = int(min_history)
         self.demand = _Series("demand", self.step_s, max_w, clock)
         self.demand_peak = _Series("demand peak", self.step_s, max_w, clock, peak=True)
@@ -242,18 +248,35 @@ class SiteForecaster:
                 pv_got = self.pv.outlook(self.horizons_s)
                 pv = pv_got[1] if pv_got is not None else None
             peak_got = self.demand_peak.outlook(self.horizons_s)
+            profile = self._profile(pv is not None)
         except Exception as exc:  # noqa: BLE001 - a forecasting fault must never stop control
             if self._logged_fallback != "error":
                 logger.exception("site forecast failed; safe control without forecasts")
             self._logged_fallback = "error"
             return self._fail(f"forecast failed: {exc}", log=False)
-        self.outlook = Outlook(now, start, self.step_s, demand, pv, n, peak_got[1] if peak_got else None)
+        self.outlook = Outlook(now, start, self.step_s, demand, pv, n, peak_got[1] if peak_got else None,
+                               *(profile or (None, None)))
         if self.fallback is not None:
             logger.info("site forecast: ready (%d steps of history; demand %s)", n,
                         ", ".join(f"{int(h)} s {o.model}" for h, o in demand.items()))
         self.fallback = None
         self._logged_fallback = None
         return self.outlook
+
+    def _profile(self, with_pv: bool) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """Import (demand less PV) per step over ``profile_steps``: point and 80 % lower bound."""
+        if self.profile_steps < 2 or self.demand.forecaster is None:
+            return None
+        d = self.demand.forecaster.predict(self.profile_steps)
+        point = [float(v) for v in d.point]
+        lower = [float(v) for v in d.lower80]
+        if with_pv and self.pv is not None and self.pv.forecaster is not None:
+            p = self.pv.forecaster.predict(self.profile_steps)
+            point = [a - max(0.0, float(b)) for a, b in zip(point, p.point, strict=True)]
+            lower = [a - max(0.0, float(b)) for a, b in zip(lower, p.upper80, strict=True)]
+        if not all(math.isfinite(v) for v in point + lower):
+            raise FloatingPointError("import profile forecast is not finite")
+        return tuple(point), tuple(lower)
 
     def _fail(self, reason: str, *, log: bool = True) -> None:
         self.outlook = None

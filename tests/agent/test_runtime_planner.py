@@ -46,3 +46,29 @@ def test_runtime_forecasts_and_plans_in_the_background(tmp_path: Path, chain_mar
     assert rt.site.last_state.decision.reserve.activations >= 1  # demand above grid + flywheel: reserve started
     summary = json.loads(Path(cfg.store_path).with_suffix(".control.json").read_text())
     assert summary["forecast"]["demand"]["300s"]["upper80_w"] >= summary["forecast"]["demand"]["300s"]["point_w"]
+
+
+def test_readiness_and_peak_window_come_from_the_config(tmp_path: Path, chain_market: Market) -> None:  # noqa: F811
+    clock = ScaledClock(sim_start=1_800_000_000.0, speed=900.0)
+    cfg = agent_config(tmp_path, chain_market, 0, "http://127.0.0.1:9", rpc_url="http://127.0.0.1:9",
+                       devices=DATACENTRE, planner={"flywheel_readiness": 0.6, "peak_window_s": 2_592_000})
+    rt = AgentRuntime(cfg, clock=clock)
+    assert rt.planner is not None
+    assert rt.planner.readiness_soc == 0.6 and rt.planner.peak.window_s == 2_592_000.0
+    asyncio.run(rt.site.connect())
+    rt.planner.apply(None, clock.now())  # what the planner task does every step
+    assert rt.site._fly_plan is not None and rt.site._fly_plan[2] == 0.6  # the arbiter's readiness
+
+
+def test_bad_readiness_is_refused_by_name(tmp_path: Path, chain_market: Market) -> None:  # noqa: F811
+    import pytest
+
+    from agent.config import ConfigError
+
+    for bad in (1.5, -0.1, "high"):
+        with pytest.raises(ConfigError, match="planner.flywheel_readiness"):
+            agent_config(tmp_path, chain_market, 0, "http://127.0.0.1:9", planner={"flywheel_readiness": bad})
+    with pytest.raises(ConfigError, match="planner.peak_window_s"):
+        agent_config(tmp_path, chain_market, 0, "http://127.0.0.1:9", planner={"peak_window_s": 10})
+    with pytest.raises(ConfigError, match="planner.readiness"):
+        agent_config(tmp_path, chain_market, 0, "http://127.0.0.1:9", planner={"readiness": 0.5})

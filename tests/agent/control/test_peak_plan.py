@@ -1,0 +1,109 @@
+"""The peak threshold planned from the forecast and the flywheels' energy (agent/control/peak_plan.py)."""
+
+import math
+
+import pytest
+
+from agent.control.peak_plan import PeakPlanner, StoreBudget, anchored, lowest_threshold
+
+STEP = 900.0  # 15 min
+FLY = StoreBudget(power_w=8_000.0, energy_wh=2_000.0, capacity_wh=2_000.0, efficiency=1.0, loss_per_h=0.0)
+
+
+def shave_energy(x, T):
+    return sum(max(0.0, v - T) for v in x) * STEP / 3600.0
+
+
+def test_threshold_spends_exactly_the_stored_energy_on_the_peak():
+    # a 1 h peak: 4 steps at 100 kW on a 90 kW base; 2 kWh spread over 1 h shaves 2 kW
+    x = [90_000.0] * 8 + [100_000.0] * 4 + [90_000.0] * 8
+    T = lowest_threshold(x, STEP, FLY)
+    assert T == pytest.approx(98_000.0, abs=2.0)
+    assert shave_energy(x, T) == pytest.approx(2_000.0, rel=1e-3)
+
+
+def test_power_limits_the_threshold_on_a_short_spike():
+    x = [50_000.0, 70_000.0, 50_000.0]  # one step 20 kW above; power 8 kW is the limit
+    T = lowest_threshold(x, STEP, StoreBudget(8_000.0, 1e6, 1e6))
+    assert T == pytest.approx(62_000.0, abs=2.0)
+
+
+def test_recharge_between_two_peaks_counts_only_below_the_ceiling():
+    # two 1 h peaks with a 2 h valley between them: recharging in the valley doubles what can
+    # be shaved; with the ceiling below the valley there is no recharge
+    x = [100_000.0] * 4 + [80_000.0] * 8 + [100_000.0] * 4
+    free = lowest_threshold(x, STEP, FLY)
+    blocked = lowest_threshold(x, STEP, FLY, charge_ceiling_w=70_000.0)
+    assert free == pytest.approx(98_000.0, abs=2.0)  # recharged in the valley: each peak gets 2 kWh
+    assert blocked == pytest.approx(99_000.0, abs=2.0)  # 2 kWh over both peaks
+
+
+def test_standing_losses_and_an_empty_store_raise_the_threshold():
+    x = [90_000.0] * 8 + [100_000.0] * 4
+    lossy = lowest_threshold(x, STEP, StoreBudget(8_000.0, 2_000.0, 2_000.0, 1.0, 0.25), charge_ceiling_w=0.0)
+    assert 98_000.0 < lossy < 100_000.0
+    assert lowest_threshold(x, STEP, StoreBudget(8_000.0, 0.0, 2_000.0), charge_ceiling_w=0.0) == pytest.approx(
+        100_000.0, abs=2.0)
+
+
+def test_bad_forecasts_and_budgets_are_refused():
+    with pytest.raises(ValueError, match="finite"):
+        lowest_threshold([1.0, math.nan], STEP, FLY)
+    with pytest.raises(ValueError, match="finite"):
+        lowest_threshold([], STEP, FLY)
+    with pytest.raises(ValueError, match="energy_wh"):
+        StoreBudget(1.0, -1.0, 1.0)
+    with pytest.raises(ValueError, match="efficiency"):
+        StoreBudget(1.0, 1.0, 1.0, efficiency=0.0)
+
+
+def test_anchoring_adds_the_last_error_decaying():
+    assert anchored([10.0, 10.0, 10.0], 4.0, 0.5) == [12.0, 11.0, 10.5]
+    assert anchored([1.0], -5.0, 1.0) == [0.0]  # never negative
+
+
+def test_planner_ratchets_within_a_window_and_resets_at_the_next():
+    pk = PeakPlanner(STEP, window_s=86400.0)
+    assert pk.plan(0.0, FLY) is None  # nothing realised, no forecast: the site's spike rule
+    pk.record(0.0, 95_000.0)
+    no_fc = pk.plan(900.0, FLY)
+    assert no_fc is not None and no_fc.shave_above_w == 95_000.0 and no_fc.planned_w is None
+    x = [90_000.0] * 8 + [100_000.0] * 4
+    plan = pk.plan(900.0, FLY, x, [v - 1_000.0 for v in x], error_w=1e-3)
+    assert plan is not None and plan.planned_w == pytest.approx(98_000.0, abs=2.0)
+    assert plan.shave_above_w == pytest.approx(98_000.0, abs=2.0)
+    # the charge ceiling: the plan on the lower bound, never above the shave threshold
+    assert 95_000.0 <= plan.charge_below_w <= plan.shave_above_w
+    # never below the realised peak: a forecast of a small peak does not lower it
+    low = pk.plan(1800.0, FLY, [50_000.0] * 12, [49_000.0] * 12, error_w=1e-3)
+    assert low is not None and low.shave_above_w == 95_000.0 and low.charge_below_w == 95_000.0
+    # a NaN in the forecast: the realised peak only
+    nan = pk.plan(1800.0, FLY, [math.nan] * 12, None, error_w=math.nan)
+    assert nan is not None and nan.shave_above_w == 95_000.0 and nan.planned_w is None
+    # a new window starts from nothing
+    assert pk.plan(86400.0 + 10.0, FLY) is None
+    # the connection limit caps the threshold
+    pk.limit_w = 90_000.0
+    pk.record(86400.0 + 20.0, 95_000.0)
+    assert pk.plan(86400.0 + 30.0, FLY).shave_above_w == 90_000.0
+
+
+def test_planner_refuses_bad_settings():
+    with pytest.raises(ValueError):
+        PeakPlanner(0.0)
+    with pytest.raises(ValueError, match="anchor_decay"):
+        PeakPlanner(STEP, anchor_decay=1.5)
+
+
+def test_a_forecast_that_misses_by_more_than_the_flywheel_can_shave_is_not_planned_on():
+    pk = PeakPlanner(STEP, window_s=86400.0)
+    pk.record(0.0, 95_000.0)
+    x = [90_000.0] * 8 + [100_000.0] * 4
+    assert pk.plan(900.0, FLY, x, x).planned_w is None  # no error measured yet: not trusted
+    for k in range(30):  # the last step's forecast missed by 5 kW, again and again
+        plan = pk.plan(900.0 + k, FLY, x, x, error_w=5_000.0)
+    assert plan.planned_w is None and plan.shave_above_w == 95_000.0  # the realised peak alone
+    assert pk.mean_abs_error_w == pytest.approx(5_000.0)
+    for k in range(200):  # accurate again: planned on
+        plan = pk.plan(1000.0 + k, FLY, x, x, error_w=100.0)
+    assert plan.planned_w is not None
