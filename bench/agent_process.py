@@ -61,8 +61,8 @@ def _serve_sunspec(ready: threading.Event, box: dict[str, Any], stop: threading.
 
 
 def run(seconds: float, warmup_s: float, tick_s: float, out_dir: Path) -> dict[str, Any]:
-    from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_market, fund_eth, register_participants
-    from gridswarm.devnet import Ganache, free_port
+    from app.deploy import TOKEN_UNIT, ParticipantSpec, deploy_market, fund_eth, register_participants
+    from app.devnet import Ganache, free_port
     from gridswarm.keys import derive_ed25519, derive_eth_account, write_ed25519, write_eth_key
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +94,7 @@ def run(seconds: float, warmup_s: float, tick_s: float, out_dir: Path) -> dict[s
         }
         (out_dir / "coordinator.yaml").write_text(yaml.safe_dump(coord))
         with open(out_dir / "coordinator.log", "wb") as fh:
-            procs.append(subprocess.Popen([sys.executable, "-m", "gridswarm.cli", "coordinator", "--config",
+            procs.append(subprocess.Popen([sys.executable, "-m", "app.cli", "coordinator", "--config",
                                            str(out_dir / "coordinator.yaml")], stdout=fh, stderr=subprocess.STDOUT))
 
         ready: threading.Event = threading.Event()
@@ -117,7 +117,7 @@ def run(seconds: float, warmup_s: float, tick_s: float, out_dir: Path) -> dict[s
         }
         (out_dir / "site.yaml").write_text(yaml.safe_dump(site))
         with open(out_dir / "agent.log", "wb") as fh:
-            agent = subprocess.Popen([sys.executable, "-m", "gridswarm.cli", "agent", "--config",
+            agent = subprocess.Popen([sys.executable, "-m", "app.cli", "agent", "--config",
                                       str(out_dir / "site.yaml")], stdout=fh, stderr=subprocess.STDOUT)
         procs.append(agent)
         time.sleep(warmup_s)

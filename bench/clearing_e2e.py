@@ -57,9 +57,9 @@ from coordinator.market.loop import MarketConfig, MarketLoop
 from coordinator.store import Store
 from gridswarm.chain import ChainError, Deployment, TxSender, connect, sign_meter_reading
 from gridswarm.clock import WallClock
-from gridswarm.compile import EVM_VERSION, ROOT, SOLC_VERSION
-from gridswarm.deploy import TOKEN_UNIT, deploy_seeded_market
-from gridswarm.devnet import Ganache
+from app.compile import EVM_VERSION, ROOT, SOLC_VERSION
+from app.deploy import TOKEN_UNIT, deploy_seeded_market
+from app.devnet import Ganache
 from gridswarm.envelope import Signer
 from gridswarm.keys import derive_ed25519, derive_eth_account
 

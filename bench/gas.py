@@ -35,8 +35,8 @@ from web3 import Web3
 
 from bench.info import machine, write_results
 from gridswarm.chain import compact_signature, meter_typed_data
-from gridswarm.compile import EVM_VERSION, ROOT, SOLC_VERSION, compile_contracts, link_bytecode
-from gridswarm.devnet import Ganache
+from app.compile import EVM_VERSION, ROOT, SOLC_VERSION, compile_contracts, link_bytecode
+from app.devnet import Ganache
 
 logger = logging.getLogger(__name__)
 

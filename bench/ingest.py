@@ -120,8 +120,8 @@ def _phases(args: argparse.Namespace, pid: int, procs: list[subprocess.Popen[str
 def run_bench(args: argparse.Namespace) -> int:
     from bench.clearing_e2e import RawSender
     from gridswarm.chain import connect
-    from gridswarm.deploy import deploy_seeded_market
-    from gridswarm.devnet import Ganache, free_port
+    from app.deploy import deploy_seeded_market
+    from app.devnet import Ganache, free_port
     from gridswarm.keys import derive_ed25519, derive_eth_account, write_ed25519, write_eth_key
 
     work = Path(tempfile.mkdtemp(prefix="gridswarm-ingest-"))
@@ -150,7 +150,7 @@ def run_bench(args: argparse.Namespace) -> int:
         base = f"http://127.0.0.1:{port}"
         log = open(work / "coordinator.log", "wb")  # noqa: SIM115 - closed below
         coord = subprocess.Popen(
-            [sys.executable, "-m", "gridswarm.cli", "coordinator", "--config", str(work / "coordinator.yaml")],
+            [sys.executable, "-m", "app.cli", "coordinator", "--config", str(work / "coordinator.yaml")],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:

@@ -53,7 +53,7 @@ import httpx
 import yaml
 
 from bench.info import machine, write_results
-from gridswarm.compile import ROOT
+from app.compile import ROOT
 
 DEFAULT_OUT = Path("bench/results/load.json")
 ANVIL = ROOT / "node_modules" / ".bin" / "anvil"
@@ -68,10 +68,10 @@ POST_GAS = 300_000
 
 class Anvil:
     """An Anvil process (Foundry, npm ``@foundry-rs/anvil-linux-amd64``), like
-    :class:`gridswarm.devnet.Ganache`: shanghai, automine, deterministic funded accounts."""
+    :class:`app.devnet.Ganache`: shanghai, automine, deterministic funded accounts."""
 
     def __init__(self, block_gas_limit: int = 30_000_000, log_path: Path | None = None) -> None:
-        from gridswarm.devnet import free_port
+        from app.devnet import free_port
 
         self.port = free_port()
         self.block_gas_limit = block_gas_limit
@@ -130,7 +130,7 @@ class Anvil:
 
 
 def start_node(kind: str, work: Path) -> Any:
-    from gridswarm.devnet import Ganache
+    from app.devnet import Ganache
 
     if kind == "ganache":
         return Ganache(log_path=work / "ganache.log").start()
@@ -174,7 +174,7 @@ def coordinator_process(cfg: dict[str, Any], work: Path, name: str = "coordinato
     path.write_text(yaml.safe_dump(cfg))
     log = open(work / f"{name}.log", "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gridswarm.cli", "coordinator", "--config", str(path)],
+        [sys.executable, "-m", "app.cli", "coordinator", "--config", str(path)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
@@ -409,8 +409,8 @@ def run_chain(kind: str, args: argparse.Namespace, log: Any) -> dict[str, Any]:
 
     PatientSender = _patient_sender()  # noqa: N806 - a class
     from gridswarm.chain import connect
-    from gridswarm.deploy import deploy_seeded_market
-    from gridswarm.devnet import free_port
+    from app.deploy import deploy_seeded_market
+    from app.devnet import free_port
     from gridswarm.keys import write_ed25519, write_eth_key
 
     work = Path(tempfile.mkdtemp(prefix=f"gridswarm-load-{kind}-"))

@@ -97,8 +97,8 @@ class _System:
         from coordinator.settings import CoordinatorSettings
         from gridswarm.chain import connect
         from gridswarm.clock import ScaledClock
-        from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
-        from gridswarm.devnet import Ganache, free_port
+        from app.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
+        from app.devnet import Ganache, free_port
         from gridswarm.keys import derive_ed25519, derive_eth_account, write_ed25519, write_eth_key
 
         work = self.work
@@ -163,7 +163,7 @@ class _System:
                 path.write_text(yaml.safe_dump(cfg))
                 with open(self.work / f"site{i}" / "agent.log", "wb") as log:
                     self.procs.append(subprocess.Popen(
-                        [sys.executable, "-m", "gridswarm.cli", "agent", "--config", str(path)],
+                        [sys.executable, "-m", "app.cli", "agent", "--config", str(path)],
                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
             return
         from agent.config import AgentConfig

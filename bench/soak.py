@@ -69,9 +69,9 @@ class Soak:
 
     def build(self) -> None:
         from gridswarm.chain import connect
-        from gridswarm.demo import site_devices
-        from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
-        from gridswarm.devnet import Ganache, free_port
+        from app.demo import site_devices
+        from app.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
+        from app.devnet import Ganache, free_port
         from gridswarm.keys import derive_ed25519, derive_eth_account, write_ed25519, write_eth_key
 
         a, work = self.args, self.work
@@ -139,7 +139,7 @@ class Soak:
         kind = "coordinator" if name == "coordinator" else "agent"
         log = open(self.work / f"{name}.{self.starts[name]}.log", "wb")  # noqa: SIM115 - the child owns it
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "gridswarm.cli", kind, "--config", str(self.cfg_path[name])],
+            [sys.executable, "-m", "app.cli", kind, "--config", str(self.cfg_path[name])],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import yaml
 
-from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
-from gridswarm.devnet import Ganache, free_port
+from app.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
+from app.devnet import Ganache, free_port
 from gridswarm.keys import derive_ed25519, derive_eth_account, hash_operator_key, write_ed25519, write_eth_key
 
 OPERATOR_KEY = "api-fuzz-operator-key"  # a throw-away key for this run only
@@ -64,7 +64,7 @@ def main() -> int:
         base = f"http://127.0.0.1:{port}"
         with open(work / "coordinator.log", "wb") as log:
             coord = subprocess.Popen(
-                [sys.executable, "-m", "gridswarm.cli", "coordinator", "--config", str(work / "coordinator.yaml")],
+                [sys.executable, "-m", "app.cli", "coordinator", "--config", str(work / "coordinator.yaml")],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -13,7 +13,7 @@ from agent.runtime import AgentRuntime
 from agent.store import EXPIRE_AFTER_S, AgentStore
 from coordinator.service import create_app
 from gridswarm.clock import ManualClock, ScaledClock
-from gridswarm.devnet import Ganache
+from app.devnet import Ganache
 from gridswarm.messages import IntervalNotice
 from tests.agent.test_runtime import ServerThread, agent_config
 from tests.conftest import deploy_fresh

@@ -11,7 +11,7 @@ import pytest
 
 from bench.load import ANVIL, pct
 from bench.soak import DAY, per_day
-from gridswarm.cli import main
+from app.cli import main
 
 
 def _samples(values: list[float], pids: list[int] | None = None) -> list[dict]:

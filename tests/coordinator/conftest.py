@@ -13,7 +13,7 @@ import uvicorn
 from coordinator.service import create_app
 from coordinator.settings import CoordinatorSettings
 from gridswarm.clock import ManualClock
-from gridswarm.devnet import Ganache, free_port
+from app.devnet import Ganache, free_port
 from gridswarm.keys import write_ed25519, write_eth_key
 from tests.conftest import Market, deploy_fresh
 

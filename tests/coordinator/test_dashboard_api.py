@@ -19,7 +19,7 @@ import pytest
 from agent.runtime import AgentRuntime
 from coordinator.service import create_app
 from gridswarm.clock import ScaledClock
-from gridswarm.devnet import Ganache, free_port
+from app.devnet import Ganache, free_port
 from gridswarm.envelope import Signer
 from gridswarm.keys import new_operator_key
 from tests.agent.test_runtime import ServerThread, agent_config
@@ -271,7 +271,7 @@ def test_coordinator_process_logs_json_lines_when_asked(ganache: Ganache, tmp_pa
     data = json.loads(settings.model_dump_json())
     data["log_json"] = True
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
-    cmd = [sys.executable, "-m", "gridswarm.cli", "coordinator", "--config", str(tmp_path / "c.yaml")]
+    cmd = [sys.executable, "-m", "app.cli", "coordinator", "--config", str(tmp_path / "c.yaml")]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     try:
         base = f"http://127.0.0.1:{settings.port}"

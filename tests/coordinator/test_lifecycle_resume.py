@@ -28,7 +28,7 @@ from coordinator.market.loop import MarketConfig, MarketLoop
 from coordinator.store import Store
 from gridswarm.chain import TxSender, sign_meter_reading
 from gridswarm.clock import ManualClock
-from gridswarm.devnet import Ganache, free_port
+from app.devnet import Ganache, free_port
 from gridswarm.envelope import Signer
 from tests.conftest import Market, deploy_fresh
 

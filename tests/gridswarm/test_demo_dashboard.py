@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from gridswarm.demo_dashboard import dashboard_figures, print_dashboard
+from app.demo_dashboard import dashboard_figures, print_dashboard
 
 ADDR = "0x" + "ab" * 20
 METRICS = """# HELP gridswarm_settlement_latency_seconds x

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from gridswarm import cli
+from app import cli
 from gridswarm.errors import GridSwarmError, UserError
 
 
@@ -20,9 +20,9 @@ def _roots() -> list[type[BaseException]]:
     from coordinator.preflight import StartupError
     from coordinator.settings import SettingsError
     from gridswarm.chain import ChainError
-    from gridswarm.compile import CompileError
-    from gridswarm.demo import DemoError
-    from gridswarm.devnet import DevnetError
+    from app.compile import CompileError
+    from app.demo import DemoError
+    from app.devnet import DevnetError
     from gridswarm.envelope import EnvelopeError
     from gridswarm.keys import KeyFileError
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from gridswarm.chain import ChainError, TxSender, connect
-from gridswarm.deploy import deploy_seeded_market
-from gridswarm.devnet import Ganache
+from app.deploy import deploy_seeded_market
+from app.devnet import Ganache
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("agent", "coordinator", "gridswarm")
+PACKAGES = ("agent", "coordinator", "gridswarm", "app")
 
 
 def _modules() -> dict[str, Path]:
@@ -163,9 +163,9 @@ def test_comments_refer_only_to_documents_in_the_repository() -> None:
 
 def test_product_code_imports_no_benchmark_and_no_command_line_module() -> None:
     """Data flows one way: benchmarks and command-line shells import the product, never the
-    reverse (``gridswarm.cli`` reaches the benchmarks through names, lazily)."""
+    reverse (``app.cli`` reaches the benchmarks through names, lazily)."""
     graph = _graph()
-    shells = {"gridswarm.cli", "gridswarm.demo", "coordinator.market.cli", "agent.forecast.cli"}
+    shells = {m for m in graph if m == "app" or m.startswith("app.")} | {"coordinator.market.cli", "agent.forecast.cli"}
     offenders = sorted(
         f"{m} -> {d}"
         for m, deps in graph.items()
@@ -181,6 +181,21 @@ def test_product_code_imports_no_benchmark_and_no_command_line_module() -> None:
         and re.search(r"^\s*(from|import)\s+bench\b", p.read_text(), re.M)
     )
     assert offenders == [] and bad_bench == [], (offenders, bad_bench)
+
+
+def test_the_shared_protocol_and_the_product_never_import_the_shell() -> None:
+    """``gridswarm`` (clock, envelope, messages, chain client, keys, errors) is what both sides
+    share; ``app`` (the command, the demo, deployment, the local node, the compiler) is the
+    application shell on top. Imports run one way: from the shell down, never back up."""
+    graph = _graph()
+    offenders = sorted(
+        f"{m} -> {d}"
+        for m, deps in graph.items()
+        if not (m == "app" or m.startswith("app."))
+        for d in deps
+        if d == "app" or d.startswith("app.")
+    )
+    assert offenders == [], offenders
 
 
 def test_controllers_never_import_a_driver_implementation() -> None:

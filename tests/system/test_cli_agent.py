@@ -28,7 +28,7 @@ def _config(tmp: Path, devices: list[dict]) -> Path:
 
 def _agent(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gridswarm.cli", "agent", *args], capture_output=True, text=True, timeout=120, cwd=ROOT
+        [sys.executable, "-m", "app.cli", "agent", *args], capture_output=True, text=True, timeout=120, cwd=ROOT
     )
 
 
@@ -73,7 +73,7 @@ async def _check_async(path: Path) -> tuple[int, str, str]:
     import asyncio
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gridswarm.cli", "agent", "--config", str(path), "--check",
+        sys.executable, "-m", "app.cli", "agent", "--config", str(path), "--check",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     return proc.returncode, out.decode(), err.decode()
@@ -175,7 +175,7 @@ def test_agent_process_dispatches_a_sunspec_battery_with_config_capacity(ganache
             path = tmp_path / "site.yaml"
             path.write_text(yaml.safe_dump(cfg))
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gridswarm.cli", "agent", "--config", str(path),
+                sys.executable, "-m", "app.cli", "agent", "--config", str(path),
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
             lines: list[str] = []
 
@@ -218,7 +218,7 @@ def test_agent_process_dispatches_a_sunspec_battery_with_config_capacity(ganache
 
     asyncio.run(main())
 def test_the_agent_command_does_not_load_the_benchmarks_heavy_imports() -> None:
-    code = ("import sys; from gridswarm.cli import build_parser, CORE; "
+    code = ("import sys; from app.cli import build_parser, CORE; "
             "build_parser(delegated=False).parse_args(['agent', '--config', 'x.yaml']); "
             "print(sorted(m for m in ('scipy', 'pandas', 'fastapi') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)

@@ -12,7 +12,7 @@ import yaml
 
 from coordinator.api.schemas import Health  # noqa: F401 - imported so a broken API package fails here too
 from gridswarm.chain import connect
-from gridswarm.devnet import Ganache, free_port
+from app.devnet import Ganache, free_port
 from tests.conftest import deploy_fresh
 from tests.coordinator.conftest import write_settings
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _coordinator(config: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gridswarm.cli", "coordinator", "--config", str(config)],
+        [sys.executable, "-m", "app.cli", "coordinator", "--config", str(config)],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )  # fmt: skip
 

@@ -46,7 +46,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         pytest.fail(f"{CHROMIUM} is missing: run scripts/chromium.sh (make test does)")
     out = tmp_path_factory.mktemp("dashboard-demo")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gridswarm.cli", "demo", "--serve", "--intervals", "2", "--seed", str(SEED),
+        [sys.executable, "-m", "app.cli", "demo", "--serve", "--intervals", "2", "--seed", str(SEED),
          "--out", str(out)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )

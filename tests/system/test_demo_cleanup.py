@@ -44,7 +44,7 @@ def test_a_stopped_demo_leaves_no_process_behind(sig: signal.Signals, tmp_path: 
     out = tmp_path / "demo"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     demo = subprocess.Popen(
-        [sys.executable, "-m", "gridswarm.cli", "demo", "--intervals", "50", "--agents", "4", "--out", str(out)],
+        [sys.executable, "-m", "app.cli", "demo", "--intervals", "50", "--agents", "4", "--out", str(out)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -9,15 +9,15 @@ import time
 from pathlib import Path
 
 from gridswarm.chain import Deployment, connect
-from gridswarm.demo import site_devices
-from gridswarm.devnet import Ganache, free_port
+from app.demo import site_devices
+from app.devnet import Ganache, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gridswarm.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
     )
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from gridswarm.compile import ROOT
-from gridswarm.devnet import Ganache
+from app.compile import ROOT
+from app.devnet import Ganache
 
 CHECK = ROOT / "tests" / "system" / "ethers_check.mjs"
 
@@ -32,7 +32,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - (ganac
     out = tmp_path_factory.mktemp("ethers-demo")
     with Ganache(log_path=out / "ganache.log") as node:
         proc = subprocess.run(
-            [sys.executable, "-m", "gridswarm.cli", "demo", "--rpc-url", node.url]
+            [sys.executable, "-m", "app.cli", "demo", "--rpc-url", node.url]
             + ["--intervals", "1", "--out", str(out)],
             capture_output=True,
             text=True,

@@ -31,7 +31,7 @@ def test_example_loads_and_its_devices_validate(name: str) -> None:
 
 
 def test_sim_example_check_passes() -> None:
-    proc = subprocess.run([sys.executable, "-m", "gridswarm.cli", "agent", "--config", str(EXAMPLES / "site.yaml"),
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "agent", "--config", str(EXAMPLES / "site.yaml"),
                            "--check"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -58,7 +58,7 @@ def test_sunspec_example_check_runs_against_the_test_device(tmp_path: Path) -> N
         cfg = tmp_path / "site-sunspec.yaml"
         cfg.write_text(text)
         assert yaml.safe_load(text)["devices"][0]["port"] == bport
-        proc = subprocess.run([sys.executable, "-m", "gridswarm.cli", "agent", "--config", str(cfg), "--check"],
+        proc = subprocess.run([sys.executable, "-m", "app.cli", "agent", "--config", str(cfg), "--check"],
                               capture_output=True, text=True, timeout=120, cwd=ROOT)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         rows = {r["device_id"]: r for r in map(json.loads, proc.stdout.splitlines())}

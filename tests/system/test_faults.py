@@ -27,8 +27,8 @@ import yaml
 
 from agent.devices.spec import device_mappings
 from gridswarm.chain import interval_lapsed
-from gridswarm.demo import site_devices
-from gridswarm.devnet import Ganache, free_port
+from app.demo import site_devices
+from app.devnet import Ganache, free_port
 from gridswarm.keys import write_ed25519, write_eth_key
 from tests.conftest import Market, deploy_fresh
 
@@ -107,7 +107,7 @@ class System:
             args = ["agent", "--config", str(self.agent_cfgs[int(name.removeprefix("agent"))])]
         log = open(self.tmp / f"{name}.{self.starts[name]}.log", "wb")  # noqa: SIM115 - the child owns it
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "gridswarm.cli", *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [sys.executable, "-m", "app.cli", *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> int:

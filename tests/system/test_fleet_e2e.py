@@ -13,7 +13,7 @@ import pytest
 from agent.runtime import AgentRuntime
 from coordinator.service import create_app
 from gridswarm.clock import ScaledClock
-from gridswarm.devnet import Ganache
+from app.devnet import Ganache
 from gridswarm.envelope import Signer
 from gridswarm.keys import hash_operator_key
 from tests.agent.test_runtime import ServerThread, agent_config

@@ -16,7 +16,7 @@ import httpx
 from agent.runtime import AgentRuntime
 from coordinator.service import create_app
 from gridswarm.clock import ScaledClock
-from gridswarm.devnet import Ganache
+from app.devnet import Ganache
 from tests.agent.test_runtime import ServerThread, agent_config
 from tests.conftest import deploy_fresh
 from tests.coordinator.conftest import write_settings

@@ -34,7 +34,7 @@ import pytest
 import yaml
 
 from gridswarm.chain import interval_lapsed
-from gridswarm.devnet import Ganache
+from app.devnet import Ganache
 from tests.conftest import deploy_fresh
 from tests.system.test_faults import System
 
@@ -46,10 +46,10 @@ INTERVALS = 1
 
 SPARE = (
     "import sys\n"
-    "import gridswarm.cli, coordinator.preflight, coordinator.service, coordinator.settings, uvicorn\n"
+    "import app.cli, coordinator.preflight, coordinator.service, coordinator.settings, uvicorn\n"
     "print('ready', flush=True)\n"
     "sys.stdin.readline()\n"
-    "sys.exit(gridswarm.cli.main(sys.argv[1:]))\n"
+    "sys.exit(app.cli.main(sys.argv[1:]))\n"
 )
 
 

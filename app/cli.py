@@ -48,7 +48,7 @@ def _fail(message: str) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gridswarm.demo import DemoOptions, run_demo
+    from app.demo import DemoOptions, run_demo
 
     logging.getLogger().setLevel(logging.WARNING)
     report = run_demo(
@@ -86,7 +86,7 @@ def cmd_scenario(args: argparse.Namespace) -> int:
 
 
 def cmd_devnet(args: argparse.Namespace) -> int:
-    from gridswarm.devnet import Ganache
+    from app.devnet import Ganache
 
     db = None if args.in_memory else Path(args.db)
     g = Ganache(port=args.port, chain_id=args.chain_id, accounts=args.accounts, db_path=db).start()
@@ -104,7 +104,7 @@ def cmd_devnet(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from gridswarm.chain import connect
-    from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_market, fund_eth, register_participants
+    from app.deploy import TOKEN_UNIT, ParticipantSpec, deploy_market, fund_eth, register_participants
     from gridswarm.keys import (
         derive_ed25519,
         derive_eth_account,

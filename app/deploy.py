@@ -17,7 +17,7 @@ from nacl.signing import SigningKey
 from web3 import Web3
 
 from gridswarm.chain import Deployment, ErrorDecoder, TxSender
-from gridswarm.compile import compile_contracts, link_bytecode
+from app.compile import compile_contracts, link_bytecode
 from gridswarm.keys import derive_ed25519, derive_eth_account
 
 logger = logging.getLogger(__name__)

@@ -36,9 +36,9 @@ from agent.devices.spec import (
     device_mappings,
 )
 from gridswarm.chain import ChainUnavailable, Deployment, connect
-from gridswarm.demo_dashboard import dashboard_figures, print_dashboard
-from gridswarm.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
-from gridswarm.devnet import Ganache, die_with_parent, free_port
+from app.demo_dashboard import dashboard_figures, print_dashboard
+from app.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
+from app.devnet import Ganache, die_with_parent, free_port
 from gridswarm.errors import GridSwarmError
 from gridswarm.keys import derive_ed25519, derive_eth_account, new_operator_key, write_ed25519, write_eth_key
 
@@ -250,7 +250,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         (cdir / "coordinator.yaml").write_text(yaml.safe_dump(coord_cfg))
         procs.start(
             "coordinator",
-            [sys.executable, "-m", "gridswarm.cli", "coordinator", "--config", str(cdir / "coordinator.yaml")],
+            [sys.executable, "-m", "app.cli", "coordinator", "--config", str(cdir / "coordinator.yaml")],
             out / "logs" / "coordinator.log",
         )
         for i, (spec, role) in enumerate(zip(specs, roles, strict=True)):
@@ -279,7 +279,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
             (adir / "site.yaml").write_text(yaml.safe_dump(cfg))
             procs.start(
                 f"agent{i}",
-                [sys.executable, "-m", "gridswarm.cli", "agent", "--config", str(adir / "site.yaml")],
+                [sys.executable, "-m", "app.cli", "agent", "--config", str(adir / "site.yaml")],
                 out / "logs" / f"agent{i}.log",
             )
         base = f"http://127.0.0.1:{port}"

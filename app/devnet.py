@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from gridswarm.compile import ROOT
+from app.compile import ROOT
 from gridswarm.errors import GridSwarmError
 
 logger = logging.getLogger(__name__)
