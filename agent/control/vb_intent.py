@@ -8,7 +8,8 @@ high threshold with low local use) or neither (**hold**). For the virtual batter
   cover (load less PV less what the storage can give above the owner's reserve,
   :func:`agent.fleet_link.borrow_need_w`); when the device loop requests energy, the request
   also carries what the store wants to get back to its low threshold over the window, within its
-  charge power; a site whose device loop contributes never borrows (it has energy to spare);
+  charge power; a site whose device loop contributes asks for no refill (it has energy to
+  spare), only for the power its storage cannot give (a full 100 W battery under a 1.5 kW load);
 - **lending** (:func:`lend_allowed`): a lender grant is refused while the device loop requests
   energy (the store is below its low threshold: lending would drain it further), and when the
   energy asked exceeds what the storage holds above the owner's reserve.
@@ -42,8 +43,8 @@ def borrow_request_w(state: Any, site: Any, duration_s: float) -> tuple[float, s
     """Power (W) to ask the fleet for over a window of ``duration_s``, and why."""
     intent = state.intent
     shortfall = borrow_need_w(state, site)
-    if intent.kind == "contribute":
-        return 0.0, f"device loop contributes ({intent.reason}): no borrowing"
+    if intent.kind == "contribute":  # energy to spare, but its power may still fall short of the load
+        return shortfall, f"shortfall {shortfall:.0f} W (no refill: device loop contributes, {intent.reason})"
     if intent.kind == "request" and duration_s > 0:
         charge, _above = _storage(state, site)
         refill = min(charge, intent.energy_wh * 3600.0 / duration_s)

@@ -85,7 +85,7 @@ def test_a_store_with_surplus_never_borrows_and_lends_only_above_the_reserve(tmp
         assert rt.site.last_state.intent.kind == "contribute"
         rt._maybe_borrow(IntervalNotice(interval=1, delivery_start=clock.now() + 300,
                                         delivery_end=clock.now() + 1200, gate_close=clock.now() + 200))
-        assert _outbox(rt, "borrow") == []
+        assert _outbox(rt, "borrow") == []  # its battery covers its small load: no shortfall, no refill
         await rt.on_message(_lend(signer, "lender", 20_000, clock))  # more than it holds above the reserve
         await rt.on_message(_lend(signer, "lender", 1_000, clock))
 
@@ -94,3 +94,26 @@ def test_a_store_with_surplus_never_borrows_and_lends_only_above_the_reserve(tmp
     assert [a["ok"] for a in acks] == [False, True]
     assert "above the owner's reserve" in acks[0]["reason"]
     assert len(rt.grants) == 1
+
+
+def test_a_full_store_too_weak_for_its_load_still_borrows_the_power_it_lacks() -> None:
+    """Energy to spare is not power to spare: a contributing store whose inverter gives 100 W
+    under a 1.5 kW load asks for the 1.4 kW it cannot give, and no refill."""
+    from types import SimpleNamespace as NS
+
+    from agent.control.vb_intent import borrow_request_w
+    from agent.drivers.base import DeviceKind
+
+    site = NS(control=NS(reserve_soc=0.2),
+              drivers={"battery1": NS(kind=DeviceKind.BATTERY, writable=True),
+                       "load1": NS(kind=DeviceKind.LOAD, writable=False)})
+    state = NS(intent=NS(kind="contribute", reason="above the high threshold", energy_wh=0.0),
+               devices={"battery1": NS(soc=0.9, capacity_wh=2_000.0, available_discharge_w=100.0,
+                                       available_charge_w=100.0, power_w=0.0),
+                        "load1": NS(soc=None, capacity_wh=None, available_discharge_w=0.0,
+                                    available_charge_w=1_500.0, power_w=-1_500.0)})
+    want, why = borrow_request_w(state, site, 900.0)
+    assert want == 1_400.0 and "no refill" in why
+    state.intent.kind = "request"
+    state.intent.energy_wh = 300.0  # now it also wants 300 Wh back: 1.2 kW over 900 s, but takes 100 W
+    assert borrow_request_w(state, site, 900.0)[0] == 1_500.0
