@@ -690,10 +690,6 @@ class Analytics:
         rows = self.store.query("select coalesce(status, 'unknown') as status, count(*) as n from intervals group by 1")
         return {str(r["status"]): int(r["n"]) for r in rows}
 
-    def rejection_counts(self) -> dict[str, int]:
-        rows = self.store.query("select reason, count(*) as n from rejections group by reason")
-        return {str(r["reason"]): int(r["n"]) for r in rows}
-
     def settlement_latency(self) -> tuple[list[int], int, float]:
         """Settled intervals' time from the end of delivery to the market loop seeing them
         settled on chain (the coordinator's clock; 0 for an interval settled before its delivery

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -71,6 +72,9 @@ class Ingest:
         self.batches = 0
         self.messages = 0
         self.largest_batch = 0
+        # Since this process started (Prometheus counters; a restart is a counter reset):
+        self.accepted: Counter[str] = Counter()  # stored records, by envelope kind
+        self.refused: Counter[str] = Counter()  # refused messages, by reason
 
     # ------------------------------------------------------------------ event-loop side
 
@@ -226,6 +230,11 @@ class Ingest:
                 fn()
             except Exception:  # noqa: BLE001 - a view's failure must not un-acknowledge stored records
                 logger.exception("after storing a message")
+        for o in work.outcomes:
+            if o.env is not None:
+                self.accepted[o.env.kind] += 1
+            else:
+                self.refused[str(getattr(o.error, "reason", None) or "error")] += 1
         self.batches += 1
         self.messages += work.n
         self.largest_batch = max(self.largest_batch, work.n)

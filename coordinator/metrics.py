@@ -15,16 +15,9 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from coordinator.service import Coordinator
 
-# Records the hub accepted, by envelope kind, counted from the tables they were stored in.
-_ACCEPTED = {
-    "telemetry": "select count(*) as n from telemetry",
-    "meter": "select count(*) as n from readings",
-    "ack": "select count(*) as n from acks",
-    "alarm": "select count(*) as n from event_log where kind = 'alarm'",
-    "forecast": "select count(distinct sender || ':' || record_id) as n from forecasts",
-    "config_result": "select count(*) as n from event_log where kind in ('config_applied', 'config_refused')"
-    " and json_extract(data, '$.reason') != 'link broken'",
-}
+# Records the hub stored and messages it refused are counted by the ingest writer as it goes
+# (coordinator/ingest.py), not from the tables: those are pruned by the retention rule.
+_KINDS = ("telemetry", "meter", "ack", "alarm", "forecast", "config_result", "borrow")
 
 
 class CoordinatorCollector(Collector):
@@ -58,12 +51,12 @@ class CoordinatorCollector(Collector):
             gas.add_metric(["settle"], int(latest["gas_settle"] or 0))
         yield gas
         acc = CounterMetricFamily("gridswarm_messages_accepted", "Agent records accepted, by kind", labels=["kind"])
-        for kind, sql in _ACCEPTED.items():
-            r = store.one(sql)
-            acc.add_metric([kind], int(r["n"]) if r else 0)
+        ingest = c.hub.ingest
+        for kind in sorted(set(_KINDS) | set(ingest.accepted)):
+            acc.add_metric([kind], ingest.accepted.get(kind, 0))
         yield acc
         ref = CounterMetricFamily("gridswarm_messages_refused", "Agent messages refused, by reason", labels=["reason"])
-        for reason, n in sorted(analytics.rejection_counts().items()):
+        for reason, n in sorted(ingest.refused.items()):
             ref.add_metric([reason], n)
         yield ref
         inflight = GaugeMetricFamily("gridswarm_hub_inflight", "Agent messages being handled (shed past the limit)")

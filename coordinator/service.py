@@ -109,6 +109,21 @@ class Coordinator:
             await self.clock.wait(self.settings.index_poll_s)
 
 
+    async def housekeep_forever(self) -> None:
+        """Apply the retention rule (``retention`` in the settings) every ``every_s`` on the
+        coordinator's clock; a failure is logged and retried next round."""
+        r = self.settings.retention
+        while True:
+            try:
+                gone = await asyncio.to_thread(self.store.prune_messages, self.clock.now() - r.history_s,
+                                               r.rejections_kept)
+                if any(gone.values()):
+                    logger.info("retention: deleted %s", ", ".join(f"{n} {t}" for t, n in gone.items() if n))
+            except Exception:  # noqa: BLE001 - keep the service up; try again next round
+                logger.exception("retention failed; retrying in %.0f s", r.every_s)
+            await self.clock.sleep(r.every_s)
+
+
 def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> FastAPI:
     from coordinator.api.routes import (  # noqa: I001
         agents,
@@ -133,7 +148,8 @@ def create_app(settings: CoordinatorSettings, clock: Clock | None = None) -> Fas
         coord = Coordinator(settings, clock)
         await asyncio.to_thread(coord.indexer.sync)
         app.state.coordinator = coord
-        tasks = [asyncio.create_task(coord.index_forever(), name="indexer")]
+        tasks = [asyncio.create_task(coord.index_forever(), name="indexer"),
+                 asyncio.create_task(coord.housekeep_forever(), name="retention")]
         if coord.loop:
             tasks.append(asyncio.create_task(coord.loop.run(), name="market"))
         if coord.fleet:

@@ -67,6 +67,18 @@ class DashboardSettings(BaseModel):
     tariff_export_price: int = Field(default=80, ge=0, lt=2**32)
 
 
+class RetentionSettings(BaseModel):
+    """How long the coordinator keeps what agents send (docs/operations.md): telemetry, forecasts
+    and refused messages older than ``history_s`` go, and at most ``rejections_kept`` refusals are
+    kept, so a sender flooding bad messages cannot fill the disk. Chain-derived rows (the ledger's
+    history) and meter readings are kept."""
+
+    model_config = ConfigDict(extra="forbid")
+    history_s: float = Field(default=7 * 86_400.0, gt=0.0)
+    rejections_kept: int = Field(default=100_000, ge=100)
+    every_s: float = Field(default=3_600.0, gt=0.0)  # how often the rule is applied (clock s)
+
+
 class SettingsError(UserError, ValueError):
     """The settings file is missing, unreadable or has a bad field (named in the one-line message)."""
 
@@ -89,6 +101,7 @@ class CoordinatorSettings(BaseModel):
     dashboard: DashboardSettings = DashboardSettings()
     log_json: bool = False  # log records as JSON lines
     fleet: FleetSettings = FleetSettings(enabled=False)  # fleet grid services (docs/fleet.md)
+    retention: RetentionSettings = RetentionSettings()
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> CoordinatorSettings:

@@ -290,6 +290,21 @@ class Store:
         with self.transaction() as db:
             return _put_forecasts(db, sender, record_id, made_ts, points, now)
 
+    def prune_messages(self, before: float, rejections_kept: int) -> dict[str, int]:
+        """The retention rule for what agents send: telemetry and forecasts older than ``before``,
+        and refused messages older than it or beyond the newest ``rejections_kept``, are deleted.
+        Returns the rows deleted per table."""
+        with self.transaction() as db:
+            out = {
+                "telemetry": db.execute("delete from telemetry where ts < ?", [before]).rowcount,
+                "forecasts": db.execute("delete from forecasts where target_start < ?", [before]).rowcount,
+                "rejections": db.execute(
+                    "delete from rejections where ts < ? or id <= (select coalesce(max(id), 0) from rejections) - ?",
+                    [before, rejections_kept],
+                ).rowcount,
+            }
+        return {k: int(v) for k, v in out.items()}
+
     def prune_forecasts(self, before: float) -> int:
         with self.transaction() as db:
             return int(db.execute("delete from forecasts where target_start < ?", [before]).rowcount)
@@ -393,11 +408,11 @@ class Store:
             db["fleet_events"].insert_all(rows)
 
     def prune_fleet(self, before: float) -> int:
-        """Delete fleet history older than ``before``; returns the telemetry rows deleted."""
+        """Delete the fleet's alarm and event history older than ``before`` (telemetry follows the
+        coordinator's retention rule, :meth:`prune_messages`); returns the rows deleted."""
         with self.transaction() as db:
-            n = db.execute("delete from telemetry where ts < ?", [before]).rowcount
-            db.execute("delete from fleet_alarms where received < ?", [before])
-            db.execute("delete from fleet_events where ts < ?", [before])
+            n = db.execute("delete from fleet_alarms where received < ?", [before]).rowcount
+            n += db.execute("delete from fleet_events where ts < ?", [before]).rowcount
         return int(n)
 
     def telemetry_history(self, address: str, limit: int) -> list[dict[str, Any]]:

@@ -34,7 +34,7 @@ class FleetSettings(BaseModel):
     arm_ttl_s: float = Field(default=1800.0, gt=0.0)  # arms expire this long after they are sent
     rearm_s: float = Field(default=300.0, gt=0.0)  # re-arm at least this often (clock s)
     check_s: float = Field(default=10.0, gt=0.0)  # health check period (clock s)
-    history_s: float = Field(default=7 * 86_400.0, gt=0.0)  # telemetry kept in the store
+    history_s: float = Field(default=7 * 86_400.0, gt=0.0)  # fleet alarms and events kept in the store
     max_events: int = Field(default=1_000, ge=10)  # operator-visible events kept in memory
     borrowing: bool = True  # serve virtual-battery requests
     borrow_price: int = Field(default=150, gt=0, lt=2**24)  # token base units per Wh for borrowed energy

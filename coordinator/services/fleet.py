@@ -393,7 +393,7 @@ class FleetService:
 
     async def run(self) -> None:
         """Health checks every ``check_s``; re-arm on a change of mode or exclusions and at
-        least every ``rearm_s``; prune old telemetry hourly. Never dies on an error."""
+        least every ``rearm_s``; prune old fleet alarms and events hourly. Never dies on an error."""
         s = self.settings
         self._loop = asyncio.get_running_loop()
         failing = False

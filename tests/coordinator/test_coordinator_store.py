@@ -166,3 +166,24 @@ def test_own_sequence_keeps_growing_across_reopening(tmp_path: Path) -> None:
     assert store.next_own_seq("coordinator") == 4
     assert store.last_seqs() == {"coordinator": 4}
     store.close()
+
+
+def test_the_retention_rule_bounds_what_agents_send(tmp_path: Path) -> None:
+    store = Store(tmp_path / "c.sqlite")
+    _seed(store)
+    with store.transaction() as db:
+        db["telemetry"].insert_all(
+            [{"sender": "0xA", "record_id": i, "ts": float(i), "net_export_w": 0.0, "soc": 0.5, "devices": "{}"}
+             for i in range(10)]
+        )
+        db["rejections"].insert_all(
+            [{"sender": "0xZ", "reason": "bad_signature", "message": "x", "ts": 100.0 + i} for i in range(300)]
+        )
+    gone = store.prune_messages(before=5.0, rejections_kept=120)
+    assert gone == {"telemetry": 5, "forecasts": 0, "rejections": 180}
+    assert [r["record_id"] for r in store.telemetry_history("0xA", 100)] == [9, 8, 7, 6, 5]
+    kept = store.query("select min(ts) as lo, count(*) as n from rejections")[0]
+    assert (kept["n"], kept["lo"]) == (120, 280.0)  # the newest are kept
+    assert store.count_intervals() == 3 and len(store.trade_rows(None, None, 100, 0)) == 4  # the ledger stays
+    assert store.prune_messages(before=5.0, rejections_kept=120) == {"telemetry": 0, "forecasts": 0, "rejections": 0}
+    store.close()
