@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.info import machine, write_results
-from coordinator.analytics import Analytics
 from coordinator.store import Store
+from coordinator.store.analytics import Analytics
 
 INTERVAL_S = 900.0
 START_TS = 1_767_225_600.0  # 2026-01-01 00:00 UTC

@@ -49,6 +49,9 @@ from hexbytes import HexBytes
 from nacl.signing import SigningKey
 from web3 import Web3
 
+from app.compile import EVM_VERSION, ROOT, SOLC_VERSION
+from app.deploy import TOKEN_UNIT, deploy_seeded_market
+from app.devnet import Ganache
 from bench.info import machine, write_results
 from coordinator.hub import Hub
 from coordinator.indexer import Indexer
@@ -57,9 +60,6 @@ from coordinator.market.loop import MarketConfig, MarketLoop
 from coordinator.store import Store
 from gridswarm.chain import ChainError, Deployment, TxSender, connect, sign_meter_reading
 from gridswarm.clock import WallClock
-from app.compile import EVM_VERSION, ROOT, SOLC_VERSION
-from app.deploy import TOKEN_UNIT, deploy_seeded_market
-from app.devnet import Ganache
 from gridswarm.envelope import Signer
 from gridswarm.keys import derive_ed25519, derive_eth_account
 

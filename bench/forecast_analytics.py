@@ -22,8 +22,8 @@ from typing import Any
 
 from bench.analytics import _time, site_address
 from bench.info import machine, write_results
-from coordinator.analytics import Analytics
 from coordinator.store import Store
+from coordinator.store.analytics import Analytics
 
 START_TS = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 STEP_S = 300.0

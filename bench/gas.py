@@ -33,10 +33,10 @@ from typing import Any
 
 from web3 import Web3
 
-from bench.info import machine, write_results
-from gridswarm.chain import compact_signature, meter_typed_data
 from app.compile import EVM_VERSION, ROOT, SOLC_VERSION, compile_contracts, link_bytecode
 from app.devnet import Ganache
+from bench.info import machine, write_results
+from gridswarm.chain import compact_signature, meter_typed_data
 
 logger = logging.getLogger(__name__)
 

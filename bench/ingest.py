@@ -118,10 +118,10 @@ def _phases(args: argparse.Namespace, pid: int, procs: list[subprocess.Popen[str
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from bench.clearing_e2e import RawSender
-    from gridswarm.chain import connect
     from app.deploy import deploy_seeded_market
     from app.devnet import Ganache, free_port
+    from bench.clearing_e2e import RawSender
+    from gridswarm.chain import connect
     from gridswarm.keys import derive_ed25519, derive_eth_account, write_ed25519, write_eth_key
 
     work = Path(tempfile.mkdtemp(prefix="gridswarm-ingest-"))

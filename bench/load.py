@@ -52,8 +52,8 @@ from typing import IO, Any
 import httpx
 import yaml
 
-from bench.info import machine, write_results
 from app.compile import ROOT
+from bench.info import machine, write_results
 
 DEFAULT_OUT = Path("bench/results/load.json")
 ANVIL = ROOT / "node_modules" / ".bin" / "anvil"
@@ -408,9 +408,9 @@ def run_chain(kind: str, args: argparse.Namespace, log: Any) -> dict[str, Any]:
     from bench.clearing_e2e import new_participants, onboard
 
     PatientSender = _patient_sender()  # noqa: N806 - a class
-    from gridswarm.chain import connect
     from app.deploy import deploy_seeded_market
     from app.devnet import free_port
+    from gridswarm.chain import connect
     from gridswarm.keys import write_ed25519, write_eth_key
 
     work = Path(tempfile.mkdtemp(prefix=f"gridswarm-load-{kind}-"))

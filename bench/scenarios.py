@@ -93,12 +93,12 @@ class _System:
         import httpx
         import uvicorn
 
+        from app.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
+        from app.devnet import Ganache, free_port
         from coordinator.service import create_app
         from coordinator.settings import CoordinatorSettings
         from gridswarm.chain import connect
         from gridswarm.clock import ScaledClock
-        from app.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
-        from app.devnet import Ganache, free_port
         from gridswarm.keys import derive_ed25519, derive_eth_account, write_ed25519, write_eth_key
 
         work = self.work

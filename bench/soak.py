@@ -68,10 +68,10 @@ class Soak:
     # ------------------------------------------------------------------ set-up
 
     def build(self) -> None:
-        from gridswarm.chain import connect
         from app.demo import site_devices
         from app.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
         from app.devnet import Ganache, free_port
+        from gridswarm.chain import connect
         from gridswarm.keys import derive_ed25519, derive_eth_account, write_ed25519, write_eth_key
 
         a, work = self.args, self.work

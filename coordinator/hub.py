@@ -46,7 +46,7 @@ class Hub:
         self.market = market
         self.verifier = Verifier(clock=clock, keys=self._key_of, last_seq=store.last_seqs())
         self.links: dict[str, SendFn] = {}
-        self.events: Any = None  # coordinator.analytics.Analytics: alarms and config results are logged there
+        self.events: Any = None  # coordinator.store.analytics.Analytics: alarms and config results are logged there
         # Load shedding: messages being verified and applied (or waiting for a worker thread);
         # past ``max_inflight`` a message is refused at once as ``busy`` and the agent sends it
         # again later from its outbox, so overload costs a reply, not an unbounded queue.

@@ -26,7 +26,7 @@ class CoordinatorCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         c = self.coord
-        store, analytics = c.store, c.analytics
+        analytics = c.analytics
         g = GaugeMetricFamily("gridswarm_intervals", "Delivery intervals by status", labels=["status"])
         for status, n in sorted(analytics.interval_counts().items()):
             g.add_metric([status], n)
@@ -34,15 +34,12 @@ class CoordinatorCollector(Collector):
         failed = GaugeMetricFamily("gridswarm_intervals_failed", "Intervals the market loop gave up on")
         failed.add_metric([], len(c.loop.failed) if c.loop else 0)
         yield failed
-        row = store.one(
-            "select count(clear_seconds) as n, coalesce(sum(clear_seconds), 0) as s from intervals"
-            " where clear_seconds is not null"
-        )
+        n_cleared, clear_s = analytics.clearing_totals()
         clear = CounterMetricFamily("gridswarm_clearing_seconds", "Time to clear and commit intervals")
-        clear.add_metric([], float(row["s"]) if row else 0.0)
+        clear.add_metric([], clear_s)
         yield clear
         clear_n = CounterMetricFamily("gridswarm_clearing_count", "Intervals cleared and committed")
-        clear_n.add_metric([], int(row["n"]) if row else 0)
+        clear_n.add_metric([], n_cleared)
         yield clear_n
         gas = GaugeMetricFamily("gridswarm_interval_gas", "Gas of the latest settled interval", labels=["step"])
         latest = analytics.latest_settled()
@@ -66,10 +63,9 @@ class CoordinatorCollector(Collector):
         agents.add_metric([], len(c.hub.links))
         yield agents
         alarms = GaugeMetricFamily("gridswarm_alarms_unacknowledged", "Alarms no operator has acknowledged")
-        r = store.one("select count(*) as n from event_log where kind = 'alarm' and acked_at is null")
-        alarms.add_metric([], int(r["n"]) if r else 0)
+        alarms.add_metric([], analytics.unacknowledged_alarms())
         yield alarms
-        from coordinator.analytics import SETTLE_BUCKETS_S
+        from coordinator.store.analytics import SETTLE_BUCKETS_S
 
         counts, n, total = analytics.settlement_latency()
         settle = HistogramMetricFamily(

@@ -12,7 +12,6 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from coordinator.analytics import Analytics, Tariff
 from coordinator.hub import Hub
 from coordinator.indexer import Indexer
 from coordinator.ingest import SeqReservation
@@ -21,6 +20,7 @@ from coordinator.metrics import registry_for
 from coordinator.services import FleetService
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import Store
+from coordinator.store.analytics import Analytics, Tariff
 from gridswarm.chain import Deployment, TxSender, connect
 from gridswarm.clock import Clock
 from gridswarm.envelope import Signer

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from coordinator.analytics import Analytics
 from coordinator.store import Store
+from coordinator.store.analytics import Analytics
 
 if TYPE_CHECKING:
     from coordinator.service import Coordinator
@@ -27,7 +27,7 @@ CoordinatorDep = Annotated["Coordinator", Depends(get_coordinator)]
 
 
 def get_analytics(request: HTTPConnection) -> Analytics:
-    return request.app.state.coordinator.analytics  # type: ignore[no-any-return]
+    return request.app.state.coordinator.store.analytics  # type: ignore[no-any-return]
 
 
 AnalyticsDep = Annotated[Analytics, Depends(get_analytics)]

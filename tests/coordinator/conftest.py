@@ -10,10 +10,10 @@ import httpx
 import pytest
 import uvicorn
 
+from app.devnet import Ganache, free_port
 from coordinator.service import create_app
 from coordinator.settings import CoordinatorSettings
 from gridswarm.clock import ManualClock
-from app.devnet import Ganache, free_port
 from gridswarm.keys import write_ed25519, write_eth_key
 from tests.conftest import Market, deploy_fresh
 

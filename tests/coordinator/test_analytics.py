@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from bench.analytics import START_TS, ZONES, populate, queries, site_address
-from coordinator.analytics import MAX_EVENTS_KEPT, Analytics, AnalyticsError, CursorError, NotFound, Tariff
 from coordinator.store import Store
+from coordinator.store.analytics import MAX_EVENTS_KEPT, Analytics, AnalyticsError, CursorError, NotFound, Tariff
 
 DAYS, SITES, FIRST = 2, 6, 1_000_000
 

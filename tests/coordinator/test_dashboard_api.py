@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from agent.runtime import AgentRuntime
+from app.devnet import Ganache, free_port
 from coordinator.service import create_app
 from gridswarm.clock import ScaledClock
-from app.devnet import Ganache, free_port
 from gridswarm.envelope import Signer
 from gridswarm.keys import new_operator_key
 from tests.agent.test_runtime import ServerThread, agent_config

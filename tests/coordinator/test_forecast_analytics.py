@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from coordinator.analytics import SETTLE_BUCKETS_S, Analytics, AnalyticsError, CursorError, NotFound
 from coordinator.store import FORECAST_KEEP_S, Store
+from coordinator.store.analytics import SETTLE_BUCKETS_S, Analytics, AnalyticsError, CursorError, NotFound
 
 SITE = "0x" + "11" * 20
 T0 = 1_800_000_000.0

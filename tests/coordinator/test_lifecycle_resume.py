@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from app.devnet import Ganache, free_port
 from coordinator.hub import Hub
 from coordinator.indexer import Indexer
 from coordinator.market.lifecycle import ChainState, Step, Times, first_new_interval, next_step
@@ -28,7 +29,6 @@ from coordinator.market.loop import MarketConfig, MarketLoop
 from coordinator.store import Store
 from gridswarm.chain import TxSender, sign_meter_reading
 from gridswarm.clock import ManualClock
-from app.devnet import Ganache, free_port
 from gridswarm.envelope import Signer
 from tests.conftest import Market, deploy_fresh
 

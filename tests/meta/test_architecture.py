@@ -218,3 +218,24 @@ def test_the_runtime_does_not_probe_the_site() -> None:
                  if p.name in ("runtime.py", "trading.py", "link.py", "trader.py")
                  for no, line in enumerate(p.read_text().splitlines(), 1) if probe.search(line)]
     assert offenders == [], offenders
+
+
+def test_the_coordinators_sql_lives_in_the_store_only() -> None:
+    """One typed store API (``coordinator/store/``: the schema, the market's reads, the chain
+    projection, the analytics read model); everything else in the coordinator calls its methods
+    and holds neither SQL nor table access."""
+    sql = re.compile(r"^\s*(select\b|insert\s+(or\s+\w+\s+)?into\b|update\s+\w+\s+set\b|delete\s+from\b|with\s+\w+\s+as\b)",
+                     re.I)
+    access = re.compile(r"\bstore\.(query|one|db|transaction)\b|\bdb\[|\.execute\(")
+    offenders = []
+    for path in (ROOT / "coordinator").rglob("*.py"):
+        if "store" in path.relative_to(ROOT / "coordinator").parts[:1]:
+            continue
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and sql.search(node.value):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: SQL")
+        for no, line in enumerate(text.splitlines(), 1):
+            if access.search(line):
+                offenders.append(f"{path.relative_to(ROOT)}:{no}: {line.strip()}")
+    assert offenders == [], "\n".join(offenders)

@@ -14,7 +14,6 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from coordinator.analytics import AnalyticsError, CursorError, NotFound, Page, Tariff
 from coordinator.api.deps import AnalyticsDep, CoordinatorDep
 from coordinator.api.operator import ReadAccess
 from coordinator.api.schemas_analytics import (
@@ -29,6 +28,7 @@ from coordinator.api.schemas_analytics import (
     TelemetryPage,
     TradesPage,
 )
+from coordinator.store.analytics import AnalyticsError, CursorError, NotFound, Page, Tariff
 
 router = APIRouter(prefix="/api/v1", tags=["analytics"], dependencies=ReadAccess)
 

@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
-from coordinator.analytics import EVENT_KINDS
 from coordinator.api.deps import AnalyticsDep, CoordinatorDep
 from coordinator.api.operator import OperatorDep, ReadAccess
 from coordinator.api.routes.analytics import (
@@ -29,6 +28,7 @@ from coordinator.api.routes.analytics import (
     run,
 )
 from coordinator.api.schemas_analytics import Event, EventsPage
+from coordinator.store.analytics import EVENT_KINDS
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 

@@ -19,11 +19,11 @@ import pytest
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
+from app.devnet import Ganache
 from bench.clearing_e2e import Participant, Rig, add_participants, build_rig, make_book, send_readings
 from coordinator.market.commit_plan import readings_for
 from coordinator.market.loop import MarketConfig, MarketLoop
 from gridswarm.chain import compact_signature
-from app.devnet import Ganache
 
 BLOCK_GAS = 5_600_000
 PER_PARTICIPANT = 15  # orders each participant posts in the big book (the contract keeps 16 in flight)

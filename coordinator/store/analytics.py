@@ -686,6 +686,18 @@ class Analytics:
 
     # ------------------------------------------------------------------ counts for /metrics
 
+    def clearing_totals(self) -> tuple[int, float]:
+        """Intervals cleared and committed, and the seconds that took in all."""
+        row = self.store.one(
+            "select count(clear_seconds) as n, coalesce(sum(clear_seconds), 0) as s from intervals"
+            " where clear_seconds is not null"
+        )
+        return (int(row["n"]), float(row["s"])) if row else (0, 0.0)
+
+    def unacknowledged_alarms(self) -> int:
+        row = self.store.one("select count(*) as n from event_log where kind = 'alarm' and acked_at is null")
+        return int(row["n"]) if row else 0
+
     def interval_counts(self) -> dict[str, int]:
         rows = self.store.query("select coalesce(status, 'unknown') as status, count(*) as n from intervals group by 1")
         return {str(r["status"]): int(r["n"]) for r in rows}

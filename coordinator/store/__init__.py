@@ -191,6 +191,16 @@ class Store:
             else:
                 self.db.execute("COMMIT")
 
+    def apply_chain_events(self, events: list[Any], cursor: str, block: int) -> None:
+        """Project decoded chain events into the tables and move the block cursor, together."""
+        from coordinator.store.projection import ChainProjection
+
+        projection = ChainProjection()
+        with self.transaction() as db:
+            for ev in events:
+                projection.apply(db, ev)
+            db["cursor"].upsert({"name": cursor, "block": block}, pk="name")
+
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         with self.lock:
             return list(self.db.query(sql, params))
@@ -279,7 +289,7 @@ class Store:
     def last_seqs(self) -> dict[str, int]:
         return {r["sender"]: int(r["last_seq"]) for r in self.query("select sender, last_seq from envelope_seq")}
 
-    # ------------------------------------------------------------ forecasts (read by coordinator/analytics.py)
+    # ------------------------------------------------------------ forecasts (read by coordinator/store/analytics.py)
 
     def add_forecasts(
         self, sender: str, record_id: int, made_ts: float, points: list[dict[str, Any]], now: float
