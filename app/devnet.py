@@ -16,7 +16,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from app.compile import ROOT
 from gridswarm.errors import GridSwarmError
@@ -38,15 +38,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _load_prctl() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()  # looked up once, here: a child between fork and exec only calls it
+
+
 def die_with_parent() -> None:
     """Run in a child between fork and exec: the kernel sends it SIGTERM when the process that
     started it dies, even by SIGKILL, so a killed demo leaves no node or agent behind (Linux;
     elsewhere a no-op)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Ganache:

@@ -27,7 +27,7 @@ CoordinatorDep = Annotated["Coordinator", Depends(get_coordinator)]
 
 
 def get_analytics(request: HTTPConnection) -> Analytics:
-    return request.app.state.coordinator.store.analytics  # type: ignore[no-any-return]
+    return request.app.state.coordinator.analytics  # type: ignore[no-any-return]
 
 
 AnalyticsDep = Annotated[Analytics, Depends(get_analytics)]
