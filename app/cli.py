@@ -103,8 +103,8 @@ def cmd_devnet(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from gridswarm.chain import connect
     from app.deploy import TOKEN_UNIT, ParticipantSpec, deploy_market, fund_eth, register_participants
+    from gridswarm.chain import connect
     from gridswarm.keys import (
         derive_ed25519,
         derive_eth_account,

@@ -35,10 +35,10 @@ from agent.devices.spec import (
     UPSConfig,
     device_mappings,
 )
-from gridswarm.chain import ChainUnavailable, Deployment, connect
 from app.demo_dashboard import dashboard_figures, print_dashboard
 from app.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
 from app.devnet import Ganache, die_with_parent, free_port
+from gridswarm.chain import ChainUnavailable, Deployment, connect
 from gridswarm.errors import GridSwarmError
 from gridswarm.keys import derive_ed25519, derive_eth_account, new_operator_key, write_ed25519, write_eth_key
 

@@ -16,8 +16,8 @@ from eth_utils import to_checksum_address
 from nacl.signing import SigningKey
 from web3 import Web3
 
-from gridswarm.chain import Deployment, ErrorDecoder, TxSender
 from app.compile import compile_contracts, link_bytecode
+from gridswarm.chain import Deployment, ErrorDecoder, TxSender
 from gridswarm.keys import derive_ed25519, derive_eth_account
 
 logger = logging.getLogger(__name__)

@@ -1,8 +1,9 @@
-"""Start a local Ganache node (the default chain, docs/architecture.md §2) on a free port.
+"""Start a local chain node on a free port: Ganache (the default chain, docs/architecture.md §2)
+or Anvil.
 
-Ganache 7.9.2 knows hardforks up to shanghai (README, "The two commands"), so the node runs
-shanghai and the contracts are compiled for it. Accounts are deterministic; the first one funds the keys the
-deployment generates. With ``db_path`` the chain is kept on disk (Ganache's
+Ganache 7.9.2 knows hardforks up to shanghai (README, "The two commands"), so both nodes run
+shanghai and the contracts are compiled for it. Accounts are deterministic; the first one funds
+the keys the deployment generates. With ``db_path`` the chain is kept on disk (Ganache's
 ``--database.dbPath``), so a node restarted on the same folder resumes where it stopped.
 """
 
@@ -16,7 +17,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from app.compile import ROOT
 from gridswarm.errors import GridSwarmError
@@ -24,6 +25,7 @@ from gridswarm.errors import GridSwarmError
 logger = logging.getLogger(__name__)
 
 GANACHE = ROOT / "node_modules" / "ganache" / "dist" / "node" / "cli.js"
+ANVIL = ROOT / "node_modules" / ".bin" / "anvil"
 DEFAULT_CHAIN_ID = 1337
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
@@ -56,8 +58,11 @@ def die_with_parent() -> None:
         _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-class Ganache:
-    """A Ganache process; use as a context manager or call :meth:`stop`."""
+class LocalNode:
+    """A local chain node started by our code on a free port; use as a context manager or call
+    :meth:`stop`. Subclasses give the command line (:meth:`command`)."""
+
+    name = "node"
 
     def __init__(
         self,
@@ -83,7 +88,61 @@ class Ganache:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 60.0) -> Ganache:
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, timeout_s: float = 60.0) -> Self:
+        cmd = self.command()
+        if self.log_path:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=self._log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent if self.die_with_parent else None,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise DevnetError(f"{self.name} exited with code {self.proc.returncode} before listening on {self.url}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    logger.info("%s listening on %s (chain id %s)", self.name, self.url, self.chain_id)
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise DevnetError(f"{self.name} did not listen on {self.url} within {timeout_s:.0f} s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Ganache(LocalNode):
+    """Ganache (the default chain): shanghai, instamine, deterministic funded accounts; with
+    ``db_path`` its chain is kept on disk."""
+
+    name = "Ganache"
+
+    def command(self) -> list[str]:
         node = shutil.which("node")
         if node is None or not GANACHE.exists():
             raise DevnetError("Ganache is not installed: run `make setup` (npm ci) first")
@@ -104,44 +163,21 @@ class Ganache:
         if self.db_path is not None:
             Path(self.db_path).mkdir(parents=True, exist_ok=True)
             cmd.append(f"--database.dbPath={Path(self.db_path).resolve()}")
-        if self.log_path:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            cmd,
-            stdout=self._log or subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent if self.die_with_parent else None,
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise DevnetError(f"Ganache exited with code {self.proc.returncode} before listening on {self.url}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    logger.info("Ganache listening on %s (chain id %s)", self.url, self.chain_id)
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise DevnetError(f"Ganache did not listen on {self.url} within {timeout_s:.0f} s")
+        return cmd
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        if self._log:
-            self._log.close()
-            self._log = None
 
-    def __enter__(self) -> Ganache:
-        return self.start()
+class Anvil(LocalNode):
+    """Anvil (Foundry, npm ``@foundry-rs/anvil-linux-amd64``): shanghai, automine,
+    deterministic funded accounts, like :class:`Ganache`; the chain stays in memory."""
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    name = "anvil"
+
+    def command(self) -> list[str]:
+        binary = str(ANVIL) if ANVIL.exists() else shutil.which("anvil")
+        if binary is None:
+            raise DevnetError("anvil is not installed: run `make setup` (npm ci, package.json) first")
+        return [
+            binary, "--host", "127.0.0.1", "--port", str(self.port), "--chain-id", str(self.chain_id),
+            "--hardfork", "shanghai", "--gas-limit", str(self.block_gas_limit), "--accounts", str(self.accounts),
+            "--balance", "100000", "--no-request-size-limit",
+        ]  # fmt: skip

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from bench.info import machine, write_results
+from bench.proc import status_kb
 
 TARGETS = {"peak_rss_mb": 100.0, "cpu_share_of_core": 0.05}
 
@@ -35,13 +36,6 @@ def _proc_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
-
-
-def _status_kb(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def _serve_sunspec(ready: threading.Event, box: dict[str, Any], stop: threading.Event) -> None:
@@ -128,7 +122,7 @@ def run(seconds: float, warmup_s: float, tick_s: float, out_dir: Path) -> dict[s
         if agent.poll() is not None:
             raise RuntimeError(f"the agent exited ({agent.returncode}); see {out_dir / 'agent.log'}")
         cpu1, t1 = _proc_cpu_s(agent.pid), time.monotonic()
-        peak_kb, rss_kb = _status_kb(agent.pid, "VmHWM"), _status_kb(agent.pid, "VmRSS")
+        peak_kb, rss_kb = status_kb(agent.pid, "VmHWM"), status_kb(agent.pid, "VmRSS")
         summary = out_dir / "agent.control.json"
         import json
 

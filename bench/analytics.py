@@ -99,7 +99,7 @@ def populate(
     return {"intervals": n_intervals, "orders": n_intervals * sites, "telemetry": n_intervals * sites}
 
 
-def _time(fn: Callable[[], Any], repeat: int) -> dict[str, float]:
+def time_query(fn: Callable[[], Any], repeat: int) -> dict[str, float]:
     """Wall and CPU milliseconds: on a shared machine the wall time includes waiting for a core."""
     runs, cpu = [], []
     for _ in range(repeat):
@@ -112,6 +112,32 @@ def _time(fn: Callable[[], Any], repeat: int) -> dict[str, float]:
         "max_ms": round(max(runs), 2),
         "median_cpu_ms": round(statistics.median(cpu), 2),
     }
+
+
+TARGET_MS = 200
+
+
+def query_report(results: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The figures both query benchmarks report against the 200 ms target."""
+    worst = max(r["max_ms"] for r in results.values())
+    worst_median = max(r["median_ms"] for r in results.values())
+    return {
+        "target_ms": TARGET_MS,
+        "worst_median_ms": worst_median,
+        "worst_max_ms": worst,
+        "medians_within_target": worst_median <= TARGET_MS,
+        "all_runs_within_target": worst <= TARGET_MS,
+        "note": "wall time on a shared 2-core machine; cpu is the query's own CPU time; max includes the "
+                "first, cold-cache run of each query",
+        "queries": results,
+        "machine": machine(),
+    }
+
+
+def print_query_report(results: dict[str, dict[str, float]]) -> None:
+    for name, r in results.items():
+        print(f"{name:<36} median {r['median_ms']:>8.2f} ms   max {r['max_ms']:>8.2f} ms"
+              f"   cpu {r['median_cpu_ms']:>8.2f} ms")
 
 
 def queries(a: Analytics, days: int, sites: int, start_ts: float = START_TS, first_id: int = 1_000_000) -> dict[
@@ -172,11 +198,9 @@ def run_bench(args: argparse.Namespace) -> int:
         for j in range(0 if args.reuse else 200):
             a.add_event(START_TS + j * 3600, "alarm", f"test alarm {j}", site=site_address(j % args.sites),
                         code="overtemp", severity="warning", active=True)
-        results = {name: _time(fn, args.repeat) for name, fn in queries(a, args.days, args.sites).items()}
+        results = {name: time_query(fn, args.repeat) for name, fn in queries(a, args.days, args.sites).items()}
         size_mb = path.stat().st_size / 1e6
         store.db.conn.close()
-    worst = max(r["max_ms"] for r in results.values())
-    worst_median = max(r["median_ms"] for r in results.values())
     out = {
         "benchmark": "analytics store API over a simulated year",
         "days": args.days,
@@ -187,21 +211,11 @@ def run_bench(args: argparse.Namespace) -> int:
         "build_seconds": None if args.reuse else round(build_s, 1),  # --reuse: built by an earlier run
         "index_seconds": round(index_s, 1),
         "repeat": args.repeat,
-        "target_ms": 200,
-        "worst_median_ms": worst_median,
-        "worst_max_ms": worst,
-        "medians_within_target": worst_median <= 200,
-        "all_runs_within_target": worst <= 200,
-        "note": "wall time on a shared 2-core machine; cpu is the query's own CPU time; max includes the "
-                "first, cold-cache run of each query",
-        "queries": results,
-        "machine": machine(),
+        **query_report(results),
     }
     write_results(args.out, out)
-    for name, r in results.items():
-        print(f"{name:<36} median {r['median_ms']:>8.2f} ms   max {r['max_ms']:>8.2f} ms"
-              f"   cpu {r['median_cpu_ms']:>8.2f} ms")
-    print(f"worst median {worst_median:.1f} ms, worst run {worst:.1f} ms over {counts['orders']:,} orders and {counts['telemetry']:,} telemetry records")
+    print_query_report(results)
+    print(f"worst median {out['worst_median_ms']:.1f} ms, worst run {out['worst_max_ms']:.1f} ms over {counts['orders']:,} orders and {counts['telemetry']:,} telemetry records")
     return 0
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import httpx
 import yaml
 
 from bench.info import machine, write_results
+from bench.proc import cpu_s, rss_kb
 
 DEFAULT_OUT = Path("bench/results/ingest.json")
 
@@ -40,25 +40,6 @@ def configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--procs", type=int, default=2, help="load-generator processes")
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds the process has used."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 GAP_S = 4.0  # between phases, so one phase's backlog does not count against the next
@@ -76,7 +57,7 @@ def _phases(args: argparse.Namespace, pid: int, procs: list[subprocess.Popen[str
     samples: list[dict[str, float]] = []
     end = starts[-1] + args.seconds + GAP_S
     while time.time() < end:
-        samples.append({"t": time.time(), "cpu": _cpu_s(pid), "rss": _rss_kb(pid)})
+        samples.append({"t": time.time(), "cpu": cpu_s(pid), "rss": rss_kb(pid)})
         time.sleep(0.2)
     per_proc = []
     for proc, out in zip(procs, outs, strict=True):

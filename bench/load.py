@@ -35,9 +35,7 @@ import math
 import os
 import random
 import re
-import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -47,16 +45,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import yaml
 
-from app.compile import ROOT
 from bench.info import machine, write_results
+from bench.proc import rss_kb
 
 DEFAULT_OUT = Path("bench/results/load.json")
-ANVIL = ROOT / "node_modules" / ".bin" / "anvil"
 INTERVAL_S = 900.0
 MAX_FEE = 100 * 10**9
 PRIORITY_FEE = 10**9
@@ -66,71 +63,8 @@ POST_GAS = 300_000
 # ---------------------------------------------------------------------- nodes
 
 
-class Anvil:
-    """An Anvil process (Foundry, npm ``@foundry-rs/anvil-linux-amd64``), like
-    :class:`app.devnet.Ganache`: shanghai, automine, deterministic funded accounts."""
-
-    def __init__(self, block_gas_limit: int = 30_000_000, log_path: Path | None = None) -> None:
-        from app.devnet import free_port
-
-        self.port = free_port()
-        self.block_gas_limit = block_gas_limit
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout_s: float = 30.0) -> Anvil:
-        binary = str(ANVIL) if ANVIL.exists() else shutil.which("anvil")
-        if binary is None:
-            raise RuntimeError("anvil is not installed: npm install @foundry-rs/anvil-linux-amd64 (package.json)")
-        cmd = [
-            binary, "--host", "127.0.0.1", "--port", str(self.port), "--chain-id", "1337",
-            "--hardfork", "shanghai", "--gas-limit", str(self.block_gas_limit), "--accounts", "10",
-            "--balance", "100000", "--no-request-size-limit",
-        ]  # fmt: skip
-        if self.log_path:
-            self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            cmd, stdout=self._log or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"anvil exited with code {self.proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"anvil did not listen on {self.url} within {timeout_s:.0f} s")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        if self._log:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> Anvil:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
 def start_node(kind: str, work: Path) -> Any:
-    from app.devnet import Ganache
+    from app.devnet import Anvil, Ganache
 
     if kind == "ganache":
         return Ganache(log_path=work / "ganache.log").start()
@@ -140,24 +74,6 @@ def start_node(kind: str, work: Path) -> Any:
 
 
 # ---------------------------------------------------------------------- process helpers
-
-
-def rss_kb(pid: int) -> int:
-    """Resident memory of a process (kB), 0 once it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def open_fds(pid: int) -> int:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return 0
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -261,7 +177,7 @@ async def _worker_main(spec: dict[str, Any]) -> dict[str, Any]:
                 if "error" in data:
                     raise RuntimeError(str(data["error"])[:200])
                 return data["result"]
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 await asyncio.sleep(0.2 * 2**attempt)
         raise RuntimeError(f"{method}: node unreachable")
 

@@ -44,7 +44,8 @@ import numpy as np
 import yaml
 
 from bench.info import machine, write_results
-from bench.load import open_fds, query, rss_kb
+from bench.load import query
+from bench.proc import open_fds, rss_kb
 
 DEFAULT_OUT = Path("bench/results/soak.json")
 INTERVAL_S = 900.0

@@ -10,6 +10,5 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.agent_footprint import main  # noqa: E402
 
-
 if __name__ == "__main__":
     raise SystemExit(main())

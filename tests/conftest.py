@@ -10,9 +10,9 @@ from eth_account.signers.local import LocalAccount
 from nacl.signing import SigningKey
 from web3 import Web3
 
-from gridswarm.chain import Deployment, TxSender, connect
 from app.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
 from app.devnet import Ganache
+from gridswarm.chain import Deployment, TxSender, connect
 from gridswarm.keys import derive_ed25519, derive_eth_account
 
 

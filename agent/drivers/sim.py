@@ -16,6 +16,11 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from agent.devices.frequency_trace import FrequencyTrace, trace_from_spec
+from agent.devices.grid import GridModel
+from agent.devices.inverter import InverterModel
+from agent.devices.load import LoadModel
+from agent.devices.pv import PVModel
 from agent.devices.spec import (
     BatteryConfig,
     FlywheelConfig,
@@ -25,11 +30,6 @@ from agent.devices.spec import (
     SimDeviceConfig,
     UPSConfig,
 )
-from agent.devices.frequency_trace import FrequencyTrace, trace_from_spec
-from agent.devices.grid import GridModel
-from agent.devices.inverter import InverterModel
-from agent.devices.load import LoadModel
-from agent.devices.pv import PVModel
 from agent.devices.storage import StoreModel, battery_from_spec, flywheel_from_spec, ups_from_spec
 from agent.drivers.base import (
     BadRegisterValueError,

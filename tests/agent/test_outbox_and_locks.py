@@ -11,9 +11,9 @@ from typing import Any
 
 from agent.runtime import AgentRuntime
 from agent.store import EXPIRE_AFTER_S, AgentStore
+from app.devnet import Ganache
 from coordinator.service import create_app
 from gridswarm.clock import ManualClock, ScaledClock
-from app.devnet import Ganache
 from gridswarm.messages import IntervalNotice
 from tests.agent.test_runtime import ServerThread, agent_config
 from tests.conftest import deploy_fresh

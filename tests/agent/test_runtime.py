@@ -17,9 +17,9 @@ from nacl.signing import SigningKey
 
 from agent.config import AgentConfig, ConfigError
 from agent.runtime import AgentRuntime
+from app.devnet import Ganache
 from coordinator.service import create_app
 from gridswarm.clock import ManualClock, ScaledClock
-from app.devnet import Ganache
 from gridswarm.envelope import Signer
 from gridswarm.keys import write_ed25519, write_eth_key
 from gridswarm.messages import IntervalNotice

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.load import ANVIL, pct
-from bench.soak import DAY, per_day
 from app.cli import main
+from app.devnet import ANVIL
+from bench.load import pct
+from bench.soak import DAY, per_day
 
 
 def _samples(values: list[float], pids: list[int] | None = None) -> list[dict]:

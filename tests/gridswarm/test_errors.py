@@ -15,14 +15,14 @@ def _roots() -> list[type[BaseException]]:
     from agent.devices.spec import DeviceConfigError
     from agent.drivers.base import DriverError
     from agent.forecast.errors import ForecastError
+    from app.compile import CompileError
+    from app.demo import DemoError
+    from app.devnet import DevnetError
     from coordinator.market._errors import ClearingError
     from coordinator.market.files import InputError
     from coordinator.preflight import StartupError
     from coordinator.settings import SettingsError
     from gridswarm.chain import ChainError
-    from app.compile import CompileError
-    from app.demo import DemoError
-    from app.devnet import DevnetError
     from gridswarm.envelope import EnvelopeError
     from gridswarm.keys import KeyFileError
 

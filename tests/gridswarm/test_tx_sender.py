@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from gridswarm.chain import ChainError, TxSender, connect
 from app.deploy import deploy_seeded_market
 from app.devnet import Ganache
+from gridswarm.chain import ChainError, TxSender, connect
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 
 from agent.runtime import AgentRuntime
+from app.devnet import Ganache
 from coordinator.service import create_app
 from gridswarm.clock import ScaledClock
-from app.devnet import Ganache
 from tests.agent.test_runtime import ServerThread, agent_config
 from tests.conftest import deploy_fresh
 from tests.coordinator.conftest import write_settings

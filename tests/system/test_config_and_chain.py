@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
+from app.devnet import Ganache, free_port
 from coordinator.api.schemas import Health  # noqa: F401 - imported so a broken API package fails here too
 from gridswarm.chain import connect
-from app.devnet import Ganache, free_port
 from tests.conftest import deploy_fresh
 from tests.coordinator.conftest import write_settings
 

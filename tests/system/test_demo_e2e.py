@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from gridswarm.chain import Deployment, connect
 from app.demo import site_devices
 from app.devnet import Ganache, free_port
+from gridswarm.chain import Deployment, connect
 
 ROOT = Path(__file__).resolve().parents[2]
 

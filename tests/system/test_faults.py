@@ -26,9 +26,9 @@ import pytest
 import yaml
 
 from agent.devices.spec import device_mappings
-from gridswarm.chain import interval_lapsed
 from app.demo import site_devices
 from app.devnet import Ganache, free_port
+from gridswarm.chain import interval_lapsed
 from gridswarm.keys import write_ed25519, write_eth_key
 from tests.conftest import Market, deploy_fresh
 

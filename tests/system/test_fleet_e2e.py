@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from agent.runtime import AgentRuntime
+from app.devnet import Ganache
 from coordinator.service import create_app
 from gridswarm.clock import ScaledClock
-from app.devnet import Ganache
 from gridswarm.envelope import Signer
 from gridswarm.keys import hash_operator_key
 from tests.agent.test_runtime import ServerThread, agent_config

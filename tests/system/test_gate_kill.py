@@ -33,8 +33,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gridswarm.chain import interval_lapsed
 from app.devnet import Ganache
+from gridswarm.chain import interval_lapsed
 from tests.conftest import deploy_fresh
 from tests.system.test_faults import System
 
