@@ -108,7 +108,6 @@ class Coordinator:
                 failing = True
             await self.clock.wait(self.settings.index_poll_s)
 
-
     async def housekeep_forever(self) -> None:
         """Apply the retention rule (``retention`` in the settings) every ``every_s`` on the
         coordinator's clock; a failure is logged and retried next round."""
