@@ -109,16 +109,7 @@ class Rig:
                 )
 
     def conserved(self) -> None:
-        market = self.m.market
-        held = int(self.m.dep.token_contract(self.m.w3).functions.balanceOf(self.m.dep.market).call())
-        owners = [p.account.address for p in self.m.participants] + [self.m.admin.address]
-        total, locked = 0, 0
-        for a in owners:
-            free, lk, *_ = market.functions.accountOf(a).call()
-            total += int(free) + int(lk)
-            locked += int(lk)
-        assert total == held
-        assert locked == 0
+        self.m.assert_conserved_and_unlocked()
 
 
 async def _until(pred: Callable[[], bool], what: str, timeout: float = 60.0) -> None:

@@ -254,14 +254,7 @@ def test_kills_and_restarts_leave_every_interval_settled(system: System) -> None
         ids = [int(f["orderId"]) for e in committed for f in e["args"]["fills"]]
         assert len(ids) == len(set(ids)) == len(owners) or status != 4, f"interval {k}: a fill was committed twice"
     # value conserved, no lock left behind
-    held = int(m.dep.token_contract(m.w3).functions.balanceOf(m.dep.market).call())
-    total = locked = 0
-    for a in [p.account.address for p in m.participants] + [m.admin.address]:
-        free, lk, *_ = market.functions.accountOf(a).call()
-        total += int(free) + int(lk)
-        locked += int(lk)
-    assert total == held
-    assert locked == 0
+    m.assert_conserved_and_unlocked()
     # the restarted agent got its dispatch again and applied it, and metered the interval
     with sqlite3.connect(s.tmp / "agent0.sqlite") as conn:
         applied = conn.execute(

@@ -159,14 +159,7 @@ def test_coordinator_killed_at_gate_closure_resumes_and_settles(system: GateSyst
     traded = s.rows("select count(*) as n from fills where interval = ? and qty_wh > 0", (k,))[0]["n"]
     assert traded >= 2, "nothing traded: the kill would show nothing"
     # no money lost: value conserved, no lock left, every fill settled on both sides' readings
-    held = int(m.dep.token_contract(m.w3).functions.balanceOf(m.dep.market).call())
-    total = locked = 0
-    for a in [p.account.address for p in m.participants] + [m.admin.address]:
-        free, lk, *_ = market.functions.accountOf(a).call()
-        total += int(free) + int(lk)
-        locked += int(lk)
-    assert total == held
-    assert locked == 0
+    m.assert_conserved_and_unlocked()
     settled = s.rows("select owner from settlements where interval = ?", (k,))
     read = s.rows("select participant from readings where interval = ?", (k,))
     assert sorted(r["owner"] for r in settled) == sorted(owners) == sorted(r["participant"] for r in read)
