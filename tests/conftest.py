@@ -38,15 +38,21 @@ class Market:
     def market(self):  # noqa: ANN201 - a web3 contract
         return self.dep.market_contract(self.w3)
 
-    def assert_conserved_and_unlocked(self) -> None:
-        """Value is conserved (the tokens the market holds = every participant's and the
-        admin's internal balance) and no escrow lock is left."""
+    def ledger(self) -> tuple[int, int, int]:
+        """(tokens the market holds, every participant's and the admin's internal balance,
+        of which locked in escrow)."""
         held = int(self.dep.token_contract(self.w3).functions.balanceOf(self.dep.market).call())
         total = locked = 0
         for a in [p.account.address for p in self.participants] + [self.admin.address]:
             free, lk, *_ = self.market.functions.accountOf(a).call()
             total += int(free) + int(lk)
             locked += int(lk)
+        return held, total, locked
+
+    def assert_conserved_and_unlocked(self) -> None:
+        """Value is conserved (the tokens the market holds = the internal balances) and no
+        escrow lock is left."""
+        held, total, locked = self.ledger()
         assert total == held, f"value not conserved: {total} in balances, {held} held"
         assert locked == 0, f"{locked} base units still locked"
 

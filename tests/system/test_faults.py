@@ -156,7 +156,9 @@ class System:
 
 @pytest.fixture
 def system(ganache: Ganache, tmp_path: Path) -> System:
-    s = System(deploy_fresh(ganache, n_participants=4), tmp_path)
+    # A clear deadline the test can outlive (chain seconds = wall seconds): an interval whose gate
+    # passed while the coordinator was down lapses by rule, and its owners recover their locks.
+    s = System(deploy_fresh(ganache, n_participants=4, clear_timeout_s=90), tmp_path)
     yield s
     s.stop_all()
 
@@ -253,7 +255,8 @@ def test_kills_and_restarts_leave_every_interval_settled(system: System) -> None
         committed = market.events.FillsCommitted.get_logs(argument_filters={"interval": k}, from_block=m.dep.block)
         ids = [int(f["orderId"]) for e in committed for f in e["args"]["fills"]]
         assert len(ids) == len(set(ids)) == len(owners) or status != 4, f"interval {k}: a fill was committed twice"
-    # value conserved, no lock left behind
+    # value conserved, no lock left behind (after a lapse, once its owners recovered their locks)
+    s.wait(lambda: m.ledger()[2] == 0, "every lock released", timeout=60)
     m.assert_conserved_and_unlocked()
     # the restarted agent got its dispatch again and applied it, and metered the interval
     with sqlite3.connect(s.tmp / "agent0.sqlite") as conn:
