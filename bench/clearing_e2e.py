@@ -47,6 +47,7 @@ import numpy as np
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from nacl.signing import SigningKey
+from pydantic import ValidationError
 from web3 import Web3
 
 from app.compile import EVM_VERSION, ROOT, SOLC_VERSION
@@ -56,12 +57,14 @@ from bench.info import machine, write_results
 from coordinator.hub import Hub
 from coordinator.indexer import Indexer
 from coordinator.market.clearing import Order, clear
-from coordinator.market.loop import MarketConfig, MarketLoop
+from coordinator.market.loop import MarketLoop
+from coordinator.settings import MarketSettings
 from coordinator.store import Store
 from gridswarm.chain import ChainError, Deployment, TxSender, connect, sign_meter_reading
 from gridswarm.clock import WallClock
 from gridswarm.envelope import Signer
 from gridswarm.keys import derive_ed25519, derive_eth_account
+from gridswarm.validation import error_lines
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +235,7 @@ def onboard(w3: Web3, dep: Deployment, admin: LocalAccount, people: list[Partici
     raw.check()
 
 
-def build_rig(url: str, n_participants: int, seed: int, cfg: MarketConfig, db_path: Path) -> Rig:
+def build_rig(url: str, n_participants: int, seed: int, cfg: MarketSettings, db_path: Path) -> Rig:
     """Deploy a market on the node at ``url``, onboard participants, and build the coordinator."""
     w3 = connect(url, timeout_s=300.0)
     admin, operator, coordinator_key, dep = deploy_seeded_market(
@@ -439,7 +442,7 @@ def send_readings(rig: Rig, k: int, fills: list[tuple[int, int, int]], orders: l
 def measure(
     sizes: list[int],
     seed: int,
-    cfg: MarketConfig,
+    cfg: MarketSettings,
     block_gas_limit: int,
     log: Any = print,
 ) -> dict[str, Any]:
@@ -540,7 +543,7 @@ def configure_bench(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--block-gas-limit", type=int, default=30_000_000, help="Ganache's block gas limit (default %(default)s)"
     )
-    defaults = MarketConfig()
+    defaults = MarketSettings()
     parser.add_argument(
         "--commit-gas-fraction",
         type=float,
@@ -574,14 +577,14 @@ def run_bench(args: argparse.Namespace) -> int:
         print("bench e2e: error: --sizes must be at least 2", file=sys.stderr)
         return 2
     try:
-        cfg = MarketConfig(
+        cfg = MarketSettings(
             interval_s=INTERVAL_S,
             mechanism=args.mechanism,
             commit_chunk=args.commit_chunk,
             commit_gas_fraction=args.commit_gas_fraction,
         )
-    except ValueError as exc:
-        print(f"bench e2e: error: {exc}", file=sys.stderr)
+    except ValidationError as exc:
+        print(f"bench e2e: error: {'; '.join(error_lines(exc))}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
     machine = _machine()

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from coordinator.hub import Hub
 from coordinator.indexer import Indexer
 from coordinator.ingest import SeqReservation
-from coordinator.market.loop import MarketConfig, MarketLoop
+from coordinator.market.loop import MarketLoop
 from coordinator.metrics import registry_for
 from coordinator.services import FleetService
 from coordinator.settings import CoordinatorSettings
@@ -64,11 +64,10 @@ class Coordinator:
         self.fleet: FleetService | None = None
         if settings.fleet.enabled:
             self.fleet = self.hub.fleet = FleetService(settings.fleet, self.store, self.clock, self.hub)
-        m = settings.market
         self.loop: MarketLoop | None = None
         if settings.run_market:
             self.loop = MarketLoop(
-                MarketConfig(**m.model_dump()),
+                settings.market,
                 self.clock,
                 self.store,
                 self.hub,

@@ -20,12 +20,12 @@ class MarketSettings(BaseModel):
     interval_s: float = Field(default=900.0, gt=0)
     gate_lead_s: float = Field(default=300.0, gt=0)
     meter_wait_s: float = Field(default=300.0, ge=0)
-    intervals: int | None = Field(default=None, ge=1)
-    expected_agents: int = Field(default=0, ge=0)
-    agent_wait_s: float = Field(default=120.0, ge=0)
+    intervals: int | None = Field(default=None, ge=1)  # stop after this many; None runs forever
+    expected_agents: int = Field(default=0, ge=0)  # wait for this many agent links before the first interval
+    agent_wait_s: float = Field(default=120.0, ge=0)  # wall seconds to wait for them
     mechanism: Literal["uniform", "pay-as-bid"] = "uniform"
-    commit_chunk: int = Field(default=300, ge=1)
-    commit_gas_fraction: float = Field(default=0.5, gt=0, le=1)  # share of the block gas limit per commit tx
+    commit_chunk: int = Field(default=300, ge=1)  # at most this many fills per commit transaction (bounds calldata too)
+    commit_gas_fraction: float = Field(default=0.5, gt=0, le=1)  # each commit tx uses at most this share of block gas
     # Network-aware clearing: the on-chain zone number of each participant -> zone name, and a
     # ZONES.csv of links (from_zone,to_zone,fee,limit_wh; see docs/clearing.md). Without a
     # network file every order meets in one market.

@@ -24,8 +24,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hexbytes import HexBytes
@@ -46,6 +44,7 @@ from coordinator.market.lifecycle import (
     first_new_interval,
     next_step,
 )
+from coordinator.settings import MarketSettings
 from coordinator.store import Store
 from gridswarm.chain import ContractRevert, Deployment, TxSender, chain_time, compact_signature
 from gridswarm.clock import Clock
@@ -58,32 +57,10 @@ SETTLE_RETRY_S = 1.0  # pause before settling again when a traded owner's readin
 VOID_POLL_S = 1.0  # wall seconds between reads of an interval left to lapse
 
 
-@dataclass
-class MarketConfig:
-    interval_s: float = 900.0
-    gate_lead_s: float = 300.0
-    meter_wait_s: float = 300.0
-    intervals: int | None = None  # stop after this many; None runs forever
-    expected_agents: int = 0  # wait for this many agent links before the first interval
-    agent_wait_s: float = 120.0  # wall seconds to wait for them
-    mechanism: str = "uniform"
-    commit_chunk: int = 300  # at most this many fills per commit transaction (bounds calldata too)
-    commit_gas_fraction: float = 0.5  # each commit transaction uses at most this share of the block gas limit
-    zones: dict[int, str] = field(default_factory=dict)
-    network_file: Path | None = None
-
-    def __post_init__(self) -> None:
-        if self.commit_chunk < 1 or not 0 < self.commit_gas_fraction <= 1:
-            raise ValueError(
-                f"commit_chunk must be >= 1 and commit_gas_fraction in (0, 1], "
-                f"got {self.commit_chunk} and {self.commit_gas_fraction}"
-            )
-
-
 class MarketLoop:
     def __init__(
         self,
-        cfg: MarketConfig,
+        cfg: MarketSettings,
         clock: Clock,
         store: Store,
         hub: Hub,

@@ -10,7 +10,6 @@ tests/system/test_faults.py.)
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import json
 import time
@@ -25,7 +24,8 @@ from app.devnet import Ganache, free_port
 from coordinator.hub import Hub
 from coordinator.indexer import Indexer
 from coordinator.market.lifecycle import ChainState, Step, Times, first_new_interval, next_step
-from coordinator.market.loop import MarketConfig, MarketLoop
+from coordinator.market.loop import MarketLoop
+from coordinator.settings import MarketSettings
 from coordinator.store import Store
 from gridswarm.chain import TxSender, sign_meter_reading
 from gridswarm.clock import ManualClock
@@ -72,7 +72,7 @@ class Rig:
         self.m = m
         self.db = db
         self.clock = clock
-        self.cfg = MarketConfig(interval_s=I, gate_lead_s=GATE, meter_wait_s=60.0)
+        self.cfg = MarketSettings(interval_s=I, gate_lead_s=GATE, meter_wait_s=60.0)
 
     def loop(self) -> MarketLoop:
         """A fresh coordinator (new store connection, new indexer) over the same database."""
@@ -163,7 +163,7 @@ def test_restart_at_each_stage_settles_the_interval(stage: str, tmp_path: Path, 
             want = 2 if stage in ("closed", "committing") else 3
             if stage == "committing":
                 # one fill per commit transaction, and the process dies after the first
-                first.cfg = dataclasses.replace(first.cfg, commit_chunk=1)
+                first.cfg = first.cfg.model_copy(update={"commit_chunk": 1})
                 real_transact = first.operator.transact
 
                 def one_then_die(call: Any, gas: int | None = None) -> Any:

@@ -8,7 +8,6 @@ under it), so a book of about a thousand orders cannot be committed in one trans
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import math
 from collections.abc import Iterator, Mapping
@@ -18,11 +17,13 @@ from typing import Any
 import pytest
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
+from pydantic import ValidationError
 
 from app.devnet import Ganache
 from bench.clearing_e2e import Participant, Rig, add_participants, build_rig, make_book, send_readings
 from coordinator.market.commit_plan import readings_for
-from coordinator.market.loop import MarketConfig, MarketLoop
+from coordinator.market.loop import MarketLoop
+from coordinator.settings import MarketSettings
 from gridswarm.chain import compact_signature
 
 BLOCK_GAS = 5_600_000
@@ -37,7 +38,7 @@ CLOSED = 2
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     db = tmp_path_factory.mktemp("commit") / "coordinator.sqlite"
     # No cap on fills per transaction: gas alone decides the split.
-    cfg = MarketConfig(commit_chunk=1_000_000, commit_gas_fraction=0.5)
+    cfg = MarketSettings(commit_chunk=1_000_000, commit_gas_fraction=0.5)
     with Ganache(block_gas_limit=BLOCK_GAS) as node:
         r = build_rig(node.url, 16, SEED, cfg, Path(db))
         yield r
@@ -157,7 +158,7 @@ def test_a_chunk_that_runs_out_of_gas_changes_nothing_and_is_retried_smaller(
 ) -> None:
     # A budget of 0.1 block (560k gas) holds about a hundred fills; the probe estimates are
     # made to read a third of the truth, so the first chunk is three times too large.
-    monkeypatch.setattr(rig.loop, "cfg", dataclasses.replace(rig.loop.cfg, commit_gas_fraction=0.1))
+    monkeypatch.setattr(rig.loop, "cfg", rig.loop.cfg.model_copy(update={"commit_gas_fraction": 0.1}))
     real = MarketLoop._estimate_commit
     calls: list[int] = []
 
@@ -185,7 +186,7 @@ def test_a_chunk_that_runs_out_of_gas_changes_nothing_and_is_retried_smaller(
 
 
 def test_a_budget_below_one_fill_is_refused_before_any_fill_is_sent(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rig.loop, "cfg", dataclasses.replace(rig.loop.cfg, commit_gas_fraction=0.001))
+    monkeypatch.setattr(rig.loop, "cfg", rig.loop.cfg.model_copy(update={"commit_gas_fraction": 0.001}))
     _post_and_close(rig, TINY, 10, rig.participants[:10], per_participant=1)
     before = rig.w3.eth.block_number
 
@@ -200,7 +201,7 @@ def test_a_budget_below_one_fill_is_refused_before_any_fill_is_sent(rig: Rig, mo
 def test_settlement_goes_chunk_by_chunk_and_resumes_where_the_chain_stands(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rig.loop, "cfg", dataclasses.replace(rig.loop.cfg, commit_chunk=4))
+    monkeypatch.setattr(rig.loop, "cfg", rig.loop.cfg.model_copy(update={"commit_chunk": 4}))
     _post_and_close(rig, RESUME, 20, rig.participants[:10], per_participant=2)
     chunks, _, _ = asyncio.run(rig.loop.clear_and_commit(RESUME))
     assert len(chunks) >= 3
@@ -229,5 +230,5 @@ def test_settlement_goes_chunk_by_chunk_and_resumes_where_the_chain_stands(
 
 @pytest.mark.parametrize(("chunk", "fraction"), [(0, 0.5), (300, 0.0), (300, 1.5)])
 def test_commit_settings_out_of_range_are_rejected(chunk: int, fraction: float) -> None:
-    with pytest.raises(ValueError, match="commit_chunk must be >= 1 and commit_gas_fraction in"):
-        MarketConfig(commit_chunk=chunk, commit_gas_fraction=fraction)
+    with pytest.raises(ValidationError, match="commit_chunk|commit_gas_fraction"):
+        MarketSettings(commit_chunk=chunk, commit_gas_fraction=fraction)
