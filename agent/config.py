@@ -14,10 +14,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agent.devices.spec import DEVICE_MODELS, Devices
-from agent.remote_config import RemoteConfigPolicy
 from gridswarm.clock import ClockConfig
 from gridswarm.errors import UserError
 from gridswarm.validation import error_lines, field_error
+
+MAX_POWER_W = 1e7  # the largest power threshold a site takes (W)
+MAX_RESERVE_SOC = 0.95  # a reserve above this would leave the battery nothing to do
+IdleMode = Literal["self_consumption", "idle"]  # what the battery does with no market commitment
 
 
 class ConfigError(UserError, ValueError):
@@ -43,17 +46,32 @@ class ControlSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     emergency_opt_in: bool = False  # may grid emergencies draw below the owner's reserve?
-    idle_mode: Literal["self_consumption", "idle"] = "self_consumption"
+    idle_mode: IdleMode = "self_consumption"
     low_threshold: float = Field(default=0.3, ge=0.0, le=1.0)  # request energy below this SoC
     high_threshold: float = Field(default=0.8, ge=0.0, le=1.0)  # contribute above this SoC
-    low_use_w: float = Field(default=500.0, ge=0.0)  # "local use is low" below this load
-    flywheel_spike_w: float = Field(default=1_000.0, ge=0.0)
+    low_use_w: float = Field(default=500.0, ge=0.0, le=MAX_POWER_W)  # "local use is low" below this load
+    flywheel_spike_w: float = Field(default=1_000.0, ge=0.0, le=MAX_POWER_W)  # load above expected by more is a spike
 
     @model_validator(mode="after")
     def _thresholds(self) -> ControlSection:
-        if self.low_threshold >= self.high_threshold:
-            raise field_error("low_threshold", f"must be < high_threshold ({self.high_threshold:g})")
+        check_thresholds(self.low_threshold, self.high_threshold)
         return self
+
+
+def check_thresholds(low: float, high: float) -> None:
+    """The device loop requests energy below ``low`` and contributes above ``high``, so ``low``
+    must stay below ``high`` (the site's config file and remote configuration, agent/remote_config.py)."""
+    if low >= high:
+        raise field_error("low_threshold", f"must be < high_threshold ({high:g}), got {low:g}")
+
+
+class RemoteConfigPolicy(BaseModel):
+    """What the site's owner lets an operator change from afar (agent/remote_config.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    min_reserve_soc: float = Field(default=0.1, ge=0.0, le=MAX_RESERVE_SOC)
+    locked: list[str] = Field(default_factory=lambda: ["emergency_opt_in"])  # the owner's own choices
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:

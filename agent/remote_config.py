@@ -1,11 +1,12 @@
 """Remote configuration: control settings an operator asks the site to change.
 
 A ``config`` envelope (already verified as the coordinator's) names new values; this module
-checks them against the site's own safety envelope, the owner's policy
-(``remote_config:`` in the site's config file, see :class:`RemoteConfigPolicy`), and applies all
-of them or none. The answer (applied, or refused with the reason) goes back as a
-``config_result``. Applied settings are kept in a small JSON file beside the agent's store, so a
-restarted agent keeps them (checked again against the policy in force then).
+checks them (:class:`RemoteSettings`: the bounds of the site's config file, ``agent/config.py``)
+against the site's own safety envelope and the owner's policy (``remote_config:`` in the site's
+config file, see :class:`RemoteConfigPolicy`), and applies all of them or none. The answer
+(applied, or refused with the reason) goes back as a ``config_result``. Applied settings are
+kept in a small JSON file beside the agent's store, so a restarted agent keeps them (checked
+again against the policy in force then).
 
 Settings (units as everywhere: SoC 0..1, W, Wh):
 
@@ -27,90 +28,93 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
+
+from agent.config import (
+    MAX_RESERVE_SOC,
+    ControlSection,
+    DeviceSectionConfig,
+    IdleMode,
+    RemoteConfigPolicy,
+    TradingConfig,
+    check_thresholds,
+)
+from gridswarm.validation import error_lines, field_error
 
 logger = logging.getLogger(__name__)
 
-MAX_RESERVE_SOC = 0.95  # a reserve above this would leave the battery nothing to do
-MAX_POWER_W = 1e7
-CONTROL_KEYS = ("reserve_soc", "low_threshold", "high_threshold", "low_use_w", "flywheel_spike_w", "idle_mode",
-                "emergency_opt_in")
-TRADING_KEYS = ("trading_enabled", "max_order_wh")
-KNOWN_KEYS = frozenset((*CONTROL_KEYS, *TRADING_KEYS))
-
-
-class RemoteConfigPolicy(BaseModel):
-    """What the site's owner lets an operator change from afar."""
-
-    model_config = ConfigDict(extra="forbid")
-    enabled: bool = True
-    min_reserve_soc: float = Field(default=0.1, ge=0.0, le=MAX_RESERVE_SOC)
-    locked: list[str] = Field(default_factory=lambda: ["emergency_opt_in"])  # the owner's own choices
+_CONTROL = ControlSection.model_fields
+_TRADING = TradingConfig.model_fields
+TRADING_KEYS = {"trading_enabled": "enabled", "max_order_wh": "max_order_wh"}  # setting -> trading field
 
 
 class Refused(ValueError):
     """A change the site will not apply; the message is the reason sent back."""
 
 
-def _fraction(key: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not 0.0 <= v <= 1.0:
-        raise Refused(f"{key} must be a number within [0, 1], got {v!r}")
-    return float(v)
+class RemoteSettings(BaseModel):
+    """The settings an operator may change, each with the bounds of the site's config file.
 
+    Only the settings given are checked and applied (the defaults are never used). Strict: a
+    boolean is not a number, a string is not a number, and NaN or infinity is refused. The checks
+    that need the site's current values read them from the validation context (see :func:`check`):
+    ``control`` (the site's control settings), ``trading`` (its trading settings) and ``policy``.
+    """
 
-def _power(key: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not 0.0 <= v <= MAX_POWER_W:
-        raise Refused(f"{key} must be a number of W within [0, {MAX_POWER_W:g}], got {v!r}")
-    return float(v)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    reserve_soc: float = DeviceSectionConfig.model_fields["reserve_soc"]
+    low_threshold: float = _CONTROL["low_threshold"]
+    high_threshold: float = _CONTROL["high_threshold"]
+    low_use_w: float = _CONTROL["low_use_w"]
+    flywheel_spike_w: float = _CONTROL["flywheel_spike_w"]
+    idle_mode: IdleMode = _CONTROL["idle_mode"]
+    emergency_opt_in: bool = _CONTROL["emergency_opt_in"]
+    trading_enabled: bool = _TRADING["enabled"]
+    max_order_wh: int = _TRADING["max_order_wh"]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unlocked(cls, data: Any, info: ValidationInfo) -> Any:
+        policy: RemoteConfigPolicy = info.context["policy"]
+        for key in data if isinstance(data, dict) else ():
+            if key in policy.locked:
+                raise field_error(key, "is the owner's choice and is locked on this site")
+        return data
 
-def _flag(key: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise Refused(f"{key} must be true or false, got {v!r}")
-    return v
+    @model_validator(mode="after")
+    def _within_site(self, info: ValidationInfo) -> RemoteSettings:
+        control, trading, policy = info.context["control"], info.context["trading"], info.context["policy"]
+        given = self.model_fields_set
+        reserve = self.reserve_soc if "reserve_soc" in given else control.reserve_soc
+        if "reserve_soc" in given and reserve < policy.min_reserve_soc:
+            floor = policy.min_reserve_soc
+            raise field_error("reserve_soc", f"{reserve:g} is below this site's floor of {floor:g} set by its owner")
+        if reserve > MAX_RESERVE_SOC:
+            raise field_error("reserve_soc", f"{reserve:g} is above the safety limit of {MAX_RESERVE_SOC:g}")
+        check_thresholds(
+            self.low_threshold if "low_threshold" in given else control.low_threshold,
+            self.high_threshold if "high_threshold" in given else control.high_threshold,
+        )
+        if "max_order_wh" in given and self.max_order_wh < trading.min_order_wh:
+            raise field_error("max_order_wh", f"{self.max_order_wh} is below min_order_wh ({trading.min_order_wh})")
+        return self
 
 
 def check(settings: dict[str, Any], control: Any, trading: Any, policy: RemoteConfigPolicy) -> dict[str, Any]:
-    """The settings as they will be applied, or :class:`Refused` naming the first problem."""
+    """The settings as they will be applied, or :class:`Refused` naming the settings at fault
+    (one line, ``setting: problem``, as the config file's errors)."""
     if not policy.enabled:
         raise Refused("remote configuration is disabled on this site by its owner")
-    out: dict[str, Any] = {}
-    for key, v in settings.items():
-        if key not in KNOWN_KEYS:
-            raise Refused(f"unknown setting {key!r}")
-        if key in policy.locked:
-            raise Refused(f"{key} is the owner's choice and is locked on this site")
-        if key in ("reserve_soc", "low_threshold", "high_threshold"):
-            out[key] = _fraction(key, v)
-        elif key in ("low_use_w", "flywheel_spike_w"):
-            out[key] = _power(key, v)
-        elif key in ("emergency_opt_in", "trading_enabled"):
-            out[key] = _flag(key, v)
-        elif key == "idle_mode":
-            if v not in ("self_consumption", "idle"):
-                raise Refused(f"idle_mode must be self_consumption or idle, got {v!r}")
-            out[key] = v
-        elif key == "max_order_wh":
-            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v < 2**32:
-                raise Refused(f"max_order_wh must be a whole number of Wh within [1, 2^32), got {v!r}")
-            out[key] = v
-    reserve = out.get("reserve_soc", control.reserve_soc)
-    if "reserve_soc" in out and reserve < policy.min_reserve_soc:
-        floor = policy.min_reserve_soc
-        raise Refused(f"reserve_soc {reserve:g} is below this site's floor of {floor:g} set by its owner")
-    if reserve > MAX_RESERVE_SOC:
-        raise Refused(f"reserve_soc {reserve:g} is above the safety limit of {MAX_RESERVE_SOC:g}")
-    low = out.get("low_threshold", control.low_threshold)
-    high = out.get("high_threshold", control.high_threshold)
-    if low >= high:
-        raise Refused(f"low_threshold {low:g} must stay below high_threshold {high:g}")
-    if "max_order_wh" in out and out["max_order_wh"] < trading.min_order_wh:
-        raise Refused(f"max_order_wh {out['max_order_wh']} is below min_order_wh {trading.min_order_wh}")
-    return out
+    try:
+        valid = RemoteSettings.model_validate(
+            settings, context={"control": control, "trading": trading, "policy": policy}
+        )
+    except ValidationError as exc:
+        raise Refused("; ".join(error_lines(exc))) from None
+    return {key: getattr(valid, key) for key in settings}
 
 
 class RemoteConfig:
@@ -130,13 +134,12 @@ class RemoteConfig:
         return out
 
     def _set(self, out: dict[str, Any]) -> None:
-        control = {k: v for k, v in out.items() if k in CONTROL_KEYS}
+        control = {k: v for k, v in out.items() if k not in TRADING_KEYS}
         if control:
             self.site.control = dataclasses.replace(self.site.control, **control)
-        if "trading_enabled" in out:
-            self.trading.enabled = out["trading_enabled"]
-        if "max_order_wh" in out:
-            self.trading.max_order_wh = out["max_order_wh"]
+        for key, field in TRADING_KEYS.items():
+            if key in out:
+                setattr(self.trading, field, out[key])
 
     def handle(self, config_id: int, settings: dict[str, Any]) -> dict[str, Any]:
         """The ``config_result`` body for one ``config`` message."""
