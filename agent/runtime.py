@@ -292,8 +292,10 @@ class AgentRuntime:
             k = int(key.split(":")[1])
             if end <= now:
                 continue
+            before_e, before_i = self._earlier_runs_metered(k)  # delivered before the restart
             try:
-                self.site.set_market_schedule(start, end, export_w, reason=f"interval {k} (resumed)")
+                self.site.set_market_schedule(start, end, export_w, reason=f"interval {k} (resumed)",
+                                              delivered_wh=before_e - before_i)
             except ValueError as exc:
                 logger.warning("interval %d: stored dispatch not re-applied: %s", k, exc)
                 continue
@@ -465,8 +467,10 @@ class AgentRuntime:
     def apply_dispatch(self, env: Envelope, d: Dispatch) -> None:
         reason = dispatch_refusal(d, self.store.order_for(d.interval), self.clock.now())
         if not reason:
+            before_e, before_i = self._earlier_runs_metered(d.interval)  # delivered before a restart
             try:
-                self.site.set_market_schedule(d.start, d.end, d.export_w, reason=f"interval {d.interval}")
+                self.site.set_market_schedule(d.start, d.end, d.export_w, reason=f"interval {d.interval}",
+                                              delivered_wh=before_e - before_i)
             except ValueError as exc:  # out of the site's range: changes nothing
                 reason = str(exc)
         ok = not reason

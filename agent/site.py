@@ -57,12 +57,19 @@ NOMINAL_HZ: float = GridConfig.model_fields["nominal_hz"].default  # when no dri
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """A committed power target over ``[start_ts, end_ts)``; ``power_w`` in W."""
+    """A committed power target over ``[start_ts, end_ts)``; ``power_w`` in W. ``delivered_wh``
+    is net export (Wh) delivered in the window before this process metered it (a restart)."""
 
     start_ts: float
     end_ts: float
     power_w: float
     reason: str = ""
+    delivered_wh: float = 0.0
+
+    @property
+    def energy_wh(self) -> float:
+        """The committed net export over the whole window (Wh)."""
+        return self.power_w * (self.end_ts - self.start_ts) / 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +148,7 @@ class Site:
         self._concurrent = any(d.concurrent_reads for d in drivers)
         self._order = list(drivers)
         self._schedules: list[Schedule] = []
+        self._market_last: tuple[Schedule, float] | None = None  # the market target at the last tick
         self._vb: list[Schedule] = []
         self._spikes: list[tuple[float, float, float]] = []
         self._demand_upper: tuple[float, float, float] | None = None  # (start, end, upper W)
@@ -233,8 +241,16 @@ class Site:
 
     # ------------------------------------------------------------------ commands
 
-    def set_market_schedule(self, start_ts: float, end_ts: float, export_w: float, *, reason: str = "") -> None:
+    def set_market_schedule(self, start_ts: float, end_ts: float, export_w: float, *, reason: str = "",
+                            delivered_wh: float = 0.0) -> None:
         """Commit a target NET site export (W; negative = import) for ``[start_ts, end_ts)``.
+
+        What is committed is the window's energy, ``export_w`` × its length: each tick the site
+        aims at the energy still owed over the time left (see :meth:`market_target_w`), so a
+        setpoint that lands late, a schedule that arrives mid-window or a layer above the market
+        (frequency response, peak shaving) is made up within the window where the devices allow.
+        ``delivered_wh`` is net export already delivered in the window but not in this process's
+        meter (metered before a restart).
 
         A later schedule overrides an earlier one where they overlap. Out-of-range values
         (beyond the grid connection's limits, not finite, empty window) raise ValueError and
@@ -250,8 +266,25 @@ class Site:
             imp, exp = lim
             if power > exp or power < -imp:
                 raise ValueError(f"export_w: {power:g} W outside the grid connection's [-{imp:g}, {exp:g}] W")
-        self._schedules.append(Schedule(start, end, power, reason or f"committed net export {power:.0f} W"))
+        delivered = _finite("delivered_wh", delivered_wh)
+        self._schedules.append(Schedule(start, end, power, reason or f"committed net export {power:.0f} W", delivered))
         self._prune()
+
+    def market_target_w(self, sched: Schedule, now: float) -> float:
+        """The net export (W) that delivers what ``sched`` still owes by its end: (committed Wh −
+        net Wh metered in the window) over the time left, within the grid connection's limits.
+        In the window's last half tick the committed power stands (a tick later the window is
+        over, so a catch-up there would spill into the next one)."""
+        left_s = sched.end_ts - now
+        if left_s <= 0 or left_s < 0.5 * self._last_dt or now <= sched.start_ts:
+            return sched.power_w
+        exported, imported = self.meter.window(sched.start_ts, now)
+        owed_wh = sched.energy_wh - (exported - imported + sched.delivered_wh)
+        target = owed_wh * 3600.0 / left_s
+        lim = self._grid_limits()
+        if lim is not None:
+            target = min(max(target, -lim[0]), lim[1])
+        return target
 
     def clear_market_schedule(self, start_ts: float, end_ts: float) -> int:
         """Drop schedules that lie inside ``[start_ts, end_ts)``; return how many."""
@@ -334,7 +367,7 @@ class Site:
             tels = {k: v for k, v in self._last_tel.items() if k not in failed}
             applied: dict[str, float] = {}
             for _ in range(2):  # a device that fails now: the others take over its part at once
-                decision = arbitrate(self._inputs(now, self._last_dt, tels))
+                decision = arbitrate(self._inputs(now, self._last_dt, tels, track=False))
                 self.frequency_delivered_w = _frequency_delivered(decision)
                 write_failed = False
                 for dev_id, sp in decision.setpoints.items():
@@ -441,6 +474,7 @@ class Site:
             if isinstance(f, (int, float)) and math.isfinite(f) and 40.0 <= f <= 70.0:
                 self._frequency_hz = float(f)
                 break
+        self._meter(now, dt, tels)  # the step just ended, before deciding (the market target reads it)
         async with self._write_lock:
             inputs = self._inputs(now, dt, tels)
             decision = arbitrate(inputs)
@@ -469,7 +503,6 @@ class Site:
         for dev_id, got in applied.items():
             if self.drivers[dev_id].kind.is_storage:
                 net += got - decision.setpoints[dev_id].power_w
-        self._meter(now, dt, tels)
 
         grid_tel = tels.get(self._grid.device_id) if self._grid is not None else None
         state = SiteState(
@@ -594,7 +627,17 @@ class Site:
                 return s
         return None
 
-    def _inputs(self, now: float, dt: float, tels: dict[str, Telemetry]) -> ArbiterInputs:
+    def _market_w(self, sched: Schedule, now: float, track: bool) -> float:
+        """The market layer's target: tracked at a tick; between ticks (the fast path) the value
+        of the last tick stands, since the meter has not seen the step in progress."""
+        last = self._market_last
+        if not track:
+            return last[1] if last is not None and last[0] is sched else sched.power_w
+        w = self.market_target_w(sched, now)
+        self._market_last = (sched, w)
+        return w
+
+    def _inputs(self, now: float, dt: float, tels: dict[str, Telemetry], *, track: bool = True) -> ArbiterInputs:
         stores: list[StoreView] = []
         pvs: list[PVView] = []
         loads: list[LoadView] = []
@@ -646,7 +689,8 @@ class Site:
             upper = self._demand_upper[2]
         plan = self._fly_plan if self._fly_plan is not None and now < self._fly_plan[0] else None
         cmds = Commands(
-            market_export_w=sched.power_w if sched else None, market_reason=sched.reason if sched else "",
+            market_export_w=self._market_w(sched, now, track) if sched else None,
+            market_reason=sched.reason if sched else "",
             virtual_battery_w=vb.power_w if vb else 0.0, frequency_arm=self._arm, frequency_hz=self._frequency_hz,
             autonomous=self._autonomous, spikes=spikes, demand_upper_w=upper,
             shave_above_w=plan[1] if plan else None, flywheel_readiness_soc=plan[2] if plan else None,

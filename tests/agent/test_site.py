@@ -64,6 +64,45 @@ def test_market_schedule_is_delivered_and_metered():
     assert exported == pytest.approx(3_000 * 900 / 3600) and imported == pytest.approx(0.0, abs=1e-6)
 
 
+def test_a_schedule_arriving_mid_window_still_delivers_the_committed_energy():
+    """The commitment is the window's energy: a dispatch that lands 5 min late is made up in the
+    10 min left (the old rule held the power and fell 250 Wh short)."""
+    clock = ManualClock(T0)
+    site = Site.from_config(HOME, clock, seed=1, reserve_soc=0.2)
+    run(site.tick())
+    clock.set(T0 + 600)  # the window opened at T0 + 300
+    site.set_market_schedule(T0 + 300, T0 + 1200, 1_000)
+    states = run(_ticks(site, clock, 12, 60.0))
+    exported, imported = site.meter_window(T0 + 300, T0 + 1200)
+    assert exported - imported == pytest.approx(1_000 * 900 / 3600, abs=0.5)
+    assert states[1].net_export_w == pytest.approx(1_000 * 900 / 600, rel=0.02)  # the catch-up power
+
+
+def test_energy_delivered_before_a_restart_counts_towards_the_commitment():
+    clock = ManualClock(T0 + 300)
+    site = Site.from_config(HOME, clock, seed=1, reserve_soc=0.2)
+    site.set_market_schedule(T0 + 300, T0 + 1200, 2_000, delivered_wh=250.0)  # half of 500 Wh
+    run(_ticks(site, clock, 15, 60.0))
+    exported, imported = site.meter_window(T0 + 300, T0 + 1200)
+    assert exported - imported == pytest.approx(250.0, abs=0.5)
+    with pytest.raises(ValueError, match="delivered_wh"):
+        site.set_market_schedule(T0 + 300, T0 + 1200, 2_000, delivered_wh=float("nan"))
+
+
+def test_catch_up_stays_inside_the_devices_limits():
+    """Owed more than the storage can give in the time left: the battery runs at its rating,
+    never past it, and the shortfall stays a shortfall."""
+    clock = ManualClock(T0)
+    site = Site.from_config(HOME, clock, seed=1, reserve_soc=0.2)
+    run(site.tick())
+    clock.set(T0 + 1080)  # 2 min before the end of a 15-min window of 4 kW
+    site.set_market_schedule(T0 + 300, T0 + 1200, 4_000)
+    states = run(_ticks(site, clock, 2, 60.0))
+    assert all(st.decision.setpoints["battery1"].power_w <= 5_000 + 1e-6 for st in states)
+    exported, _ = site.meter_window(T0 + 300, T0 + 1200)
+    assert exported < 4_000 * 900 / 3600
+
+
 @pytest.mark.parametrize("step", [1.0, 10.0, 60.0])
 def test_integration_follows_clock_time_not_calls(step):
     clock = ManualClock(T0)
