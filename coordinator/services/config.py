@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class FleetSettings(BaseModel):
@@ -43,3 +43,17 @@ class FleetSettings(BaseModel):
     # who lends first: the highest SoC above the reserve (levels the fleet's SoC), or a fixed
     # order (the lenders' addresses; no levelling, kept to measure what levelling buys)
     lender_choice: Literal["highest_soc", "fixed_order"] = "highest_soc"
+    # the share of the fleet's lendable power each class may not take, kept for the classes above
+    # it (grants are firm once made, so a shortage is met by holding back, docs/fleet.md)
+    borrow_held_back: dict[Literal["critical", "essential", "flexible"], float] = Field(
+        default_factory=lambda: {"critical": 0.0, "essential": 0.1, "flexible": 0.2})
+
+    @model_validator(mode="after")
+    def _held_back_by_class(self) -> FleetSettings:
+        held = [self.borrow_held_back.get(c, 0.0) for c in ("critical", "essential", "flexible")]
+        if any(not 0.0 <= h < 1.0 for h in held) or held != sorted(held):
+            raise ValueError(
+                "borrow_held_back: each share must be in [0, 1) and a lower class may not be held back less "
+                f"than a higher one (critical <= essential <= flexible), got {self.borrow_held_back}"
+            )
+        return self

@@ -24,7 +24,7 @@ from typing import Any
 from coordinator.services.config import FleetSettings
 from coordinator.services.modes import ARM_MODE, ModeController
 from coordinator.services.sizing import Sizing, device_reasons, max_rate_w, size_service
-from coordinator.services.vbattery import Lender, Request, lendable_w, plan
+from coordinator.services.vbattery import Lender, Request, available_w, lendable_w, plan
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,14 @@ class FleetService:
                     out.append(Lender(rec.address, headroom, cap, power))
         return out
 
+    def _lendable_total(self, start: float, end: float, remaining_w: float, exclude: str | None = None) -> float:
+        """The fleet's lendable power over ``[start, end)`` before any grant: what is left plus
+        what is already granted over an overlapping window (the base of the held-back shares)."""
+        with self._lock:
+            granted = sum(g["power_w"] for g in self.grants
+                          if g["start"] < end and g["end"] > start and g["lender"] != exclude)
+        return remaining_w + granted
+
     def on_borrow(self, sender: str, body: Any) -> tuple[bool, str]:
         """A borrowing request (hub thread): refused with the reason when the fleet cannot lend
         that much at all, else queued for the next plan."""
@@ -175,17 +183,21 @@ class FleetService:
         if body.end <= self.clock.now():
             return False, "the window is already over"
         capacity = sum(ln.lendable_w for ln in self.lenders(body.start, body.end) if ln.address != sender)
+        total = self._lendable_total(body.start, body.end, capacity, sender)
+        may = available_w(capacity, total, body.priority, s.borrow_held_back)
         entry = {"address": sender, "request_id": body.request_id, "power_w": body.power_w, "start": body.start,
                  "end": body.end, "priority": body.priority, "ts": self.clock.now(), "outcome": "queued",
                  "served_w": 0.0, "unserved_w": 0.0}
-        if body.power_w > capacity + 1e-6:
+        if body.power_w > may + 1e-6:
+            held = f" ({capacity - may:.0f} W held back for requests above {body.priority})" if may < capacity else ""
             with self._lock:
                 self.borrow_requests.append({**entry, "outcome": "refused", "unserved_w": body.power_w,
-                                             "reason": f"the fleet can lend {capacity:.0f} W"})
+                                             "reason": f"the fleet can lend {may:.0f} W{held}"})
             self._event("borrow_refused", sender, None,
-                        f"asks {body.power_w:.0f} W, the fleet can lend {capacity:.0f} W")
+                        f"asks {body.power_w:.0f} W ({body.priority}), the fleet can lend {may:.0f} W{held}")
             self.save_events()
-            return False, f"asks {body.power_w:.0f} W; the fleet can lend at most {capacity:.0f} W over that window"
+            return False, (f"asks {body.power_w:.0f} W; the fleet can lend at most {may:.0f} W over that window"
+                           f" to a {body.priority} request{held}")
         with self._lock:
             if len(self.pending_borrows) >= s.max_pending_borrows:
                 return False, "too many borrowing requests pending"
@@ -204,7 +216,10 @@ class FleetService:
         if not reqs:
             return 0
         start, end = min(r.start for r in reqs), max(r.end for r in reqs)
-        p = plan(reqs, self.lenders(start, end), balance=self.settings.lender_choice == "highest_soc")
+        lenders = self.lenders(start, end)
+        total = self._lendable_total(start, end, sum(ln.lendable_w for ln in lenders))
+        p = plan(reqs, lenders, balance=self.settings.lender_choice == "highest_soc",
+                 held_back=self.settings.borrow_held_back, total_w=total)
         price = self.settings.borrow_price
         sent = 0
         for g in p.grants:

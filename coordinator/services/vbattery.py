@@ -7,14 +7,20 @@ lend its healthy storage's available discharge power less what its own site draw
 what its energy above the reserve sustains over the window, less its frequency-response share
 and less what it has already lent over an overlapping window. The owner's reserve always comes
 first: only energy above it is lent. A request for more than the fleet can lend at all is refused.
+
+Grants already made are firm (they are traded on chain at the next interval notice), so a
+shortage that builds up over time is met by holding back: requests of a lower class may not take
+the last share of the fleet's lendable power (``held_back``, a fraction per class, e.g. 20 % for
+flexible requests), which stays for the classes above them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Grant", "Lender", "Plan", "Request", "lendable_w", "plan"]
+__all__ = ["Grant", "Lender", "Plan", "Request", "available_w", "lendable_w", "plan"]
 
 PRIORITY_ORDER = {"critical": 0, "essential": 1, "flexible": 2}
 STORAGE = ("battery", "ups", "flywheel")
@@ -71,16 +77,30 @@ def lendable_w(devices: dict[str, dict[str, Any]], healthy: set[str], duration_s
     return power, (above / cap if cap else 0.0), cap
 
 
-def plan(requests: list[Request], lenders: list[Lender], *, balance: bool = True) -> Plan:
+def available_w(remaining_w: float, total_w: float, priority: str, held_back: Mapping[str, float] | None) -> float:
+    """What a request of ``priority`` may take of ``remaining_w``: all of it but the share of
+    ``total_w`` (the fleet's lendable power before any grant) held back for the classes above."""
+    held = (held_back or {}).get(priority, 0.0) * total_w
+    return max(0.0, remaining_w - held)
+
+
+def plan(requests: list[Request], lenders: list[Lender], *, balance: bool = True,
+         held_back: Mapping[str, float] | None = None, total_w: float | None = None) -> Plan:
     """Serve ``requests`` from ``lenders`` (both changed copies are not kept; see the module).
     Without ``balance`` the lenders are drawn in a fixed order (their addresses), each as far as
-    it can go, with no regard to SoC: the non-levelling choice levelling is measured against."""
+    it can go, with no regard to SoC: the non-levelling choice levelling is measured against.
+    ``held_back``/``total_w``: see :func:`available_w` (``total_w`` defaults to what the lenders
+    have now)."""
     out = Plan()
     pool = {ln.address: Lender(ln.address, ln.headroom, ln.capacity_wh, ln.lendable_w) for ln in lenders}
+    total = sum(ln.lendable_w for ln in lenders) if total_w is None else total_w
+    own = {ln.address: ln.lendable_w for ln in lenders}  # a site does not lend to itself
     for req in sorted(requests, key=lambda r: (PRIORITY_ORDER[r.priority], r.arrival)):
         hours = (req.end - req.start) / 3600.0
         cands = [ln for ln in pool.values() if ln.address != req.address and ln.lendable_w > 1e-6]
-        takes = _levelled(cands, req.power_w, hours) if balance else _in_order(cands, req.power_w)
+        base = total - own.get(req.address, 0.0)
+        may = min(req.power_w, available_w(sum(ln.lendable_w for ln in cands), base, req.priority, held_back))
+        takes = _levelled(cands, may, hours) if balance else _in_order(cands, may)
         for ln in cands:
             take = takes.get(ln.address, 0.0)
             if take <= 1e-6:

@@ -145,3 +145,40 @@ def test_a_lender_is_not_promised_twice_nor_past_its_own_draw(tmp_path):
     # its own site now draws 250 W from the battery: 3 h of it until that window ends
     fl.on_telemetry(B, tel(T0 + 1, {"bat": dev(5_000.0, 250.0, soc=0.5, cap=10_000.0)}, rid=2))
     assert fl.lenders(T0 + 2 * h, T0 + 3 * h)[0].lendable_w == pytest.approx(1_000.0 - 750.0, abs=1.0)
+
+
+def test_held_back_share_keeps_capacity_for_higher_classes_across_time(tmp_path):
+    """Grants are firm once made, so a flexible request arriving first must not take the power a
+    critical request arriving later needs: the last 20 % stays for the classes above."""
+    clock = ManualClock(T0)
+    hub = FakeHub()
+    fl = FleetService(FleetSettings(required_w=0.0), Store(tmp_path / "c.sqlite"), clock, hub)
+    fl.on_telemetry(A, tel(T0, {"bat": dev(1_000.0, 0.0)}))
+    fl.on_telemetry(B, tel(T0, {"bat": dev(1_000.0, 0.0)}))
+    ok, reason = fl.on_borrow(A, borrow(900.0, priority="flexible"))
+    assert not ok and "at most 800 W" in reason and "200 W held back for requests above flexible" in reason
+    assert fl.snapshot()["events"][-1]["kind"] == "borrow_refused"
+    assert fl.on_borrow(A, borrow(800.0, rid=2, priority="flexible"))[0]
+    assert asyncio.run(fl.serve_borrowing()) == 1
+    # a flexible request no longer fits; an essential one gets what its 10 % leaves; a critical one all the rest
+    ok, reason = fl.on_borrow(A, borrow(50.0, rid=3, priority="flexible"))
+    assert not ok and "at most 0 W" in reason
+    ok, reason = fl.on_borrow(A, borrow(150.0, rid=4, priority="essential"))
+    assert not ok and "at most 100 W" in reason
+    assert fl.on_borrow(A, borrow(200.0, rid=5, priority="critical"))[0]
+    assert asyncio.run(fl.serve_borrowing()) == 1
+    granted = sorted(round(g["power_w"]) for g in fl.grants)
+    assert granted == [200, 800]
+
+
+def test_plan_holds_back_within_one_batch_too():
+    reqs = [Request("F", 1, 1_000.0, T0, T0 + 900, "flexible", 1)]
+    p = plan(reqs, [Lender("L", 0.5, 10_000, 1_000)], held_back={"flexible": 0.25})
+    assert [round(g.power_w) for g in p.grants] == [750]
+    assert p.unserved == {("F", 1): pytest.approx(250.0)}
+
+
+@pytest.mark.parametrize("held", [{"flexible": 1.0}, {"essential": 0.3, "flexible": 0.1}, {"critical": -0.1}])
+def test_held_back_shares_are_checked(held):
+    with pytest.raises(ValueError, match="borrow_held_back"):
+        FleetSettings(borrow_held_back=held)
