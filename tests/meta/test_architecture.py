@@ -4,6 +4,7 @@
   functions too (a lazy import hides a cycle, it does not remove it); only imports under
   ``if TYPE_CHECKING:`` are left out, since they never run;
 - ``agent/`` never imports ``coordinator``, FastAPI or brownie;
+- nothing outside ``agent/site.py`` reads the site's private fields;
 - comments and docstrings refer only to documents inside the repository.
 """
 
@@ -218,6 +219,21 @@ def test_the_runtime_does_not_probe_the_site() -> None:
                  if p.name in ("runtime.py", "trading.py", "link.py", "trader.py")
                  for no, line in enumerate(p.read_text().splitlines(), 1) if probe.search(line)]
     assert offenders == [], offenders
+
+
+def test_only_the_site_reads_its_private_fields() -> None:
+    """Code and tests outside ``agent/site.py`` use the site's public members (the protocols of
+    ``agent/site_port.py``, the read-only properties of ``agent/site.py``), never ``site._...``."""
+    reach = re.compile(r"\bsite\._[A-Za-z]")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{no}: {line.strip()}"
+        for pkg in (*PACKAGES, "bench", "scripts", "tests")
+        for path in (ROOT / pkg).rglob("*.py")
+        if path != ROOT / "agent" / "site.py"
+        for no, line in enumerate(path.read_text().splitlines(), 1)
+        if reach.search(line)
+    ]
+    assert offenders == [], "\n".join(offenders)
 
 
 def test_the_coordinators_sql_lives_in_the_store_only() -> None:
