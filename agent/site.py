@@ -261,7 +261,7 @@ class Site:
         power = _finite("export_w", export_w)
         if end <= start:
             raise ValueError(f"end_ts: must be > start_ts ({start:g}), got {end:g}")
-        lim = self._grid_limits()
+        lim = self.grid_limits()
         if lim is not None:
             imp, exp = lim
             if power > exp or power < -imp:
@@ -281,7 +281,7 @@ class Site:
         exported, imported = self.meter.window(sched.start_ts, now)
         owed_wh = sched.energy_wh - (exported - imported + sched.delivered_wh)
         target = owed_wh * 3600.0 / left_s
-        lim = self._grid_limits()
+        lim = self.grid_limits()
         if lim is not None:
             target = min(max(target, -lim[0]), lim[1])
         return target
@@ -520,6 +520,30 @@ class Site:
     def last_state(self) -> SiteState | None:
         return self._last_state
 
+    @property
+    def market_schedules(self) -> tuple[Schedule, ...]:
+        """The committed net-export schedules (W over a window) the site still holds, in the order
+        they came; a later one overrides an earlier one where they overlap."""
+        return tuple(self._schedules)
+
+    @property
+    def demand_forecast(self) -> tuple[float, float, float] | None:
+        """The reserve trigger's predicted demand: (start_ts, end_ts, upper W), as
+        :meth:`set_demand_forecast` last set it; None before."""
+        return self._demand_upper
+
+    @property
+    def flywheel_plan(self) -> tuple[float, float | None, float | None, float | None] | None:
+        """The planner's flywheel plan: (until_ts, shave above W, readiness SoC, charge below W), as
+        :meth:`set_flywheel_plan` last set it; None before."""
+        return self._fly_plan
+
+    @property
+    def last_dt_s(self) -> float:
+        """Seconds between the last two control ticks (1.0 until a second tick): the time one
+        tick's power stands for, to turn it into energy (Wh = W * last_dt_s / 3600)."""
+        return self._last_dt
+
     # ------------------------------------------------------------------ energy questions
 
     def meter_window(self, start_ts: float, end_ts: float) -> tuple[float, float]:
@@ -569,7 +593,7 @@ class Site:
                 store_wh -= max(0.0, drawn)
         store_wh = max(0.0, min(store_wh, store_w * hours))
         avail = self.expected_net_wh(start, end) + store_wh
-        lim = self._grid_limits()
+        lim = self.grid_limits()
         if lim is not None:
             avail = min(avail, lim[1] * hours)
         return max(0.0, avail)
@@ -582,7 +606,10 @@ class Site:
         self._vb = [s for s in self._vb if s.end_ts > horizon]
         self._spikes = [s for s in self._spikes if s[1] > horizon]
 
-    def _grid_limits(self) -> tuple[float, float] | None:
+    def grid_limits(self) -> tuple[float, float] | None:
+        """The grid connection's (import, export) limits, W, both >= 0: as the grid meter last
+        reported them, else as its driver knows them before any reading; None without a grid
+        device or when neither knows them."""
         if self._grid is None:
             return None
         tel = self._last_tel.get(self._grid.device_id)

@@ -20,10 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.analytics import print_query_report, query_report, site_address, time_query
+from bench.analytics import print_query_report, query_report, time_query
 from bench.info import write_results
 from coordinator.store import Store
 from coordinator.store.analytics import Analytics
+from coordinator.store.synthetic import site_address
 
 START_TS = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 STEP_S = 300.0

@@ -15,7 +15,7 @@ measures ``gasUsed`` from receipts:
 
 Everything is deterministic (fixed accounts, ids, prices and signatures), so the numbers are
 reproducible to the unit; ``bench/gas-snapshot.json`` keeps them and
-``tests/contracts/test_gas_snapshot.py`` fails when they drift. Writes
+``tests/bench/test_gas_snapshot.py`` fails when they drift. Writes
 ``bench/results/gas.json``. Gas is a count, not a timing: nothing here depends on the machine's
 speed.
 """

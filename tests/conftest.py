@@ -30,9 +30,18 @@ class Market:
     operator: LocalAccount
     coordinator_key: SigningKey
     participants: list[ParticipantSpec]
+    seed: int = 0  # the participants' keys derive from it
 
     def sender(self, account: LocalAccount) -> TxSender:
         return TxSender(self.w3, account, self.dep.decoder())
+
+    def add_participants(self, count: int) -> list[ParticipantSpec]:
+        """Register ``count`` more participants (the next keys of the seed), funded like the
+        first ones; returns them."""
+        specs = _participant_specs(self.seed, len(self.participants), count)
+        register_participants(self.w3, self.dep, self.admin, specs)
+        self.participants.extend(specs)
+        return specs
 
     @property
     def market(self):  # noqa: ANN201 - a web3 contract
@@ -69,17 +78,21 @@ def deploy_fresh(ganache: Ganache, n_participants: int = 4, *, clear_timeout_s: 
     admin, operator, coord, dep = deploy_seeded_market(
         w3, seed, clear_timeout_s=clear_timeout_s, settle_timeout_s=settle_timeout_s
     )
-    specs = [
+    specs = _participant_specs(seed, 0, n_participants)
+    register_participants(w3, dep, admin, specs)
+    return Market(w3, dep, admin, operator, coord, specs, seed)
+
+
+def _participant_specs(seed: int, start: int, count: int) -> list[ParticipantSpec]:
+    return [
         ParticipantSpec(
             derive_eth_account(seed, "agent", i),
             derive_ed25519(seed, "agent", i),
             tokens=1_000 * TOKEN_UNIT,
             deposit=100 * TOKEN_UNIT,
         )
-        for i in range(n_participants)
+        for i in range(start, start + count)
     ]
-    register_participants(w3, dep, admin, specs)
-    return Market(w3, dep, admin, operator, coord, specs)
 
 
 @pytest.fixture

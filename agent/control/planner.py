@@ -41,6 +41,7 @@ from typing import Any
 from agent.control.peak_plan import PeakPlanner, StoreBudget
 from agent.drivers.base import DeviceKind
 from agent.forecast.online import Outlook, SiteForecaster
+from agent.site_port import PlannedSite
 from gridswarm.clock import Clock
 
 logger = logging.getLogger(__name__)
@@ -48,11 +49,13 @@ logger = logging.getLogger(__name__)
 __all__ = ["ControlStats", "SitePlanner", "build_planner"]
 
 
-def build_planner(site: Any, clock: Clock, store_path: Path | None = None, control: Any = None) -> SitePlanner | None:
-    """The planner of an agent's site (None for a site object without devices, e.g. a test fake).
+def build_planner(
+    site: object, clock: Clock, store_path: Path | None = None, control: Any = None
+) -> SitePlanner | None:
+    """The planner of an agent's site (None for a site that is no :class:`PlannedSite`, e.g. a test fake).
     Its summary is written beside the agent's store as ``<store>.control.json``; ``control`` is
     the config's ``control`` section (readiness and peak window)."""
-    if not hasattr(site, "drivers") or not hasattr(site, "set_flywheel_plan"):
+    if not isinstance(site, PlannedSite):
         return None
     summary = Path(store_path).with_suffix(".control.json") if store_path is not None else None
     kw: dict[str, Any] = {}
@@ -90,7 +93,7 @@ class ControlStats:
 class SitePlanner:
     """Forecasts and flywheel/reserve plans for one :class:`agent.site.Site` (module docstring)."""
 
-    def __init__(self, site: Any, clock: Clock, *, step_s: float = 300.0, readiness_soc: float = 0.9,
+    def __init__(self, site: PlannedSite, clock: Clock, *, step_s: float = 300.0, readiness_soc: float = 0.9,
                  peak_window_s: float = 86400.0, summary_path: Path | None = None) -> None:
         self.site = site
         self.clock = clock
@@ -166,7 +169,7 @@ class SitePlanner:
             tel = state.devices.get(fid)
             if tel is not None:
                 self._wear(fid, tel)
-        self.stats.peak_shaved_wh += shaved * self.site._last_dt / 3600.0
+        self.stats.peak_shaved_wh += shaved * self.site.last_dt_s / 3600.0
         self.stats.reserve_activations = max(self.stats.reserve_activations, dec.reserve.activations)
 
     def _store_budget(self, state: Any) -> StoreBudget | None:
@@ -282,7 +285,7 @@ class SitePlanner:
         step of the window is metered or without flywheels."""
         if not self._fly_ids:
             return None
-        limits = self.site._grid_limits()
+        limits = self.site.grid_limits()
         self.peak.limit_w = limits[0] if limits is not None else None
         self.peak.roll(now)
         if self.peak.realised_w <= 0.0:

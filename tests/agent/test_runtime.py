@@ -111,7 +111,7 @@ def test_dispatch_checks(tmp_path: Path, chain_market: Market) -> None:
         }
 
     def schedules() -> list:
-        return list(rt.site._schedules)
+        return list(rt.site.market_schedules)
 
     async def main() -> None:
         # unsigned, forged, expired, from a stranger, malformed: nothing changes
@@ -163,12 +163,12 @@ def test_arm_message_arms_local_frequency_response(tmp_path: Path, chain_market:
     async def main() -> None:
         await rt.site.connect()
         await rt.on_message(signer.sign("arm", {"armed": True, "droop": 5.0}).to_json())  # out of range
-        assert rt.site._arm is None
+        assert rt.site.frequency_arm is None
         assert rt.rejected[-1][0] == "malformed"
         await rt.on_message(signer.sign("arm", {"armed": True, "droop": 0.05, "deadband_hz": 0.015}).to_json())
-        assert rt.site._arm is not None and rt.site._arm.droop == 0.05
+        assert rt.site.frequency_arm is not None and rt.site.frequency_arm.droop == 0.05
         await rt.on_message(signer.sign("arm", {"armed": False}).to_json())
-        assert rt.site._arm is None
+        assert rt.site.frequency_arm is None
 
     asyncio.run(main())
     assert [c["reason"] for c in rt.store.commands() if c["kind"] == "arm"] == ["armed", "disarmed"]
@@ -212,10 +212,10 @@ def test_dispatch_beyond_limits_is_rejected_or_clamped(tmp_path: Path, chain_mar
         await rt.site.connect()
         # 10 MW: beyond the grid connection -> rejected, nothing scheduled
         await rt.on_message(signer.sign("dispatch", body(1e7)).to_json())
-        assert rt.site._schedules == []
+        assert rt.site.market_schedules == ()
         # 20 kW: allowed at the connection but beyond a 5 kW battery + PV -> clamped by the site
         await rt.on_message(signer.sign("dispatch", body(20_000.0)).to_json())
-        assert len(rt.site._schedules) == 1
+        assert len(rt.site.market_schedules) == 1
         state = None
         for _ in range(5):
             clock.advance(10)

@@ -42,7 +42,7 @@ def test_runtime_forecasts_and_plans_in_the_background(tmp_path: Path, chain_mar
     stats = rt.planner.stats
     assert stats.forecast is not None  # demand forecast 5 and 15 min ahead from its own history
     assert set(stats.forecast["demand"]) == {"300s", "900s"}
-    assert rt.site._demand_upper is not None  # the reserve trigger got its predicted demand
+    assert rt.site.demand_forecast is not None  # the reserve trigger got its predicted demand
     assert rt.site.last_state.decision.reserve.activations >= 1  # demand above grid + flywheel: reserve started
     summary = json.loads(Path(cfg.store_path).with_suffix(".control.json").read_text())
     assert summary["forecast"]["demand"]["300s"]["upper80_w"] >= summary["forecast"]["demand"]["300s"]["point_w"]
@@ -57,7 +57,7 @@ def test_readiness_and_peak_window_come_from_the_config(tmp_path: Path, chain_ma
     assert rt.planner.readiness_soc == 0.6 and rt.planner.peak.window_s == 2_592_000.0
     asyncio.run(rt.site.connect())
     rt.planner.apply(None, clock.now())  # what the planner task does every step
-    assert rt.site._fly_plan is not None and rt.site._fly_plan[2] == 0.6  # the arbiter's readiness
+    assert rt.site.flywheel_plan is not None and rt.site.flywheel_plan[2] == 0.6  # the arbiter's readiness
 
 
 def test_bad_readiness_is_refused_by_name(tmp_path: Path, chain_market: Market) -> None:  # noqa: F811

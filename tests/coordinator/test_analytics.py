@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.analytics import START_TS, ZONES, populate, queries, site_address
 from coordinator.store import Store
 from coordinator.store.analytics import MAX_EVENTS_KEPT, Analytics, AnalyticsError, CursorError, NotFound, Tariff
+from coordinator.store.synthetic import START_TS, ZONES, populate, site_address
 
 DAYS, SITES, FIRST = 2, 6, 1_000_000
 
@@ -199,8 +199,3 @@ def test_event_log_is_bounded() -> None:
     new = a.add_event(1.0, "operator", "the one that prunes")
     assert new % 1000 == 0
     assert a.store.one("select min(id) as m from event_log")["m"] > new - MAX_EVENTS_KEPT
-
-
-def test_benchmark_queries_run_on_a_small_store(analytics: Analytics) -> None:
-    for name, fn in queries(analytics, DAYS, SITES, first_id=FIRST).items():
-        assert fn() is not None, name

@@ -10,7 +10,6 @@ tests/system/test_faults.py.)
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import time
 from collections.abc import Callable
@@ -21,16 +20,12 @@ from typing import Any
 import pytest
 
 from app.devnet import Ganache, free_port
-from coordinator.hub import Hub
-from coordinator.indexer import Indexer
 from coordinator.market.lifecycle import ChainState, Step, Times, first_new_interval, next_step
 from coordinator.market.loop import MarketLoop
 from coordinator.settings import MarketSettings
-from coordinator.store import Store
-from gridswarm.chain import TxSender, sign_meter_reading
 from gridswarm.clock import ManualClock
-from gridswarm.envelope import Signer
 from tests.conftest import Market, deploy_fresh
+from tests.coordinator.loop_support import build_loop, store_readings
 
 I = 900.0
 GATE = 300.0
@@ -76,13 +71,7 @@ class Rig:
 
     def loop(self) -> MarketLoop:
         """A fresh coordinator (new store connection, new indexer) over the same database."""
-        store = Store(self.db)
-        signer = Signer(self.m.coordinator_key, "coordinator", self.clock, itertools.count(1).__next__)
-        hub = Hub(store, self.clock, signer, self.m.dep.chain_id, self.m.dep.market)
-        indexer = Indexer(self.m.w3, self.m.dep, store)
-        indexer.sync()
-        operator = TxSender(self.m.w3, self.m.operator, self.m.dep.decoder())
-        return MarketLoop(self.cfg, self.clock, store, hub, indexer, operator, self.m.dep)
+        return build_loop(self.m, self.cfg, self.clock, self.db)
 
     def status(self, k: int) -> int:
         return int(self.m.market.functions.intervalOf(k).call()[0])
@@ -99,14 +88,7 @@ class Rig:
         """Both sides sign their own reading (the seller its export, the buyer its import of
         the same energy), as the agents do; the coordinator holds them for settlement."""
         seller, buyer = self.m.participants[0].account, self.m.participants[1].account
-        with loop.store.transaction() as db:
-            for who, exp, imp in ((seller, exported, 0), (buyer, 0, exported)):
-                sig = sign_meter_reading(who, self.m.dep.chain_id, self.m.dep.market, k, exp, imp)
-                db["readings"].upsert(
-                    {"interval": k, "participant": who.address, "exported_wh": exp, "imported_wh": imp,
-                     "signature": sig},
-                    pk=("interval", "participant"),
-                )
+        store_readings(loop, self.m, k, {seller: (exported, 0), buyer: (0, exported)})
 
     def conserved(self) -> None:
         self.m.assert_conserved_and_unlocked()

@@ -4,6 +4,8 @@
   functions too (a lazy import hides a cycle, it does not remove it); only imports under
   ``if TYPE_CHECKING:`` are left out, since they never run;
 - ``agent/`` never imports ``coordinator``, FastAPI or brownie;
+- only the benchmarks' own tests (``tests/bench/``) import ``bench``;
+- nothing outside ``agent/site.py`` reads the site's private fields;
 - comments and docstrings refer only to documents inside the repository.
 """
 
@@ -183,6 +185,38 @@ def test_product_code_imports_no_benchmark_and_no_command_line_module() -> None:
     assert offenders == [] and bad_bench == [], (offenders, bad_bench)
 
 
+def _bench_imports(path: Path) -> list[int]:
+    """Lines of ``path`` that import ``bench``: import statements anywhere, and Python code in a
+    string (run by a subprocess)."""
+    in_code = re.compile(r"\bfrom\s+bench(\.\w+)*\s+import\b|\bimport\s+bench\b")
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module or ""]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and in_code.search(node.value):
+            names = ["bench"]
+        else:
+            continue
+        if any(n == "bench" or n.startswith("bench.") for n in names):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_benchmarks_tests_import_a_benchmark() -> None:
+    """A test of the product builds its set-up from the tests' own support (``tests/conftest.py``
+    and the helpers beside the tests) or the product, never from ``bench/``; only ``tests/bench/``,
+    which tests the benchmarks, imports them."""
+    offenders = sorted(
+        f"{p.relative_to(ROOT)}:{no}"
+        for p in (ROOT / "tests").rglob("*.py")
+        if p.relative_to(ROOT / "tests").parts[0] != "bench"
+        for no in _bench_imports(p)
+    )
+    assert offenders == [], offenders
+
+
 def test_the_shared_protocol_and_the_product_never_import_the_shell() -> None:
     """``gridswarm`` (clock, envelope, messages, chain client, keys, errors) is what both sides
     share; ``app`` (the command, the demo, deployment, the local node, the compiler) is the
@@ -218,6 +252,21 @@ def test_the_runtime_does_not_probe_the_site() -> None:
                  if p.name in ("runtime.py", "trading.py", "link.py", "trader.py")
                  for no, line in enumerate(p.read_text().splitlines(), 1) if probe.search(line)]
     assert offenders == [], offenders
+
+
+def test_only_the_site_reads_its_private_fields() -> None:
+    """Code and tests outside ``agent/site.py`` use the site's public members (the protocols of
+    ``agent/site_port.py``, the read-only properties of ``agent/site.py``), never ``site._...``."""
+    reach = re.compile(r"\bsite\._[A-Za-z]")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{no}: {line.strip()}"
+        for pkg in (*PACKAGES, "bench", "scripts", "tests")
+        for path in (ROOT / pkg).rglob("*.py")
+        if path != ROOT / "agent" / "site.py"
+        for no, line in enumerate(path.read_text().splitlines(), 1)
+        if reach.search(line)
+    ]
+    assert offenders == [], "\n".join(offenders)
 
 
 def test_the_coordinators_sql_lives_in_the_store_only() -> None:

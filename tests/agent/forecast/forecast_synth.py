@@ -1,4 +1,4 @@
-"""Synthetic series for the forecast unit tests (real data: test_forecast_real_data.py)."""
+"""Synthetic series for the forecast unit tests (real data: tests/bench/test_forecast_real_data.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Checks on real data that ships in packages (skipped when the package is absent)."""
+"""The forecast benchmark's evaluation (bench/forecast.py) on real data that ships in packages
+(skipped when the package is absent)."""
 
 import argparse
 import json
@@ -18,7 +19,7 @@ def taylor():
 
 
 def test_taylor_reference_figures_are_reproduced(taylor):
-    """DATA.md measured these independently: persistence 2.27 %, weekly level shift 0.41 %."""
+    """Figures measured independently of this code: persistence 2.27 %, weekly level shift 0.41 %."""
     y, ts0, step = taylor
     n_fit = 8 * 336
     r = rolling_eval("level_shift_weekly", y, ts0, step, n_fit, 4032 - n_fit, (1, 6), 6)
