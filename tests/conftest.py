@@ -12,7 +12,7 @@ from web3 import Web3
 
 from app.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
 from app.devnet import Ganache
-from gridswarm.chain import Deployment, TxSender, connect
+from gridswarm.chain import Deployment, TxSender, chain_time, connect
 from gridswarm.keys import derive_ed25519, derive_eth_account
 
 
@@ -57,6 +57,16 @@ class Market:
             total += int(free) + int(lk)
             locked += int(lk)
         return held, total, locked
+
+    def advance_chain(self, seconds: int) -> int:
+        """Move the chain's clock ``seconds`` ahead and mine a block at the new time (Ganache's
+        ``evm_increaseTime`` and ``evm_mine``), so a deadline judged by the chain passes without
+        the test waiting for it; returns the new chain time. The offset stays for every later
+        block of this node."""
+        for method, params in (("evm_increaseTime", [int(seconds)]), ("evm_mine", [])):
+            reply = self.w3.provider.make_request(method, params)  # type: ignore[arg-type]
+            assert "error" not in reply, (method, reply)
+        return chain_time(self.w3)
 
     def assert_conserved_and_unlocked(self) -> None:
         """Value is conserved (the tokens the market holds = the internal balances) and no

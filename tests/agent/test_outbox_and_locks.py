@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +17,7 @@ from gridswarm.messages import IntervalNotice
 from tests.agent.test_runtime import ServerThread, agent_config
 from tests.conftest import deploy_fresh
 from tests.coordinator.conftest import write_settings
+from tests.support.waiting import wait_until_async
 
 # ------------------------------------------------------------------ the outbox rules
 
@@ -87,9 +87,7 @@ def test_coordinator_acknowledges_ack_records(ganache: Ganache, tmp_path: Path) 
         task = asyncio.create_task(rt.run(stop))
         with ServerThread(create_app(settings, clock=clock), settings.port):
             await asyncio.wait_for(rt.connected.wait(), 20)
-            deadline = time.monotonic() + 30
-            while pending_acks() and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
+            await wait_until_async(lambda: not pending_acks(), "the outbox's acks acknowledged", poll_s=0.2)
             assert rt.store.outbox_counts()["ack"] == {"acked": 250}
             stop.set()
             await task
@@ -104,8 +102,8 @@ def test_coordinator_acknowledges_ack_records(ganache: Ganache, tmp_path: Path) 
 
 
 def test_agent_recovers_its_lock_after_a_lapse_by_itself(ganache: Ganache, tmp_path: Path) -> None:
-    m = deploy_fresh(ganache, n_participants=2, clear_timeout_s=2, settle_timeout_s=2)
-    # deadlines of 2 s of chain time, so the operator's silence lapses the interval quickly
+    deadline_s = 120  # of chain time; the test moves the chain's clock past it
+    m = deploy_fresh(ganache, n_participants=2, clear_timeout_s=deadline_s, settle_timeout_s=deadline_s)
     clock = ManualClock(1_800_000_000.0)
     k = 2_000_500
     m.sender(m.operator).transact(m.market.functions.openInterval(k))
@@ -128,16 +126,19 @@ def test_agent_recovers_its_lock_after_a_lapse_by_itself(ganache: Ganache, tmp_p
         await rt.trade(notice)
         assert rt.store.order_for(k) is not None
         assert locked() > 0
-        time.sleep(3)  # the operator never closes the interval: it lapses on chain
-        m.w3.provider.make_request("evm_mine", [])
+        m.advance_chain(deadline_s + 1)  # the operator never closes the interval: it lapses on chain
         clock.advance(1000)  # delivery has started
         stop = asyncio.Event()
         task = asyncio.create_task(rt.run(stop))  # the running agent's own task recovers it
-        deadline = time.monotonic() + 20
-        while locked() and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        stop.set()
-        await task
+        try:
+            await wait_until_async(
+                lambda: not locked() and not rt.store.open_orders(),
+                "the agent recovering its lock and marking its order finished",
+                poll_s=0.2,
+            )
+        finally:
+            stop.set()
+            await task
 
     asyncio.run(main())
     assert locked() == 0

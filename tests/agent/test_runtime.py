@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 import uvicorn
 import yaml
@@ -25,6 +24,7 @@ from gridswarm.keys import write_ed25519, write_eth_key
 from gridswarm.messages import IntervalNotice
 from tests.conftest import Market, deploy_fresh
 from tests.coordinator.conftest import write_settings
+from tests.support.waiting import healthy, wait_until, wait_until_async
 
 SELLER_DEVICES = [
     {"type": "pv", "peak_w": 8000.0},
@@ -241,14 +241,17 @@ class ServerThread:
 
     def __enter__(self) -> ServerThread:
         self.thread.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.base + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("server did not start")
+
+        def running() -> None:
+            if not self.thread.is_alive():
+                raise AssertionError(f"the server on {self.base} stopped before serving")
+
+        try:
+            wait_until(lambda: healthy(self.base, timeout=1), f"the server on {self.base}", check=running)
+        except AssertionError:
+            self.__exit__()
+            raise
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
@@ -283,9 +286,13 @@ def test_outage_loses_nothing_and_duplicates_nothing(tmp_path: Path, coordinator
         task = asyncio.create_task(rt.run(stop))
         with ServerThread(create_app(settings, clock=clock), settings.port):
             await asyncio.wait_for(rt.connected.wait(), 20)
-            await asyncio.sleep(0.8)
+
+            async def stored() -> bool:
+                return len(await asyncio.to_thread(telemetry_rows)) >= 3
+
+            await wait_until_async(stored, "telemetry stored while connected")
         # coordinator down: the site goes autonomous and telemetry piles up in the outbox
-        await asyncio.sleep(0.3)
+        await wait_until_async(lambda: rt.site.autonomous, "the site going autonomous")
         assert rt.site.autonomous
         queued, down_at = rt.store.pending_count(), clock.now()
         await clock.sleep(3 * 900 + 60)  # three intervals and a bit, simulated
@@ -294,13 +301,15 @@ def test_outage_loses_nothing_and_duplicates_nothing(tmp_path: Path, coordinator
         with ServerThread(create_app(settings, clock=clock), settings.port):
             await asyncio.wait_for(rt.connected.wait(), 20)
             assert not rt.site.autonomous
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                await asyncio.sleep(0.3)
-                total = rt.store.next_counter("telemetry") - 1  # records queued so far
-                rows = await asyncio.to_thread(telemetry_rows)
-                if rows and len(set(rows)) >= total - 2:
-                    break
+            seen: dict[str, Any] = {}
+
+            async def caught_up() -> bool:
+                seen["total"] = total = rt.store.next_counter("telemetry") - 1  # records queued so far
+                seen["rows"] = rows = await asyncio.to_thread(telemetry_rows)
+                return bool(rows) and len(set(rows)) >= total - 2
+
+            await wait_until_async(caught_up, "the outbox's telemetry delivered", poll_s=0.3)
+            total, rows = seen["total"], seen["rows"]
             stop.set()
             await task
             return total, rows
@@ -392,7 +401,7 @@ def test_site_runs_autonomously_without_chain_or_coordinator(tmp_path: Path, cha
     async def main() -> int:
         stop = asyncio.Event()
         task = asyncio.create_task(rt.run(stop))
-        await asyncio.sleep(1.0)
+        await wait_until_async(lambda: rt.site.ticks >= 5 and rt.site.autonomous, "five autonomous control ticks")
         ticks = rt.site.ticks
         autonomous = rt.site.autonomous
         stop.set()

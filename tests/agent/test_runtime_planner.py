@@ -11,6 +11,7 @@ from agent.runtime import AgentRuntime
 from gridswarm.clock import ScaledClock
 from tests.agent.test_runtime import agent_config, chain_market  # noqa: F401 - fixture
 from tests.conftest import Market
+from tests.support.waiting import wait_until_async
 
 DATACENTRE = [
     {"type": "flywheel", "capacity_wh": 1_500.0, "max_power_w": 6_000.0, "initial_soc": 0.5},
@@ -30,13 +31,18 @@ def test_runtime_forecasts_and_plans_in_the_background(tmp_path: Path, chain_mar
     async def main() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(rt.run(stop))
-        for _ in range(100):  # up to 10 s wall = 2.5 h simulated
-            await asyncio.sleep(0.1)
-            if rt.planner.stats.forecast is not None and rt.site.last_state is not None \
-                    and rt.site.last_state.decision.reserve.activations:
-                break
-        stop.set()
-        await task
+        try:  # 900x: simulated hours in seconds
+            await wait_until_async(
+                lambda: (
+                    rt.planner.stats.forecast is not None
+                    and rt.site.last_state is not None
+                    and rt.site.last_state.decision.reserve.activations
+                ),
+                "a forecast and a reserve activation",
+            )
+        finally:
+            stop.set()
+            await task
 
     asyncio.run(main())
     stats = rt.planner.stats

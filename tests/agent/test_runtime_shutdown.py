@@ -6,6 +6,8 @@ import asyncio
 
 from agent.runtime import _cancel_all
 
+FOREVER_S = 3600  # the loops below simulate work that never ends by itself: only cancellation stops them
+
 
 def test_a_loop_that_swallows_a_cancellation_is_cancelled_again() -> None:
     swallowed = []
@@ -13,14 +15,14 @@ def test_a_loop_that_swallows_a_cancellation_is_cancelled_again() -> None:
     async def stubborn() -> None:
         while True:
             try:
-                await asyncio.sleep(3600)
+                await asyncio.sleep(FOREVER_S)
             except asyncio.CancelledError:
                 if swallowed:
                     raise
                 swallowed.append(1)  # what asyncio.wait_for can do on Python 3.11
 
     async def polite() -> None:
-        await asyncio.sleep(3600)
+        await asyncio.sleep(FOREVER_S)
 
     async def main() -> list[asyncio.Task[None]]:
         tasks = [asyncio.create_task(stubborn()), asyncio.create_task(polite())]

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 import uvicorn
 
@@ -16,6 +14,7 @@ from coordinator.settings import CoordinatorSettings
 from gridswarm.clock import ManualClock
 from gridswarm.keys import write_ed25519, write_eth_key
 from tests.conftest import Market, deploy_fresh
+from tests.support.waiting import healthy, wait_until
 
 
 @dataclass
@@ -57,17 +56,11 @@ def running(ganache: Ganache, tmp_path_factory: pytest.TempPathFactory) -> Itera
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{settings.port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    else:
+    try:
+        wait_until(lambda: healthy(base, timeout=1), "the coordinator serving")
+    except AssertionError:
         server.should_exit = True
-        raise RuntimeError("coordinator did not start")
+        raise
     try:
         yield RunningCoordinator(base, m, clock, settings, app)
     finally:

@@ -25,6 +25,7 @@ from gridswarm.keys import new_operator_key
 from tests.agent.test_runtime import ServerThread, agent_config
 from tests.conftest import Market, deploy_fresh
 from tests.coordinator.conftest import write_settings
+from tests.support.waiting import healthy, wait_until
 
 ADDR = "0x" + "ab" * 20
 
@@ -201,14 +202,14 @@ def test_changes_need_the_operator_and_a_connected_agent(running: Running) -> No
     assert after == before  # nothing refused by the coordinator left a trace of a change
 
 
-def _wait_event(running: Running, config_id: int, timeout: float = 20) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait_event(running: Running, config_id: int, timeout: float = 60) -> dict[str, object]:
+    def result() -> dict[str, object] | None:
         for e in httpx.get(running.base + "/api/v1/events", params={"limit": 1000}, timeout=10).json()["data"]:
             if e["kind"] in ("config_applied", "config_refused") and e["data"].get("config_id") == config_id:
                 return e
-        time.sleep(0.2)
-    raise AssertionError(f"no result for configuration {config_id}")
+        return None
+
+    return wait_until(result, f"a result for configuration {config_id}", timeout, poll_s=0.2)
 
 
 def test_configuration_reaches_a_real_agent_which_applies_or_refuses(running: Running, tmp_path: Path) -> None:
@@ -275,13 +276,12 @@ def test_coordinator_process_logs_json_lines_when_asked(ganache: Ganache, tmp_pa
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     try:
         base = f"http://127.0.0.1:{settings.port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+
+        def running() -> None:
+            if proc.poll() is not None:
+                raise AssertionError(f"the coordinator exited with {proc.returncode}")
+
+        wait_until(lambda: healthy(base, timeout=1), "the coordinator serving", check=running)
         # a refused message is logged (a warning) by the hub
         assert httpx.post(base + "/api/v1/messages", content=b"{}", timeout=10).status_code == 400
     finally:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,6 +24,7 @@ from coordinator.settings import MarketSettings
 from gridswarm.clock import ManualClock
 from tests.conftest import Market, deploy_fresh
 from tests.coordinator.loop_support import build_loop, store_readings
+from tests.support.waiting import wait_until_async as _until
 
 I = 900.0
 GATE = 300.0
@@ -94,14 +93,6 @@ class Rig:
         self.m.assert_conserved_and_unlocked()
 
 
-async def _until(pred: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def _stop(task: asyncio.Task[None]) -> None:
     task.cancel()
     try:
@@ -110,16 +101,19 @@ async def _stop(task: asyncio.Task[None]) -> None:
         pass
 
 
+def _dispatched(loop: MarketLoop, k: int) -> bool:
+    return (loop.store.lifecycle(k) or {}).get("dispatched") == 1
+
+
 async def _drive_to_settled(rig: Rig, loop: MarketLoop, k: int) -> None:
     times = Times(k, I, GATE)
     task = asyncio.create_task(loop.run_interval(k))
-    for t in (times.gate, times.start, times.end, times.end + 120):
-        rig.clock.set(max(rig.clock.now(), t))
-        if t == times.end:
-            rig.meter(loop, k, 380)
-        await asyncio.sleep(0.3)
-        if task.done():
-            break
+    rig.clock.set(max(rig.clock.now(), times.gate))
+    # committed and dispatched before delivery starts (else it would be left to lapse)
+    await _until(lambda: task.done() or (rig.status(k) == 3 and _dispatched(loop, k)), "cleared and dispatched")
+    rig.clock.set(max(rig.clock.now(), times.start))
+    rig.clock.set(max(rig.clock.now(), times.end))
+    rig.meter(loop, k, 380)
     await asyncio.wait_for(task, 60)
     assert rig.status(k) == 4
     assert k in loop.completed
@@ -173,9 +167,8 @@ def test_restart_at_each_stage_settles_the_interval(stage: str, tmp_path: Path, 
                 await _until(lambda: k in first.errors, "the commit stopped after one chunk")
                 assert rig.committed(k) == 1
             if stage == "delivering":
-                await _until(lambda: (first.store.lifecycle(k) or {}).get("dispatched") == 1, "dispatch sent")
+                await _until(lambda: _dispatched(first, k), "dispatch sent")
                 clock.set(Times(k, I, GATE).start + 100)
-        await asyncio.sleep(0.1)
         await _stop(task)
         assert rig.status(k) != 4
 
@@ -211,11 +204,12 @@ def test_run_resumes_unfinished_and_opens_the_next(tmp_path: Path, market: Marke
         second.cfg.intervals = 2  # k (planned before) and one new one
         runner = asyncio.create_task(second.run())
         times = Times(k, I, GATE)
-        for t in (times.gate, times.start, times.end, times.end + 120, times.end + I, times.end + 2 * I):
-            clock.set(max(clock.now(), t))
-            if t == times.end:
-                rig.meter(second, k, 400)
-            await asyncio.sleep(0.4)
+        clock.set(times.gate)
+        await _until(lambda: rig.status(k) == 3 and _dispatched(second, k), f"interval {k} cleared and dispatched")
+        clock.set(times.start)  # the next interval opens
+        await _until(lambda: rig.status(k + 1) == 1, f"interval {k + 1} opened")
+        clock.set(times.end)
+        rig.meter(second, k, 400)
         await _until(lambda: len(second.store.lifecycle_rows(("settled",))) == 2, "both intervals settled")
         await asyncio.wait_for(runner, 30)
         assert rig.status(k) == 4
@@ -225,12 +219,23 @@ def test_run_resumes_unfinished_and_opens_the_next(tmp_path: Path, market: Marke
     rig.conserved()
 
 
+# Clear and settle deadlines (chain seconds) for the lapse tests: long enough that no step of a
+# test outlives them on a loaded machine; the tests move the chain's clock past them.
+CLEAR_S = 120
+
+
+def _left_to_lapse(loop: MarketLoop, k: int) -> bool:
+    """The loop found the interval closed but not committed once delivery started, and waits
+    for it to lapse (``MarketLoop._void``)."""
+    return str((loop.store.lifecycle(k) or {}).get("error") or "").startswith("not committed before delivery")
+
+
 def test_commit_too_late_lapses_the_interval(tmp_path: Path, ganache: object) -> None:
     """Closed but not committed before delivery started: nobody was told to deliver, so no trade
     may stand. A crossed book cannot be committed empty under the contract's clearing rule, so
     the loop commits nothing and the interval lapses at its clear deadline; every owner then
     recovers its own locks in full."""
-    m = deploy_fresh(ganache, clear_timeout_s=3, settle_timeout_s=3)  # type: ignore[arg-type]
+    m = deploy_fresh(ganache, clear_timeout_s=CLEAR_S, settle_timeout_s=CLEAR_S)  # type: ignore[arg-type]
     k = 2_000_200
     clock = ManualClock(Times(k, I, GATE).opens)
     rig = Rig(m, tmp_path / "coordinator.sqlite", clock)
@@ -241,17 +246,10 @@ def test_commit_too_late_lapses_the_interval(tmp_path: Path, ganache: object) ->
         rig.post(k)
         loop.operator.transact(loop.market.functions.closeInterval(k))
         clock.set(Times(k, I, GATE).start + 10)
-
-        async def mine_until_lapsed() -> None:  # the chain's clock moves only with blocks
-            while True:
-                await asyncio.sleep(0.5)
-                m.w3.provider.make_request("evm_mine", [])
-
-        miner = asyncio.create_task(mine_until_lapsed())
-        try:
-            await asyncio.wait_for(loop.run_interval(k), 60)
-        finally:
-            miner.cancel()
+        task = asyncio.create_task(loop.run_interval(k))
+        await _until(lambda: _left_to_lapse(loop, k), "the loop leaving the interval to lapse")
+        m.advance_chain(CLEAR_S + 1)  # the chain's clear deadline passes
+        await asyncio.wait_for(task, 60)
         assert rig.status(k) == 2  # still Closed on chain: nothing was committed
         assert loop.store.lifecycle(k)["stage"] == "lapsed"
         assert loop.store.committed_fills(k) == []
@@ -260,7 +258,7 @@ def test_commit_too_late_lapses_the_interval(tmp_path: Path, ganache: object) ->
 
 
 def test_interval_past_its_deadline_lapses(tmp_path: Path, ganache: object) -> None:
-    m = deploy_fresh(ganache, clear_timeout_s=2, settle_timeout_s=2)  # type: ignore[arg-type]
+    m = deploy_fresh(ganache, clear_timeout_s=CLEAR_S, settle_timeout_s=CLEAR_S)  # type: ignore[arg-type]
     k = 2_000_300
     clock = ManualClock(Times(k, I, GATE).opens)
     rig = Rig(m, tmp_path / "coordinator.sqlite", clock)
@@ -269,8 +267,7 @@ def test_interval_past_its_deadline_lapses(tmp_path: Path, ganache: object) -> N
         loop = rig.loop()
         loop.operator.transact(loop.market.functions.openInterval(k))
         rig.post(k)
-        time.sleep(3.5)  # the chain's clear deadline (2 s of chain time) passes
-        m.w3.provider.make_request("evm_mine", [])
+        m.advance_chain(CLEAR_S + 1)  # the chain's clear deadline passes
         await asyncio.wait_for(loop.run_interval(k), 30)
         assert loop.store.lifecycle(k)["stage"] == "lapsed"
         assert "lapsed" in loop.failed[k]
@@ -298,7 +295,7 @@ def test_chain_outage_longer_than_an_interval(tmp_path: Path) -> None:
     db = tmp_path / "chain"
     node = Ganache(port=port, db_path=db).start()
     try:
-        m = deploy_fresh(node, clear_timeout_s=20, settle_timeout_s=20)
+        m = deploy_fresh(node, clear_timeout_s=CLEAR_S, settle_timeout_s=CLEAR_S)
         k = 2_000_400
         clock = ManualClock(Times(k, I, GATE).opens)
         rig = Rig(m, tmp_path / "coordinator.sqlite", clock)
@@ -314,7 +311,8 @@ def test_chain_outage_longer_than_an_interval(tmp_path: Path) -> None:
             clock.set(Times(k, I, GATE).gate)
             await _until(lambda: k in loop.errors, "a failed step")
             clock.set(Times(k, I, GATE).end + 10)  # more than an interval passes while it is down
-            await asyncio.sleep(1.0)
+            loop.errors.pop(k)
+            await _until(lambda: k in loop.errors, "a step failing again after the jump")
             assert not task.done()
             assert (loop.store.lifecycle(k) or {}).get("error")
             clock.set(Times(k, I, GATE).end + I + 70)  # past the end, the meter wait and an interval
@@ -324,17 +322,9 @@ def test_chain_outage_longer_than_an_interval(tmp_path: Path) -> None:
             assert any(p.startswith("chain unreachable") for p in problems)
             assert any(p.startswith(f"interval {k} stuck past its schedule") for p in problems), problems
             node = Ganache(port=port, db_path=db).start()  # back, on its database
-
-            async def mine() -> None:  # the chain's clock moves only with blocks
-                while True:
-                    await asyncio.sleep(0.5)
-                    m.w3.provider.make_request("evm_mine", [])
-
-            miner = asyncio.create_task(mine())
-            try:
-                await asyncio.wait_for(task, 90)
-            finally:
-                miner.cancel()
+            await _until(lambda: _left_to_lapse(loop, k), "the loop closing the interval and leaving it to lapse", 120)
+            m.advance_chain(CLEAR_S + 1)  # the chain's clear deadline passes
+            await asyncio.wait_for(task, 90)
             assert rig.status(k) == 2  # closed, never committed: lapsed by the contract's rule
             assert loop.store.lifecycle(k)["stage"] == "lapsed"
             assert k not in loop.errors

@@ -4,7 +4,6 @@ SQLite, the service's own task)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from app.devnet import Ganache
@@ -14,6 +13,7 @@ from gridswarm.clock import ManualClock
 from tests.agent.test_runtime import ServerThread
 from tests.conftest import deploy_fresh
 from tests.coordinator.conftest import write_settings
+from tests.support.waiting import wait_until
 
 NOW = 1_800_000_000.0
 
@@ -30,11 +30,9 @@ def test_the_coordinator_prunes_old_telemetry_by_itself(ganache: Ganache, tmp_pa
         )
     store.close()
     with ServerThread(create_app(settings, clock=ManualClock(NOW)), settings.port):
-        deadline = time.monotonic() + 20
         store = Store(settings.db_path)
         try:
-            while time.monotonic() < deadline and len(store.telemetry_history("0xA", 10)) != 1:
-                time.sleep(0.1)
+            wait_until(lambda: len(store.telemetry_history("0xA", 10)) == 1, "old telemetry pruned")
             kept = store.telemetry_history("0xA", 10)
         finally:
             store.close()

@@ -6,7 +6,10 @@
 - ``agent/`` never imports ``coordinator``, FastAPI or brownie;
 - only the benchmarks' own tests (``tests/bench/``) import ``bench``;
 - nothing outside ``agent/site.py`` reads the site's private fields;
-- comments and docstrings refer only to documents inside the repository.
+- comments and docstrings refer only to documents inside the repository;
+- tests wait for conditions, never for wall time (docs/architecture.md §7): no test module but
+  ``tests/support/waiting.py`` calls ``time.sleep`` or ``asyncio.sleep`` with a non-zero delay,
+  except the few sleeps that simulate a hang (``SIMULATED_HANGS``).
 """
 
 from __future__ import annotations
@@ -288,3 +291,99 @@ def test_the_coordinators_sql_lives_in_the_store_only() -> None:
             if access.search(line):
                 offenders.append(f"{path.relative_to(ROOT)}:{no}: {line.strip()}")
     assert offenders == [], "\n".join(offenders)
+
+
+# ------------------------------------------------------------------ no wall-clock sleeps in tests
+
+WAITING = ROOT / "tests" / "support" / "waiting.py"
+# (test module, the delay expression) -> why the sleep simulates behaviour rather than waits
+SIMULATED_HANGS = {
+    ("tests/agent/drivers/field_device.py", "self.timeout_delay_s"): "a device that hangs under fault 'timeout'",
+    ("tests/agent/test_runtime_shutdown.py", "FOREVER_S"): "loops that never end by themselves, for shutdown",
+}
+
+
+def _sleeps(source: str) -> list[tuple[int, str, str]]:
+    """Each wall-clock sleep in ``source``: (line, the call, its delay expression). ``time.sleep``
+    counts however it is reached; ``asyncio.sleep`` unless its delay is the literal 0 (a yield
+    to the event loop)."""
+    tree = ast.parse(source)
+    modules: dict[str, str] = {}  # local name -> "time" / "asyncio"
+    functions: dict[str, str] = {}  # local name -> "time.sleep" / "asyncio.sleep"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in ("time", "asyncio"):
+                    modules[alias.asname or alias.name] = alias.name
+        elif isinstance(node, ast.ImportFrom) and node.module in ("time", "asyncio"):
+            for alias in node.names:
+                if alias.name == "sleep":
+                    functions[alias.asname or alias.name] = f"{node.module}.sleep"
+
+    def target(func: ast.expr) -> str | None:
+        if isinstance(func, ast.Attribute) and func.attr == "sleep" and isinstance(func.value, ast.Name):
+            module = modules.get(func.value.id)
+            return f"{module}.sleep" if module else None
+        if isinstance(func, ast.Name):
+            return functions.get(func.id)
+        return None
+
+    found = []
+    called = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and (name := target(node.func)):
+            called.add(id(node.func))
+            delay = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "delay"), None)
+            text = ast.unparse(delay) if delay is not None else ""
+            if name == "asyncio.sleep" and isinstance(delay, ast.Constant) and delay.value == 0:
+                continue
+            found.append((node.lineno, name, text))
+    for node in ast.walk(tree):  # time.sleep handed on uncalled (to a thread, an executor)
+        if isinstance(node, ast.Attribute | ast.Name) and id(node) not in called and target(node) == "time.sleep":
+            found.append((node.lineno, "time.sleep", "?"))
+    return sorted(found)
+
+
+def test_the_sleep_check_finds_sleeps() -> None:
+    """The check below can fail: it finds every way a test could sleep on the wall clock."""
+    source = """
+import asyncio
+import time as t
+from asyncio import sleep as nap
+from time import sleep
+
+async def f(x):
+    t.sleep(1)
+    sleep(0)
+    await asyncio.sleep(0.3)
+    await asyncio.sleep(x)
+    await nap(delay=2)
+    await asyncio.sleep(0)
+    await asyncio.to_thread(t.sleep, 1)
+    await clock.sleep(5)
+"""
+    assert _sleeps(source) == [
+        (8, "time.sleep", "1"),
+        (9, "time.sleep", "0"),
+        (10, "asyncio.sleep", "0.3"),
+        (11, "asyncio.sleep", "x"),
+        (12, "asyncio.sleep", "2"),
+        (14, "time.sleep", "?"),
+    ]
+
+
+def test_tests_wait_for_conditions_not_for_wall_time() -> None:
+    """A test waits for what it needs with ``tests/support/waiting.py``, moves a ``ManualClock``
+    or the chain's clock (``Market.advance_chain``), and sleeps only to simulate a hang."""
+    offenders, used = [], set()
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        if path == WAITING:
+            continue
+        rel = str(path.relative_to(ROOT))
+        for line, name, delay in _sleeps(path.read_text()):
+            if (rel, delay) in SIMULATED_HANGS:
+                used.add((rel, delay))
+            else:
+                offenders.append(f"{rel}:{line}: {name}({delay})")
+    assert offenders == [], "wait for a condition instead (tests/support/waiting.py):\n" + "\n".join(offenders)
+    assert used == set(SIMULATED_HANGS), f"stale allow-list entries: {set(SIMULATED_HANGS) - used}"

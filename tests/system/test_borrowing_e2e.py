@@ -17,6 +17,7 @@ from gridswarm.clock import ScaledClock
 from tests.agent.test_runtime import ServerThread, agent_config
 from tests.conftest import deploy_fresh
 from tests.coordinator.conftest import write_settings
+from tests.support.waiting import wait_until_async
 
 SIM_START = 1_782_054_000.0
 PRICE = 170
@@ -50,12 +51,12 @@ def test_borrowed_energy_is_a_trade_on_chain(ganache: Ganache, tmp_path: Path) -
             tasks = [asyncio.create_task(rt.run(stop)) for rt in (a, b)]
             try:
                 async with httpx.AsyncClient(base_url=srv.base, timeout=10) as client:
-                    deadline = time.monotonic() + 90
-                    while time.monotonic() < deadline:
-                        await asyncio.sleep(0.5)
+
+                    async def both_final() -> bool:
                         h = (await client.get("/healthz")).json()
-                        if h["intervals_settled"] + h["intervals_failed"] >= 2:
-                            break
+                        return h["intervals_settled"] + h["intervals_failed"] >= 2
+
+                    await wait_until_async(both_final, "both intervals final", 180, poll_s=0.5)
                     fleet = (await client.get("/api/v1/fleet")).json()
                     trades = (await client.get("/api/v1/trades", params={"limit": 1000})).json()["data"]
                     return {"fleet": fleet, "trades": trades, "grants_a": list(a.grants), "replies": a.borrow_replies,

@@ -67,6 +67,9 @@ sys.path.insert(0, str(ROOT / "tests" / "agent" / "drivers"))
 from field_device import LAYOUTS, serve  # noqa: E402
 
 from gridswarm.clock import ManualClock  # noqa: E402
+from tests.support.waiting import wait_until_async  # noqa: E402
+
+TICKS_WITHOUT_WRITES = 8  # control ticks (0.5 s each) an agent without capacity runs before it is judged
 
 
 async def _check_async(path: Path) -> tuple[int, str, str]:
@@ -187,15 +190,22 @@ def test_agent_process_dispatches_a_sunspec_battery_with_config_capacity(ganache
             reader = asyncio.create_task(collect())
             try:
                 # the site's start-up line says the agent is running its devices
-                for _ in range(600):
-                    if any("device hybrid" in ln for ln in lines):
-                        break
-                    await asyncio.sleep(0.1)
+                await wait_until_async(
+                    lambda: any("device hybrid" in ln for ln in lines),
+                    lambda: "the agent's start-up line:\n" + "".join(lines)[-3000:],
+                )
                 assert any("device hybrid" in ln for ln in lines), "".join(lines)[-3000:]
-                for _ in range(600 if capacity else 40):  # without capacity: 4 s of ticks, nothing may come
-                    if dev.read_point(704, "WSetEna") == 1 and (dev.read_point(704, "WSet") or 0) > 0:
-                        break
-                    await asyncio.sleep(0.1)
+                if capacity:
+                    await wait_until_async(
+                        lambda: dev.read_point(704, "WSetEna") == 1 and (dev.read_point(704, "WSet") or 0) > 0,
+                        "the agent dispatching the battery",
+                    )
+                else:  # nothing may come in several control ticks (each reads the storage model 124 once)
+                    ticks_from = dev.reads[124]
+                    await wait_until_async(
+                        lambda: dev.reads[124] >= ticks_from + TICKS_WITHOUT_WRITES,
+                        f"{TICKS_WITHOUT_WRITES} control ticks",
+                    )
                 if capacity:
                     assert dev.read_point(704, "WSetEna") == 1, "the agent never dispatched the battery"
                     assert dev.read_point(704, "WSet") > 0  # discharging to cover the load

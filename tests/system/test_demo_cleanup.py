@@ -8,10 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,20 +52,29 @@ def test_a_stopped_demo_leaves_no_process_behind(sig: signal.Signals, tmp_path: 
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 240
-        children: list[int] = []
-        while time.monotonic() < deadline:  # Ganache, the coordinator and four agents
-            children = _children_of_run(out, demo.pid)
-            if len(children) >= 6:
-                break
+
+        def demo_running() -> None:
             assert demo.poll() is None, "the demo ended before it started its processes"
-            time.sleep(0.5)
+
+        def started() -> list[int] | None:  # Ganache, the coordinator and four agents
+            children = _children_of_run(out, demo.pid)
+            return children if len(children) >= 6 else None
+
+        children = wait_until(
+            started,
+            lambda: f"six demo processes (seen {_children_of_run(out, demo.pid)})",
+            240,
+            check=demo_running,
+            poll_s=0.5,
+        )
         assert len(children) >= 6, f"only {len(children)} demo processes started"
         demo.send_signal(sig)
         demo.wait(timeout=60)
-        deadline = time.monotonic() + 45
-        while time.monotonic() < deadline and any(_alive(p) for p in children):
-            time.sleep(0.3)
+        wait_until(
+            lambda: not any(_alive(p) for p in children),
+            lambda: f"no demo process left after {sig.name}: {[p for p in children if _alive(p)]}",
+            45,
+        )
         left = [p for p in children if _alive(p)]
         assert not left, f"processes left running after {sig.name}: {left}"
     finally:

@@ -10,6 +10,7 @@ its dispatch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,12 +32,14 @@ from app.devnet import Ganache, free_port
 from gridswarm.chain import interval_lapsed
 from gridswarm.keys import write_ed25519, write_eth_key
 from tests.conftest import Market, deploy_fresh
+from tests.support.waiting import healthy, wait_until
 
 INTERVAL_S = 900.0
 # One 15-minute interval every 12 s of wall time: slow enough that a restarted process (about
 # 3 s to start) is back before the gate or the delivery it was killed in is over.
 SPEED = 75.0
 INTERVALS = 6
+DOWN_S = 75.0  # simulated seconds the coordinator stays down after the first kill (1 s of wall time)
 
 
 class System:
@@ -117,7 +120,9 @@ class System:
             return proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGUSR1)  # the coordinator prints its stacks (faulthandler)
-            time.sleep(1)
+            log = self.tmp / f"{name}.{self.starts[name]}.log"
+            with contextlib.suppress(AssertionError):  # the timeout below is what the test reports
+                wait_until(lambda: "most recent call first" in log.read_text(errors="replace"), "its stacks", 10)
             proc.kill()
             raise
 
@@ -140,16 +145,13 @@ class System:
             return []
 
     def wait(self, pred: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name, proc in self.procs.items():
-                if proc.poll() is not None and name in self.expected_up:
-                    raise AssertionError(f"{name} exited with {proc.returncode}; see {self.tmp}")
-            value = pred()
-            if value:
-                return value
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}; logs in {self.tmp}")
+        """Wait for ``pred``; stop at once if a process expected up has exited."""
+        return wait_until(pred, f"{what}; logs in {self.tmp}", timeout, check=self.check_up)
+
+    def check_up(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None and name in self.expected_up:
+                raise AssertionError(f"{name} exited with {proc.returncode}; see {self.tmp}")
 
     expected_up: set[str] = set()
 
@@ -168,13 +170,6 @@ def _stage(s: System, stage: str) -> int | None:
     return int(rows[0]["interval"]) if rows else None
 
 
-def _healthy(s: System) -> bool:
-    try:
-        return httpx.get(s.base + "/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def test_kills_and_restarts_leave_every_interval_settled(system: System) -> None:
     s = system
     agents = [f"agent{i}" for i in range(4)]
@@ -187,7 +182,8 @@ def test_kills_and_restarts_leave_every_interval_settled(system: System) -> None
     opened = s.wait(lambda: _stage(s, "open"), "an interval open")
     s.expected_up.discard("coordinator")
     s.kill("coordinator")
-    time.sleep(1.0)
+    down = s.now()
+    s.wait(lambda: s.now() >= down + DOWN_S, f"{DOWN_S:.0f} simulated seconds of downtime")
     s.start("coordinator")
     s.expected_up.add("coordinator")
 
@@ -221,7 +217,7 @@ def test_kills_and_restarts_leave_every_interval_settled(system: System) -> None
     s.expected_up.add("agent0")
 
     # 4. SIGTERM the coordinator mid-run: it stops cleanly and the next one carries on
-    s.wait(lambda: _healthy(s), "the coordinator serving")
+    s.wait(lambda: healthy(s.base), "the coordinator serving")
     s.expected_up.discard("coordinator")
     assert s.kill("coordinator", signal.SIGTERM) == 0
     s.start("coordinator")

@@ -19,6 +19,7 @@ from gridswarm.keys import hash_operator_key
 from tests.agent.test_runtime import ServerThread, agent_config
 from tests.conftest import deploy_fresh
 from tests.coordinator.conftest import write_settings
+from tests.support.waiting import wait_until_async
 
 SIM_START = 1_782_054_000.0
 
@@ -53,12 +54,14 @@ def test_fleet_sizes_arms_and_rides_a_frequency_event(ganache: Ganache, tmp_path
             tasks = [asyncio.create_task(rt.run(stop)) for rt in rts]
             try:
                 async with httpx.AsyncClient(base_url=srv.base, timeout=5) as client:
-                    deadline = time.monotonic() + 30
-                    while time.monotonic() < deadline:
-                        await asyncio.sleep(0.3)
-                        fleet = (await client.get("/api/v1/fleet")).json()
-                        if fleet["frequency_events"] and clock.now() > SIM_START + 30 + 130:
-                            break
+                    seen = {}
+
+                    async def event_and_after() -> bool:
+                        seen["fleet"] = fleet = (await client.get("/api/v1/fleet")).json()
+                        return bool(fleet["frequency_events"]) and clock.now() > SIM_START + 30 + 130
+
+                    await wait_until_async(event_and_after, "a frequency event and 130 s after it", 90, poll_s=0.3)
+                    fleet = seen["fleet"]
                     site0 = (await client.get(f"/api/v1/fleet/sites/{rts[0].address}")).json()
                     hist = (await client.get(f"/api/v1/fleet/sites/{rts[0].address}/telemetry")).json()
                     missing = await client.get("/api/v1/fleet/sites/0x" + "ab" * 20)

@@ -8,7 +8,6 @@ time, so 40 simulated minutes take about 8 s."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import httpx
@@ -20,6 +19,7 @@ from gridswarm.clock import ScaledClock
 from tests.agent.test_runtime import ServerThread, agent_config
 from tests.conftest import deploy_fresh
 from tests.coordinator.conftest import write_settings
+from tests.support.waiting import wait_until_async
 
 
 def _metric(base: str, name: str) -> float | None:
@@ -46,15 +46,16 @@ def test_agent_forecasts_reach_the_analytics_with_their_error(ganache: Ganache, 
         async def main() -> None:
             stop = asyncio.Event()
             task = asyncio.create_task(rt.run(stop))
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                await asyncio.sleep(0.5)
-                done = await asyncio.to_thread(measured)
-                if {r["horizon_s"] for r in done} >= {300.0, 900.0}:
-                    break
-            seen["backlog"] = await asyncio.to_thread(_metric, server.base, "gridswarm_agents_reporting_outbox")
-            stop.set()
-            await task
+
+            async def both_horizons() -> bool:
+                return {r["horizon_s"] for r in await asyncio.to_thread(measured)} >= {300.0, 900.0}
+
+            try:
+                await wait_until_async(both_horizons, "forecasts measured at both horizons", 120, poll_s=0.5)
+                seen["backlog"] = await asyncio.to_thread(_metric, server.base, "gridswarm_agents_reporting_outbox")
+            finally:
+                stop.set()
+                await task
 
         asyncio.run(main())
         rows = httpx.get(url, params={"limit": 1000}, timeout=10).json()["data"]

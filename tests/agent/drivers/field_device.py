@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,8 +89,9 @@ class FieldDevice:
         self.voltage = {"LNV": 230.4, "LLV": 399.1, "PhVphA": 230.4, "PPVphAB": 399.1}
         self.hz = 49.987
         self.fault: str | None = None
-        self.timeout_delay_s = 1.5
+        self.timeout_delay_s = 1.5  # how long a request hangs under fault "timeout"
         self.writes: list[tuple[int, list[int]]] = []
+        self.reads: Counter[int] = Counter()  # read requests by the model they start in
         self.t: float | None = None
         self.models: dict[int, ssd.Model] = {}
         self.addr: dict[int, int] = {}  # model id -> address of its ID register
@@ -283,11 +285,13 @@ class FieldDevice:
     async def _action(self, function_code: int, start_address: int, address: int, count: int,
                       registers: list[int], set_values: list[int] | list[bool] | None) -> ExcCodes | None:
         if self.fault == "timeout":
-            await asyncio.sleep(self.timeout_delay_s)
+            await asyncio.sleep(self.timeout_delay_s)  # simulates the hung device (not a wait for anything)
             return ExcCodes.DEVICE_BUSY
         if address + count > self.end + 2:
             return ExcCodes.ILLEGAL_ADDRESS
         self._advance()
+        if not set_values:
+            self.reads[next((m for m, a in self.addr.items() if a <= address < a + 2 + self.lens[m]), 0)] += 1
         if set_values:
             touched: dict[tuple[int, str], tuple[int, int]] = {}
             for a in range(address, address + count):
