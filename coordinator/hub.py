@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,6 +31,46 @@ SendFn = Callable[[str], Awaitable[None]]
 KEY_CACHE = 100_000  # parsed Ed25519 keys kept (one per participant)
 SEND_TIMEOUT_S = 5.0  # one outbound message may take this long on a link before the link is dropped
 MAX_INFLIGHT = 256  # messages read and not yet answered; past it a link is answered `busy` (docs/operations.md)
+
+
+class Changed:
+    """Something other tasks wait for (new meter readings stored): :meth:`notify` from any
+    thread; a waiter reads :attr:`version`, checks its condition, then waits for a newer version
+    (so a change between the check and the wait is never missed)."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self._lock = threading.Lock()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def notify(self) -> None:
+        with self._lock:
+            self.version += 1
+            waiters, self._waiters = self._waiters, []
+        for loop, fut in waiters:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_resolve, fut)
+
+    async def wait(self, seen: int, until: Awaitable[None]) -> None:
+        """Return once :attr:`version` is past ``seen`` or ``until`` (e.g. a clock deadline) is done."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            if self.version != seen:
+                return
+            self._waiters.append((loop, fut))
+        deadline = asyncio.ensure_future(until)
+        try:
+            await asyncio.wait({fut, deadline}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            deadline.cancel()
+            with self._lock:
+                self._waiters = [w for w in self._waiters if w[1] is not fut]
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _printable(text: str) -> str:
@@ -53,6 +94,7 @@ class Hub:
         self.inflight = 0
         self.max_inflight = MAX_INFLIGHT
         self.shed = 0
+        self.readings_stored = Changed()  # the market loop waits on it for the readings it settles with
         self.fleet: Any = None  # coordinator.services.FleetService, when the fleet runs
         self.ingest = Ingest(self)
         self._batch_keys: dict[str, str] | None = None  # the keys of the batch being checked

@@ -230,11 +230,15 @@ class Ingest:
                 fn()
             except Exception:  # noqa: BLE001 - a view's failure must not un-acknowledge stored records
                 logger.exception("after storing a message")
+        readings = False
         for o in work.outcomes:
             if o.env is not None:
                 self.accepted[o.env.kind] += 1
+                readings = readings or o.env.kind == "meter"
             else:
                 self.refused[str(getattr(o.error, "reason", None) or "error")] += 1
+        if readings:
+            self.hub.readings_stored.notify()
         self.batches += 1
         self.messages += work.n
         self.largest_batch = max(self.largest_batch, work.n)

@@ -158,9 +158,9 @@ class MarketLoop:
     async def _wait_for_agents(self) -> None:
         if not self.cfg.expected_agents:
             return
-        deadline = time.monotonic() + self.cfg.agent_wait_s
-        while len(self.hub.links) < self.cfg.expected_agents and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        deadline = self.clock.monotonic() + self.cfg.agent_wait_s
+        while len(self.hub.links) < self.cfg.expected_agents and self.clock.monotonic() < deadline:
+            await self.clock.wait(0.1)
         logger.info("%d of %d expected agents connected", len(self.hub.links), self.cfg.expected_agents)
 
     async def chain_state(self, k: int) -> ChainState:
@@ -199,7 +199,7 @@ class MarketLoop:
                     logger.error("interval %d: step failed: %s; retrying in %.1f s", k, exc, delay)
                 else:
                     logger.warning("interval %d: step failed (%s); retrying in %.1f s", k, message, delay, exc_info=attempt == 1)
-                await asyncio.sleep(delay)
+                await self.clock.wait(delay)
 
     def _final(self, k: int, step: Step, state: ChainState) -> None:
         self.store.set_stage(k, step.value, updated=self.clock.now())
@@ -282,7 +282,7 @@ class MarketLoop:
             logger.warning("interval %d: gate closed but not committed before delivery; it lapses at its deadline", k)
             self.store.set_stage(k, "closed", updated=self.clock.now(),
                                  error="not committed before delivery: lapses at its clear deadline")
-        await asyncio.sleep(VOID_POLL_S)
+        await self.clock.wait(VOID_POLL_S)
 
     async def _deliver_and_settle(self, k: int, times: Times) -> None:
         await asyncio.to_thread(self.indexer.sync)
@@ -323,7 +323,7 @@ class MarketLoop:
                     raise
                 delay = backoff_s(attempt)
                 logger.warning("%s failed (%s: %s); retrying in %.1f s", what, exc.__class__.__name__, exc, delay)
-                await asyncio.sleep(delay)
+                await self.clock.wait(delay)
         raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ steps
@@ -501,14 +501,17 @@ class MarketLoop:
                 logger.warning("interval %d: no link to %s for its dispatch", k, address)
 
     async def _wait_for_readings(self, k: int, participants: set[str], deadline: float) -> None:
+        """Until every one of ``participants`` has a reading of ``k`` stored, or the clock reads
+        ``deadline``: woken by the hub when readings are stored, no polling."""
         have: set[str] = set()
         while True:
+            seen = self.hub.readings_stored.version
             have = self.store.reading_senders(k)
             if participants <= have:
                 return
             if self.clock.now() >= deadline:
                 break
-            await asyncio.sleep(0.05)
+            await self.hub.readings_stored.wait(seen, self.clock.sleep_until(deadline))
         logger.warning("interval %d: settling without readings from %s", k, sorted(participants - have))
 
     def committed_chunks(self, k: int) -> list[list[tuple[int, int, int]]]:
@@ -559,7 +562,7 @@ class MarketLoop:
                     # Before settleBy every traded owner's reading is needed: wait for late
                     # readings (after settleBy the contract settles without them).
                     logger.warning("interval %d: waiting for the reading of %s", k, exc.values.get("participant"))
-                    await asyncio.sleep(SETTLE_RETRY_S)
+                    await self.clock.wait(SETTLE_RETRY_S)
                     signed = signed_readings()
                     continue
                 raise
