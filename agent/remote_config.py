@@ -42,6 +42,7 @@ from agent.config import (
     TradingConfig,
     check_thresholds,
 )
+from gridswarm.errors import GridSwarmError
 from gridswarm.validation import error_lines, field_error
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ _TRADING = TradingConfig.model_fields
 TRADING_KEYS = {"trading_enabled": "enabled", "max_order_wh": "max_order_wh"}  # setting -> trading field
 
 
-class Refused(ValueError):
+class Refused(GridSwarmError, ValueError):
     """A change the site will not apply; the message is the reason sent back."""
 
 

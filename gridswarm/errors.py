@@ -13,6 +13,10 @@
     ├── DriverError            agent.drivers.base (a device did not answer or refused)
     ├── ForecastError          agent.forecast.errors
     ├── ClearingError          coordinator.market (an order book or network the engine refuses)
+    ├── PlanError              coordinator.market.commit_plan (a result that cannot be committed)
+    ├── BadInput               coordinator.api.guard (a request refused before any route: status, reason)
+    ├── AnalyticsError         coordinator.store.analytics (a query that cannot be answered as asked)
+    ├── Refused                agent.remote_config (a remote setting the site will not apply)
     └── DemoError, DevnetError, CompileError   the shell's own steps
 
 Each leaf also inherits the standard class it resembles (``ConfigError`` is a ``ValueError``,

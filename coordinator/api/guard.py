@@ -9,12 +9,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gridswarm.envelope import MAX_ENVELOPE_BYTES
+from gridswarm.errors import GridSwarmError
 
 MAX_DEPTH = 16  # an envelope nests four deep; anything near this is not one
 MAX_SQL_INT = 2**63 - 1  # SQLite integers are signed 64-bit
 
 
-class BadInput(Exception):
+class BadInput(GridSwarmError):
+    """A request the API refuses before it reaches a route: ``status`` (400, 413, 422) and a short ``reason``."""
+
     def __init__(self, status: int, reason: str, message: str) -> None:
         super().__init__(message)
         self.status = status

@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from gridswarm.errors import GridSwarmError
+
 from ._alloc import LinkState, equilibrium_prices
 from ._book import MAX_PRICE
 from .clearing import ClearingResult, Network
@@ -30,7 +32,7 @@ ChainLink = tuple[int, int, int, int]  # (from_zone, to_zone, fee, limit_wh) as 
 FillRow = tuple[int, int, int]  # (order id, qty Wh, price)
 
 
-class PlanError(ValueError):
+class PlanError(GridSwarmError, ValueError):
     """The clearing result cannot be committed as it stands (configuration or rule mismatch)."""
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator.store import Store
+from gridswarm.errors import GridSwarmError
 
 __all__ = [
     "EVENT_KINDS",
@@ -40,7 +41,7 @@ MAX_EVENTS_KEPT = 100_000  # the event log keeps the newest this many entries
 EVENT_KINDS = ("alarm", "config_sent", "config_applied", "config_refused", "operator")
 
 
-class AnalyticsError(ValueError):
+class AnalyticsError(GridSwarmError, ValueError):
     """A query that cannot be answered as asked."""
 
 
