@@ -146,6 +146,8 @@ class FleetService:
             for rec in self.sites.values():
                 if "*" in rec.excluded:
                     continue
+                if any(g["borrower"] == rec.address and g["start"] < end and g["end"] > start for g in self.grants):
+                    continue  # a site that borrows over the window does not lend in it
                 healthy = {d for d in rec.devices if d not in rec.excluded}
                 power, headroom, cap = lendable_w(rec.devices, healthy, end - start)
                 mine = [g for g in self.grants if g["lender"] == rec.address and g["end"] > rec.ts and g["start"] < end]
@@ -158,8 +160,12 @@ class FleetService:
                 storage_w = sum(d.get("power_w") or 0.0 for k, d in rec.devices.items()
                                 if k in healthy and d.get("kind") in STORAGE)
                 own_w = max(0.0, storage_w - delivering)  # what its own site draws from its storage
+                # what its own site still imports, grants aside: a lender must export, so its
+                # storage first covers that (lending is measured by the lender's metered export)
+                import_w = max(0.0, delivering - rec.net_export_w)
                 left_wh = usable - promised - own_w * max(0.0, end - rec.ts) / 3600.0
-                power = min(max(0.0, power - rec.share_w - lent), max(0.0, left_wh) * 3600.0 / (end - start))
+                power = min(max(0.0, power - rec.share_w - lent - import_w),
+                            max(0.0, left_wh) * 3600.0 / (end - start))
                 if cap > 0:
                     headroom = max(0.0, headroom - (promised + own_w * max(0.0, start - rec.ts) / 3600.0) / cap)
                 if power > 0:
@@ -175,8 +181,9 @@ class FleetService:
         return remaining_w + granted
 
     def on_borrow(self, sender: str, body: Any) -> tuple[bool, str]:
-        """A borrowing request (hub thread): refused with the reason when the fleet cannot lend
-        that much at all, else queued for the next plan."""
+        """A borrowing request (hub thread): refused with the reason when the fleet could not lend
+        that much to its class over the window even with nothing granted yet, else queued for the
+        next plan, which serves the queued requests in priority order, in part when short."""
         s = self.settings
         if not s.borrowing:
             return False, "the fleet does not serve borrowing requests (fleet.borrowing)"
@@ -184,12 +191,12 @@ class FleetService:
             return False, "the window is already over"
         capacity = sum(ln.lendable_w for ln in self.lenders(body.start, body.end) if ln.address != sender)
         total = self._lendable_total(body.start, body.end, capacity, sender)
-        may = available_w(capacity, total, body.priority, s.borrow_held_back)
+        may = available_w(total, total, body.priority, s.borrow_held_back)  # all it could ever get
         entry = {"address": sender, "request_id": body.request_id, "power_w": body.power_w, "start": body.start,
                  "end": body.end, "priority": body.priority, "ts": self.clock.now(), "outcome": "queued",
                  "served_w": 0.0, "unserved_w": 0.0}
         if body.power_w > may + 1e-6:
-            held = f" ({capacity - may:.0f} W held back for requests above {body.priority})" if may < capacity else ""
+            held = f" ({total - may:.0f} W held back for requests above {body.priority})" if may < total else ""
             with self._lock:
                 self.borrow_requests.append({**entry, "outcome": "refused", "unserved_w": body.power_w,
                                              "reason": f"the fleet can lend {may:.0f} W{held}"})

@@ -6,7 +6,9 @@ so the fleet's SoC stays balanced; a lender's SoC is re-estimated after each dra
 lend its healthy storage's available discharge power less what its own site draws now, capped by
 what its energy above the reserve sustains over the window, less its frequency-response share
 and less what it has already lent over an overlapping window. The owner's reserve always comes
-first: only energy above it is lent. A request for more than the fleet can lend at all is refused.
+first: only energy above it is lent, and only what the lender can export: its storage first
+covers what its own site imports. A site that borrows over a window, or asks to in the same plan,
+does not lend. A request for more than the fleet can lend at all is refused.
 
 Grants already made are firm (they are traded on chain at the next interval notice), so a
 shortage that builds up over time is met by holding back: requests of a lower class may not take
@@ -95,10 +97,11 @@ def plan(requests: list[Request], lenders: list[Lender], *, balance: bool = True
     pool = {ln.address: Lender(ln.address, ln.headroom, ln.capacity_wh, ln.lendable_w) for ln in lenders}
     total = sum(ln.lendable_w for ln in lenders) if total_w is None else total_w
     own = {ln.address: ln.lendable_w for ln in lenders}  # a site does not lend to itself
+    asking = {r.address for r in requests}  # nor lend while it asks to borrow
     for req in sorted(requests, key=lambda r: (PRIORITY_ORDER[r.priority], r.arrival)):
         hours = (req.end - req.start) / 3600.0
-        cands = [ln for ln in pool.values() if ln.address != req.address and ln.lendable_w > 1e-6]
-        base = total - own.get(req.address, 0.0)
+        cands = [ln for ln in pool.values() if ln.address not in asking and ln.lendable_w > 1e-6]
+        base = total - sum(own.get(a, 0.0) for a in asking)
         may = min(req.power_w, available_w(sum(ln.lendable_w for ln in cands), base, req.priority, held_back))
         takes = _levelled(cands, may, hours) if balance else _in_order(cands, may)
         for ln in cands:

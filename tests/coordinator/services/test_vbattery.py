@@ -92,9 +92,10 @@ def test_service_refuses_above_fleet_capacity_and_grants_both_sides(tmp_path):
     for body in lends.values():
         parsed = validate_body("lend", body)
         assert parsed.energy_wh == 25 and parsed.price == 170
-    # B's capacity is now lent over that window: a second request is refused
-    ok, reason = fl.on_borrow(A, borrow(50.0, rid=2))
-    assert not ok and "at most 0 W" in reason
+    # B's capacity is now lent over that window: a second request is queued but gets nothing
+    assert fl.on_borrow(A, borrow(50.0, rid=2))[0]
+    assert asyncio.run(fl.serve_borrowing()) == 0
+    assert fl.borrow_requests[-1]["unserved_w"] == pytest.approx(50.0)
 
 
 @pytest.mark.parametrize("body, field", [({"power_w": -1.0}, "power_w"), ({"end": T0}, "body"),
@@ -160,15 +161,17 @@ def test_held_back_share_keeps_capacity_for_higher_classes_across_time(tmp_path)
     assert fl.snapshot()["events"][-1]["kind"] == "borrow_refused"
     assert fl.on_borrow(A, borrow(800.0, rid=2, priority="flexible"))[0]
     assert asyncio.run(fl.serve_borrowing()) == 1
-    # a flexible request no longer fits; an essential one gets what its 10 % leaves; a critical one all the rest
-    ok, reason = fl.on_borrow(A, borrow(50.0, rid=3, priority="flexible"))
-    assert not ok and "at most 0 W" in reason
-    ok, reason = fl.on_borrow(A, borrow(150.0, rid=4, priority="essential"))
-    assert not ok and "at most 100 W" in reason
+    # what is left: nothing for a flexible request, what its 10 % leaves for an essential one
+    assert fl.on_borrow(A, borrow(50.0, rid=3, priority="flexible"))[0]
+    assert fl.on_borrow(A, borrow(150.0, rid=4, priority="essential"))[0]
+    assert asyncio.run(fl.serve_borrowing()) == 1
+    assert sorted(round(g["power_w"]) for g in fl.grants) == [100, 800]
+    unserved = {e["request_id"]: round(e["unserved_w"]) for e in fl.borrow_requests if e["outcome"] == "planned"}
+    assert unserved[3] == 50 and unserved[4] == 50
+    # and the 100 W held back for critical requests is there when one comes
     assert fl.on_borrow(A, borrow(200.0, rid=5, priority="critical"))[0]
     assert asyncio.run(fl.serve_borrowing()) == 1
-    granted = sorted(round(g["power_w"]) for g in fl.grants)
-    assert granted == [200, 800]
+    assert sorted(round(g["power_w"]) for g in fl.grants) == [100, 100, 800]
 
 
 def test_plan_holds_back_within_one_batch_too():
@@ -182,3 +185,25 @@ def test_plan_holds_back_within_one_batch_too():
 def test_held_back_shares_are_checked(held):
     with pytest.raises(ValueError, match="borrow_held_back"):
         FleetSettings(borrow_held_back=held)
+
+
+def test_a_site_asking_to_borrow_does_not_lend_in_the_same_plan():
+    reqs = [Request("A", 1, 500.0, T0, T0 + 900, "critical", 1), Request("B", 2, 500.0, T0, T0 + 900, "critical", 2)]
+    p = plan(reqs, [Lender("A", 0.5, 10_000, 1_000), Lender("B", 0.5, 10_000, 1_000), Lender("L", 0.5, 10_000, 600)])
+    assert {g.lender for g in p.grants} == {"L"}
+    assert sum(g.power_w for g in p.grants) == pytest.approx(600.0)
+
+
+def test_a_lender_first_covers_its_own_import_and_a_borrower_does_not_lend(tmp_path):
+    """Lending is measured by the lender's export: a site importing 400 W for its own load can
+    lend only what its storage has beyond that; a site borrowing over the window lends nothing."""
+    clock = ManualClock(T0)
+    fl = FleetService(FleetSettings(required_w=0.0), Store(tmp_path / "c.sqlite"), clock, FakeHub())
+    importing = validate_body("telemetry", {"ts": T0, "net_export_w": -400.0, "record_id": 1,
+                                            "devices": {"bat": dev(1_000.0, 0.0)}})
+    fl.on_telemetry(B, importing)
+    assert [round(ln.lendable_w) for ln in fl.lenders(T0 + 60, T0 + 960)] == [600]
+    fl.on_telemetry(A, tel(T0, {"bat": dev(1_000.0, 0.0)}))
+    fl.grants.append({"request_id": 9, "borrower": B, "lender": A, "power_w": 100.0, "energy_wh": 25,
+                      "start": T0 + 60, "end": T0 + 960, "price": 150, "priority": "critical", "ts": T0})
+    assert [ln.address for ln in fl.lenders(T0 + 60, T0 + 960)] == [A]
