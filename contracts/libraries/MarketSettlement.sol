@@ -29,24 +29,33 @@ library MarketSettlement {
     }
 
 
-    /// @dev The fill walk's state: the chunk's readings (an event buffer, see {_verifyReadings}),
-    /// the walk's position in them, and the owner group whose on-chain reading is loaded.
+    /// @dev The walk's state: the chunk's readings (an event buffer, see {_verifyReadings}), the
+    /// walk's position in them, the owner group whose on-chain reading is loaded, and the
+    /// storage the walk writes. The fill loop reads and writes these words from assembly at
+    /// the offsets named below (each field takes one word in memory).
     struct Meter {
         uint256 who; // memory address of the participants array's first element
-        uint256 exportLeft; // ... of the exported array's (Wh left to allot)
-        uint256 importLeft; // ... of the imported array's
-        uint256 m;
-        uint256 j;
+        uint256 m; // readings
+        uint256 stride; // bytes between the readings' arrays: exported at who + stride, imported at who + 2 * stride
+        uint256 j; // the walk's position in the readings
+        uint256 bidSide; // offers come first: 0 until the first bid, then 1
+        uint256 accounts; // storage slot of the accounts mapping
+        uint256 submitted; // storage slot of the submitted readings mapping
         uint64 interval;
         bool complete; // every owner with a non-zero fill must have a reading
         address sOwner;
         bool sBid;
         bool sHas;
-        bool bidSide; // offers come first: false until the first bid
         uint256 sLeft;
-        uint256 out; // memory address of FillsSettled's first order id
-        uint256 outStride; // bytes between its arrays
     }
+
+    uint256 private constant _M_WHO = 0x00;
+    uint256 private constant _M_M = 0x20;
+    uint256 private constant _M_STRIDE = 0x40;
+    uint256 private constant _M_J = 0x60;
+    uint256 private constant _M_BID_SIDE = 0x80;
+    uint256 private constant _M_ACCOUNTS = 0xa0;
+    uint256 private constant _M_SUBMITTED = 0xc0;
 
     /// @dev The settlement loop's running state for one chunk.
     struct Run {
@@ -56,7 +65,6 @@ library MarketSettlement {
         uint256 imbalanceBuy;
         uint256 imbalanceSell;
     }
-
 
     /// @notice Same as IEnergyMarket's.
     event MeterReadingsAccepted(
@@ -95,7 +103,11 @@ library MarketSettlement {
         Meter memory meter;
         _verifyReadings(domainSeparator, interval, readings, meter);
         (meter.interval, meter.complete) = (interval, terms >> 48 & 1 == 1);
-        _settleChunk(accounts, submitted, fills, meter, run);
+        assembly ("memory-safe") {
+            mstore(add(meter, _M_ACCOUNTS), accounts.slot)
+            mstore(add(meter, _M_SUBMITTED), submitted.slot)
+        }
+        _settleChunk(fills, meter, run);
     }
 
     /// @notice Stores a participant's signed reading on chain (anyone may send it): settlement
@@ -141,17 +153,24 @@ library MarketSettlement {
             mstore(add(buf, add(0x60, stride)), m)
             mstore(add(buf, add(0x60, mul(stride, 2))), m)
         }
-        (meter.who, meter.exportLeft, meter.importLeft, meter.m) =
-            (buf + 0x80, buf + 0x80 + stride, buf + 0x80 + 2 * stride, m);
-        address previous;
-        for (uint256 j; j < m; ++j) {
-            (address participant, uint256 at, uint256 exported, uint256 imported) = _readingAt(readings, j);
+        (meter.who, meter.m, meter.stride) = (buf + 0x80, m, stride);
+        uint256 previous;
+        for (uint256 j; j < m;) {
+            (uint256 participant, uint256 at, uint256 signer, bool dirty) =
+                _reading(domainSeparator, readings, j, buf + 0x80, stride);
+            // The ABI decoder's check: every field fits its type.
+            if (dirty) revert();
             if (at != interval) revert IEnergyMarket.MarketReadingWrongInterval(j, uint64(at));
-            if (participant <= previous) revert IEnergyMarket.MarketReadingsNotAscending(j, participant);
+            if (participant <= previous) {
+                revert IEnergyMarket.MarketReadingsNotAscending(j, address(uint160(participant)));
+            }
             previous = participant;
-            address signer = _recover(domainSeparator, readings, j);
-            if (signer != participant) revert IEnergyMarket.MarketReadingBadSignature(j, participant, signer);
-            _keep(meter, j, participant, exported, imported);
+            if (signer != participant) {
+                revert IEnergyMarket.MarketReadingBadSignature(j, address(uint160(participant)), address(uint160(signer)));
+            }
+            unchecked {
+                ++j;
+            }
         }
         if (m > 0) {
             bytes32 topic = MeterReadingsAccepted.selector;
@@ -161,47 +180,28 @@ library MarketSettlement {
         }
     }
 
-    /// @dev Writes reading `j` into the event buffer `meter` points at.
-    function _keep(Meter memory meter, uint256 j, address participant, uint256 exported, uint256 imported)
+    /// @dev Reading `j`: its fields, whether one does not fit its ABI type, and who signed it
+    /// (zero if the signature is malformed or has a high `s`, as OpenZeppelin's
+    /// ECDSA.tryRecover): its EIP-712 digest and EIP-2098 compact signature go straight to the
+    /// ecrecover precompile. Writes participant, exported and imported into the event buffer
+    /// (`who`: the participants array's first element, `stride`: bytes between the arrays).
+    function _reading(bytes32 domainSeparator, bytes calldata readings, uint256 j, uint256 who, uint256 stride)
         private
-        pure
+        view
+        returns (uint256 participant, uint256 at, uint256 signer, bool dirty)
     {
-        uint256 o = j * 0x20;
-        (uint256 w, uint256 e, uint256 i) = (meter.who + o, meter.exportLeft + o, meter.importLeft + o);
-        assembly ("memory-safe") {
-            mstore(w, participant)
-            mstore(e, exported)
-            mstore(i, imported)
-        }
-    }
-
-    /// @dev Reading `j`'s fields, each checked to fit its ABI type (as the ABI decoder would).
-    function _readingAt(bytes calldata readings, uint256 j)
-        private
-        pure
-        returns (address participant, uint256 at, uint256 exported, uint256 imported)
-    {
-        uint256 p;
-        bool dirty;
-        assembly ("memory-safe") {
-            let src := add(readings.offset, mul(j, 0xc0))
-            p := calldataload(src)
-            at := calldataload(add(src, 0x20))
-            exported := calldataload(add(src, 0x40))
-            imported := calldataload(add(src, 0x60))
-            dirty := or(shr(160, p), shr(64, or(at, or(exported, imported))))
-        }
-        if (dirty) revert();
-        participant = address(uint160(p));
-    }
-
-    /// @dev Who signed reading `j` (zero if the signature is malformed or has a high `s`, as
-    /// OpenZeppelin's ECDSA.tryRecover): its EIP-712 digest and EIP-2098 compact signature go
-    /// straight to the ecrecover precompile.
-    function _recover(bytes32 domainSeparator, bytes calldata readings, uint256 j) private view returns (address signer) {
         bytes32 typeHash = _METER_TYPEHASH;
         assembly ("memory-safe") {
             let src := add(readings.offset, mul(j, 0xc0))
+            participant := calldataload(src)
+            at := calldataload(add(src, 0x20))
+            let exported := calldataload(add(src, 0x40))
+            let imported := calldataload(add(src, 0x60))
+            dirty := or(shr(160, participant), shr(64, or(at, or(exported, imported))))
+            let w := add(who, shl(5, j))
+            mstore(w, participant)
+            mstore(add(w, stride), exported)
+            mstore(add(w, add(stride, stride)), imported)
             let p := mload(0x40)
             mstore(p, typeHash)
             calldatacopy(add(p, 0x20), src, 0x80)
@@ -233,66 +233,60 @@ library MarketSettlement {
 
     /// @dev Settles the chunk's fills and logs the outcome: FillsSettled's data (four arrays of
     /// `n` words: order id, energy, amount, penalty) is written in place as the walk goes.
-    function _settleChunk(
-        mapping(address => Account) storage accounts,
-        mapping(address => uint256) storage submitted,
-        bytes calldata fills,
-        Meter memory meter,
-        Run memory run
-    ) private {
+    function _settleChunk(bytes calldata fills, Meter memory meter, Run memory run) private {
         uint256 n = fills.length / 0x80;
         uint256 stride = (n + 1) * 0x20;
-        uint256 buf;
-        assembly ("memory-safe") {
-            buf := mload(0x40)
-            mstore(0x40, add(buf, add(0x80, mul(stride, 4))))
-            for { let k := 0 } lt(k, 4) { k := add(k, 1) } {
-                mstore(add(buf, mul(k, 0x20)), add(0x80, mul(stride, k)))
-                mstore(add(buf, add(0x80, mul(stride, k))), n)
+        uint256 out;
+        {
+            uint256 buf;
+            assembly ("memory-safe") {
+                buf := mload(0x40)
+                mstore(0x40, add(buf, add(0x80, mul(stride, 4))))
+                for { let k := 0 } lt(k, 4) { k := add(k, 1) } {
+                    mstore(add(buf, mul(k, 0x20)), add(0x80, mul(stride, k)))
+                    mstore(add(buf, add(0x80, mul(stride, k))), n)
+                }
             }
+            out = buf + 0xa0;
         }
-        (meter.out, meter.outStride) = (buf + 0xa0, stride);
-        for (uint256 i; i < n; ++i) {
-            _settleOne(accounts, submitted, fills, i, meter, run);
+        for (uint256 i; i < n;) {
+            uint256 id;
+            uint256 qty;
+            uint256 price;
+            uint256 lock;
+            assembly ("memory-safe") {
+                let src := add(fills.offset, shl(7, i))
+                id := calldataload(src)
+                qty := calldataload(add(src, 0x20))
+                price := calldataload(add(src, 0x40))
+                lock := calldataload(add(src, 0x60))
+            }
+            uint256 energy = _energy(meter, id, qty);
+            (uint256 amount, uint256 penalty) = _pay(meter, run, id, qty, price, lock, energy);
+            assembly ("memory-safe") {
+                let at := add(out, shl(5, i))
+                mstore(at, id)
+                mstore(add(at, stride), energy)
+                mstore(add(at, add(stride, stride)), amount)
+                mstore(add(at, mul(stride, 3)), penalty)
+            }
+            unchecked {
+                ++i;
+            }
         }
         bytes32 topic = FillsSettled.selector;
         uint64 interval = meter.interval;
         assembly ("memory-safe") {
-            log2(buf, add(0x80, mul(stride, 4)), topic, interval)
-        }
-    }
-
-    /// @dev Settles fill `i` with {SettlementMath}, credits its owner and writes its order id,
-    /// energy, amount and penalty into FillsSettled's arrays.
-    function _settleOne(
-        mapping(address => Account) storage accounts,
-        mapping(address => uint256) storage submitted,
-        bytes calldata fills,
-        uint256 i,
-        Meter memory meter,
-        Run memory run
-    ) private {
-        (uint256 id, uint256 qty, uint256 price, uint256 lock) = _fillAt(fills, i);
-        bool isBid = id & _BID_BIT != 0;
-        if (isBid && !meter.bidSide) {
-            meter.bidSide = true;
-            meter.j = 0;
-        }
-        uint256 energy = _energy(submitted, qty, address(uint160(id >> 31)), isBid, meter);
-        (uint256 amount, uint256 penalty) = _pay(accounts, run, id, qty, price, lock, energy);
-        (uint256 at, uint256 stride) = (meter.out + i * 0x20, meter.outStride);
-        assembly ("memory-safe") {
-            mstore(at, id)
-            mstore(add(at, stride), energy)
-            mstore(add(at, mul(stride, 2)), amount)
-            mstore(add(at, mul(stride, 3)), penalty)
+            log2(sub(out, 0xa0), add(0x80, mul(stride, 4)), topic, interval)
         }
     }
 
     /// @dev {SettlementMath} for one fill; books the chunk's totals and credits the owner.
     /// Offer: amount received and imbalance charge; bid: amount paid and imbalance refund.
+    /// The totals cannot overflow: a penalty or an energy is below 2^56 (qty < 2^32, prices
+    /// < 2^24, all as committed), and a chunk has fewer than 2^32 fills.
     function _pay(
-        mapping(address => Account) storage accounts,
+        Meter memory meter,
         Run memory run,
         uint256 id,
         uint256 qty,
@@ -303,55 +297,51 @@ library MarketSettlement {
         uint256 credit;
         if (id & _BID_BIT != 0) {
             (amount, penalty, credit) = SettlementMath.bid(lock, qty, price, energy, run.imbalanceSell);
-            run.refunds += penalty;
+            unchecked {
+                run.refunds += penalty;
+            }
         } else {
             (amount, penalty, credit) = SettlementMath.offer(lock, qty, price, energy, run.imbalanceBuy);
-            run.charges += penalty;
-            run.deliveredWh += energy;
-        }
-        _settleAccount(accounts, address(uint160(id >> 31)), lock, credit);
-    }
-
-    /// @dev Fill `i`: order id, qty, price, lock (checked against the commit by the market).
-    function _fillAt(bytes calldata fills, uint256 i)
-        private
-        pure
-        returns (uint256 id, uint256 qty, uint256 price, uint256 lock)
-    {
-        assembly ("memory-safe") {
-            let src := add(fills.offset, mul(i, 0x80))
-            id := calldataload(src)
-            qty := calldataload(add(src, 0x20))
-            price := calldataload(add(src, 0x40))
-            lock := calldataload(add(src, 0x60))
-        }
-    }
-
-    /// @dev The energy allotted to a fill of `qty`: from the owner's reading in calldata, else
-    /// its reading submitted on chain, else the worst case (an offer delivered 0, a bid used
-    /// all); with `meter.complete` a non-zero fill without any reading reverts. An owner's
-    /// reading is allotted to its fills on one side in fill order (offers use the export,
-    /// bids the import).
-    function _energy(
-        mapping(address => uint256) storage submitted,
-        uint256 qty,
-        address owner,
-        bool isBid,
-        Meter memory meter
-    ) private view returns (uint256 energy) {
-        // Moves the walk over the (ascending) readings to `owner`'s, if it has one.
-        (uint256 j, uint256 m, uint256 who) = (meter.j, meter.m, meter.who);
-        address at;
-        while (j < m) {
-            assembly ("memory-safe") {
-                at := mload(add(who, mul(j, 0x20)))
+            unchecked {
+                run.charges += penalty;
+                run.deliveredWh += energy;
             }
-            if (at >= owner) break;
-            ++j;
         }
-        meter.j = j;
-        if (j < m && at == owner) {
-            uint256 slot = (isBid ? meter.importLeft : meter.exportLeft) + j * 0x20;
+        _settleAccount(meter, id, lock, credit);
+    }
+
+    /// @dev The energy allotted to fill `id` of `qty`: from the owner's reading in calldata,
+    /// else its reading submitted on chain, else the worst case (an offer delivered 0, a bid
+    /// used all); with `meter.complete` a non-zero fill without any reading reverts. An owner's
+    /// reading is allotted to its fills on one side in fill order (offers use the export, bids
+    /// the import).
+    function _energy(Meter memory meter, uint256 id, uint256 qty) private view returns (uint256 energy) {
+        uint256 isBid = (id >> 191) & 1;
+        // Memory address of what is left of the owner's reading on this side, if it has one.
+        // slither-disable-next-line uninitialized-local
+        uint256 slot;
+        assembly ("memory-safe") {
+            let owner := and(shr(31, id), 0xffffffffffffffffffffffffffffffffffffffff)
+            let j := mload(add(meter, _M_J))
+            // Offers come first; the walk starts over at the first bid.
+            if gt(isBid, mload(add(meter, _M_BID_SIDE))) {
+                mstore(add(meter, _M_BID_SIDE), 1)
+                j := 0
+            }
+            // Moves the walk over the (ascending) readings to `owner`'s, if it has one.
+            let who := mload(add(meter, _M_WHO))
+            let m := mload(add(meter, _M_M))
+            for {} lt(j, m) { j := add(j, 1) } {
+                let w := add(who, shl(5, j))
+                let at := mload(w)
+                if iszero(lt(at, owner)) {
+                    if eq(at, owner) { slot := add(w, mul(add(isBid, 1), mload(add(meter, _M_STRIDE)))) }
+                    break
+                }
+            }
+            mstore(add(meter, _M_J), j)
+        }
+        if (slot != 0) {
             uint256 left;
             assembly ("memory-safe") {
                 left := mload(slot)
@@ -362,9 +352,25 @@ library MarketSettlement {
             }
             return energy;
         }
+        return _submittedEnergy(meter, address(uint160(id >> 31)), isBid == 1, qty);
+    }
+
+    /// @dev {_energy} for an owner without a reading in calldata: its reading submitted on
+    /// chain, else the worst case (or a revert, see there).
+    function _submittedEnergy(Meter memory meter, address owner, bool isBid, uint256 qty)
+        private
+        view
+        returns (uint256 energy)
+    {
         // An owner's fills on one side are contiguous: load its submitted reading once per group.
         if (owner != meter.sOwner || isBid != meter.sBid) {
-            uint256 w = submitted[owner];
+            uint256 w;
+            assembly ("memory-safe") {
+                // An address on the stack may carry dirty high bits: clean it for the key.
+                mstore(0x00, and(owner, 0xffffffffffffffffffffffffffffffffffffffff))
+                mstore(0x20, mload(add(meter, _M_SUBMITTED)))
+                w := sload(keccak256(0x00, 0x40))
+            }
             meter.sOwner = owner;
             meter.sBid = isBid;
             meter.sHas = w >> 255 == 1 && uint64(w) == meter.interval;
@@ -378,19 +384,23 @@ library MarketSettlement {
         return isBid ? qty : 0;
     }
 
-    /// @dev `locked -= lock; free += credit` in one read and one write of the account's slot.
-    function _settleAccount(mapping(address => Account) storage accounts, address owner, uint256 lock, uint256 credit) private {
-        Account storage a = accounts[owner];
+    /// @dev `locked -= lock; free += credit` in one read and one write of the owner's account
+    /// slot (`accounts[owner]`, the owner being bits 31-190 of `id`).
+    function _settleAccount(Meter memory meter, uint256 id, uint256 lock, uint256 credit) private {
+        uint256 slot;
         uint256 word;
         assembly ("memory-safe") {
-            word := sload(a.slot)
+            mstore(0x00, and(shr(31, id), 0xffffffffffffffffffffffffffffffffffffffff))
+            mstore(0x20, mload(add(meter, _M_ACCOUNTS)))
+            slot := keccak256(0x00, 0x40)
+            word := sload(slot)
         }
         uint256 free = (word & _U96) + credit;
         uint256 locked = ((word >> 96) & _U96) - lock;
-        if (free > _U96) revert IEnergyMarket.MarketBalanceOverflow(owner, free);
+        if (free > _U96) revert IEnergyMarket.MarketBalanceOverflow(address(uint160(id >> 31)), free);
         word = (word & ~_LOW_MASK) | (locked << 96) | free;
         assembly ("memory-safe") {
-            sstore(a.slot, word)
+            sstore(slot, word)
         }
     }
 }
