@@ -82,20 +82,6 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         uint16 keepD; // never zero (as keepC)
     }
 
-    /// @dev The commit loop's running state.
-    struct Tally {
-        uint256 lastId;
-        uint256 boughtWh;
-        uint256 soldWh;
-        uint256 buyValue;
-        uint256 sellValue;
-        bytes32 h;
-        uint16 zone;
-        uint256 zoneWord;
-        int256[] deltas;
-        bool copper;
-    }
-
     IERC20 private immutable _token;
     address private _admin;
     address private _pendingAdmin;
@@ -462,29 +448,22 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         uint256 chunk = c.chunks;
         // Filled in field by field below.
         // slither-disable-next-line uninitialized-local
-        Tally memory t;
+        MarketClearing.Tally memory t;
         t.lastId = c.lastId == 0 ? 0 : (uint256(interval) << 192) | c.lastId;
         (t.boughtWh, t.soldWh, t.buyValue, t.sellValue) = (c.boughtWh, c.soldWh, c.buyValue, c.sellValue);
         t.h = bytes32(chunk + 1);
-        t.deltas = new int256[](c.zoneCount);
-        t.copper = c.copper;
-        t.zone = COPPER_ZONE;
-        t.zoneWord = _zoneWord[interval % CLEARING_SLOTS][COPPER_ZONE];
         uint256 n = fills.length;
         // A chunk boundary never splits one owner's fills on one side, so settlement can apply
         // each reading within one chunk.
         if (n > 0 && t.lastId != 0 && fills[0].orderId >> 31 == t.lastId >> 31) {
             revert MarketChunkSplitsOwner(fills[0].orderId);
         }
-        for (uint256 i; i < n; ++i) {
-            _commitOne(interval, fills[i], t);
-        }
-        MarketClearing.flushZones(_zoneWord, _zoneAt, interval, t.deltas);
+        // Every fill checked against its order and zone price, folded in and logged (FillsCommitted).
+        t = MarketClearing.commitChunk(_orders, _zoneWord, _zoneAt, interval, _rawCommitFills(fills), c.zoneCount, c.copper, t);
         _storeTally(c, interval, t);
         _chunkHash[interval % CLEARING_SLOTS][chunk] = t.h;
         c.chunks = uint32(chunk + 1);
         iv.committed += uint32(n);
-        emit FillsCommitted(interval, fills);
 
         if (last) {
             if (iv.committed != iv.liveOrders) revert MarketFillsIncomplete(interval, iv.committed, iv.liveOrders);
@@ -555,9 +534,15 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
     /// @dev Books a settled chunk: the balancing party's share, progress, and on the last
     /// chunk the interval's end.
     function _finishChunk(uint64 interval, uint256 chunk, Clearing storage c, MarketSettlement.Run memory run) private {
-        uint256 charges = c.charges + run.charges;
-        uint256 refunds = c.refunds + run.refunds;
-        uint256 delivered = c.deliveredWh + run.deliveredWh;
+        (uint256 charges, uint256 refunds, uint256 delivered) = (run.charges, run.refunds, run.deliveredWh);
+        // The first chunk to settle (the last committed) finds the running totals as the price
+        // commit reset them, at zero (the slot stays this interval's until it settles), and
+        // need not read them.
+        if (chunk + 1 != c.chunks) {
+            charges += c.charges;
+            refunds += c.refunds;
+            delivered += c.deliveredWh;
+        }
         uint256 rent = chunk == 0 ? c.rent : 0;
         _payBalancing(interval, run.charges, run.refunds, rent);
         if (chunk == 0) {
@@ -679,50 +664,7 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         _clearings[interval % CLEARING_SLOTS] = fresh;
     }
 
-    /// @dev Checks one fill against its order and its zone's price, and folds it into the tally.
-    function _commitOne(uint64 interval, Fill calldata f, Tally memory t) private view {
-        uint256 id = f.orderId;
-        if (id >> 192 != interval) revert MarketOrderNotInInterval(id, interval);
-        if (id <= t.lastId) revert MarketFillsNotAscending(id, t.lastId);
-        t.lastId = id;
-        bool isBid = id & _BID_BIT != 0;
-        uint32 nonce = uint32(id & _NONCE_MASK);
-        OrderWord w = _orders[address(uint160(id >> 31))][nonce % ORDER_SLOTS];
-        if (!w.matches(interval, isBid, nonce)) revert MarketOrderNotFound(id);
-        uint16 zone = t.copper ? COPPER_ZONE : w.zone();
-        if (zone != t.zone) {
-            t.zone = zone;
-            t.zoneWord = _zoneWord[interval % CLEARING_SLOTS][zone];
-        }
-        uint256 zword = t.zoneWord;
-        if (!MarketClearing.valid(zword, interval)) revert MarketZonePriceMissing(id, zone);
-        uint256 p = uint24(zword);
-        (uint256 qty, uint256 orderQty, uint256 limit) = (f.qty, w.qty(), w.limit());
-        if (f.price != p) revert MarketFillNotAtZonePrice(id, f.price, p);
-        if (qty > orderQty) revert MarketFillExceedsOrder(id, qty, orderQty);
-        // In the money: filled in full; out of the money: not at all; at the margin: any part.
-        bool inMoney = isBid ? limit > p : limit < p;
-        bool outMoney = isBid ? limit < p : limit > p;
-        if ((inMoney && qty != orderQty) || (outMoney && qty != 0)) {
-            revert MarketFillBreaksPriceRule(id, qty, limit, p);
-        }
-        // Cannot overflow: qty < 2^32, p < 2^24, fewer than 2^32 fills.
-        unchecked {
-            uint256 index = t.copper ? 0 : uint16(zword >> 24);
-            if (isBid) {
-                t.boughtWh += qty;
-                t.buyValue += qty * p;
-                t.deltas[index] -= int256(qty);
-            } else {
-                t.soldWh += qty;
-                t.sellValue += qty * p;
-                t.deltas[index] += int256(qty);
-            }
-        }
-        t.h = _link(t.h, id, qty, p, w.lock());
-    }
-
-    function _storeTally(Clearing storage c, uint64 interval, Tally memory t) private {
+    function _storeTally(Clearing storage c, uint64 interval, MarketClearing.Tally memory t) private {
         if (t.boughtWh > type(uint48).max || t.soldWh > type(uint48).max) revert MarketTotalsOverflow(interval);
         if (t.buyValue > type(uint72).max || t.sellValue > type(uint72).max) revert MarketTotalsOverflow(interval);
         c.lastId = uint192(t.lastId & _LOW_MASK);
@@ -747,24 +689,29 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         }
     }
 
-    /// @dev Hashes a chunk's settlement fills exactly as {_commitOne} chained them.
+    /// @dev Hashes a chunk's settlement fills exactly as MarketClearing's commit chained them.
     function _hashFills(uint256 chunk, SettlementFill[] calldata fills) private pure returns (bytes32 h) {
         h = bytes32(chunk + 1);
-        uint256 n = fills.length;
         assembly ("memory-safe") {
             let scratch := mload(0x40)
             let src := fills.offset
-            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
+            for { let end := add(src, mul(fills.length, 0x80)) } lt(src, end) { src := add(src, 0x80) } {
                 mstore(scratch, h)
                 calldatacopy(add(scratch, 0x20), src, 0x80)
                 h := keccak256(scratch, 0xa0)
-                src := add(src, 0x80)
             }
         }
     }
 
     // Setting a calldata slice's offset and then its length is not a lost write.
     // slither-disable-start write-after-write
+    function _rawCommitFills(Fill[] calldata fills) private pure returns (bytes calldata raw) {
+        assembly ("memory-safe") {
+            raw.offset := fills.offset
+            raw.length := mul(fills.length, 0x60)
+        }
+    }
+
     function _rawFills(SettlementFill[] calldata fills) private pure returns (bytes calldata raw) {
         assembly ("memory-safe") {
             raw.offset := fills.offset
@@ -798,18 +745,6 @@ contract EnergyMarket is IEnergyMarket, EIP712 {
         a.locked -= uint96(lock);
         a.free = _toU96(owner, a.free + lock);
         _accounts[owner] = a;
-    }
-
-    function _link(bytes32 h, uint256 id, uint256 qty, uint256 price, uint256 lock) private pure returns (bytes32 r) {
-        assembly ("memory-safe") {
-            let p := mload(0x40)
-            mstore(p, h)
-            mstore(add(p, 0x20), id)
-            mstore(add(p, 0x40), qty)
-            mstore(add(p, 0x60), price)
-            mstore(add(p, 0x80), lock)
-            r := keccak256(p, 0xa0)
-        }
     }
 
     function _orderId(uint64 interval, bool isBid, address owner, uint32 nonce) private pure returns (uint256) {

@@ -16,8 +16,6 @@ library MarketSettlement {
     bytes32 private constant _METER_TYPEHASH =
         keccak256("MeterReading(address participant,uint64 interval,uint64 exportedWh,uint64 importedWh)");
     uint256 private constant _BID_BIT = 1 << 191;
-    uint256 private constant _LOW_MASK = (1 << 192) - 1;
-    uint256 private constant _U96 = (1 << 96) - 1;
 
     /// @dev One storage slot: balances, zone, registration and the order counter.
     struct Account {
@@ -29,24 +27,33 @@ library MarketSettlement {
     }
 
 
-    /// @dev The fill walk's state: the chunk's readings (an event buffer, see {_verifyReadings}),
-    /// the walk's position in them, and the owner group whose on-chain reading is loaded.
+    /// @dev The walk's state: the chunk's readings (an event buffer, see {_verifyReadings}), the
+    /// walk's position in them, the owner group whose on-chain reading is loaded, and the
+    /// storage the walk writes. The fill loop reads and writes these words from assembly at
+    /// the offsets named below (each field takes one word in memory).
     struct Meter {
         uint256 who; // memory address of the participants array's first element
-        uint256 exportLeft; // ... of the exported array's (Wh left to allot)
-        uint256 importLeft; // ... of the imported array's
-        uint256 m;
-        uint256 j;
+        uint256 end; // memory address of the word after the participants array's last element
+        uint256 stride; // bytes between the readings' arrays: exported at who + stride, imported at who + 2 * stride
+        uint256 at; // the walk's position: the memory address of the next participant to compare
+        uint256 bidSide; // offers come first: 0 until the first bid, then 1
+        uint256 accounts; // storage slot of the accounts mapping
+        uint256 submitted; // storage slot of the submitted readings mapping
         uint64 interval;
         bool complete; // every owner with a non-zero fill must have a reading
         address sOwner;
         bool sBid;
         bool sHas;
-        bool bidSide; // offers come first: false until the first bid
         uint256 sLeft;
-        uint256 out; // memory address of FillsSettled's first order id
-        uint256 outStride; // bytes between its arrays
     }
+
+    uint256 private constant _M_WHO = 0x00;
+    uint256 private constant _M_END = 0x20;
+    uint256 private constant _M_STRIDE = 0x40;
+    uint256 private constant _M_AT = 0x60;
+    uint256 private constant _M_BID_SIDE = 0x80;
+    uint256 private constant _M_ACCOUNTS = 0xa0;
+    uint256 private constant _M_SUBMITTED = 0xc0;
 
     /// @dev The settlement loop's running state for one chunk.
     struct Run {
@@ -56,7 +63,6 @@ library MarketSettlement {
         uint256 imbalanceBuy;
         uint256 imbalanceSell;
     }
-
 
     /// @notice Same as IEnergyMarket's.
     event MeterReadingsAccepted(
@@ -95,7 +101,11 @@ library MarketSettlement {
         Meter memory meter;
         _verifyReadings(domainSeparator, interval, readings, meter);
         (meter.interval, meter.complete) = (interval, terms >> 48 & 1 == 1);
-        _settleChunk(accounts, submitted, fills, meter, run);
+        assembly ("memory-safe") {
+            mstore(add(meter, _M_ACCOUNTS), accounts.slot)
+            mstore(add(meter, _M_SUBMITTED), submitted.slot)
+        }
+        _settleChunk(fills, meter, run);
     }
 
     /// @notice Stores a participant's signed reading on chain (anyone may send it): settlement
@@ -141,17 +151,15 @@ library MarketSettlement {
             mstore(add(buf, add(0x60, stride)), m)
             mstore(add(buf, add(0x60, mul(stride, 2))), m)
         }
-        (meter.who, meter.exportLeft, meter.importLeft, meter.m) =
-            (buf + 0x80, buf + 0x80 + stride, buf + 0x80 + 2 * stride, m);
-        address previous;
-        for (uint256 j; j < m; ++j) {
-            (address participant, uint256 at, uint256 exported, uint256 imported) = _readingAt(readings, j);
-            if (at != interval) revert IEnergyMarket.MarketReadingWrongInterval(j, uint64(at));
-            if (participant <= previous) revert IEnergyMarket.MarketReadingsNotAscending(j, participant);
-            previous = participant;
-            address signer = _recover(domainSeparator, readings, j);
-            if (signer != participant) revert IEnergyMarket.MarketReadingBadSignature(j, participant, signer);
-            _keep(meter, j, participant, exported, imported);
+        (meter.who, meter.end, meter.stride, meter.at) = (buf + 0x80, buf + 0x60 + stride, stride, buf + 0x80);
+        {
+            uint256 src;
+            assembly ("memory-safe") {
+                src := readings.offset
+            }
+            (uint256 err, uint256 at, uint256 signer) =
+                _checkReadings(domainSeparator, interval, src, src + readings.length, buf + 0x80, stride);
+            if (err != 0) _readingError(err, (at - src) / 0xc0, at, signer);
         }
         if (m > 0) {
             bytes32 topic = MeterReadingsAccepted.selector;
@@ -161,66 +169,93 @@ library MarketSettlement {
         }
     }
 
-    /// @dev Writes reading `j` into the event buffer `meter` points at.
-    function _keep(Meter memory meter, uint256 j, address participant, uint256 exported, uint256 imported)
-        private
-        pure
-    {
-        uint256 o = j * 0x20;
-        (uint256 w, uint256 e, uint256 i) = (meter.who + o, meter.exportLeft + o, meter.importLeft + o);
-        assembly ("memory-safe") {
-            mstore(w, participant)
-            mstore(e, exported)
-            mstore(i, imported)
-        }
-    }
-
-    /// @dev Reading `j`'s fields, each checked to fit its ABI type (as the ABI decoder would).
-    function _readingAt(bytes calldata readings, uint256 j)
-        private
-        pure
-        returns (address participant, uint256 at, uint256 exported, uint256 imported)
-    {
-        uint256 p;
-        bool dirty;
-        assembly ("memory-safe") {
-            let src := add(readings.offset, mul(j, 0xc0))
-            p := calldataload(src)
-            at := calldataload(add(src, 0x20))
-            exported := calldataload(add(src, 0x40))
-            imported := calldataload(add(src, 0x60))
-            dirty := or(shr(160, p), shr(64, or(at, or(exported, imported))))
-        }
-        if (dirty) revert();
-        participant = address(uint160(p));
-    }
-
-    /// @dev Who signed reading `j` (zero if the signature is malformed or has a high `s`, as
-    /// OpenZeppelin's ECDSA.tryRecover): its EIP-712 digest and EIP-2098 compact signature go
-    /// straight to the ecrecover precompile.
-    function _recover(bytes32 domainSeparator, bytes calldata readings, uint256 j) private view returns (address signer) {
+    /// @dev Checks the readings from calldata offset `src` to `end` (0xc0 bytes each:
+    /// participant, interval, exported, imported, r, vs) in order: every field fits its ABI type
+    /// (as the ABI decoder would check), the reading is of `interval`, participants ascend, and
+    /// the participant signed it. The signer is recovered as OpenZeppelin's ECDSA.tryRecover
+    /// does (zero if the signature has a high `s` or does not recover): the EIP-712 digest and
+    /// the EIP-2098 compact signature go straight to the ecrecover precompile. Writes each
+    /// reading's participant, exported and imported into the event buffer (`w`: the
+    /// participants array's first element, `stride`: bytes between the arrays). At the first
+    /// reading that fails it stops and returns the check's code (1 to 4, in the order above),
+    /// the reading's offset and its signer.
+    function _checkReadings(
+        bytes32 domainSeparator,
+        uint64 interval,
+        uint256 src,
+        uint256 end,
+        uint256 w,
+        uint256 stride
+    ) private view returns (uint256 err, uint256 at, uint256 signer) {
         bytes32 typeHash = _METER_TYPEHASH;
         assembly ("memory-safe") {
-            let src := add(readings.offset, mul(j, 0xc0))
-            let p := mload(0x40)
-            mstore(p, typeHash)
-            calldatacopy(add(p, 0x20), src, 0x80)
-            let structHash := keccak256(p, 0xa0)
-            mstore(p, shl(240, 0x1901))
-            mstore(add(p, 0x02), domainSeparator)
-            mstore(add(p, 0x22), structHash)
-            let h := keccak256(p, 0x42)
-            let vs := calldataload(add(src, 0xa0))
-            let s := and(vs, 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff)
-            if iszero(gt(s, 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0)) {
-                mstore(p, h)
-                mstore(add(p, 0x20), add(shr(255, vs), 27))
-                mstore(add(p, 0x40), calldataload(add(src, 0x80)))
-                mstore(add(p, 0x60), s)
-                mstore(0x00, 0)
-                if staticcall(gas(), 0x01, p, 0x80, 0x00, 0x20) { signer := mload(0x00) }
+            let previous := 0
+            for {} lt(src, end) {
+                src := add(src, 0xc0)
+                w := add(w, 0x20)
+            } {
+                let participant := calldataload(src)
+                {
+                    let exported := calldataload(add(src, 0x40))
+                    let imported := calldataload(add(src, 0x60))
+                    if or(shr(160, participant), shr(64, or(calldataload(add(src, 0x20)), or(exported, imported)))) {
+                        err := 1
+                        break
+                    }
+                    mstore(w, participant)
+                    mstore(add(w, stride), exported)
+                    mstore(add(w, add(stride, stride)), imported)
+                }
+                if iszero(eq(calldataload(add(src, 0x20)), interval)) {
+                    err := 2
+                    break
+                }
+                if iszero(gt(participant, previous)) {
+                    err := 3
+                    break
+                }
+                previous := participant
+                let p := mload(0x40)
+                mstore(p, typeHash)
+                calldatacopy(add(p, 0x20), src, 0x80)
+                mstore(add(p, 0x22), keccak256(p, 0xa0))
+                mstore(p, shl(240, 0x1901))
+                mstore(add(p, 0x02), domainSeparator)
+                let h := keccak256(p, 0x42)
+                let vs := calldataload(add(src, 0xa0))
+                let s := and(vs, 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff)
+                signer := 0
+                if iszero(gt(s, 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0)) {
+                    mstore(p, h)
+                    mstore(add(p, 0x20), add(shr(255, vs), 27))
+                    mstore(add(p, 0x40), calldataload(add(src, 0x80)))
+                    mstore(add(p, 0x60), s)
+                    mstore(0x00, 0)
+                    if staticcall(gas(), 0x01, p, 0x80, 0x00, 0x20) { signer := mload(0x00) }
+                }
+                if iszero(eq(signer, participant)) {
+                    err := 4
+                    break
+                }
             }
+            at := src
         }
+    }
+
+    /// @dev Reverts with the error of check `err` of {_checkReadings}, failed by reading `j`
+    /// (at calldata offset `src`, signed by `signer`).
+    function _readingError(uint256 err, uint256 j, uint256 src, uint256 signer) private pure {
+        uint256 participant;
+        uint256 at;
+        assembly ("memory-safe") {
+            participant := calldataload(src)
+            at := calldataload(add(src, 0x20))
+        }
+        // A field that does not fit its type: the ABI decoder's revert, without data.
+        if (err == 1) revert();
+        if (err == 2) revert IEnergyMarket.MarketReadingWrongInterval(j, uint64(at));
+        if (err == 3) revert IEnergyMarket.MarketReadingsNotAscending(j, address(uint160(participant)));
+        revert IEnergyMarket.MarketReadingBadSignature(j, address(uint160(participant)), address(uint160(signer)));
     }
 
     /// @dev Who signed the reading (zero if the signature is malformed).
@@ -233,13 +268,7 @@ library MarketSettlement {
 
     /// @dev Settles the chunk's fills and logs the outcome: FillsSettled's data (four arrays of
     /// `n` words: order id, energy, amount, penalty) is written in place as the walk goes.
-    function _settleChunk(
-        mapping(address => Account) storage accounts,
-        mapping(address => uint256) storage submitted,
-        bytes calldata fills,
-        Meter memory meter,
-        Run memory run
-    ) private {
+    function _settleChunk(bytes calldata fills, Meter memory meter, Run memory run) private {
         uint256 n = fills.length / 0x80;
         uint256 stride = (n + 1) * 0x20;
         uint256 buf;
@@ -251,9 +280,20 @@ library MarketSettlement {
                 mstore(add(buf, add(0x80, mul(stride, k))), n)
             }
         }
-        (meter.out, meter.outStride) = (buf + 0xa0, stride);
-        for (uint256 i; i < n; ++i) {
-            _settleOne(accounts, submitted, fills, i, meter, run);
+        uint256 src;
+        uint256 end;
+        assembly ("memory-safe") {
+            src := fills.offset
+            end := add(src, fills.length)
+        }
+        // Fill i is at calldata src + i * 0x80; its order id goes to FillsSettled's word at
+        // buf + 0xa0 + i * 0x20, its energy, amount and penalty one, two, three strides on.
+        for (uint256 at = buf + 0xa0; src < end;) {
+            _settleFill(src, at, stride, meter, run);
+            unchecked {
+                src += 0x80;
+                at += 0x20;
+            }
         }
         bytes32 topic = FillsSettled.selector;
         uint64 interval = meter.interval;
@@ -262,109 +302,142 @@ library MarketSettlement {
         }
     }
 
-    /// @dev Settles fill `i` with {SettlementMath}, credits its owner and writes its order id,
-    /// energy, amount and penalty into FillsSettled's arrays.
-    function _settleOne(
-        mapping(address => Account) storage accounts,
-        mapping(address => uint256) storage submitted,
-        bytes calldata fills,
-        uint256 i,
-        Meter memory meter,
-        Run memory run
-    ) private {
-        (uint256 id, uint256 qty, uint256 price, uint256 lock) = _fillAt(fills, i);
-        bool isBid = id & _BID_BIT != 0;
-        if (isBid && !meter.bidSide) {
-            meter.bidSide = true;
-            meter.j = 0;
-        }
-        uint256 energy = _energy(submitted, qty, address(uint160(id >> 31)), isBid, meter);
-        (uint256 amount, uint256 penalty) = _pay(accounts, run, id, qty, price, lock, energy);
-        (uint256 at, uint256 stride) = (meter.out + i * 0x20, meter.outStride);
-        assembly ("memory-safe") {
-            mstore(at, id)
-            mstore(add(at, stride), energy)
-            mstore(add(at, mul(stride, 2)), amount)
-            mstore(add(at, mul(stride, 3)), penalty)
-        }
-    }
-
-    /// @dev {SettlementMath} for one fill; books the chunk's totals and credits the owner.
-    /// Offer: amount received and imbalance charge; bid: amount paid and imbalance refund.
-    function _pay(
-        mapping(address => Account) storage accounts,
-        Run memory run,
-        uint256 id,
-        uint256 qty,
-        uint256 price,
-        uint256 lock,
-        uint256 energy
-    ) private returns (uint256 amount, uint256 penalty) {
+    /// @dev Settles the fill at calldata offset `src` (order id, qty, price, lock) with
+    /// {SettlementMath}, books the chunk's totals, credits its owner and writes its order id,
+    /// energy, amount and penalty into FillsSettled's arrays (at `at`, `stride` apart).
+    /// The energy allotted to the fill: from the owner's reading in calldata, else its reading
+    /// submitted on chain, else the worst case (an offer delivered 0, a bid used all); with
+    /// `meter.complete` a non-zero fill without any reading reverts. An owner's reading is
+    /// allotted to its fills on one side in fill order (offers use the export, bids the import).
+    /// The totals cannot overflow: a penalty or an energy is below 2^56 (qty < 2^32, prices
+    /// < 2^24, all as committed), and a chunk has fewer than 2^32 fills.
+    function _settleFill(uint256 src, uint256 at, uint256 stride, Meter memory meter, Run memory run) private {
+        uint256 id;
+        uint256 lock;
         uint256 credit;
-        if (id & _BID_BIT != 0) {
-            (amount, penalty, credit) = SettlementMath.bid(lock, qty, price, energy, run.imbalanceSell);
-            run.refunds += penalty;
-        } else {
-            (amount, penalty, credit) = SettlementMath.offer(lock, qty, price, energy, run.imbalanceBuy);
-            run.charges += penalty;
-            run.deliveredWh += energy;
+        {
+            uint256 qty;
+            uint256 energy;
+            {
+                // Memory address of what is left of the owner's reading on this side, if it has one.
+                // slither-disable-next-line uninitialized-local
+                uint256 slot;
+                assembly ("memory-safe") {
+                    id := calldataload(src)
+                    qty := calldataload(add(src, 0x20))
+                    let isBid := and(shr(191, id), 1)
+                    let owner := and(shr(31, id), 0xffffffffffffffffffffffffffffffffffffffff)
+                    // The walk's position: the address of the next participant word to compare.
+                    let w := mload(add(meter, _M_AT))
+                    // Offers come first; the walk starts over at the first bid.
+                    if gt(isBid, mload(add(meter, _M_BID_SIDE))) {
+                        mstore(add(meter, _M_BID_SIDE), 1)
+                        w := mload(add(meter, _M_WHO))
+                    }
+                    // Moves the walk over the (ascending) readings to the first participant at or
+                    // above `owner`: the owner's reading, if it has one. If the last participant
+                    // (or, without readings, the participants array's length word, 0) is below
+                    // the owner, none is at or above it; else the walk stops before the end
+                    // without a bounds check.
+                    let last := mload(add(meter, _M_END))
+                    switch lt(mload(sub(last, 0x20)), owner)
+                    case 1 { w := last }
+                    default {
+                        for {} lt(mload(w), owner) { w := add(w, 0x20) } {}
+                        if and(lt(w, last), eq(mload(w), owner)) {
+                            slot := add(w, mul(add(isBid, 1), mload(add(meter, _M_STRIDE))))
+                        }
+                    }
+                    mstore(add(meter, _M_AT), w)
+                }
+                if (slot != 0) {
+                    uint256 left;
+                    assembly ("memory-safe") {
+                        left := mload(slot)
+                    }
+                    (energy, left) = SettlementMath.allot(qty, left);
+                    assembly ("memory-safe") {
+                        mstore(slot, left)
+                    }
+                } else {
+                    energy = _submittedEnergy(meter, address(uint160(id >> 31)), id & _BID_BIT != 0, qty);
+                }
+            }
+            uint256 price;
+            assembly ("memory-safe") {
+                price := calldataload(add(src, 0x40))
+                lock := calldataload(add(src, 0x60))
+            }
+            // Offer: amount received and imbalance charge; bid: amount paid and imbalance refund.
+            uint256 amount;
+            uint256 penalty;
+            if (id & _BID_BIT != 0) {
+                (amount, penalty, credit) = SettlementMath.bid(lock, qty, price, energy, run.imbalanceSell);
+                unchecked {
+                    run.refunds += penalty;
+                }
+            } else {
+                (amount, penalty, credit) = SettlementMath.offer(lock, qty, price, energy, run.imbalanceBuy);
+                unchecked {
+                    run.charges += penalty;
+                    run.deliveredWh += energy;
+                }
+            }
+            assembly ("memory-safe") {
+                mstore(at, id)
+                mstore(add(at, stride), energy)
+                mstore(add(at, add(stride, stride)), amount)
+                mstore(add(at, mul(stride, 3)), penalty)
+            }
         }
-        _settleAccount(accounts, address(uint160(id >> 31)), lock, credit);
-    }
-
-    /// @dev Fill `i`: order id, qty, price, lock (checked against the commit by the market).
-    function _fillAt(bytes calldata fills, uint256 i)
-        private
-        pure
-        returns (uint256 id, uint256 qty, uint256 price, uint256 lock)
-    {
+        // `locked -= lock; free += credit` in one read and one write of the owner's account
+        // slot, accounts[owner] (the owner: bits 31-190 of the id; free: bits 0-95, locked:
+        // bits 96-191). `locked - lock` is checked as Solidity checks it (Panic 0x11); the sum
+        // cannot overflow: free < 2^96 and credit <= lock + qty * price + qty * imbalanceSell < 2^66.
+        uint256 free;
+        bool overflow;
         assembly ("memory-safe") {
-            let src := add(fills.offset, mul(i, 0x80))
-            id := calldataload(src)
-            qty := calldataload(add(src, 0x20))
-            price := calldataload(add(src, 0x40))
-            lock := calldataload(add(src, 0x60))
+            mstore(0x00, and(shr(31, id), 0xffffffffffffffffffffffffffffffffffffffff))
+            mstore(0x20, mload(add(meter, _M_ACCOUNTS)))
+            let slot := keccak256(0x00, 0x40)
+            let word := sload(slot)
+            let locked := and(shr(96, word), 0xffffffffffffffffffffffff)
+            if lt(locked, lock) {
+                mstore(0x00, shl(224, 0x4e487b71))
+                mstore(0x04, 0x11)
+                revert(0x00, 0x24)
+            }
+            free := add(and(word, 0xffffffffffffffffffffffff), credit)
+            overflow := gt(free, 0xffffffffffffffffffffffff)
+            if iszero(overflow) {
+                sstore(
+                    slot,
+                    or(
+                        and(word, not(0xffffffffffffffffffffffffffffffffffffffffffffffff)),
+                        or(shl(96, sub(locked, lock)), free)
+                    )
+                )
+            }
         }
+        if (overflow) revert IEnergyMarket.MarketBalanceOverflow(address(uint160(id >> 31)), free);
     }
 
-    /// @dev The energy allotted to a fill of `qty`: from the owner's reading in calldata, else
-    /// its reading submitted on chain, else the worst case (an offer delivered 0, a bid used
-    /// all); with `meter.complete` a non-zero fill without any reading reverts. An owner's
-    /// reading is allotted to its fills on one side in fill order (offers use the export,
-    /// bids the import).
-    function _energy(
-        mapping(address => uint256) storage submitted,
-        uint256 qty,
-        address owner,
-        bool isBid,
-        Meter memory meter
-    ) private view returns (uint256 energy) {
-        // Moves the walk over the (ascending) readings to `owner`'s, if it has one.
-        (uint256 j, uint256 m, uint256 who) = (meter.j, meter.m, meter.who);
-        address at;
-        while (j < m) {
-            assembly ("memory-safe") {
-                at := mload(add(who, mul(j, 0x20)))
-            }
-            if (at >= owner) break;
-            ++j;
-        }
-        meter.j = j;
-        if (j < m && at == owner) {
-            uint256 slot = (isBid ? meter.importLeft : meter.exportLeft) + j * 0x20;
-            uint256 left;
-            assembly ("memory-safe") {
-                left := mload(slot)
-            }
-            (energy, left) = SettlementMath.allot(qty, left);
-            assembly ("memory-safe") {
-                mstore(slot, left)
-            }
-            return energy;
-        }
+    /// @dev The energy of a fill whose owner has no reading in calldata: its reading submitted
+    /// on chain, else the worst case (or a revert, see {_settleFill}).
+    function _submittedEnergy(Meter memory meter, address owner, bool isBid, uint256 qty)
+        private
+        view
+        returns (uint256 energy)
+    {
         // An owner's fills on one side are contiguous: load its submitted reading once per group.
         if (owner != meter.sOwner || isBid != meter.sBid) {
-            uint256 w = submitted[owner];
+            uint256 w;
+            assembly ("memory-safe") {
+                // An address on the stack may carry dirty high bits: clean it for the key.
+                mstore(0x00, and(owner, 0xffffffffffffffffffffffffffffffffffffffff))
+                mstore(0x20, mload(add(meter, _M_SUBMITTED)))
+                w := sload(keccak256(0x00, 0x40))
+            }
             meter.sOwner = owner;
             meter.sBid = isBid;
             meter.sHas = w >> 255 == 1 && uint64(w) == meter.interval;
@@ -376,21 +449,5 @@ library MarketSettlement {
         }
         if (meter.complete && qty > 0) revert IEnergyMarket.MarketReadingMissing(meter.interval, owner);
         return isBid ? qty : 0;
-    }
-
-    /// @dev `locked -= lock; free += credit` in one read and one write of the account's slot.
-    function _settleAccount(mapping(address => Account) storage accounts, address owner, uint256 lock, uint256 credit) private {
-        Account storage a = accounts[owner];
-        uint256 word;
-        assembly ("memory-safe") {
-            word := sload(a.slot)
-        }
-        uint256 free = (word & _U96) + credit;
-        uint256 locked = ((word >> 96) & _U96) - lock;
-        if (free > _U96) revert IEnergyMarket.MarketBalanceOverflow(owner, free);
-        word = (word & ~_LOW_MASK) | (locked << 96) | free;
-        assembly ("memory-safe") {
-            sstore(a.slot, word)
-        }
     }
 }

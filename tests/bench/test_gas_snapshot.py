@@ -28,12 +28,10 @@ def test_gas_matches_the_committed_snapshot():
         + "\n  ".join(drift)
         + "\nIf the change is intended, run `gridswarm bench gas --update-snapshot` and commit the snapshot."
     )
-    # the issue's targets, as measured here. Posting meets its target. Commit + settle per fill
-    # at 100 fills with both sides' readings does not (about 24.6k against 22k, see
-    # docs/contracts.md); the snapshot above keeps it from growing, and the figure and the miss
-    # are recorded in bench/results/gas.json.
+    # the issue's targets, as measured here: posting, and commit + settle per fill at 100 fills
+    # with both sides' readings (about 21.96k against 22k, see docs/contracts.md).
     ops = doc["operations"]
     assert max(ops["post_bid"], ops["post_offer"], ops["post_bid_first"], ops["post_offer_first"]) <= TARGET_POST_ORDER
     at_100 = next(r for r in doc["intervals"] if r["fills"] == 100)
-    assert at_100["commit_plus_settle_per_fill"] > 0
     assert TARGET_PER_FILL_AT_100 == 22_000
+    assert at_100["commit_plus_settle_per_fill"] <= TARGET_PER_FILL_AT_100

@@ -243,7 +243,10 @@ def test_a_chunk_that_runs_out_of_gas_changes_nothing_and_is_retried_smaller(
 
     failed = _operator_failures(rig, before)
     assert len(failed) == 1
-    assert int(failed[0]["gasUsed"]) == int(0.1 * BLOCK_GAS)  # ran out of gas at the budget, no more
+    # Ran out of gas at the budget, no more: the fill checks run in the market's commit library,
+    # which gets all but 1/64 of the gas left at the call (EIP-150); the market reverts with that.
+    budget = int(0.1 * BLOCK_GAS)
+    assert budget * 63 // 64 <= int(failed[0]["gasUsed"]) <= budget
     receipts = _commit_receipts(rig, RETRY)
     assert len(receipts) >= 2
     assert max(int(r["gasUsed"]) for r in receipts) <= int(0.1 * BLOCK_GAS)
