@@ -56,9 +56,13 @@ class Changed:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         with self._lock:
-            if self.version != seen:
-                return
-            self._waiters.append((loop, fut))
+            changed = self.version != seen
+            if not changed:
+                self._waiters.append((loop, fut))
+        if changed:
+            if asyncio.iscoroutine(until):
+                until.close()  # never started: no "never awaited" warning
+            return
         deadline = asyncio.ensure_future(until)
         try:
             await asyncio.wait({fut, deadline}, return_when=asyncio.FIRST_COMPLETED)

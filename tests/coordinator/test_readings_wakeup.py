@@ -73,3 +73,16 @@ def test_the_loop_settles_as_soon_as_the_last_reading_is_stored(late: bool) -> N
         assert clock.now() == (2_000.0 if late else 1_000.0)
 
     asyncio.run(scenario())
+
+
+def test_a_wait_that_returns_at_once_leaves_no_coroutine_unawaited() -> None:
+    async def scenario() -> None:
+        changed = Changed()
+        seen = changed.version
+        changed.notify()
+        clock = ManualClock(0.0, manual_waits=True)
+        deadline = clock.sleep_until(10.0)
+        await changed.wait(seen, deadline)
+        assert deadline.cr_frame is None  # closed, not left pending
+
+    asyncio.run(scenario())
