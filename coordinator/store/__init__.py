@@ -150,6 +150,13 @@ SCHEMA: dict[str, tuple[dict[str, Any], str | tuple[str, ...]]] = {
 }
 
 
+# Traded fills joined with their settlement where there is one: the one query behind the trade
+# list (offset pages) and the analytics trades (cursor pages); callers add filters and order.
+TRADES_SQL = (
+    "select f.interval, f.order_id, f.owner, f.side, f.qty_wh, f.price, f.tx as commit_tx,"
+    " s.delivered_wh, s.amount, s.penalty, s.tx as settle_tx"
+    " from fills f left join settlements s on s.order_id = f.order_id where f.qty_wh > 0"
+)
 FORECAST_KEEP_S = 7 * 86_400.0  # forecasts are kept as long as the fleet keeps telemetry by default
 
 
@@ -350,11 +357,7 @@ class Store:
             extra += " and f.owner = ?"
             params.append(owner)
         return self.query(
-            "select f.order_id, f.interval, f.owner, f.side, f.qty_wh, f.price, f.tx as commit_tx,"
-            " s.delivered_wh, s.amount, s.penalty, s.tx as settle_tx"
-            " from fills f left join settlements s on s.order_id = f.order_id"
-            f" where f.qty_wh > 0 {extra} order by f.interval, f.order_id limit ? offset ?",
-            [*params, limit, offset],
+            f"{TRADES_SQL} {extra} order by f.interval, f.order_id limit ? offset ?", [*params, limit, offset]
         )
 
     def participant_rows(self, limit: int, offset: int) -> list[dict[str, Any]]:

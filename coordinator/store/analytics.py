@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from coordinator.store import Store
+from coordinator.store import TRADES_SQL, Store
 from gridswarm.errors import GridSwarmError
 
 __all__ = [
@@ -290,13 +290,7 @@ class Analytics:
         if after:
             where += " and (f.interval > ? or (f.interval = ? and f.order_id > ?))"
             params += [after[0], after[0], after[1]]
-        rows = self.store.query(
-            f"""select f.interval, f.order_id, f.owner, f.side, f.qty_wh, f.price, f.tx as commit_tx,
-                       s.delivered_wh, s.amount, s.penalty, s.tx as settle_tx
-                from fills f left join settlements s on s.order_id = f.order_id
-                where f.qty_wh > 0 {where} order by f.interval, f.order_id limit ?""",
-            [*params, limit],
-        )
+        rows = self.store.query(f"{TRADES_SQL} {where} order by f.interval, f.order_id limit ?", [*params, limit])
         nxt = encode_cursor("trades", [rows[-1]["interval"], rows[-1]["order_id"]]) if len(rows) == limit else None
         return Page(rows, nxt)
 
