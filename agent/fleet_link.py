@@ -20,11 +20,12 @@ from typing import Any
 
 from agent.drivers.base import DeviceKind
 
-__all__ = ["AlarmTracker", "borrow_need_w", "device_states", "telemetry_body", "vb_order"]
+__all__ = ["AlarmTracker", "borrow_need_w", "device_states", "draw_ahead_wh", "telemetry_body", "vb_order"]
 
 TEMPERATURE_RANGE_C = (-20.0, 55.0)  # outside it a storage device is reported (warning)
 LOW_SOH = 0.7  # state of health below this is reported (warning)
 MAX_ALARMS = 64  # distinct alarms held active at once (bounded)
+DRAW_HOURS = 24  # hours of the site's own draw ahead in each telemetry record
 
 
 def _num(x: Any) -> float | None:
@@ -73,9 +74,48 @@ def device_states(state: Any, site: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+def draw_ahead_wh(site: Any, outlook: Any, now: float, hours: int = DRAW_HOURS) -> list[float] | None:
+    """The site's own draw (loads less PV, Wh) in each of the next ``hours`` hours from ``now``,
+    for ``Telemetry.draw_ahead_wh``: the forecast's 80 % upper bound of the site's import while
+    the outlook covers the hour, else its loads' rating (without a forecast, nothing says the
+    loads will draw less). None for a site without loads or forecast."""
+    rated = sum(max(0.0, -float(d.limits.min_w)) for d in site.drivers.values() if d.kind is DeviceKind.LOAD)
+    upper = getattr(outlook, "profile_upper80", None) if outlook is not None else None
+    start, step = (float(outlook.start_ts), float(outlook.step_s)) if upper else (0.0, 0.0)
+    if not upper and rated <= 0:
+        return None
+    out: list[float] = []
+    for i in range(hours):
+        a, b = now + 3600.0 * i, now + 3600.0 * (i + 1)
+        wh = 0.0
+        covered = 0.0
+        if upper:
+            j0 = max(0, int((a - start) // step))
+            for j in range(j0, len(upper)):
+                lo, hi = max(a, start + j * step), min(b, start + (j + 1) * step)
+                if lo >= b:
+                    break
+                if hi > lo:
+                    w = _num(upper[j])
+                    if w is None:
+                        covered = 0.0
+                        break
+                    wh += max(0.0, w) * (hi - lo) / 3600.0
+                    covered += hi - lo
+            if a < start:  # before the forecast's first step: at its first step's rate
+                first = _num(upper[0])
+                if first is not None:
+                    wh += max(0.0, first) * (min(b, start) - a) / 3600.0
+                    covered += min(b, start) - a
+        if covered < 3600.0 - 1e-6:  # the hour is not (all) forecast: its loads' rating
+            wh = rated if rated > 0 else wh * 3600.0 / covered if covered > 0 else 0.0
+        out.append(round(min(wh, 1e10), 1))
+    return out
+
+
 def telemetry_body(state: Any, site: Any, record_id: int, ts: float, *,
-                   response_w: float | None = None) -> dict[str, Any]:
-    """A ``telemetry`` body for one tick."""
+                   response_w: float | None = None, outlook: Any = None) -> dict[str, Any]:
+    """A ``telemetry`` body for one tick (``outlook``: the planner's latest, for the site's draw ahead)."""
     body: dict[str, Any] = {
         "ts": round(ts, 3),
         "net_export_w": float(state.net_export_w),
@@ -89,6 +129,9 @@ def telemetry_body(state: Any, site: Any, record_id: int, ts: float, *,
         body["frequency_hz"] = f
     if response_w is not None and _num(response_w) is not None:
         body["response_w"] = float(response_w)
+    draw = draw_ahead_wh(site, outlook, ts)
+    if draw is not None:
+        body["draw_ahead_wh"] = draw
     return body
 
 

@@ -347,7 +347,8 @@ class AgentRuntime:
     def _queue_telemetry(self, state: Any) -> None:
         record_id = self.store.next_counter("telemetry")
         response = self.site.frequency_delivered_w
-        body = telemetry_body(state, self.site, record_id, self.clock.now(), response_w=response)
+        outlook = self.planner.forecaster.outlook if self.planner is not None else None
+        body = telemetry_body(state, self.site, record_id, self.clock.now(), response_w=response, outlook=outlook)
         body["outbox_pending"] = self.store.pending_count()  # the coordinator's /metrics shows the backlog
         self.store.enqueue("telemetry", body, f"telemetry:{record_id}", self.clock.now())
         self._wake_outbox.set()

@@ -17,14 +17,14 @@ from typing import Any
 from agent.chain_client import AgentChain
 from agent.config import AgentConfig
 from agent.control.vb_intent import borrow_request_w, lend_allowed
-from agent.fleet_link import vb_order
+from agent.fleet_link import draw_ahead_wh, vb_order
 from agent.site_port import SitePort
 from agent.store import AgentStore
 from agent.trader import Trader
 from gridswarm.chain import ChainError, ChainUnavailable
 from gridswarm.clock import Clock
 from gridswarm.envelope import Envelope
-from gridswarm.messages import Ack, IntervalNotice, Lend
+from gridswarm.messages import Ack, IntervalNotice, Lend, draw_between_wh
 
 logger = logging.getLogger("agent.runtime")  # one logger for the agent process's story
 
@@ -163,6 +163,18 @@ class Trading:
         (logger.info if ack.ok else logger.warning)("borrowing request %s: %s",
                                                     "accepted" if ack.ok else "refused", ack.reason)
 
+    def _kept_wh(self, now: float, until: float) -> float:
+        """What the site keeps for itself until ``until``: its own draw ahead (its forecast's
+        upper bound, or its loads' rating without one) and the lender grants it still owes."""
+        planner = getattr(self.trader, "planner", None)
+        outlook = planner.forecaster.outlook if planner is not None else None
+        draw = draw_ahead_wh(self.site, outlook, now)
+        kept = draw_between_wh(draw, now, now, until) if draw else 0.0
+        for x in self.grants:
+            if x["role"] == "lender" and x["end"] > now:
+                kept += x["energy_wh"] * (x["end"] - max(now, x["start"])) / (x["end"] - x["start"])
+        return kept
+
     def apply_lend(self, env: Envelope, g: Lend) -> None:
         """A virtual-battery grant: kept until its window is over; the next interval notice
         trades it on chain (the market's dispatch then moves the energy)."""
@@ -170,7 +182,7 @@ class Trading:
         ok = g.end > now
         reason = f"{g.role} {g.power_w:.0f} W ({g.energy_wh} Wh) with {g.counterparty}" if ok else "grant already over"
         if ok and g.role == "lender":  # never below the owner's reserve, never while the site itself needs energy
-            ok, why = lend_allowed(self.site.last_state, self.site, g.energy_wh)
+            ok, why = lend_allowed(self.site.last_state, self.site, g.energy_wh, keep_wh=self._kept_wh(now, g.end))
             reason = reason if ok else f"lending refused: {why}"
         if ok:
             self.grants = [x for x in self.grants if x["end"] > now][-99:] + [g.model_dump()]

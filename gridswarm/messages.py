@@ -6,7 +6,8 @@ sign + = delivering to the bus / exporting. Addresses are checksummed Ethereum a
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -98,6 +99,29 @@ class Meter(_Body):
 _W = {"ge": -1e9, "le": 1e9, "allow_inf_nan": False}  # any power: finite, within +-1 GW
 
 
+MAX_DRAW_HOURS = 48
+
+
+def draw_between_wh(hourly_wh: Sequence[float], t0: float, a: float, b: float) -> float:
+    """The energy (Wh) a site expects to draw over ``[a, b)`` from ``hourly_wh``, its draw in each
+    hour from ``t0`` (``Telemetry.draw_ahead_wh``). Time before ``t0`` counts at the first hour's
+    rate, time past the last hour at the highest hour's rate (no forecast says less there)."""
+    if not hourly_wh or b <= a:
+        return 0.0
+    total = 0.0
+    if a < t0:
+        total += hourly_wh[0] * (min(b, t0) - a) / 3600.0
+        a = t0
+    for i, wh in enumerate(hourly_wh):
+        lo, hi = max(a, t0 + 3600.0 * i), min(b, t0 + 3600.0 * (i + 1))
+        if hi > lo:
+            total += wh * (hi - lo) / 3600.0
+    past = t0 + 3600.0 * len(hourly_wh)
+    if b > past:
+        total += max(hourly_wh) * (b - max(a, past)) / 3600.0
+    return total
+
+
 class DeviceState(_Body):
     """One device in a telemetry record (W, Wh, SoC 0..1, degC; device sign + = delivering).
 
@@ -139,6 +163,11 @@ class Telemetry(_Body):
     response_w: float | None = Field(default=None, **_W)  # type: ignore[arg-type]
     emergency_opt_in: bool | None = None
     outbox_pending: int | None = Field(default=None, ge=0, le=10**9)  # the agent's unacknowledged records
+    # The site's own draw (its loads less its PV, Wh) in each coming hour from ``ts``: its
+    # forecast's upper 80 % bound, or its loads' rating while it has no forecast. A lender keeps
+    # that much for itself (coordinator/services/fleet.py); see :func:`draw_between_wh`.
+    draw_ahead_wh: list[Annotated[float, Field(ge=0.0, le=1e10, allow_inf_nan=False)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_DRAW_HOURS)
 
 
 _FW = {"ge": 0.0, "le": 1e9, "allow_inf_nan": False}  # a forecast power: finite, 0..1 GW

@@ -12,7 +12,9 @@ high threshold with low local use) or neither (**hold**). For the virtual batter
   spare), only for the power its storage cannot give (a full 100 W battery under a 1.5 kW load);
 - **lending** (:func:`lend_allowed`): a lender grant is refused while the device loop requests
   energy (the store is below its low threshold: lending would drain it further), and when the
-  energy asked exceeds what the storage holds above the owner's reserve.
+  energy asked exceeds what the storage holds above the owner's reserve less what the site keeps
+  for itself until the grant ends (its own draw ahead, :func:`agent.fleet_link.draw_ahead_wh`,
+  and grants it already promised).
 
 Units W, Wh, s.
 """
@@ -53,14 +55,16 @@ def borrow_request_w(state: Any, site: Any, duration_s: float) -> tuple[float, s
     return shortfall, f"shortfall {shortfall:.0f} W"
 
 
-def lend_allowed(state: Any, site: Any, energy_wh: float) -> tuple[bool, str]:
-    """May the site lend ``energy_wh`` now? (ok, reason)."""
+def lend_allowed(state: Any, site: Any, energy_wh: float, *, keep_wh: float = 0.0) -> tuple[bool, str]:
+    """May the site lend ``energy_wh`` now? (ok, reason). ``keep_wh``: what the site needs for
+    itself until the grant ends (its own draw ahead and what it already promised to lend)."""
     if state is None:
         return False, "no site state yet"
     intent = state.intent
     if intent.kind == "request":
         return False, f"device loop requests energy ({intent.reason}): cannot lend"
     _charge, above = _storage(state, site)
-    if energy_wh > above + 1e-6:
-        return False, f"{energy_wh:.0f} Wh asked, {above:.0f} Wh above the owner's reserve"
+    if energy_wh + keep_wh > above + 1e-6:
+        kept = f" less {keep_wh:.0f} Wh the site keeps for itself" if keep_wh > 0 else ""
+        return False, f"{energy_wh:.0f} Wh asked, {above:.0f} Wh above the owner's reserve{kept}"
     return True, ""

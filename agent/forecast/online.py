@@ -83,6 +83,7 @@ class Outlook:
     # forecast and its 80 % lower bound (the peak threshold's plan, agent/control/peak_plan.py)
     profile_point: tuple[float, ...] | None = None
     profile_lower80: tuple[float, ...] | None = None
+    profile_upper80: tuple[float, ...] | None = None  # its 80 % upper bound (what a lender keeps, agent/fleet_link.py)
 
     def as_dict(self) -> dict[str, Any]:
         def one(d: dict[float, SeriesOutlook] | None) -> dict[str, Any] | None:
@@ -255,7 +256,7 @@ class SiteForecaster:
             self._logged_fallback = "error"
             return self._fail(f"forecast failed: {exc}", log=False)
         self.outlook = Outlook(now, start, self.step_s, demand, pv, n, peak_got[1] if peak_got else None,
-                               *(profile or (None, None)))
+                               *(profile or (None, None, None)))
         if self.fallback is not None:
             logger.info("site forecast: ready (%d steps of history; demand %s)", n,
                         ", ".join(f"{int(h)} s {o.model}" for h, o in demand.items()))
@@ -263,20 +264,22 @@ class SiteForecaster:
         self._logged_fallback = None
         return self.outlook
 
-    def _profile(self, with_pv: bool) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-        """Import (demand less PV) per step over ``profile_steps``: point and 80 % lower bound."""
+    def _profile(self, with_pv: bool) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]] | None:
+        """Import (demand less PV) per step over ``profile_steps``: point, 80 % lower and upper bound."""
         if self.profile_steps < 2 or self.demand.forecaster is None:
             return None
         d = self.demand.forecaster.predict(self.profile_steps)
         point = [float(v) for v in d.point]
         lower = [float(v) for v in d.lower80]
+        upper = [float(v) for v in d.upper80]
         if with_pv and self.pv is not None and self.pv.forecaster is not None:
             p = self.pv.forecaster.predict(self.profile_steps)
             point = [a - max(0.0, float(b)) for a, b in zip(point, p.point, strict=True)]
             lower = [a - max(0.0, float(b)) for a, b in zip(lower, p.upper80, strict=True)]
-        if not all(math.isfinite(v) for v in point + lower):
+            upper = [a - max(0.0, float(b)) for a, b in zip(upper, p.lower80, strict=True)]
+        if not all(math.isfinite(v) for v in point + lower + upper):
             raise FloatingPointError("import profile forecast is not finite")
-        return tuple(point), tuple(lower)
+        return tuple(point), tuple(lower), tuple(upper)
 
     def _fail(self, reason: str, *, log: bool = True) -> None:
         self.outlook = None

@@ -25,6 +25,7 @@ from coordinator.services.config import FleetSettings
 from coordinator.services.modes import ARM_MODE, ModeController
 from coordinator.services.sizing import Sizing, device_reasons, max_rate_w, size_service
 from coordinator.services.vbattery import Lender, Request, available_w, lendable_w, plan
+from gridswarm.messages import draw_between_wh
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class SiteRecord:
     excluded: dict[str, list[str]] = field(default_factory=dict)  # device id or "*" (whole site) -> reasons
     max_rate_w: float = 0.0
     share_w: float = 0.0
+    draw_ahead_wh: list[float] | None = None  # its own draw in each hour from ts (Telemetry.draw_ahead_wh)
 
 
 class FleetService:
@@ -111,6 +113,7 @@ class FleetService:
             rec.soc, rec.net_export_w = body.soc, body.net_export_w
             rec.frequency_hz, rec.response_w = body.frequency_hz, body.response_w
             rec.emergency_opt_in = bool(body.emergency_opt_in)
+            rec.draw_ahead_wh = list(body.draw_ahead_wh) if body.draw_ahead_wh else None
             rec.devices = {k: v.model_dump(exclude_none=True) for k, v in body.devices.items()}
             if body.frequency_hz is not None:
                 if self.modes.measured(body.frequency_hz, now):
@@ -140,7 +143,9 @@ class FleetService:
         """Who can lend over ``[start, end)`` and how much (W), net of grants already made: their
         power over the window, and the energy they have promised until the window ends (grants
         still to deliver, before or during it) and their own site's draw until then, out of the
-        energy above the reserve their last telemetry reported."""
+        energy above the reserve their last telemetry reported. The own draw is the larger of
+        what the site drew from its storage then, held, and what it said it expects to draw
+        (``draw_ahead_wh``: its forecast's upper bound, or its loads' rating without one)."""
         out = []
         with self._lock:
             for rec in self.sites.values():
@@ -163,11 +168,16 @@ class FleetService:
                 # what its own site still imports, grants aside: a lender must export, so its
                 # storage first covers that (lending is measured by the lender's metered export)
                 import_w = max(0.0, delivering - rec.net_export_w)
-                left_wh = usable - promised - own_w * max(0.0, end - rec.ts) / 3600.0
+                own_to_end = own_w * max(0.0, end - rec.ts) / 3600.0
+                own_to_start = own_w * max(0.0, start - rec.ts) / 3600.0
+                if rec.draw_ahead_wh:
+                    own_to_end = max(own_to_end, draw_between_wh(rec.draw_ahead_wh, rec.ts, rec.ts, end))
+                    own_to_start = max(own_to_start, draw_between_wh(rec.draw_ahead_wh, rec.ts, rec.ts, start))
+                left_wh = usable - promised - own_to_end
                 power = min(max(0.0, power - rec.share_w - lent - import_w),
                             max(0.0, left_wh) * 3600.0 / (end - start))
                 if cap > 0:
-                    headroom = max(0.0, headroom - (promised + own_w * max(0.0, start - rec.ts) / 3600.0) / cap)
+                    headroom = max(0.0, headroom - (promised + own_to_start) / cap)
                 if power > 0:
                     out.append(Lender(rec.address, headroom, cap, power))
         return out

@@ -83,3 +83,29 @@ def test_alarms_are_raised_once_and_cleared():
     cleared = tracker.update(asyncio.run(site.tick()), site, clock.now())
     assert [(a["code"], a["device"], a["active"]) for a in cleared] == [("device_error", "battery1", False)]
     assert tracker.active == {}
+
+
+def test_draw_ahead_is_the_forecast_upper_bound_then_the_loads_rating():
+    """The site's own draw ahead, hour by hour: its import forecast's 80 % upper bound where the
+    outlook covers the hour, its loads' rating (the sim load allows 1.2 x its peak) elsewhere."""
+    from types import SimpleNamespace
+
+    from agent.fleet_link import draw_ahead_wh
+
+    site, clock, st = site_and_state()
+    rated = -site.drivers["load1"].limits.min_w
+    assert rated == pytest.approx(2_400.0)
+    assert draw_ahead_wh(site, None, T0) == [pytest.approx(rated)] * 24
+    body = validate_body("telemetry", telemetry_body(st, site, 7, clock.now()))
+    assert body.draw_ahead_wh == [pytest.approx(rated)] * 24
+    # a forecast of 500 W for two hours from T0 + 600 (24 steps of 300 s), -100 W (PV) in the
+    # last step: the 10 minutes before it count at its first step's rate
+    upper = (500.0,) * 23 + (-100.0,)
+    outlook = SimpleNamespace(start_ts=T0 + 600, step_s=300.0, profile_upper80=upper)
+    draw = draw_ahead_wh(site, outlook, T0)
+    assert draw[:2] == [pytest.approx(500.0), pytest.approx(500.0)]
+    assert draw[2] == pytest.approx(rated)  # the forecast ends 10 min into the third hour
+    assert draw_ahead_wh(site, outlook, T0 + 600)[:2] == [pytest.approx(500.0), pytest.approx(500.0 * 11 / 12, abs=0.1)]
+    # a forecast that is not finite is not believed: the rating stands
+    bad = SimpleNamespace(start_ts=T0, step_s=300.0, profile_upper80=(math.nan,) * 24)
+    assert draw_ahead_wh(site, bad, T0)[0] == pytest.approx(rated)

@@ -88,12 +88,19 @@ def test_a_store_with_surplus_never_borrows_and_lends_only_above_the_reserve(tmp
         assert _outbox(rt, "borrow") == []  # its battery covers its small load: no shortfall, no refill
         await rt.on_message(_lend(signer, "lender", 20_000, clock))  # more than it holds above the reserve
         await rt.on_message(_lend(signer, "lender", 1_000, clock))
+        # what is left keeps the 1,000 Wh it promised and its own draw until the grant ends (no
+        # forecast yet: its load's rating, 1.2 x 200 W, over the 960 s)
+        bat = rt.site.last_state.devices["battery1"]
+        left = (bat.soc - 0.1) * bat.capacity_wh - 1_000.0 - 240.0 * 960.0 / 3600.0
+        await rt.on_message(_lend(signer, "lender", int(left) + 5, clock))
+        await rt.on_message(_lend(signer, "lender", int(left) - 5, clock))
 
     asyncio.run(main())
     acks = [b for b in _outbox(rt, "ack") if b["kind"] == "lend"]
-    assert [a["ok"] for a in acks] == [False, True]
+    assert [a["ok"] for a in acks] == [False, True, False, True]
     assert "above the owner's reserve" in acks[0]["reason"]
-    assert len(rt.grants) == 1
+    assert "keeps for itself" in acks[2]["reason"]
+    assert len(rt.grants) == 2
 
 
 def test_a_full_store_too_weak_for_its_load_still_borrows_the_power_it_lacks() -> None:

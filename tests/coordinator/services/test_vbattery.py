@@ -8,7 +8,8 @@ from coordinator.services import FleetService, FleetSettings
 from coordinator.services.vbattery import Lender, Request, lendable_w, plan
 from coordinator.store import Store
 from gridswarm.clock import ManualClock
-from gridswarm.messages import validate_body
+from gridswarm.envelope import MalformedEnvelope
+from gridswarm.messages import draw_between_wh, validate_body
 
 T0 = 1_800_000_000.0
 
@@ -207,3 +208,45 @@ def test_a_lender_first_covers_its_own_import_and_a_borrower_does_not_lend(tmp_p
     fl.grants.append({"request_id": 9, "borrower": B, "lender": A, "power_w": 100.0, "energy_wh": 25,
                       "start": T0 + 60, "end": T0 + 960, "price": 150, "priority": "critical", "ts": T0})
     assert [ln.address for ln in fl.lenders(T0 + 60, T0 + 960)] == [A]
+
+
+def test_a_lender_keeps_what_it_says_its_site_will_draw(tmp_path):
+    """A lender reports its own draw hour by hour ahead (its forecast's upper bound, or its loads'
+    rating): what it draws until the window ends comes out of what it can lend, even when it
+    drew nothing from its storage when it reported."""
+    clock = ManualClock(T0)
+    fl = FleetService(FleetSettings(required_w=0.0), Store(tmp_path / "c.sqlite"), clock, FakeHub())
+    h = 3600.0
+    quiet = {"bat": dev(5_000.0, 0.0, soc=0.5, cap=10_000.0)}  # 3,000 Wh above reserve, idle now
+    fl.on_telemetry(B, tel(T0, quiet))
+    assert fl.lenders(T0 + h, T0 + 2 * h)[0].lendable_w == pytest.approx(3_000.0)
+    # the evening comes: 200, 400 and 800 Wh in the next three hours, then 1,000 Wh an hour
+    body = {"ts": T0 + 1, "net_export_w": 0.0, "record_id": 2, "devices": quiet,
+            "draw_ahead_wh": [200.0, 400.0, 800.0, 1_000.0]}
+    fl.on_telemetry(B, validate_body("telemetry", body))
+    # until the window [T0 + h, T0 + 2h) ends it draws ~600 Wh: 2,400 Wh left to lend over an hour
+    assert fl.lenders(T0 + h, T0 + 2 * h)[0].lendable_w == pytest.approx(2_400.0, abs=2.0)
+    # a window six hours out: 200 + 400 + 800 + 1,000 + 1,000 (past the list at its highest hour)
+    # + 1,000 -> 4,400 Wh > 3,000 Wh: it lends nothing there
+    assert fl.lenders(T0 + 5 * h, T0 + 6 * h) == []
+
+
+@pytest.mark.parametrize("draw, why", [
+    ([float("nan")], "draw_ahead_wh.0"),
+    ([-5.0], "draw_ahead_wh.0"),
+    ([100.0] * 49, "draw_ahead_wh"),
+    ([], "draw_ahead_wh"),
+])
+def test_impossible_draw_ahead_is_refused(draw, why):
+    body = {"ts": T0, "net_export_w": 0.0, "record_id": 1, "devices": {}, "draw_ahead_wh": draw}
+    with pytest.raises(MalformedEnvelope, match=why.replace(".", r"\.")):
+        validate_body("telemetry", body)
+
+
+def test_draw_between_counts_before_within_and_past_the_hours():
+    hours = [100.0, 300.0]
+    assert draw_between_wh(hours, T0, T0, T0 + 3600) == pytest.approx(100.0)
+    assert draw_between_wh(hours, T0, T0 + 1800, T0 + 5400) == pytest.approx(50.0 + 150.0)
+    assert draw_between_wh(hours, T0, T0 - 3600, T0) == pytest.approx(100.0)  # before: the first hour's rate
+    assert draw_between_wh(hours, T0, T0 + 7200, T0 + 10800) == pytest.approx(300.0)  # past: the highest hour
+    assert draw_between_wh(hours, T0, T0 + 10, T0 + 10) == 0.0 and draw_between_wh([], T0, T0, T0 + 60) == 0.0
