@@ -179,6 +179,17 @@ class Trading:
         """A virtual-battery grant: kept until its window is over; the next interval notice
         trades it on chain (the market's dispatch then moves the energy)."""
         now = self.clock.now()
+        if g.revoke:  # its lender refused it: no lender offers that energy, so we do not bid for it
+            key = (g.request_id, g.counterparty, g.role, g.start, g.end)
+            before = len(self.grants)
+            self.grants = [x for x in self.grants
+                           if (x["request_id"], x["counterparty"], x["role"], x["start"], x["end"]) != key]
+            reason = f"grant of request {g.request_id} from {g.counterparty} withdrawn ({before - len(self.grants)} dropped)"
+            logger.info("virtual battery: %s", reason)
+            self.store.log_command(now, "lend", env.seq, None, True, reason)
+            self.store.enqueue("ack", {"kind": "lend", "seq": env.seq, "ok": True, "reason": ""}, f"ack:lend:{env.seq}", now)
+            self.wake()
+            return
         ok = g.end > now
         reason = f"{g.role} {g.power_w:.0f} W ({g.energy_wh} Wh) with {g.counterparty}" if ok else "grant already over"
         if ok and g.role == "lender":  # never below the owner's reserve, never while the site itself needs energy

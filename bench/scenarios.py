@@ -384,6 +384,7 @@ BORROW_INTERVALS = 6
 BORROW_SPEED = 480.0  # a clock day in three minutes of wall time
 BORROWERS = {3: "critical", 6: "essential", 9: "flexible", 12: "critical", 15: "essential", 18: "flexible"}
 BORROW_PRICE = 80
+BORROW_TICK_S = 300.0  # the agents' control tick (clock s): 0.6 s of wall time at x480
 
 
 def reconcile_borrowing(grants: list[dict[str, Any]], trades: list[dict[str, Any]],
@@ -473,7 +474,7 @@ async def _borrowing_day(n_sites: int, work: Path, *, balance: bool, processes: 
     try:
         sysm.start()
         cfgs = [sysm.agent_config(
-            i, _borrow_devices(i, rng), tick_s=900.0, telemetry_every_s=1800.0, reserve_soc=RESERVE,
+            i, _borrow_devices(i, rng), tick_s=BORROW_TICK_S, telemetry_every_s=1800.0, reserve_soc=RESERVE,
             message_ttl_s=3600.0,
             # normal trading is held under the minimum order: only virtual-battery grants trade
             trading={"role": "auto", "max_order_wh": 1, "min_order_wh": 10, "price_jitter": 0},
@@ -574,7 +575,7 @@ def _borrowing(n_sites: int, work: Path, plot: Path, *, balance: bool, processes
         "sites": n_sites, "borrowers": {str(i): c for i, c in BORROWERS.items()},
         "day": (f"{BORROW_INTERVALS} market intervals of {BORROW_INTERVAL_S / 3600:g} h on a clock scaled "
                 f"x{BORROW_SPEED:g}: a clock day in about {86400 / BORROW_SPEED:.0f} s of wall time; agents tick every "
-                "900 s and report every 1800 s (clock)"),
+                f"{BORROW_TICK_S:g} s and report every 1800 s (clock)"),
         "price": BORROW_PRICE,
         "what_trades": "only virtual-battery grants (normal trading held below the minimum order)",
         "soc_spread_definition": "max - min SoC over the 14 lending sites (their telemetry), sampled every 0.5 s wall",

@@ -190,7 +190,11 @@ class Hub:
             interval = body.interval if body.interval is not None else -1
             batch.acks.append((env.sender, interval, body.kind, body.seq, int(body.ok), body.reason))
             # Acknowledged like every other record, so the agent's outbox lets it go.
-            return Staged(Ack(kind=env.kind, seq=env.seq, interval=body.interval).model_dump())
+            staged = Staged(Ack(kind=env.kind, seq=env.seq, interval=body.interval).model_dump())
+            if body.kind == "lend" and self.fleet is not None:  # a lender's answer to its grant
+                fleet, answer = self.fleet, body
+                staged.after.append(lambda: fleet.on_lend_answer(env.sender, answer.seq, answer.ok, answer.reason))
+            return staged
         if isinstance(body, BorrowRequest):
             if self.fleet is None:
                 return Staged(Ack(kind=env.kind, seq=env.seq, ok=False, reason="no fleet service").model_dump())
@@ -223,11 +227,17 @@ class Hub:
         return self.signer.sign(kind, body)
 
     async def send(self, address: str, kind: str, body: dict[str, Any]) -> bool:
+        return await self.send_envelope(address, None, kind, body)
+
+    async def send_envelope(self, address: str, env: Envelope | None, kind: str = "", body: dict[str, Any] | None = None
+                            ) -> bool:
+        """Send ``env`` (signed by the caller, who keeps its seq) or, without one, ``kind`` and
+        ``body`` signed now. False if the agent has no link or it broke."""
         link = self.links.get(address)
         if link is None:
             return False
         try:
-            await link(self.sign(kind, body).to_json())
+            await link((env if env is not None else self.sign(kind, body or {})).to_json())
             return True
         except Exception as exc:  # noqa: BLE001 - a broken link is dropped, the agent reconnects
             logger.info("link to %s broken: %s", address, exc)

@@ -267,6 +267,8 @@ class Lend(_Body):
     end: float = Field(allow_inf_nan=False)
     price: int = Field(gt=0, le=MAX_PRICE)
     bid_price: int | None = Field(default=None, gt=0, le=MAX_PRICE)  # the borrower's limit (default: price)
+    # withdraws the grant of this request from this counterparty (its lender refused it)
+    revoke: bool = False
 
     @model_validator(mode="after")
     def _bid_covers_price(self) -> Lend:

@@ -87,6 +87,10 @@ class FleetService:
         # every borrowing request and what became of it (queued, refused, served W, unserved W)
         self.borrow_requests: deque[dict[str, Any]] = deque(maxlen=1_000)
         self._arrivals = 0
+        # grants sent to lenders, by (lender, envelope seq), until the lender answers (bounded)
+        self._lend_sent: dict[tuple[str, int], dict[str, Any]] = {}
+        self._revoke: deque[dict[str, Any]] = deque(maxlen=1_000)  # refused grants to withdraw
+        self._refused: deque[tuple[str, float, float]] = deque(maxlen=1_000)  # (lender, start, end)
         self._armed: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()
         self._mode_seen = self.modes.mode(clock.now())
@@ -153,6 +157,8 @@ class FleetService:
                     continue
                 if any(g["borrower"] == rec.address and g["start"] < end and g["end"] > start for g in self.grants):
                     continue  # a site that borrows over the window does not lend in it
+                if any(a == rec.address and s0 < end and e0 > start for a, s0, e0 in self._refused):
+                    continue  # it refused a grant over the window: it knows better than its telemetry
                 healthy = {d for d in rec.devices if d not in rec.excluded}
                 power, headroom, cap = lendable_w(rec.devices, healthy, end - start)
                 mine = [g for g in self.grants if g["lender"] == rec.address and g["end"] > rec.ts and g["start"] < end]
@@ -225,8 +231,38 @@ class FleetService:
         self._poke()
         return True, "queued"
 
+    def on_lend_answer(self, sender: str, seq: int, ok: bool, reason: str) -> None:
+        """A lender's answer to its grant (hub thread). A refusal (the lender's own check: its
+        reserve, what its site will draw, its device loop) withdraws the grant: it is no longer
+        counted, the borrower is told to drop it, the lender is not asked again over that window
+        and the borrower's request goes back to the queue for the power it lost."""
+        with self._lock:
+            grant = self._lend_sent.pop((sender, seq), None)
+            if ok or grant is None or grant not in self.grants:
+                return
+            self.grants.remove(grant)
+            grant["refused"] = reason
+            self._refused.append((sender, grant["start"], grant["end"]))
+            self._revoke.append(grant)
+            self._arrivals += 1
+            self.pending_borrows.append(Request(grant["borrower"], grant["request_id"], grant["power_w"],
+                                                grant["start"], grant["end"], grant["priority"], self._arrivals))
+        self._event("lend_refused", sender, None, f"refused {grant['energy_wh']} Wh for {grant['borrower']}: {reason}")
+        self._poke()
+
+    async def _withdraw_refused(self) -> None:
+        """Tell each borrower of a refused grant to drop it (it would otherwise bid for energy no
+        lender offers)."""
+        while self._revoke:
+            g = self._revoke.popleft()
+            body = {"request_id": g["request_id"], "power_w": round(g["power_w"], 3), "energy_wh": g["energy_wh"],
+                    "start": g["start"], "end": g["end"], "price": g["price"], "role": "borrower",
+                    "counterparty": g["lender"], "revoke": True}
+            await self.hub.send(g["borrower"], "lend", body)
+
     async def serve_borrowing(self) -> int:
         """Plan the pending requests and send each lender and borrower its signed grant."""
+        await self._withdraw_refused()
         with self._lock:
             reqs = list(self.pending_borrows)
             self.pending_borrows.clear()
@@ -252,7 +288,12 @@ class FleetService:
             common = {"request_id": r.request_id, "power_w": round(g.power_w, 3), "energy_wh": g.energy_wh,
                       "start": r.start, "end": r.end, "price": price,
                       "bid_price": price + self.settings.borrow_bid_margin}
-            await self.hub.send(g.lender, "lend", {**common, "role": "lender", "counterparty": r.address})
+            env = self.hub.sign("lend", {**common, "role": "lender", "counterparty": r.address})
+            with self._lock:
+                if len(self._lend_sent) >= 10_000:  # answers that never came: forget the oldest
+                    self._lend_sent.pop(next(iter(self._lend_sent)))
+                self._lend_sent[(g.lender, env.seq)] = grant
+            await self.hub.send_envelope(g.lender, env)
             await self.hub.send(r.address, "lend", {**common, "role": "borrower", "counterparty": g.lender})
             self._event("lend", g.lender, None, f"lends {g.power_w:.0f} W ({g.energy_wh} Wh) to {r.address} "
                                                 f"({r.priority}) at {price}/Wh")
@@ -501,10 +542,11 @@ class FleetService:
                 "events": list(self.events)[-50:],
                 "frequency_events": [{k: v for k, v in e.items()} for e in self.frequency_events],
                 "borrowing": {"price": self.settings.borrow_price, "pending": len(self.pending_borrows),
-                              "grants": list(self.borrow_log),
+                              "grants": [g for g in self.borrow_log if "refused" not in g],
+                              "refused_grants": [g for g in self.borrow_log if "refused" in g],  # withdrawn
                               "requests": list(self.borrow_requests),
                               "lender_choice": self.settings.lender_choice,
-                              "energy_wh": sum(g["energy_wh"] for g in self.borrow_log)},
+                              "energy_wh": sum(g["energy_wh"] for g in self.borrow_log if "refused" not in g)},
             }
 
     def site(self, address: str) -> dict[str, Any] | None:

@@ -124,3 +124,26 @@ def test_a_full_store_too_weak_for_its_load_still_borrows_the_power_it_lacks() -
     state.intent.kind = "request"
     state.intent.energy_wh = 300.0  # now it also wants 300 Wh back: 1.2 kW over 900 s, but takes 100 W
     assert borrow_request_w(state, site, 900.0)[0] == 1_500.0
+
+
+def test_a_borrower_drops_a_grant_its_lender_refused(tmp_path: Path, chain_market: Market) -> None:  # noqa: F811
+    """The coordinator withdraws a grant its lender refused: the borrower forgets it, so it does
+    not bid for energy no lender offers; its other grants stay."""
+    rt, clock, signer = _runtime(tmp_path, chain_market, LOW)
+
+    def grant(counterparty: str, rid: int, revoke: bool = False) -> str:
+        body = {"request_id": rid, "role": "borrower", "counterparty": counterparty, "power_w": 400.0,
+                "energy_wh": 100, "start": T0 + 600, "end": T0 + 1500, "price": 170, "revoke": revoke}
+        return signer.sign("lend", body).to_json()
+
+    async def main() -> None:
+        await _tick(rt, clock)
+        await rt.on_message(grant("0x" + "ab" * 20, 1))
+        await rt.on_message(grant("0x" + "cd" * 20, 1))
+        assert len(rt.grants) == 2
+        await rt.on_message(grant("0x" + "ab" * 20, 1, revoke=True))
+
+    asyncio.run(main())
+    assert [g["counterparty"] for g in rt.grants] == ["0x" + "cd" * 20]
+    acks = [b for b in _outbox(rt, "ack") if b["kind"] == "lend"]
+    assert [a["ok"] for a in acks] == [True, True, True]

@@ -1,6 +1,7 @@
 """The virtual battery: who lends, in which order, and what is refused."""
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 
@@ -61,10 +62,19 @@ class FakeHub:
     def __init__(self):
         self.links = {A: None, B: None}
         self.sent = []
+        self.seq = 0
+
+    def sign(self, kind, body):
+        self.seq += 1
+        return SimpleNamespace(kind=kind, seq=self.seq, body=body)
+
+    async def send_envelope(self, address, env, kind="", body=None):
+        env = env or self.sign(kind, body)
+        self.sent.append((address, env.kind, env.body))
+        return True
 
     async def send(self, address, kind, body):
-        self.sent.append((address, kind, body))
-        return True
+        return await self.send_envelope(address, None, kind, body)
 
 
 def tel(ts, devices, rid=1):
@@ -250,3 +260,34 @@ def test_draw_between_counts_before_within_and_past_the_hours():
     assert draw_between_wh(hours, T0, T0 - 3600, T0) == pytest.approx(100.0)  # before: the first hour's rate
     assert draw_between_wh(hours, T0, T0 + 7200, T0 + 10800) == pytest.approx(300.0)  # past: the highest hour
     assert draw_between_wh(hours, T0, T0 + 10, T0 + 10) == 0.0 and draw_between_wh([], T0, T0, T0 + 60) == 0.0
+
+
+def test_a_grant_its_lender_refuses_is_withdrawn_and_planned_again_elsewhere(tmp_path):
+    """The lender's own check is final: a refused grant stops counting, the borrower is told to
+    drop it (so it does not bid for energy nobody offers), the lender is not asked again over that
+    window, and the borrower's request is served by another lender."""
+    C = "0x" + "cc" * 20
+    clock = ManualClock(T0)
+    hub = FakeHub()
+    fl = FleetService(FleetSettings(required_w=0.0, lender_choice="fixed_order", borrow_held_back={}),
+                      Store(tmp_path / "c.sqlite"), clock, hub)
+    fl.on_telemetry(B, tel(T0, {"bat": dev(1_000.0, 0.0, soc=0.9)}))
+    fl.on_telemetry(C, tel(T0, {"bat": dev(1_000.0, 0.0, soc=0.5)}))
+    assert fl.on_borrow(A, borrow(400.0))[0]
+    assert asyncio.run(fl.serve_borrowing()) == 1
+    (grant,) = fl.grants
+    lender = grant["lender"]
+    other = C if lender == B else B
+    fl.on_lend_answer(lender, 1, False, "lending refused: 380 Wh asked, 200 Wh above the owner's reserve")
+    assert list(fl.grants) == []
+    assert fl.snapshot()["borrowing"]["refused_grants"][0]["lender"] == lender
+    assert fl.snapshot()["events"][-1]["kind"] == "lend_refused"
+    hub.sent.clear()
+    assert asyncio.run(fl.serve_borrowing()) == 1
+    revoke = [(a, b) for a, k, b in hub.sent if b.get("revoke")]
+    assert revoke == [(A, {**revoke[0][1], "role": "borrower", "counterparty": lender, "request_id": 1})]
+    assert [(g["lender"], g["borrower"], round(g["power_w"])) for g in fl.grants] == [(other, A, 400)]
+    assert [ln.address for ln in fl.lenders(grant["start"], grant["end"])] == [other]
+    # an answer that accepts, or names no grant we sent, changes nothing
+    fl.on_lend_answer(other, 999, False, "unknown")
+    assert len(fl.grants) == 1
