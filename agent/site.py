@@ -51,6 +51,10 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Schedule", "Site", "SiteConfigError", "SiteState"]
 
+# A market schedule is aimed this far past its committed energy (Wh, in its direction): the
+# signed reading is rounded to the Wh, and a reading below the fill is a shortfall on chain.
+TRACK_MARGIN_WH = 1.0
+
 SiteConfigError = DeviceConfigError
 NOMINAL_HZ: float = GridConfig.model_fields["nominal_hz"].default  # when no driver knows the grid's
 
@@ -271,15 +275,18 @@ class Site:
         self._prune()
 
     def market_target_w(self, sched: Schedule, now: float) -> float:
-        """The net export (W) that delivers what ``sched`` still owes by its end: (committed Wh −
-        net Wh metered in the window) over the time left, within the grid connection's limits.
+        """The net export (W) that delivers what ``sched`` still owes by its end: (committed Wh,
+        plus ``TRACK_MARGIN_WH`` in its direction, − net Wh metered in the window) over the time
+        left, within the grid connection's limits.
         In the window's last half tick the committed power stands (a tick later the window is
         over, so a catch-up there would spill into the next one)."""
         left_s = sched.end_ts - now
         if left_s <= 0 or left_s < 0.5 * self._last_dt or now <= sched.start_ts:
             return sched.power_w
         exported, imported = self.meter.window(sched.start_ts, now)
-        owed_wh = sched.energy_wh - (exported - imported + sched.delivered_wh)
+        # aimed TRACK_MARGIN_WH past the commitment, so the reading (rounded to the Wh) never falls short
+        aim = sched.energy_wh + math.copysign(TRACK_MARGIN_WH, sched.energy_wh) if sched.energy_wh else 0.0
+        owed_wh = aim - (exported - imported + sched.delivered_wh)
         target = owed_wh * 3600.0 / left_s
         lim = self.grid_limits()
         if lim is not None:
