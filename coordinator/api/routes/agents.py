@@ -31,7 +31,7 @@ def _seq_of(raw: str) -> int | None:
 
 ENVELOPE_SCHEMA = {
     "type": "object",
-    "description": "a signed envelope (docs/protocol.md); at most 256 KiB",
+    "description": "a signed envelope (docs/architecture.md, messages); at most 256 KiB",
     "required": ["version", "kind", "sender", "seq", "issued_at", "expires_at", "body", "signature"],
     "properties": {
         "version": {"type": "integer"},
