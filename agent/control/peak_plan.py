@@ -25,7 +25,8 @@ during an excursion that is bigger than forecast and spreads what is left over t
 The forecast is *not* anchored by default (``anchor_decay=0``): the profile's first steps come
 from persistence or a level-shift model (:func:`agent.forecast.online.profile_forecast`), which
 already start from the last step, and adding the last step's error again counted it twice
-(Taylor: 35 % of the optimum's reduction anchored at 0.9, 43 % without).
+(Taylor, on the per-horizon profile: 39 % of the optimum's reduction anchored at 0.9, 43 %
+without).
 
 The plan is **trusted only when the forecast is accurate enough for it**: a flywheel of a few
 percent shaves about as much as a noisy site's forecast misses by, and a threshold planned on
