@@ -1,5 +1,7 @@
 """The peak-shaving LP (HiGHS): a hand-checkable optimum, the standing losses, the floor."""
 
+import math
+
 import pytest
 
 from bench.peak_lp import plan_peak_lp
@@ -47,7 +49,7 @@ def test_the_device_model_executing_the_plan_reaches_its_peak():
     assert plan is not None
     # replay the first step on the device model: the energy the plan expects is the device's
     m = StoreModel(capacity_wh=20.0, max_charge_w=30.0, max_discharge_w=30.0, charge_efficiency=0.95,
-                   discharge_efficiency=0.95, loss_per_s=-__import__("math").log(0.75) / 3600.0, soc=0.75,
+                   discharge_efficiency=0.95, loss_per_s=-math.log(0.75) / 3600.0, soc=0.75,
                    soc_min=0.05, soc_max=0.95)
     m.step(plan.discharge_first_w - plan.charge_first_w, 1800.0)
     assert m.energy_wh == pytest.approx(plan.energy_after_first_wh, rel=1e-6, abs=1e-6)
