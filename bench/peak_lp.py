@@ -2,11 +2,18 @@
 
 Over a forecast of site import ``x`` (one value per step, the first being now), choose charge
 ``c_t`` and discharge ``d_t`` (W at the terminals, within the device's power) and the stored
-energy ``e_t`` (Wh after step ``t``, within the SoC window) to make the peak import ``p`` as low
-as possible, with the device's own dynamics:
+energy ``e_t`` (Wh after step ``t``) to make the peak import ``p`` as low as possible, with the
+device's own dynamics (:meth:`agent.devices.storage.StoreModel.step`):
 
     e_t = keep * (e_{t-1} + eta * h * c_t - h / eta * d_t),    keep = (1 - loss_per_h) ** h
+    e_min <= e_{t-1} + eta * h * c_t - h / eta * d_t <= e_max   (i.e. keep * e_min <= e_t <= keep * e_max)
     x_t - d_t + c_t <= p,   x_t - d_t + c_t >= 0 (never export to shave),   p >= floor_w
+
+The SoC window bounds the energy **before** the step's standing losses, where the device model
+clamps it (charging stops at ``soc_max``, then the step's losses apply). Bounding ``e_t`` after
+the losses instead let the plan start a step with up to ``e_max / keep`` stored (102 % of the
+capacity at 15-minute steps with 25 %/h losses, 110 % at 30 minutes): an optimum no device
+can reach, even executing the plan itself.
 
 A tiny cost on ``c + d`` removes pointless cycling and, with standing losses, makes the plan
 charge **as late as it can** before a peak. The planner re-solves every step on a fresh forecast
@@ -74,8 +81,9 @@ def plan_peak_lp(x: Sequence[float], step_s: float, *, power_w: float, e_min_wh:
     cost[3 * n] = 1.0
     lp.col_cost_ = cost
     inf = highspy.kHighsInf
-    lp.col_lower_ = np.concatenate([np.zeros(2 * n), np.full(n, e_min_wh), [max(0.0, floor_w)]])
-    lp.col_upper_ = np.concatenate([np.full(n, chg), np.full(n, power_w), np.full(n, e_max_wh), [inf]])
+    # the SoC window holds before the step's standing losses (module docstring)
+    lp.col_lower_ = np.concatenate([np.zeros(2 * n), np.full(n, keep * e_min_wh), [max(0.0, floor_w)]])
+    lp.col_upper_ = np.concatenate([np.full(n, chg), np.full(n, power_w), np.full(n, keep * e_max_wh), [inf]])
     b0 = np.zeros(n)
     b0[0] = keep * e0
     lp.row_lower_ = np.concatenate([b0, np.full(n, -inf), -xs])

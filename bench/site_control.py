@@ -11,11 +11,15 @@ Sections (figures in ``bench/results/site_control.json``, tables printed as mark
 
     - **agent**: the running agent's planner path: :class:`agent.control.peak_plan.PeakPlanner`
       (the object the site planner holds) re-planned every step on a day-ahead forecast from
-      the forecaster the agent runs, anchored on the last step's error — the lowest threshold
-      the flywheel's energy holds over the forecast, never below the peak realised in the
-      window, recharging only below the charge ceiling; setpoints from
+      the forecaster the agent runs (each step from the model chosen for its horizon:
+      :func:`agent.forecast.online.profile_forecast`) — the lowest threshold the flywheel's
+      energy holds over the forecast, never below the peak realised in the window, recharging
+      only below the charge ceiling; while the forecast is not trusted, the realised peak raised
+      to the floor learned from the last 7 days' import (its history starts with the week
+      before the first window, as the forecaster's); setpoints from
       :func:`agent.control.flywheel.plan_flywheels` (the arbiter's layer 4);
-    - **ratchet**: the same without a forecast (threshold = the realised peak; last round's policy);
+    - **ratchet**: the same without a forecast and without the learned floor (threshold = the
+      realised peak; last round's policy);
     - **naive** (no forecast): discharge whatever exceeds the trailing 24 h mean by 5 % of the
       peak, recharge at full power below it;
     - **optimum**: a perfect-foresight LP (:func:`bench.peak_lp.plan_peak_lp`, HiGHS through
@@ -56,7 +60,7 @@ from agent.control.peak_plan import PeakPlanner, StoreBudget
 from agent.control.reserve import ReserveState, naive_trigger, reserve_trigger
 from agent.devices.storage import StoreModel
 from agent.forecast.factory import make_forecaster
-from agent.forecast.online import CANDIDATES
+from agent.forecast.online import CANDIDATES, profile_forecast
 from bench.info import machine, write_results
 from bench.peak_lp import plan_peak_lp
 
@@ -157,7 +161,10 @@ def run_policy(kind: str, x: np.ndarray, step_s: float, power_w: float, energy_w
     m = _fly_model(power_w, energy_wh, readiness)
     cap = m.capacity_wh
     fc = _profile_forecaster(step_s, x[:start]) if kind == "agent" else None
-    pk = PeakPlanner(step_s, window_s=window * step_s)
+    # the ratchet is last round's policy: no learned floor (prior_days=0)
+    pk = PeakPlanner(step_s, window_s=window * step_s, prior_days=7 if kind == "agent" else 0)
+    for t in range(max(0, start - 7 * day), start):  # the metered history the agent has (as the forecaster)
+        pk.observe((t - start) * step_s, float(x[t]))
     grid = np.zeros(len(x))
     e_at: dict[int, float] = {}
     planned = 0
@@ -175,7 +182,7 @@ def run_policy(kind: str, x: np.ndarray, step_s: float, power_w: float, energy_w
             point = lower = None
             err = 0.0
             if fc is not None:
-                f = fc.predict(day)
+                f = profile_forecast(fc, day)  # as SiteForecaster builds the import profile
                 point, lower = f.point, f.lower80
                 if prev_first is not None:
                     err = float(x[t - 1]) - prev_first  # the last metered step against its forecast
@@ -192,6 +199,7 @@ def run_policy(kind: str, x: np.ndarray, step_s: float, power_w: float, energy_w
         got = m.step(want, step_s)  # terminal power; conversion losses are inside the model
         grid[t] = xt - got
         pk.record(ts, grid[t])
+        pk.observe(ts, xt)  # import with storage idle (SitePlanner.observe)
         if fc is not None:
             fc.update([xt])
     return {"grid": grid, "e_at": e_at, "lost_wh": m.lost_wh, "throughput_wh": m.throughput_wh,

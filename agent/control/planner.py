@@ -9,8 +9,10 @@ Every ``step_s`` (5 minutes) the planner, off the control tick:
    hold now (the forecast anchored on the last step's import, re-planned every step), never below
    the highest import already realised in the peak window (a day by default; a demand charge's
    month works the same way: ``control.peak_window_s``) and never above the grid connection
-   limit. The flywheels recharge only below the realised peak (or the threshold planned on the
-   forecast's lower bound), so charging never makes a new peak; between peaks they are kept
+   limit. While the forecast is not trusted, the threshold is the realised peak raised to a
+   floor learned from the last days' metered import (the level the flywheels could have held
+   most of them to). The flywheels recharge only below the realised peak (or the threshold
+   planned on the forecast's lower bound), so charging never makes a new peak; between peaks they are kept
    ready (``control.flywheel_readiness``, 90 % by default), standing losses made up within that
    headroom. Without a forecast the threshold is the realised peak; until a step has been
    metered in the window the site's spike rule stands in (logged once);
@@ -142,6 +144,7 @@ class SitePlanner:
                 # the realised peak (step mean) of the window: shaving below it saves nothing
                 self.peak.record(self._acc_step * self.step_s, self._acc[1] / self._acc[2])
                 self._last_import = (self._acc_step * self.step_s, self._acc[0] / self._acc[2])
+                self.peak.observe(*self._last_import)  # the learned floor's history (storage idle)
                 self.stats.max_import_w = max(self.stats.max_import_w, self._acc[1] / self._acc[2])
                 self._acc = [0.0, 0.0, 0]
             self._acc_step = step

@@ -22,6 +22,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from agent.forecast.base import Forecaster, default_periods
 from agent.forecast.baselines import Persistence
 from agent.forecast.errors import ForecastError, ForecastInputError, InsufficientHistoryError
@@ -123,6 +125,28 @@ class AutoForecaster(Forecaster):
         return Forecast(fc.point, fc.lower80, fc.upper80, fc.lower95, fc.upper95,
                         model=f"auto:{fc.model}", step_s=fc.step_s, start_ts=fc.start_ts,
                         fallback=fc.fallback, info=info)
+
+    def predict_profile(self, horizon_steps: int) -> Forecast:
+        """A ``horizon_steps`` forecast whose step ``h`` comes from the candidate chosen for horizon
+        ``h`` (:meth:`choice_for`; beyond the calibrated horizons, the choice for the longest): the
+        first steps of a day-ahead profile from the model best a few steps ahead, not from the
+        one best on average over the day. Used for the peak plan (agent/forecast/online.py)."""
+        if not isinstance(horizon_steps, int) or horizon_steps < 1:
+            return self.predict(horizon_steps)
+        top = min(horizon_steps, max(f.calibrator.max_h for f in self.candidates.values()))
+        names = [self.choice_for(h) for h in range(1, top + 1)]
+        whole = self.predict(horizon_steps)  # the choice for the whole horizon: the steps beyond ``top``
+        arrays = [np.array(a, dtype=float) for a in (whole.point, whole.lower80, whole.upper80, whole.lower95,
+                                                     whole.upper95)]
+        by_name: dict[str, Forecast] = {}
+        for k, name in enumerate(names):
+            if name not in by_name:
+                by_name[name] = self.candidates[name].predict(horizon_steps)
+            fc = by_name[name]
+            for a, src in zip(arrays, (fc.point, fc.lower80, fc.upper80, fc.lower95, fc.upper95), strict=True):
+                a[k] = float(src[k])
+        return Forecast(*arrays, model=f"auto:{'+'.join(dict.fromkeys(names))}", step_s=whole.step_s,
+                        start_ts=whole.start_ts, fallback=whole.fallback, info=whole.info)
 
     def choice_for(self, horizon_steps: int) -> str:
         """The candidate used for a ``horizon_steps``-step forecast (scored on horizons 1..H)."""

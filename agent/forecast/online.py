@@ -43,7 +43,7 @@ from gridswarm.clock import Clock
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CANDIDATES", "Outlook", "SeriesOutlook", "SiteForecaster"]
+__all__ = ["CANDIDATES", "Outlook", "SeriesOutlook", "SiteForecaster", "profile_forecast"]
 
 CANDIDATES = ("persistence", "seasonal_naive_daily", "level_shift_daily", "seasonal_naive_weekly",
               "level_shift_weekly")
@@ -96,6 +96,15 @@ class Outlook:
         return {"made_ts": self.made_ts, "start_ts": self.start_ts, "step_s": self.step_s,
                 "history_steps": self.history_steps, "demand": one(self.demand), "pv": one(self.pv),
                 "demand_peak": one(self.demand_peak)}
+
+
+def profile_forecast(forecaster: Any, steps: int) -> Any:
+    """The import profile's forecast over ``steps``: with ``auto``, each step from the candidate
+    chosen for its own horizon (:meth:`agent.forecast.auto.AutoForecaster.predict_profile`) — the
+    peak plan rests on the next few steps, where a level-shift model beats the one best on average
+    over the day (Taylor, 30 min ahead near the daily peak: 0.26 against 0.37 kW error)."""
+    by_h = getattr(forecaster, "predict_profile", None)
+    return by_h(steps) if by_h is not None else forecaster.predict(steps)
 
 
 class _Series:
@@ -268,12 +277,12 @@ class SiteForecaster:
         """Import (demand less PV) per step over ``profile_steps``: point, 80 % lower and upper bound."""
         if self.profile_steps < 2 or self.demand.forecaster is None:
             return None
-        d = self.demand.forecaster.predict(self.profile_steps)
+        d = profile_forecast(self.demand.forecaster, self.profile_steps)
         point = [float(v) for v in d.point]
         lower = [float(v) for v in d.lower80]
         upper = [float(v) for v in d.upper80]
         if with_pv and self.pv is not None and self.pv.forecaster is not None:
-            p = self.pv.forecaster.predict(self.profile_steps)
+            p = profile_forecast(self.pv.forecaster, self.profile_steps)
             point = [a - max(0.0, float(b)) for a, b in zip(point, p.point, strict=True)]
             lower = [a - max(0.0, float(b)) for a, b in zip(lower, p.upper80, strict=True)]
             upper = [a - max(0.0, float(b)) for a, b in zip(upper, p.lower80, strict=True)]

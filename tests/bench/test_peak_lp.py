@@ -1,5 +1,7 @@
 """The peak-shaving LP (HiGHS): a hand-checkable optimum, the standing losses, the floor."""
 
+import math
+
 import pytest
 
 from bench.peak_lp import plan_peak_lp
@@ -26,3 +28,28 @@ def test_floor_and_bad_input():
     assert plan.peak_w == pytest.approx(18.0)  # nothing is gained below a peak already realised
     assert plan_peak_lp([float("nan")], 60.0, power_w=1.0, e_min_wh=0.0, e_max_wh=1.0, e0_wh=0.0) is None
     assert plan_peak_lp([], 60.0, power_w=1.0, e_min_wh=0.0, e_max_wh=1.0, e0_wh=0.0) is None
+
+
+def test_soc_window_holds_before_the_steps_standing_losses_as_on_the_device():
+    # a full store (10 Wh, 50 %/h losses) meets a 30 W peak in the second 1 h step: it cannot be
+    # charged above full in the first step, loses half of it there, and has 5 Wh left for the peak.
+    # Bounding the energy after the losses let the plan hold 20 Wh before them (peak 20 W),
+    # which no device reaches.
+    plan = plan_peak_lp([0.0, 30.0], 3600.0, power_w=100.0, e_min_wh=0.0, e_max_wh=10.0, e0_wh=10.0, efficiency=1.0,
+                        loss_per_h=0.5)
+    assert plan is not None and plan.peak_w == pytest.approx(25.0, abs=1e-6)
+
+
+def test_the_device_model_executing_the_plan_reaches_its_peak():
+    from agent.devices.storage import StoreModel
+
+    x = [50.0, 40.0, 90.0, 60.0, 95.0, 45.0]
+    kw = dict(power_w=30.0, e_min_wh=1.0, e_max_wh=19.0, e0_wh=15.0, efficiency=0.95, loss_per_h=0.25)
+    plan = plan_peak_lp(x, 1800.0, **kw)
+    assert plan is not None
+    # replay the first step on the device model: the energy the plan expects is the device's
+    m = StoreModel(capacity_wh=20.0, max_charge_w=30.0, max_discharge_w=30.0, charge_efficiency=0.95,
+                   discharge_efficiency=0.95, loss_per_s=-math.log(0.75) / 3600.0, soc=0.75,
+                   soc_min=0.05, soc_max=0.95)
+    m.step(plan.discharge_first_w - plan.charge_first_w, 1800.0)
+    assert m.energy_wh == pytest.approx(plan.energy_after_first_wh, rel=1e-6, abs=1e-6)

@@ -107,3 +107,72 @@ def test_a_forecast_that_misses_by_more_than_the_flywheel_can_shave_is_not_plann
     for k in range(200):  # accurate again: planned on
         plan = pk.plan(1000.0 + k, FLY, x, x, error_w=100.0)
     assert plan.planned_w is not None
+
+
+DAY = 96  # steps of 15 min
+
+
+def _days(n, peak_w=100_000.0):
+    # a 90 kW day with a 1 h peak at 100 kW in its middle
+    one = [90_000.0] * 44 + [peak_w] * 4 + [90_000.0] * 48
+    return one * n
+
+
+def test_untrusted_threshold_is_raised_to_the_floor_learned_from_the_last_days():
+    pk = PeakPlanner(STEP, window_s=30 * 86400.0)
+    hist = _days(7)
+    for k, v in enumerate(hist):
+        pk.observe(k * STEP - len(hist) * STEP, v)
+    full_day = lowest_threshold(_days(1), STEP, FLY)  # 98 kW: 2 kWh over the 1 h peak
+    assert pk.learned_floor(FLY) == pytest.approx(full_day, abs=2.0)
+    pk.start_window(0.0)
+    pk.record(0.0, 60_000.0)  # the window's first step: a night's import
+    plan = pk.plan(STEP, FLY)
+    # no forecast: not the 60 kW realised (that would empty the flywheels on the morning ramp)
+    assert plan is not None and plan.planned_w is None
+    assert plan.shave_above_w == pytest.approx(full_day, abs=2.0)
+    assert plan.charge_below_w == 60_000.0  # recharging stays below the realised peak
+    # last round's policy, no floor
+    bare = PeakPlanner(STEP, window_s=30 * 86400.0, prior_days=0)
+    for k, v in enumerate(hist):
+        bare.observe(k * STEP - len(hist) * STEP, v)
+    bare.start_window(0.0)
+    bare.record(0.0, 60_000.0)
+    assert bare.plan(STEP, FLY).shave_above_w == 60_000.0
+
+
+def test_the_floor_is_a_quantile_of_the_days_and_is_kept_for_the_window():
+    pk = PeakPlanner(STEP, window_s=30 * 86400.0, prior_days=4, prior_quantile=0.5)
+    hist = _days(2, 100_000.0) + _days(2, 104_000.0)  # two days need 98 kW, two 102 kW
+    for k, v in enumerate(hist):
+        pk.observe(k * STEP - len(hist) * STEP, v)
+    assert pk.learned_floor(FLY) == pytest.approx(100_000.0, abs=2.0)  # the median
+    pk.start_window(0.0)
+    pk.record(0.0, 50_000.0)
+    assert pk.plan(STEP, FLY).shave_above_w == pytest.approx(100_000.0, abs=2.0)
+    for k in range(1, 2 * DAY):  # two quiet days in the window: the floor is not recomputed
+        pk.observe(k * STEP, 50_000.0)
+    assert pk.plan(2 * DAY * STEP, FLY).shave_above_w == pytest.approx(100_000.0, abs=2.0)
+    # the next window recomputes it: the last 4 days now hold two quiet days (median 98 kW -> 74 kW)
+    pk.start_window(30 * 86400.0)
+    pk.record(30 * 86400.0, 50_000.0)
+    assert pk.plan(30 * 86400.0 + STEP, FLY).shave_above_w < 99_000.0
+
+
+def test_bad_or_missing_history_gives_no_floor():
+    pk = PeakPlanner(STEP)
+    assert pk.learned_floor(FLY) == 0.0  # no whole day of history
+    for k in range(DAY - 1):
+        pk.observe(k * STEP, 100_000.0)
+    assert pk.learned_floor(FLY) == 0.0  # still not a whole day
+    pk.observe(DAY * STEP, math.nan)  # dropped
+    pk.observe(DAY * STEP, 1e12)  # absurd: dropped
+    pk.observe(-5.0, 1e3)  # earlier than the last step: dropped
+    assert len(pk._history) == DAY - 1
+    pk.observe(3 * DAY * STEP, 100_000.0)  # a gap of two days restarts the history
+    assert len(pk._history) == 1 and pk.learned_floor(FLY) == 0.0
+    pk.record(3 * DAY * STEP, 80_000.0)
+    plan = pk.plan(3 * DAY * STEP + STEP, FLY)
+    assert plan.shave_above_w == 80_000.0  # the realised peak alone
+    with pytest.raises(ValueError, match="prior"):
+        PeakPlanner(STEP, prior_quantile=1.5)

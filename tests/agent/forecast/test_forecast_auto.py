@@ -82,3 +82,25 @@ def test_auto_with_very_short_history_still_forecasts():
     f = make_forecaster("auto", step_s=STEP, background=False).fit([5.0, 6.0, 7.0], T0)
     fc = f.predict(4)
     assert np.all(np.isfinite(fc.point)) and fc.model.startswith("auto:")
+
+
+def test_profile_takes_each_step_from_the_model_chosen_for_its_horizon():
+    # a daily shape on a random-walk level: persistence is best a few steps ahead, the daily
+    # seasonal naive further out
+    rng = np.random.default_rng(2)
+    t = np.arange(48 * 21)
+    y = 3000 + 300 * np.sin(2 * np.pi * t / 48) + np.cumsum(rng.normal(0, 20, len(t)))
+    f = make_forecaster("auto", step_s=1800.0, background=False, calib_horizon=12, select_horizon=1,
+                        seasonal_periods=[48], candidates=["persistence", "seasonal_naive_daily"])
+    f.fit(y, 0.0)
+    H = 48
+    choices = [f.choice_for(h) for h in range(1, 13)]
+    assert choices[0] == "persistence" and choices[-1] == "seasonal_naive_daily"
+    prof = f.predict_profile(H)
+    assert len(prof.point) == H
+    for k, name in enumerate(choices):
+        own = f.candidates[name].predict(H)
+        assert prof.point[k] == own.point[k] and prof.lower80[k] == own.lower80[k]
+    whole = f.predict(H)  # beyond the calibrated horizons: the choice for the whole horizon
+    assert np.array_equal(prof.point[12:], whole.point[12:])
+    assert prof.point[0] != whole.point[0]  # the first step is not the day model's
