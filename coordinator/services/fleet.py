@@ -252,13 +252,17 @@ class FleetService:
 
     async def _withdraw_refused(self) -> None:
         """Tell each borrower of a refused grant to drop it (it would otherwise bid for energy no
-        lender offers)."""
+        lender offers). A borrower not connected now is told on a later round, until the window
+        starts (after that its bid, if any, simply finds no offer: no trade, no payment)."""
+        later = []
         while self._revoke:
             g = self._revoke.popleft()
             body = {"request_id": g["request_id"], "power_w": round(g["power_w"], 3), "energy_wh": g["energy_wh"],
                     "start": g["start"], "end": g["end"], "price": g["price"], "role": "borrower",
                     "counterparty": g["lender"], "revoke": True}
-            await self.hub.send(g["borrower"], "lend", body)
+            if not await self.hub.send(g["borrower"], "lend", body) and g["start"] > self.clock.now():
+                later.append(g)
+        self._revoke.extend(later)
 
     async def serve_borrowing(self) -> int:
         """Plan the pending requests and send each lender and borrower its signed grant."""

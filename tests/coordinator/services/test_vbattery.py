@@ -69,6 +69,8 @@ class FakeHub:
         return SimpleNamespace(kind=kind, seq=self.seq, body=body)
 
     async def send_envelope(self, address, env, kind="", body=None):
+        if address not in self.links:
+            return False
         env = env or self.sign(kind, body)
         self.sent.append((address, env.kind, env.body))
         return True
@@ -269,6 +271,7 @@ def test_a_grant_its_lender_refuses_is_withdrawn_and_planned_again_elsewhere(tmp
     C = "0x" + "cc" * 20
     clock = ManualClock(T0)
     hub = FakeHub()
+    hub.links[C] = None
     fl = FleetService(FleetSettings(required_w=0.0, lender_choice="fixed_order", borrow_held_back={}),
                       Store(tmp_path / "c.sqlite"), clock, hub)
     fl.on_telemetry(B, tel(T0, {"bat": dev(1_000.0, 0.0, soc=0.9)}))
@@ -288,6 +291,21 @@ def test_a_grant_its_lender_refuses_is_withdrawn_and_planned_again_elsewhere(tmp
     assert revoke == [(A, {**revoke[0][1], "role": "borrower", "counterparty": lender, "request_id": 1})]
     assert [(g["lender"], g["borrower"], round(g["power_w"])) for g in fl.grants] == [(other, A, 400)]
     assert [ln.address for ln in fl.lenders(grant["start"], grant["end"])] == [other]
+    # a borrower not connected is told on a later round, until the window starts
+    fl.grants.clear()
+    fl.on_telemetry(C if other == B else B, tel(T0, {"bat": dev(1_000.0, 0.0, soc=0.9)}, rid=3))
+    assert fl.on_borrow(A, borrow(300.0, rid=2))[0]
+    asyncio.run(fl.serve_borrowing())
+    g2 = fl.grants[-1]
+    fl.on_lend_answer(g2["lender"], hub.seq - 1, False, "lending refused")
+    hub.links.pop(A)
+    hub.sent.clear()
+    asyncio.run(fl.serve_borrowing())
+    assert not [b for a, k, b in hub.sent if b.get("revoke")] and len(fl._revoke) == 1
+    hub.links[A] = None
+    asyncio.run(fl.serve_borrowing())
+    assert [b["request_id"] for a, k, b in hub.sent if b.get("revoke")] == [2] and len(fl._revoke) == 0
+    fl.grants.append(grant)
     # an answer that accepts, or names no grant we sent, changes nothing
     fl.on_lend_answer(other, 999, False, "unknown")
     assert len(fl.grants) == 1
