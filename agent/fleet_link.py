@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.drivers.base import DeviceKind
+from gridswarm.messages import draw_between_wh, grant_wh_between
 
 __all__ = ["AlarmTracker", "borrow_need_w", "device_states", "draw_ahead_wh", "telemetry_body", "vb_order"]
 
@@ -81,34 +82,18 @@ def draw_ahead_wh(site: Any, outlook: Any, now: float, hours: int = DRAW_HOURS) 
     loads will draw less). None for a site without loads or forecast."""
     rated = sum(max(0.0, -float(d.limits.min_w)) for d in site.drivers.values() if d.kind is DeviceKind.LOAD)
     upper = getattr(outlook, "profile_upper80", None) if outlook is not None else None
-    start, step = (float(outlook.start_ts), float(outlook.step_s)) if upper else (0.0, 0.0)
-    if not upper and rated <= 0:
+    values = [_num(w) for w in upper] if upper else []
+    steps = [max(0.0, w) for w in values if w is not None] if values and None not in values else None
+    if steps is None and rated <= 0:
         return None
+    start, step = (float(outlook.start_ts), float(outlook.step_s)) if steps else (0.0, 0.0)
     out: list[float] = []
     for i in range(hours):
         a, b = now + 3600.0 * i, now + 3600.0 * (i + 1)
-        wh = 0.0
-        covered = 0.0
-        if upper:
-            j0 = max(0, int((a - start) // step))
-            for j in range(j0, len(upper)):
-                lo, hi = max(a, start + j * step), min(b, start + (j + 1) * step)
-                if lo >= b:
-                    break
-                if hi > lo:
-                    w = _num(upper[j])
-                    if w is None:
-                        covered = 0.0
-                        break
-                    wh += max(0.0, w) * (hi - lo) / 3600.0
-                    covered += hi - lo
-            if a < start:  # before the forecast's first step: at its first step's rate
-                first = _num(upper[0])
-                if first is not None:
-                    wh += max(0.0, first) * (min(b, start) - a) / 3600.0
-                    covered += min(b, start) - a
-        if covered < 3600.0 - 1e-6:  # the hour is not (all) forecast: its loads' rating
-            wh = rated if rated > 0 else wh * 3600.0 / covered if covered > 0 else 0.0
+        if steps and (b <= start + step * len(steps) or rated <= 0):
+            wh = draw_between_wh(steps, start, a, b, step)  # before its first step: at that step's rate
+        else:  # the hour is not (all) forecast: its loads' rating
+            wh = rated
         out.append(round(min(wh, 1e10), 1))
     return out
 
@@ -231,10 +216,9 @@ def vb_order(grants: list[dict[str, Any]], start: float, end: float) -> tuple[st
     wh = 0.0
     roles, prices = set(), set()
     for g in grants:
-        lo, hi = max(start, g["start"]), min(end, g["end"])
-        if hi <= lo:
+        if min(end, g["end"]) <= max(start, g["start"]):
             continue
-        wh += g["energy_wh"] * (hi - lo) / (g["end"] - g["start"])
+        wh += grant_wh_between(g, start, end)
         roles.add(g["role"])
         prices.add(g["price"] if g["role"] == "lender" else (g.get("bid_price") or g["price"]))
     if not roles or len(roles) > 1 or len(prices) > 1 or round(wh) < 1:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,7 @@ from agent.trader import Trader
 from gridswarm.chain import ChainError, ChainUnavailable
 from gridswarm.clock import Clock
 from gridswarm.envelope import Envelope
-from gridswarm.messages import Ack, IntervalNotice, Lend, draw_between_wh
+from gridswarm.messages import Ack, IntervalNotice, Lend, draw_between_wh, grant_wh_between
 
 logger = logging.getLogger("agent.runtime")  # one logger for the agent process's story
 
@@ -170,10 +171,7 @@ class Trading:
         outlook = planner.forecaster.outlook if planner is not None else None
         draw = draw_ahead_wh(self.site, outlook, now)
         kept = draw_between_wh(draw, now, now, until) if draw else 0.0
-        for x in self.grants:
-            if x["role"] == "lender" and x["end"] > now:
-                kept += x["energy_wh"] * (x["end"] - max(now, x["start"])) / (x["end"] - x["start"])
-        return kept
+        return kept + sum(grant_wh_between(x, now, math.inf) for x in self.grants if x["role"] == "lender")
 
     def apply_lend(self, env: Envelope, g: Lend) -> None:
         """A virtual-battery grant: kept until its window is over; the next interval notice

@@ -227,17 +227,18 @@ class Hub:
         return self.signer.sign(kind, body)
 
     async def send(self, address: str, kind: str, body: dict[str, Any]) -> bool:
-        return await self.send_envelope(address, None, kind, body)
+        if address not in self.links:
+            return False  # nothing signed for an agent that is not here
+        return await self.send_envelope(address, self.sign(kind, body))
 
-    async def send_envelope(self, address: str, env: Envelope | None, kind: str = "", body: dict[str, Any] | None = None
-                            ) -> bool:
-        """Send ``env`` (signed by the caller, who keeps its seq) or, without one, ``kind`` and
-        ``body`` signed now. False if the agent has no link or it broke."""
+    async def send_envelope(self, address: str, env: Envelope) -> bool:
+        """Send ``env`` (signed by the caller, who may keep its seq to match the agent's answer).
+        False if the agent has no link or it broke."""
         link = self.links.get(address)
         if link is None:
             return False
         try:
-            await link((env if env is not None else self.sign(kind, body or {})).to_json())
+            await link(env.to_json())
             return True
         except Exception as exc:  # noqa: BLE001 - a broken link is dropped, the agent reconnects
             logger.info("link to %s broken: %s", address, exc)

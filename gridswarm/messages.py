@@ -6,7 +6,7 @@ sign + = delivering to the bus / exporting. Addresses are checksummed Ethereum a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -102,24 +102,34 @@ _W = {"ge": -1e9, "le": 1e9, "allow_inf_nan": False}  # any power: finite, withi
 MAX_DRAW_HOURS = 48
 
 
-def draw_between_wh(hourly_wh: Sequence[float], t0: float, a: float, b: float) -> float:
-    """The energy (Wh) a site expects to draw over ``[a, b)`` from ``hourly_wh``, its draw in each
-    hour from ``t0`` (``Telemetry.draw_ahead_wh``). Time before ``t0`` counts at the first hour's
-    rate, time past the last hour at the highest hour's rate (no forecast says less there)."""
-    if not hourly_wh or b <= a:
+def draw_between_wh(steps_w: Sequence[float], t0: float, a: float, b: float, step_s: float = 3600.0) -> float:
+    """The energy (Wh) over ``[a, b)`` of a power profile: ``steps_w`` are mean powers (W) of
+    consecutive steps of ``step_s`` from ``t0`` -- with hour steps, each hour's Wh, as in
+    ``Telemetry.draw_ahead_wh``. Time before ``t0`` counts at the first step's power, time past
+    the last step at the highest step's (no forecast says less there)."""
+    if not steps_w or b <= a:
         return 0.0
     total = 0.0
     if a < t0:
-        total += hourly_wh[0] * (min(b, t0) - a) / 3600.0
+        total += steps_w[0] * (min(b, t0) - a)
         a = t0
-    for i, wh in enumerate(hourly_wh):
-        lo, hi = max(a, t0 + 3600.0 * i), min(b, t0 + 3600.0 * (i + 1))
+    for i in range(max(0, int((a - t0) // step_s)), len(steps_w)):
+        lo, hi = max(a, t0 + step_s * i), min(b, t0 + step_s * (i + 1))
+        if lo >= b:
+            break
         if hi > lo:
-            total += wh * (hi - lo) / 3600.0
-    past = t0 + 3600.0 * len(hourly_wh)
+            total += steps_w[i] * (hi - lo)
+    past = t0 + step_s * len(steps_w)
     if b > past:
-        total += max(hourly_wh) * (b - max(a, past)) / 3600.0
-    return total
+        total += max(steps_w) * (b - max(a, past))
+    return total / 3600.0
+
+
+def grant_wh_between(grant: Mapping[str, Any], a: float, b: float) -> float:
+    """The part (Wh) of a virtual-battery grant's energy (``energy_wh`` spread evenly over
+    ``[start, end)``) that falls in ``[a, b)``."""
+    lo, hi = max(a, grant["start"]), min(b, grant["end"])
+    return grant["energy_wh"] * (hi - lo) / (grant["end"] - grant["start"]) if hi > lo else 0.0
 
 
 class DeviceState(_Body):

@@ -25,7 +25,7 @@ from coordinator.services.config import FleetSettings
 from coordinator.services.modes import ARM_MODE, ModeController
 from coordinator.services.sizing import Sizing, device_reasons, max_rate_w, size_service
 from coordinator.services.vbattery import Lender, Request, available_w, lendable_w, plan
-from gridswarm.messages import draw_between_wh
+from gridswarm.messages import draw_between_wh, grant_wh_between
 
 logger = logging.getLogger(__name__)
 
@@ -163,8 +163,7 @@ class FleetService:
                 power, headroom, cap = lendable_w(rec.devices, healthy, end - start)
                 mine = [g for g in self.grants if g["lender"] == rec.address and g["end"] > rec.ts and g["start"] < end]
                 lent = sum(g["power_w"] for g in mine if start < g["end"])
-                promised = sum(g["energy_wh"] * (g["end"] - max(g["start"], rec.ts)) / (g["end"] - g["start"])
-                               for g in mine)
+                promised = sum(grant_wh_between(g, rec.ts, math.inf) for g in mine)
                 delivering = sum(g["power_w"] for g in mine if g["start"] <= rec.ts)
                 usable = sum(d.get("usable_wh") or 0.0 for k, d in rec.devices.items()
                              if k in healthy and d.get("kind") in STORAGE)

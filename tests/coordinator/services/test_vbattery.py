@@ -68,15 +68,14 @@ class FakeHub:
         self.seq += 1
         return SimpleNamespace(kind=kind, seq=self.seq, body=body)
 
-    async def send_envelope(self, address, env, kind="", body=None):
+    async def send_envelope(self, address, env):
         if address not in self.links:
             return False
-        env = env or self.sign(kind, body)
         self.sent.append((address, env.kind, env.body))
         return True
 
     async def send(self, address, kind, body):
-        return await self.send_envelope(address, None, kind, body)
+        return address in self.links and await self.send_envelope(address, self.sign(kind, body))
 
 
 def tel(ts, devices, rid=1):
