@@ -227,7 +227,9 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
                       "rearm_s": 900.0, "arm_ttl_s": 3600.0, "emergency_hold_s": 300.0},
             "market": {
                 "interval_s": INTERVAL_S,
-                "gate_lead_s": 300.0,
+                # Half the interval: 3 s of wall time at 150x for close, clear and commit (about
+                # 1-1.5 s on a busy 2-core machine, with three node round trips); 2 s was too tight.
+                "gate_lead_s": 450.0,
                 "meter_wait_s": 300.0,
                 "intervals": opts.intervals,
                 "expected_agents": opts.agents,

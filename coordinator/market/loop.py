@@ -335,7 +335,9 @@ class MarketLoop:
         self, k: int
     ) -> tuple[list[tuple[int, int, int]], ClearingResult, dict[str, dict[str, Any]]]:
         t0 = time.perf_counter()
+        phases: dict[str, float] = {}  # wall seconds per step, for the log line below
         await asyncio.to_thread(self.indexer.sync)
+        phases["index"] = time.perf_counter() - t0
         # Every live order, those a partial commit before a restart already filled included, so
         # the clearing (deterministic) gives the same fills again and only the missing are sent.
         rows = self.store.live_orders(k)
@@ -366,6 +368,7 @@ class MarketLoop:
             self.network,
             self.cfg.zones,
         )
+        phases["clear"] = time.perf_counter() - t0 - sum(phases.values())
         try:
             await self._tx(self.market.functions.commitPrices(k, cp.prices, cp.flows))
         except ContractRevert as exc:
@@ -377,13 +380,16 @@ class MarketLoop:
         by_id = {oid: (oid, q, p) for oid, q, p in cp.fills}
         fills = [by_id[int(r["id"])] for r in rows]  # posting order, for the dispatch below
         # After a restart mid-commit, only the fills the chain has not taken yet are sent.
+        phases["prices"] = time.perf_counter() - t0 - sum(phases.values())
         before = await asyncio.to_thread(self.committed_chunks, k)
         done = {oid for chunk in before for oid, _, _ in chunk}
+        phases["read"] = time.perf_counter() - t0 - sum(phases.values())
         commit_txs, gas, new = await asyncio.to_thread(
             self._commit_fills, k, [f for f in cp.fills if f[0] not in done]
         )
         committed = before + new
         clear_seconds = time.perf_counter() - t0
+        phases["fills"] = clear_seconds - sum(phases.values())
         self.store.upsert_interval(
             k,
             # One price per interval for the report: the uniform price, or with zones the
@@ -409,13 +415,14 @@ class MarketLoop:
             d["net_wh"] += qty if r["side"] == "offer" else -qty
             d["fills"].append({"order_id": oid, "side": r["side"], "qty_wh": qty, "price": price})
         logger.info(
-            "interval %d cleared: %d orders, price %s, volume %d Wh, %d commit tx(s), %.2f s",
+            "interval %d cleared: %d orders, price %s, volume %d Wh, %d commit tx(s), %.2f s (%s)",
             k,
             len(rows),
             result.price,
             result.volume_wh,
             len(commit_txs),
             clear_seconds,
+            ", ".join(f"{name} {s:.2f}" for name, s in phases.items()),
         )
         return committed, result, dict(dispatch)
 
@@ -428,9 +435,9 @@ class MarketLoop:
         (the contract refuses a chunk boundary inside one owner's fills on one side), sent with a
         gas limit of ``commit_gas_fraction`` of the latest block's gas limit (the budget). Chunk
         sizes come from measured gas per fill, fixed cost included so they err small: first from
-        estimates of the first fill and the first ``COMMIT_PROBE_FILLS`` (which name any revert
-        before anything is sent, and refuse a budget smaller than one fill), then from what the
-        previous chunk used, filling the budget less ``COMMIT_GAS_MARGIN``. A chunk that still
+        an estimate of the first ``COMMIT_PROBE_FILLS`` (which names any revert before anything
+        is sent; when it is over the budget, the first owner group's estimate refuses a budget
+        smaller than one fill), then from what the previous chunk used, filling the budget less ``COMMIT_GAS_MARGIN``. A chunk that still
         runs out of gas changes nothing; it is estimated, priced from the estimate and retried
         smaller, and any other revert is raised by name. Only the last transaction passes
         ``last``. Returns the hashes of the commit transactions, the gas they used (including
@@ -439,15 +446,20 @@ class MarketLoop:
         block_gas = int(self.operator.w3.eth.get_block("latest")["gasLimit"])
         budget = int(block_gas * self.cfg.commit_gas_fraction)
         n = len(fills)
-        first = fills[: chunk_end(fills, 0, 1)]
-        one = self._estimate_commit(k, first, len(first) == n) // max(1, len(first))
-        if one > budget:
-            raise ValueError(
-                f"interval {k}: committing one fill needs {one} gas, over the commit budget of {budget} "
-                f"({self.cfg.commit_gas_fraction} of the block gas limit {block_gas})"
-            )
+        # One estimate in the usual case (each is a node round trip inside the gate-to-delivery
+        # window): the probe's. Only a probe over the budget needs the first group's alone, to
+        # tell a budget too small for even one fill from a probe that is merely too large.
         probe = fills[: chunk_end(fills, 0, COMMIT_PROBE_FILLS)]
-        per_fill = self._estimate_commit(k, probe, len(probe) == n) / len(probe) if len(probe) > 1 else one
+        probe_gas = self._estimate_commit(k, probe, len(probe) == n)
+        per_fill = probe_gas / max(1, len(probe))
+        if probe_gas > budget:
+            first = fills[: chunk_end(fills, 0, 1)]
+            one = self._estimate_commit(k, first, len(first) == n) // max(1, len(first))
+            if one > budget:
+                raise ValueError(
+                    f"interval {k}: committing one fill needs {one} gas, over the commit budget of {budget} "
+                    f"({self.cfg.commit_gas_fraction} of the block gas limit {block_gas})"
+                )
         txs: list[str] = []
         chunks: list[list[tuple[int, int, int]]] = []
         gas = 0
