@@ -111,13 +111,19 @@ class CoordinatorLink:
     def refused(self, err: Error) -> None:
         """A record the coordinator refused: retry at once if the refusal was about timing
         (a fresh envelope fixes it), give it up (marked, kept) if the record itself is bad."""
+        if err.reason == "busy":  # the coordinator shed them: the periodic resend sends them again
+            seqs = dict.fromkeys([*([err.seq] if err.seq is not None else []), *err.seqs])
+            shed = [entry for seq in seqs if (entry := self.inflight.pop(seq, None)) is not None]
+            if shed:
+                logger.info("coordinator busy; %d record(s) go again with the next resend", len(shed))
+            else:
+                logger.warning("coordinator rejected a message: %s", err.message)
+            return
         entry = self.inflight.pop(err.seq, None) if err.seq is not None else None
         if entry is None:
             logger.warning("coordinator rejected a message: %s", err.message)
             return
-        if err.reason == "busy":  # the coordinator shed it: the periodic resend sends it again
-            logger.info("coordinator busy; record %d goes again with the next resend", entry[0])
-        elif err.reason in TRANSIENT_REJECTIONS:
+        if err.reason in TRANSIENT_REJECTIONS:
             logger.info("coordinator refused record %d (%s); sending it again", entry[0], err.reason)
             self.wake()
         else:

@@ -45,7 +45,7 @@ from gridswarm.chain import sign_meter_reading
 from gridswarm.clock import Clock
 from gridswarm.envelope import Envelope, EnvelopeError, Signer, Verifier
 from gridswarm.keys import load_ed25519, load_eth_key
-from gridswarm.messages import Ack, Arm, Config, Dispatch, Error, IntervalNotice, Lend, validate_body
+from gridswarm.messages import Ack, Acks, Arm, Config, Dispatch, Error, IntervalNotice, Lend, validate_body
 
 logger = logging.getLogger(__name__)
 
@@ -416,10 +416,11 @@ class AgentRuntime:
                     self.cfg.coordinator_url, market, self.chain.deployment.market,
                 )
             self.link.welcomed()
-        elif isinstance(body, Ack):
-            self.link.acked(body.seq)
-            if body.kind == "borrow":
-                self.trading.borrow_answered(body)
+        elif isinstance(body, Ack | Acks):
+            for ack in body.acks if isinstance(body, Acks) else [body]:
+                self.link.acked(ack.seq)
+                if ack.kind == "borrow":
+                    self.trading.borrow_answered(ack)
         elif isinstance(body, Lend):
             self.apply_lend(env, body)
         elif isinstance(body, Error):

@@ -73,24 +73,31 @@ async def run(task: dict[str, Any]) -> list[dict[str, Any]]:
                     break
                 env = json.loads(msg.data)
                 kind, body = env.get("kind"), env.get("body") or {}
-                if kind not in ("ack", "error"):
+                if kind not in ("ack", "acks", "error"):
                     continue  # e.g. an `arm`
-                seq = body.get("seq")
-                t0 = sent_at[a].pop(seq, None)
-                if t0 is None:
-                    continue
-                st = stats[phase_of[a].pop(seq)]
-                if kind == "ack":
-                    now = time.time()
-                    st["acked"] += 1
-                    st["lat_us"].append(int((now - t0) * 1e6))
-                    st["last_ack"] = max(st["last_ack"], now)
-                elif body.get("reason") == "busy":
-                    st["busy"] += 1
+                # One signed `acks` answers several messages, one `busy` error may list several seqs.
+                if kind == "acks":
+                    answered = [("ack", b.get("seq")) for b in body.get("acks") or []]
+                elif kind == "error":
+                    answered = [("error", q) for q in dict.fromkeys([body.get("seq"), *(body.get("seqs") or [])])]
                 else:
-                    st["errors"] += 1
-                    if len(errors) < 10:
-                        errors.append(str(body.get("reason")))
+                    answered = [("ack", body.get("seq"))]
+                now = time.time()
+                for what, seq in answered:
+                    t0 = sent_at[a].pop(seq, None)
+                    if t0 is None:
+                        continue
+                    st = stats[phase_of[a].pop(seq)]
+                    if what == "ack":
+                        st["acked"] += 1
+                        st["lat_us"].append(int((now - t0) * 1e6))
+                        st["last_ack"] = max(st["last_ack"], now)
+                    elif body.get("reason") == "busy":
+                        st["busy"] += 1
+                    else:
+                        st["errors"] += 1
+                        if len(errors) < 10:
+                            errors.append(str(body.get("reason")))
 
         receivers = [asyncio.create_task(receive(a)) for a in range(n)]
         print("ready", flush=True)

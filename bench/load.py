@@ -279,7 +279,9 @@ async def _worker_main(spec: dict[str, Any]) -> dict[str, Any]:
                     meter_task = asyncio.create_task(resend_meter(ws, signer, state))
                 elif kind == "error":
                     out["errors"].append(f"site {i}: {body.get('reason')}")
-                elif kind == "ack" and state.get("meter") is not None and body.get("seq") == state["meter"].seq:
+                elif kind in ("ack", "acks") and state.get("meter") is not None and state["meter"].seq in (
+                    [b.get("seq") for b in body.get("acks") or []] if kind == "acks" else [body.get("seq")]
+                ):
                     out["meter_acked"] += 1
                     if post_task is not None:
                         await post_task

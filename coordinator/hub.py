@@ -10,6 +10,7 @@ participant address whose Ed25519 key the indexer read from ``ParticipantRegiste
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -30,7 +31,8 @@ logger = logging.getLogger(__name__)
 SendFn = Callable[[str], Awaitable[None]]
 KEY_CACHE = 100_000  # parsed Ed25519 keys kept (one per participant)
 SEND_TIMEOUT_S = 5.0  # one outbound message may take this long on a link before the link is dropped
-MAX_INFLIGHT = 256  # messages read and not yet answered; past it a link is answered `busy` (docs/operations.md)
+ROOM_WAIT_S = 1.0  # longest a link that shed a message waits before reading again
+MAX_INFLIGHT = 1024  # messages read and not yet answered; past it a link is answered `busy` (docs/operations.md)
 
 
 class Changed:
@@ -98,6 +100,7 @@ class Hub:
         self.inflight = 0
         self.max_inflight = MAX_INFLIGHT
         self.shed = 0
+        self._room: asyncio.Event | None = None  # set when in-flight messages fall to the low-water mark
         self.readings_stored = Changed()  # the market loop waits on it for the readings it settles with
         self.fleet: Any = None  # coordinator.services.FleetService, when the fleet runs
         self.ingest = Ingest(self)
@@ -129,6 +132,26 @@ class Hub:
 
     def release(self) -> None:
         self.inflight -= 1
+        if self._room is not None and self.has_room():
+            self._room.set()
+
+    def has_room(self) -> bool:
+        """Below the low-water mark (half the in-flight limit): links that shed may read again."""
+        return self.inflight <= self.max_inflight // 2
+
+    async def wait_for_room(self, timeout_s: float = ROOM_WAIT_S) -> None:
+        """After shedding a message, a link stops reading until the hub has drained to half its
+        limit (or ``timeout_s`` passed): reading and refusing every frame of an overloaded link
+        costs the event loop almost what taking it does, and starved the writer that frees
+        room, so throughput collapsed under overload. Unread frames wait in the socket's buffers
+        (bounded by TCP flow control), not in the coordinator's memory."""
+        if self.has_room():
+            return
+        if self._room is None:
+            self._room = asyncio.Event()
+        self._room.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._room.wait(), timeout_s)
 
     async def submit(self, raw: str | bytes | dict[str, Any]) -> tuple[Envelope, dict[str, Any]]:
         """Verify and apply one message with the next batch (coordinator/ingest.py); return it and

@@ -28,8 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from coordinator.sigcheck import SigChecker
 from coordinator.store import MessageBatch
-from gridswarm.envelope import Envelope, EnvelopeError
+from gridswarm.envelope import Envelope, EnvelopeError, forged
 
 if TYPE_CHECKING:
     from coordinator.hub import Hub
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH = 512  # messages per transaction; the hub's in-flight limit bounds the queue anyway
 CHECK_SLICE = 32  # messages checked between two yields to the event loop
+Prepared = tuple[Envelope, Any, bytes, bytes]  # Verifier.prepare: envelope, key, signature, signed bytes
 QUEUE_LIMIT = 1024  # messages waiting for the writer (admission already keeps it near MAX_INFLIGHT)
 
 
@@ -75,6 +77,7 @@ class Ingest:
         # Since this process started (Prometheus counters; a restart is a counter reset):
         self.accepted: Counter[str] = Counter()  # stored records, by envelope kind
         self.refused: Counter[str] = Counter()  # refused messages, by reason
+        self.sigs = SigChecker()  # signatures of a batch are checked in a worker process
 
     # ------------------------------------------------------------------ event-loop side
 
@@ -137,24 +140,44 @@ class Ingest:
                     fut.set_result(outcome)
 
     async def _process_async(self, raws: list[Any]) -> list[Outcome]:
-        """Check the batch on the event loop, a slice at a time (each slice ends with a yield,
-        so the loop keeps serving sockets), and write it from a worker thread. Checking in a
-        thread instead would cost a GIL hand-over per signature against the busy loop."""
+        """Parse the batch on the event loop, check its signatures in the worker process
+        (coordinator/sigcheck.py; the loop serves sockets meanwhile), check and stage the rest
+        on the loop, a slice at a time (each slice ends with a yield), and write it from a worker
+        thread. Checking signatures in a thread instead would cost a GIL hand-over per signature
+        against the busy loop."""
         work = self.begin(raws)
         try:
+            prepared: list[Prepared | EnvelopeError] = []
             for i in range(0, len(raws), CHECK_SLICE):
-                self.check(work, raws[i : i + CHECK_SLICE])
+                prepared += self.prepare(raws[i : i + CHECK_SLICE])
+                await asyncio.sleep(0)
+            ready = [p for p in prepared if not isinstance(p, EnvelopeError)]
+            answers = iter(await self.sigs.check([(bytes(key), sig, msg) for _, key, sig, msg in ready]))
+            sig_ok = [False if isinstance(p, EnvelopeError) else next(answers) for p in prepared]
+            for i in range(0, len(raws), CHECK_SLICE):
+                part = slice(i, i + CHECK_SLICE)
+                self.check(work, raws[part], prepared[part], sig_ok[part])
                 await asyncio.sleep(0)
             await asyncio.to_thread(self.commit, work)
         finally:
             self.end(work)
         return self.finish(work)
 
+    def prepare(self, raws: list[Any]) -> list[Prepared | EnvelopeError]:
+        out: list[Prepared | EnvelopeError] = []
+        for raw in raws:
+            try:
+                out.append(self.hub.verifier.prepare(raw))
+            except EnvelopeError as exc:
+                out.append(exc)
+        return out
+
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        await self.sigs.close()
 
     # ------------------------------------------------------------------ worker-thread side
 
@@ -192,17 +215,33 @@ class Ingest:
         self.hub.prefetch_keys(None)
         self._lock.release()
 
-    def check(self, work: _Work, raws: list[Any]) -> None:
-        """Verify and stage ``raws`` into ``work``: an outcome each, accepted or refused."""
+    def check(
+        self,
+        work: _Work,
+        raws: list[Any],
+        prepared: list[Prepared | EnvelopeError] | None = None,
+        sig_ok: list[bool] | None = None,
+    ) -> None:
+        """Verify and stage ``raws`` into ``work``: an outcome each, accepted or refused. With
+        ``prepared`` and ``sig_ok`` (:meth:`prepare`, and whether each signature verified) the
+        signatures were checked already; otherwise they are checked here."""
         hub = self.hub
         last_seq = hub.verifier.last_seq
         batch = work.batch
-        for raw in raws:
+        for j, raw in enumerate(raws):
             sender = _sender_of(raw)
             before = last_seq.get(sender) if sender is not None else None
             env: Envelope | None = None
             try:
-                env = hub.verifier.verify(raw)
+                if prepared is None or sig_ok is None:
+                    env = hub.verifier.verify(raw)
+                else:
+                    p = prepared[j]
+                    if isinstance(p, EnvelopeError):
+                        raise p
+                    if not sig_ok[j]:
+                        raise forged(p[0])
+                    env = hub.verifier.accept(p[0])
                 staged = hub.stage(env, batch)
             except EnvelopeError as exc:
                 if env is not None:  # authentic but refused: its sender's counter must not move

@@ -38,7 +38,7 @@ DEFAULT_SKEW_S = 30.0
 
 KINDS = frozenset(
     {"hello", "welcome", "telemetry", "forecast", "interval", "dispatch", "ack", "arm", "meter", "alarm", "error"}
-    | {"config", "config_result", "borrow", "lend"}
+    | {"config", "config_result", "borrow", "lend", "acks"}
 )
 
 
@@ -206,6 +206,10 @@ def parse(raw: str | bytes | Mapping[str, Any]) -> Envelope:
     return Envelope(**data)
 
 
+def forged(env: Envelope) -> ForgedEnvelope:
+    return ForgedEnvelope(f"signature of {env.kind} #{env.seq} from {env.sender} does not verify")
+
+
 @dataclass
 class Verifier:
     """Checks envelopes: signature by the sender's registered key, growing seq, freshness.
@@ -222,15 +226,32 @@ class Verifier:
     max_ttl_s: float = 3600.0
 
     def verify(self, raw: str | bytes | Mapping[str, Any]) -> Envelope:
+        env, key, sig, message = self.prepare(raw)
+        try:
+            key.verify(message, sig)
+        except (BadSignatureError, ValueError) as exc:
+            raise forged(env) from exc
+        return self.accept(env)
+
+    def prepare(self, raw: str | bytes | Mapping[str, Any]) -> tuple[Envelope, VerifyKey, bytes, bytes]:
+        """The first half of :meth:`verify`, for a caller that checks signatures in batches:
+        the parsed envelope, its sender's key, the signature and the signed bytes. Raises for
+        a malformed envelope, an unknown sender or a signature that is not 64 bytes of base64."""
         env = parse(raw)
         key = self.keys(env.sender)
         if key is None:
             raise UnknownSender(f"no registered key for sender {env.sender!r}")
         try:
             sig = base64.b64decode(env.signature, validate=True)
-            key.verify(canonical_bytes(env.unsigned_dict()), sig)
-        except (BadSignatureError, ValueError) as exc:
-            raise ForgedEnvelope(f"signature of {env.kind} #{env.seq} from {env.sender} does not verify") from exc
+        except ValueError as exc:
+            raise forged(env) from exc
+        if len(sig) != 64:
+            raise forged(env)
+        return env, key, sig, canonical_bytes(env.unsigned_dict())
+
+    def accept(self, env: Envelope) -> Envelope:
+        """The second half of :meth:`verify`, once ``env``'s signature verified: freshness and
+        the sender's growing seq (which it then records)."""
         now = self.clock.now()
         if env.expires_at < now:
             raise ExpiredEnvelope(f"{env.kind} #{env.seq} from {env.sender} expired {now - env.expires_at:.1f} s ago")

@@ -194,6 +194,36 @@ def test_refused_records_are_retried_or_given_up_by_reason(tmp_path: Path, chain
     assert [i for i, _, _ in rt.store.pending()] == [id1]  # retried; the malformed one is given up
 
 
+def test_one_acks_envelope_acknowledges_several_records_and_one_busy_sheds_several(
+    tmp_path: Path, chain_market: Market
+) -> None:
+    """The coordinator answers messages stored together with one signed ``acks``, and messages
+    it shed with one ``busy`` listing their seqs: each record is acknowledged or goes again,
+    none is given up, and a seq the agent did not send changes nothing."""
+    clock = ManualClock(1_800_000_000.0)
+    rt = AgentRuntime(agent_config(tmp_path, chain_market, 0, "http://127.0.0.1:1"), clock=clock)
+    coord_key = SigningKey(b"\x07" * 32)
+    rt._coordinator_key = coord_key.verify_key
+    signer = _coordinator_signer(coord_key, clock)
+    for r in range(1, 6):
+        rt.store.enqueue("telemetry", {"record_id": r}, f"t:{r}", clock.now())
+    ids = [i for i, _, _ in rt.store.pending()]
+    rt._inflight = {50 + n: (i, 0.0) for n, i in enumerate(ids)}  # seqs 50..54
+
+    async def main() -> None:
+        acks = [{"kind": "telemetry", "seq": q} for q in (50, 51, 99)]  # 99 was never sent
+        await rt.on_message(signer.sign("acks", {"acks": acks}).to_json())
+        busy = {"reason": "busy", "message": "full", "seq": 52, "seqs": [52, 53]}
+        await rt.on_message(signer.sign("error", busy).to_json())
+        too_many = {"acks": [{"kind": "telemetry", "seq": 54}] * 257}  # over MAX_ACKS: refused whole
+        await rt.on_message(signer.sign("acks", too_many).to_json())
+
+    asyncio.run(main())
+    assert [i for i, _, _ in rt.store.pending()] == ids[2:]  # 52 and 53 go again, 54 is unanswered
+    assert rt._inflight == {54: (ids[4], 0.0)}
+    assert rt.rejected and rt.rejected[-1][0] == "malformed"
+
+
 def test_dispatch_beyond_limits_is_rejected_or_clamped(tmp_path: Path, chain_market: Market) -> None:
     clock = ManualClock(1_800_000_000.0)
     rt = AgentRuntime(agent_config(tmp_path, chain_market, 0, "http://127.0.0.1:1"), clock=clock)

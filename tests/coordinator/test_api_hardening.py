@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from typing import Any
 
 import aiohttp
 import httpx
@@ -197,3 +198,30 @@ def test_overload_is_shed_with_a_clear_status(running: RunningCoordinator) -> No
         hub.max_inflight = MAX_INFLIGHT
     assert hub.inflight == 0
     assert _rejections(running) == before  # nothing was read, nothing recorded
+
+
+def test_a_burst_shed_on_one_link_is_answered_with_one_busy_per_run(running: RunningCoordinator) -> None:
+    """Shed messages cost one signed ``busy`` listing their seqs, not one each (a signature per
+    shed message was what collapsed ingest under overload); every seq is answered once."""
+    hub = running.coordinator.hub
+    hub.max_inflight = 0
+    try:
+        async def burst() -> list[dict[str, Any]]:
+            url = running.base.replace("http://", "ws://") + "/ws/agent"
+            async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+                for q in range(100, 140):
+                    await ws.send_str(json.dumps({"kind": "telemetry", "seq": q}))
+                got: list[dict[str, Any]] = []
+                while sum(len(e["body"].get("seqs") or [e["body"]["seq"]]) for e in got) < 40:
+                    got.append(json.loads((await ws.receive(timeout=10)).data))
+                return got
+
+        envelopes = asyncio.run(burst())
+    finally:
+        hub.max_inflight = MAX_INFLIGHT
+    assert all(e["kind"] == "error" and e["body"]["reason"] == "busy" for e in envelopes)
+    seqs = [q for e in envelopes for q in (e["body"].get("seqs") or [e["body"]["seq"]])]
+    assert seqs == list(range(100, 140))  # each once, in order
+    assert all(e["body"]["seq"] == (e["body"].get("seqs") or [e["body"]["seq"]])[0] for e in envelopes)
+    assert len(envelopes) < 40
+    assert hub.inflight == 0

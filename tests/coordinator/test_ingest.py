@@ -17,6 +17,7 @@ import pytest
 from coordinator.ingest import SeqReservation
 from coordinator.store import Store
 from gridswarm.envelope import Signer
+from gridswarm.messages import MAX_ACKS
 from tests.coordinator.conftest import RunningCoordinator
 
 _record = itertools.count(1)
@@ -39,18 +40,34 @@ def _hello(signer: Signer) -> str:
     return signer.sign("hello", {"address": signer.sender, "site": "t"}).to_json()
 
 
-async def _exchange(rc: RunningCoordinator, hello: str, frames: list[str]) -> list[dict[str, Any]]:
-    """Say ``hello``, send ``frames`` back to back without waiting, return one reply per frame."""
+def _answers(env: dict[str, Any]) -> list[dict[str, Any]]:
+    """One reply per message answered by ``env``: an ``acks`` envelope answers several, and so
+    does a ``busy`` error listing ``seqs``; each keeps the envelope's own ``seq``."""
+    if env["kind"] == "acks":
+        return [{**env, "kind": "ack", "body": b} for b in env["body"]["acks"]]
+    if env["kind"] == "error" and env["body"].get("seqs"):
+        return [{**env, "body": {**env["body"], "seq": q}} for q in env["body"]["seqs"]]
+    return [env]
+
+
+async def _exchange(
+    rc: RunningCoordinator, hello: str, frames: list[str], envelopes: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Say ``hello``, send ``frames`` back to back without waiting, return one reply per frame
+    (the envelopes as they came go to ``envelopes``)."""
     async with aiohttp.ClientSession() as session, session.ws_connect(_url(rc)) as ws:
         await ws.send_str(hello)
         assert json.loads((await ws.receive(timeout=20)).data)["kind"] == "welcome"
         for f in frames:
             await ws.send_str(f)
-        replies = []
+        replies: list[dict[str, Any]] = []
         while len(replies) < len(frames):
             msg = await ws.receive(timeout=20)
             assert msg.type == aiohttp.WSMsgType.TEXT, msg
-            replies.append(json.loads(msg.data))
+            env = json.loads(msg.data)
+            if envelopes is not None:
+                envelopes.append(env)
+            replies.extend(_answers(env))
         return replies
 
 
@@ -63,11 +80,15 @@ def test_a_burst_on_one_link_is_batched_stored_and_acked_in_order(running: Runni
     hello = _hello(signer)
     envs = [signer.sign("telemetry", _telemetry()) for _ in range(150)]
     before = running.coordinator.hub.ingest.batches
-    replies = asyncio.run(_exchange(running, hello, [e.to_json() for e in envs]))
+    envelopes: list[dict[str, Any]] = []
+    replies = asyncio.run(_exchange(running, hello, [e.to_json() for e in envs], envelopes))
     assert [r["kind"] for r in replies] == ["ack"] * 150
     assert [r["body"]["seq"] for r in replies] == [e.seq for e in envs]  # in the order sent
-    coordinator_seqs = [r["seq"] for r in replies]
-    assert coordinator_seqs == sorted(coordinator_seqs) and len(set(coordinator_seqs)) == 150
+    coordinator_seqs = [e["seq"] for e in envelopes]
+    assert coordinator_seqs == sorted(coordinator_seqs) and len(set(coordinator_seqs)) == len(envelopes)
+    # the acks of messages stored together go out together, under one signature
+    assert {e["kind"] for e in envelopes} <= {"ack", "acks"} and len(envelopes) < 150
+    assert all(1 <= len(e["body"]["acks"]) <= MAX_ACKS for e in envelopes if e["kind"] == "acks")
     stored = _rows(running, "select record_id from telemetry where sender = ?", signer.sender)
     assert sorted(r["record_id"] for r in stored) == sorted(e.body["record_id"] for e in envs)
     assert _rows(running, "select last_seq from envelope_seq where sender = ?", signer.sender) == [
@@ -146,3 +167,24 @@ def test_coordinator_seqs_are_reserved_in_blocks_and_grow_across_restarts(tmp_pa
     assert Store(db).last_seq("coordinator") == 20  # two blocks reserved, one write each
     again = SeqReservation(lambda n: Store(db).reserve_seqs("coordinator", n), block=10)  # a restart
     assert again() == 21 > used[-1]
+
+
+def test_signatures_of_a_large_batch_are_checked_in_the_worker_and_forgeries_refused(
+    running: RunningCoordinator,
+) -> None:
+    signer = _signer(running, 3, start=5000)
+    hello = _hello(signer)
+    envs = [signer.sign("telemetry", _telemetry()).to_dict() for _ in range(60)]
+    forged = {7, 30, 59}
+    for i in forged:
+        envs[i]["body"] = {**envs[i]["body"], "net_export_w": 9999.0}  # the signature no longer covers it
+    checker = running.coordinator.hub.ingest.sigs
+    before = checker.remote_batches
+    replies = asyncio.run(_exchange(running, hello, [json.dumps(e) for e in envs]))
+    got = {r["body"]["seq"]: (r["kind"], r["body"].get("reason") or None) for r in replies}
+    assert got == {
+        e["seq"]: (("error", "forged") if i in forged else ("ack", None)) for i, e in enumerate(envs)
+    }
+    stored = {r["record_id"] for r in _rows(running, "select record_id from telemetry where sender = ?", signer.sender)}
+    assert stored == {e["body"]["record_id"] for i, e in enumerate(envs) if i not in forged}
+    assert checker.remote_batches > before  # a batch went to the worker process

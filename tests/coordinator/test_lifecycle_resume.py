@@ -142,10 +142,10 @@ def test_restart_at_each_stage_settles_the_interval(stage: str, tmp_path: Path, 
                 first.cfg = first.cfg.model_copy(update={"commit_chunk": 1})
                 real_transact = first.operator.transact
 
-                def one_then_die(call: Any, gas: int | None = None) -> Any:
+                def one_then_die(call: Any, gas: int | None = None, **kw: Any) -> Any:
                     if call.fn_name == "commitFills" and rig.committed(k) >= 1:
                         raise RuntimeError("killed between commit chunks")
-                    return real_transact(call, gas=gas)
+                    return real_transact(call, gas=gas, **kw)
 
                 first.operator.transact = one_then_die  # type: ignore[method-assign]
             if stage == "closed":

@@ -9,7 +9,7 @@ import pytest
 
 from app.deploy import deploy_seeded_market
 from app.devnet import Ganache
-from gridswarm.chain import ChainError, TxSender, connect
+from gridswarm.chain import ChainError, ContractRevert, TxSender, connect
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +44,25 @@ def test_a_late_transaction_is_awaited_not_sent_twice(node: Ganache) -> None:
     other = sender.transact(token.functions.approve(operator.address, 9))  # a new call goes out
     assert other["transactionHash"] != receipt["transactionHash"]
     assert w3.eth.get_transaction_count(admin.address) == nonce + 2
+
+
+def test_a_prechecked_send_names_a_revert_and_sends_nothing(node: Ganache) -> None:
+    """``precheck`` runs the call once instead of estimating it (the market loop's path inside
+    the gate-to-delivery window): a revert is named and no transaction goes out."""
+    w3 = connect(node.url)
+    admin, operator, _coord, dep = deploy_seeded_market(w3, 4_243)
+    market = dep.market_contract(w3)
+    sender = TxSender(w3, admin, dep.decoder())
+    nonce = w3.eth.get_transaction_count(admin.address)
+
+    with pytest.raises(ContractRevert) as err:
+        sender.transact(market.functions.openInterval(7), gas=1_000_000, precheck=True)  # admin is not the operator
+    assert err.value.name == "MarketNotOperator"
+    with pytest.raises(ValueError, match="gas limit"):
+        sender.transact(market.functions.openInterval(7), precheck=True)
+    assert w3.eth.get_transaction_count(admin.address) == nonce
+
+    op = TxSender(w3, operator, dep.decoder())
+    receipt = op.transact(market.functions.openInterval(7), gas=1_000_000, precheck=True)
+    assert receipt["status"] == 1
+    assert receipt["gasUsed"] < 1_000_000  # only what it used

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any
 
@@ -15,18 +14,29 @@ from coordinator.api.guard import BadInput, parse_json, read_limited
 from coordinator.api.schemas import MessageAccepted, error_responses
 from coordinator.ingest import Outcome
 from gridswarm.envelope import MAX_ENVELOPE_BYTES, EnvelopeError
+from gridswarm.messages import MAX_ACKS
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["agents"])
 
 
-def _seq_of(raw: str) -> int | None:
-    """The rejected envelope's seq, when it can be read, so the sender knows which one failed."""
-    try:
-        seq = json.loads(raw).get("seq")
-    except (ValueError, AttributeError):
-        return None
+def _seq_of(data: Any) -> int | None:
+    """The envelope's seq, when it can be read, so the sender knows which message a refusal is
+    about (read from the frame's JSON, before any check)."""
+    seq = data.get("seq") if isinstance(data, dict) else None
     return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else None
+
+
+class Shed(EnvelopeError):
+    """Not read: the hub was full (answered ``busy``; the agent sends it again later)."""
+
+    reason = "busy"
+
+
+def _shed() -> asyncio.Future[Outcome]:
+    fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+    fut.set_result(Outcome(error=Shed(BUSY)))
+    return fut
 
 
 ENVELOPE_SCHEMA = {
@@ -99,26 +109,60 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
 
     # Messages other than ``hello`` are pipelined: the link reads on while earlier ones wait for
     # their batch (coordinator/ingest.py), and the replies go out in the order the messages came.
-    pending: asyncio.Queue[tuple[asyncio.Future[Outcome], str]] = asyncio.Queue(maxsize=LINK_PIPELINE)
+    # Replies that are ready together are sent together: the acks of one link's messages stored
+    # in one batch as one signed ``acks``, the messages shed while the hub was full as one signed
+    # ``busy`` listing their seqs. A signature and a socket write per message cost a third of
+    # the coordinator's ingest time, and under overload a signed ``busy`` per message was what
+    # collapsed it (docs/operations.md, ingest).
+    pending: asyncio.Queue[tuple[asyncio.Future[Outcome], int | None]] = asyncio.Queue(maxsize=LINK_PIPELINE)
 
     async def answer_in_order() -> None:
         while True:
-            fut, raw = await pending.get()
+            items = [await pending.get()]
             try:
-                outcome = await fut
-                if outcome.error is None:
-                    if outcome.reply:
-                        await ws.send_text(hub.sign("ack", outcome.reply).to_json())
-                elif isinstance(outcome.error, EnvelopeError):
-                    exc = outcome.error
-                    body = {"reason": exc.reason, "message": str(exc), "seq": _seq_of(raw)}
-                    await ws.send_text(hub.sign("error", body).to_json())
-                else:
-                    logger.error("agent message failed: %r", outcome.error, exc_info=outcome.error)
-                    await refuse("internal", outcome.error.__class__.__name__, CLOSE_INTERNAL, _seq_of(raw))
-                    return
+                await asyncio.wait([items[0][0]])
+                while not pending.empty() and len(items) < MAX_ACKS:
+                    items.append(pending.get_nowait())
+                acks: list[dict[str, Any]] = []
+                shed: list[int] = []
+                for fut, seq in items:
+                    if not fut.done():  # still in its batch: what is ready goes first
+                        await _flush(acks, shed)
+                    outcome = await fut
+                    if outcome.error is None:
+                        if outcome.reply:
+                            acks.append(outcome.reply)
+                    elif isinstance(outcome.error, Shed):
+                        if seq is not None:
+                            shed.append(seq)
+                    elif isinstance(outcome.error, EnvelopeError):
+                        await _flush(acks, shed)
+                        exc = outcome.error
+                        await ws.send_text(
+                            hub.sign("error", {"reason": exc.reason, "message": str(exc), "seq": seq}).to_json()
+                        )
+                    else:
+                        logger.error("agent message failed: %r", outcome.error, exc_info=outcome.error)
+                        await _flush(acks, shed)
+                        await refuse("internal", outcome.error.__class__.__name__, CLOSE_INTERNAL, seq)
+                        return
+                await _flush(acks, shed)
             finally:
-                pending.task_done()
+                for _ in items:
+                    pending.task_done()
+
+    async def _flush(acks: list[dict[str, Any]], shed: list[int]) -> None:
+        if acks:
+            text = (hub.sign("ack", acks[0]) if len(acks) == 1 else hub.sign("acks", {"acks": acks})).to_json()
+            acks.clear()
+            await ws.send_text(text)
+        if shed:
+            body: dict[str, Any] = {"reason": "busy", "message": BUSY, "seq": shed[0]}
+            if len(shed) > 1:
+                body["seqs"] = shed
+            text = hub.sign("error", body).to_json()
+            shed.clear()
+            await ws.send_text(text)
 
     replier = asyncio.create_task(answer_in_order(), name="agent-replies")
     try:
@@ -139,21 +183,28 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
                 await refuse(exc.reason, str(exc), CLOSE_INVALID)
                 break
             kind = data.get("kind") if isinstance(data, dict) else None
-            if not hub.admit(kind):
-                await ws.send_text(hub.sign("error", {"reason": "busy", "message": BUSY, "seq": _seq_of(raw)}).to_json())
-                continue
+            seq = _seq_of(data)
             if kind != "hello":
-                try:
-                    fut = hub.ingest.enqueue(data)
-                except asyncio.QueueFull:
-                    hub.release()
-                    hub.shed += 1
-                    await ws.send_text(hub.sign("error", {"reason": "busy", "message": BUSY, "seq": _seq_of(raw)}).to_json())
-                    continue
-                fut.add_done_callback(lambda _: hub.release())
-                await pending.put((fut, raw))
+                shed = False
+                if not hub.admit(kind):
+                    fut, shed = _shed(), True
+                else:
+                    try:
+                        fut = hub.ingest.enqueue(data)
+                    except asyncio.QueueFull:
+                        hub.release()
+                        hub.shed += 1
+                        fut, shed = _shed(), True
+                    else:
+                        fut.add_done_callback(lambda _: hub.release())
+                await pending.put((fut, seq))
                 if replier.done():
                     break  # the socket broke or the link was refused
+                if shed:
+                    await hub.wait_for_room()  # stop reading this link until the hub drains
+                continue
+            if not hub.admit(kind):
+                await ws.send_text(hub.sign("error", {"reason": "busy", "message": BUSY, "seq": seq}).to_json())
                 continue
             if replier.done():
                 break
@@ -161,12 +212,12 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
             try:
                 env, reply = await hub.submit(data)
             except EnvelopeError as exc:
-                body: dict[str, Any] = {"reason": exc.reason, "message": str(exc), "seq": _seq_of(raw)}
+                body: dict[str, Any] = {"reason": exc.reason, "message": str(exc), "seq": seq}
                 await ws.send_text(hub.sign("error", body).to_json())
                 continue
             except Exception as exc:  # noqa: BLE001 - a bug must not kill the server; the agent reconnects
                 logger.exception("agent message failed")
-                await refuse("internal", f"{exc.__class__.__name__}", CLOSE_INTERNAL, _seq_of(raw))
+                await refuse("internal", f"{exc.__class__.__name__}", CLOSE_INTERNAL, seq)
                 break
             finally:
                 hub.release()

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from app.deploy import ParticipantSpec
 from app.devnet import Ganache
+from coordinator.market import loop as loop_module
 from coordinator.market.commit_plan import readings_for
 from coordinator.market.loop import MarketLoop
 from coordinator.settings import MarketSettings
@@ -224,19 +225,11 @@ def test_a_book_over_the_block_gas_limit_is_committed_in_several_transactions_as
 def test_a_chunk_that_runs_out_of_gas_changes_nothing_and_is_retried_smaller(
     rig: Rig, gas_per_fill: tuple[float, float], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A budget of 0.1 block (560k gas) holds about a hundred fills; the probe estimate (the
-    # only one before the first chunk) is made to read a third of the truth, so the first chunk
-    # is three times too large.
+    # A budget of 0.1 block (560k gas) holds about a hundred fills; the prior gas per fill that
+    # sizes the first chunk is set to a third of the truth, so the first chunk is three times
+    # too large.
     monkeypatch.setattr(rig.loop, "cfg", rig.loop.cfg.model_copy(update={"commit_gas_fraction": 0.1}))
-    real = MarketLoop._estimate_commit
-    calls: list[int] = []
-
-    def lowballed(self: MarketLoop, k: int, chunk: list[tuple[int, int, int]], last: bool) -> int:
-        calls.append(len(chunk))
-        gas = real(self, k, chunk, last)
-        return gas // 3 if len(calls) == 1 else gas
-
-    monkeypatch.setattr(MarketLoop, "_estimate_commit", lowballed)
+    monkeypatch.setattr(loop_module, "COMMIT_PRIOR_GAS_PER_FILL", gas_per_fill[1] / 3)
     rows = _post_and_close(rig, RETRY, 150, rig.m.participants[:15], per_participant=10)
     before = rig.m.w3.eth.block_number
 

@@ -1,0 +1,119 @@
+"""Signature checks in the worker process (coordinator/sigcheck.py): the same answers as
+checking in-process, bad records answered False, and a worker that dies or garbles its answer
+costs a restart, never a wrong answer."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sys
+
+import pytest
+from nacl.signing import SigningKey
+
+from coordinator.sigcheck import SigChecker, decode_request, encode_request, serve, verify_one
+
+
+def _items(n: int, forged: set[int]) -> list[tuple[bytes, bytes, bytes]]:
+    out = []
+    for i in range(n):
+        key = SigningKey(bytes([i % 250 + 1]) * 32)
+        message = f"message {i}".encode() * (i % 5 + 1)
+        sig = key.sign(message).signature
+        if i in forged:
+            message += b"!"  # the signature no longer covers it
+        out.append((bytes(key.verify_key), sig, message))
+    return out
+
+
+def test_the_wire_format_round_trips_and_refuses_garbage() -> None:
+    items = _items(5, set())
+    request = encode_request(items)
+    assert decode_request(request[4:]) == items
+    with pytest.raises(ValueError, match="trailing"):
+        decode_request(request[4:] + b"x")
+    with pytest.raises(ValueError, match="truncated"):
+        decode_request(request[4:-1])
+    # a key or signature of the wrong size is sent as zeros: it cannot verify
+    short = encode_request([(b"k" * 31, b"s" * 64, b"m")])
+    assert decode_request(short[4:]) == [(b"\0" * 32, b"\0" * 64, b"m")]
+
+
+def test_the_worker_loop_answers_each_record_and_stops_at_end_of_input() -> None:
+    items = _items(12, {3, 7})
+    out = io.BytesIO()
+    assert serve(io.BytesIO(encode_request(items) + encode_request(items[:2])), out) == 0
+    data = out.getvalue()
+    assert data[:4] == (12).to_bytes(4, "little")
+    assert list(data[4:16]) == [0 if i in (3, 7) else 1 for i in range(12)]
+    assert data[16:] == (2).to_bytes(4, "little") + b"\x01\x01"
+
+
+def test_the_worker_process_gives_the_in_process_answers() -> None:
+    items = _items(64, {0, 10, 63})
+    items.append((items[1][0], b"\0" * 64, items[1][2]))  # a zero signature
+    want = [verify_one(*it) for it in items]
+    assert want.count(False) == 4
+
+    async def main() -> tuple[list[bool], list[bool], int]:
+        checker = SigChecker()
+        try:
+            remote = await checker.check(items)
+            small = await checker.check(items[:3])  # below the threshold: checked here
+            return remote, small, checker.remote_batches
+        finally:
+            await checker.close()
+
+    remote, small, batches = asyncio.run(main())
+    assert remote == want and small == want[:3]
+    assert batches == 1
+
+
+def test_a_dead_worker_is_replaced_and_its_batch_checked_here(caplog: pytest.LogCaptureFixture) -> None:
+    items = _items(20, {5})
+    want = [verify_one(*it) for it in items]
+
+    async def main() -> tuple[list[bool], list[bool], int, int]:
+        checker = SigChecker()
+        try:
+            assert await checker.check(items) == want
+            proc = checker._proc
+            assert proc is not None
+            proc.kill()  # dies unseen: the next request finds a broken pipe
+            after_kill = await checker.check(items)  # fails over to in-process, logged
+            again = await checker.check(items)  # a new worker
+            return after_kill, again, checker.restarts, checker.remote_batches
+        finally:
+            await checker.close()
+
+    after_kill, again, restarts, batches = asyncio.run(main())
+    assert after_kill == want and again == want
+    assert restarts == 1 and batches == 2
+    assert "signature worker failed" in caplog.text
+
+
+def test_a_garbled_answer_is_not_believed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that answers every record "verifies" but with the wrong count: the batch is
+    checked here instead, so a forged record is still refused."""
+    items = _items(10, {4})
+    fake = "import sys; sys.stdin.buffer.read(4); sys.stdout.buffer.write(bytes([3, 0, 0, 0, 1, 1, 1])); sys.stdout.flush()"
+
+    async def main() -> tuple[list[bool], int]:
+        checker = SigChecker()
+
+        async def worker() -> asyncio.subprocess.Process:
+            if checker._proc is None:
+                checker._proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-c", fake, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+                )
+            return checker._proc
+
+        monkeypatch.setattr(checker, "_worker", worker)
+        try:
+            return await checker.check(items), checker.restarts
+        finally:
+            await checker.close()
+
+    answers, restarts = asyncio.run(main())
+    assert answers == [i != 4 for i in range(10)]
+    assert restarts == 1
