@@ -45,6 +45,17 @@ def configure_bench(p: argparse.ArgumentParser) -> None:
 GAP_S = 4.0  # between phases, so one phase's backlog does not count against the next
 
 
+def _children(pid: int) -> list[int]:
+    """Child processes of ``pid`` (from /proc; empty once it is gone)."""
+    out: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return out
+
+
 def _phases(args: argparse.Namespace, pid: int, procs: list[subprocess.Popen[str]], outs: list[str]) -> list[dict[str, Any]]:
     """Start every phase at once in all load generators; sample the coordinator meanwhile."""
     rates = [float(r) for r in str(args.rates).split(",") if r.strip()]
@@ -57,7 +68,12 @@ def _phases(args: argparse.Namespace, pid: int, procs: list[subprocess.Popen[str
     samples: list[dict[str, float]] = []
     end = starts[-1] + args.seconds + GAP_S
     while time.time() < end:
-        samples.append({"t": time.time(), "cpu": cpu_s(pid), "rss": rss_kb(pid)})
+        kids = _children(pid)  # the coordinator's signature worker (coordinator/sigcheck.py)
+        samples.append({
+            "t": time.time(), "cpu": cpu_s(pid), "rss": rss_kb(pid),
+            "worker_cpu": sum(cpu_s(k) for k in kids), "worker_rss": sum(rss_kb(k) for k in kids),
+            "gen_cpu": sum(cpu_s(p.pid) for p in procs),
+        })  # fmt: skip
         time.sleep(0.2)
     per_proc = []
     for proc, out in zip(procs, outs, strict=True):
@@ -75,7 +91,10 @@ def _phases(args: argparse.Namespace, pid: int, procs: list[subprocess.Popen[str
         last_send = max(st["last_send"] for st in sts)
         last_ack = max(st["last_ack"] for st in sts)
         window = [s for s in samples if starts[j] <= s["t"] <= starts[j] + args.seconds + GAP_S]
-        cpu = (window[-1]["cpu"] - window[0]["cpu"]) if len(window) > 1 else 0.0
+        def used(key: str, window: list[dict[str, float]] = window) -> float:
+            return (window[-1][key] - window[0][key]) if len(window) > 1 else 0.0
+
+        cpu, worker_cpu, gen_cpu = used("cpu"), used("worker_cpu"), used("gen_cpu")
         rows.append({
             "offered_per_s": rate,
             "sent": sent,
@@ -94,6 +113,12 @@ def _phases(args: argparse.Namespace, pid: int, procs: list[subprocess.Popen[str
             "coordinator_cpu_us_per_reply": round(1e6 * cpu / replied, 1) if (replied := acked + sum(
                 st["busy"] + st["errors"] for st in sts)) else None,
             "coordinator_peak_rss_mb": round(max((s["rss"] for s in window), default=0) / 1024, 1),
+            # its signature worker process, and the coordinator's two processes together
+            "worker_cpu_s": round(worker_cpu, 2),
+            "worker_peak_rss_mb": round(max((s["worker_rss"] for s in window), default=0) / 1024, 1),
+            "coordinator_and_worker_cpu_us_per_msg": round(1e6 * (cpu + worker_cpu) / acked, 1) if acked else None,
+            # the load generators' CPU over the same window: what the machine's cores also ran
+            "load_generators_cpu_s": round(gen_cpu, 2),
         })  # fmt: skip
     return rows
 

@@ -84,6 +84,12 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def _ack(kind: str, seq: int, interval: int | None = None, ok: bool = True, reason: str = "") -> dict[str, Any]:
+    """An ``ack`` body (gridswarm.messages.Ack's fields), built as a plain dict: one per stored
+    message, and a model built and dumped each time was a measurable part of ingest."""
+    return {"kind": kind, "seq": seq, "interval": interval, "ok": ok, "reason": reason}
+
+
 class Hub:
     def __init__(self, store: Store, clock: Clock, signer: Signer, chain_id: int, market: str) -> None:
         self.store = store
@@ -184,13 +190,13 @@ class Hub:
         if isinstance(body, Hello):
             if body.address != env.sender:
                 raise MalformedEnvelope(f"hello address {body.address} is not the sender {env.sender}")
-            return Staged(Ack(kind=env.kind, seq=env.seq).model_dump())
+            return Staged(_ack(kind=env.kind, seq=env.seq))
         if isinstance(body, Telemetry):
             devices = json.dumps({k: v.model_dump(exclude_none=True) for k, v in body.devices.items()})
             batch.telemetry.append(
                 (env.sender, body.record_id, body.ts, body.net_export_w, body.soc, devices, body.outbox_pending)
             )
-            staged = Staged(Ack(kind=env.kind, seq=env.seq).model_dump())
+            staged = Staged(_ack(kind=env.kind, seq=env.seq))
             if self.fleet is not None:
                 fleet = self.fleet
                 staged.after.append(lambda: fleet.on_telemetry(env.sender, body))
@@ -208,28 +214,28 @@ class Hub:
             if signer != env.sender:
                 raise MalformedEnvelope(f"meter reading for interval {body.interval} is not signed by {env.sender}")
             batch.readings.append((body.interval, env.sender, body.exported_wh, body.imported_wh, body.signature))
-            return Staged(Ack(kind=env.kind, seq=env.seq, interval=body.interval).model_dump())
+            return Staged(_ack(kind=env.kind, seq=env.seq, interval=body.interval))
         if isinstance(body, Ack):
             interval = body.interval if body.interval is not None else -1
             batch.acks.append((env.sender, interval, body.kind, body.seq, int(body.ok), body.reason))
             # Acknowledged like every other record, so the agent's outbox lets it go.
-            staged = Staged(Ack(kind=env.kind, seq=env.seq, interval=body.interval).model_dump())
+            staged = Staged(_ack(kind=env.kind, seq=env.seq, interval=body.interval))
             if body.kind == "lend" and self.fleet is not None:  # a lender's answer to its grant
                 fleet, answer = self.fleet, body
                 staged.after.append(lambda: fleet.on_lend_answer(env.sender, answer.seq, answer.ok, answer.reason))
             return staged
         if isinstance(body, BorrowRequest):
             if self.fleet is None:
-                return Staged(Ack(kind=env.kind, seq=env.seq, ok=False, reason="no fleet service").model_dump())
+                return Staged(_ack(kind=env.kind, seq=env.seq, ok=False, reason="no fleet service"))
             ok, reason = self.fleet.on_borrow(env.sender, body)
-            return Staged(Ack(kind=env.kind, seq=env.seq, ok=ok, reason=reason).model_dump())
+            return Staged(_ack(kind=env.kind, seq=env.seq, ok=ok, reason=reason))
         if isinstance(body, Alarm):
             logger.warning("alarm %s from %s: %s", "raised" if body.active else "cleared", env.sender, body.message)
             if self.fleet is not None:
                 self.fleet.on_alarm(env.sender, body)
             if self.events is not None:
                 self.events.record_alarm(self.clock.now(), env.sender, body.model_dump())
-            return Staged(Ack(kind=env.kind, seq=env.seq).model_dump())
+            return Staged(_ack(kind=env.kind, seq=env.seq))
         if isinstance(body, Forecast):
             now = self.clock.now()
             if not now - 86_400.0 <= body.made_ts <= now + 300.0:  # agents expire them after a day too
@@ -237,11 +243,11 @@ class Hub:
                     f"forecast made_ts {body.made_ts:.0f} is not within the last day (now {now:.0f})")
             points = [p.model_dump() for p in body.points]
             batch.forecasts.append((env.sender, body.record_id, body.made_ts, points, now))
-            return Staged(Ack(kind=env.kind, seq=env.seq).model_dump())
+            return Staged(_ack(kind=env.kind, seq=env.seq))
         if isinstance(body, ConfigResult):
             if self.events is not None:
                 self.events.record_config_result(self.clock.now(), env.sender, body.model_dump())
-            return Staged(Ack(kind=env.kind, seq=env.seq).model_dump())
+            return Staged(_ack(kind=env.kind, seq=env.seq))
         raise MalformedEnvelope(f"agents may not send {env.kind!r} messages")
 
     # ------------------------------------------------------------------ outbound

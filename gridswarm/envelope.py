@@ -94,6 +94,9 @@ class Envelope:
     body: dict[str, Any]
     signature: str = ""
     version: int = VERSION
+    # The JSON text, kept by :meth:`Signer.sign` (the signed bytes plus the signature): not
+    # serialised a second time for the wire.
+    text: str = field(default="", compare=False, repr=False)
 
     def unsigned_dict(self) -> dict[str, Any]:
         return {
@@ -110,7 +113,7 @@ class Envelope:
         return {**self.unsigned_dict(), "signature": self.signature}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"))
+        return self.text or json.dumps(self.to_dict(), separators=(",", ":"))
 
 
 def key_hex(key: VerifyKey) -> str:
@@ -148,16 +151,21 @@ class Signer:
         if kind not in KINDS:
             raise ValueError(f"unknown envelope kind {kind!r}")
         now = self.clock.now()
-        env = Envelope(
-            kind=kind,
-            sender=self.sender,
-            seq=self._next_seq(),
-            issued_at=round(now, 3),
-            expires_at=round(now + (self.ttl_s if ttl_s is None else ttl_s), 3),
-            body=body,
-        )
-        sig = self.key.sign(canonical_bytes(env.unsigned_dict())).signature
-        return Envelope(**{**env.__dict__, "signature": base64.b64encode(sig).decode()})
+        unsigned = {
+            "version": VERSION,
+            "kind": kind,
+            "sender": self.sender,
+            "seq": self._next_seq(),
+            "issued_at": round(now, 3),
+            "expires_at": round(now + (self.ttl_s if ttl_s is None else ttl_s), 3),
+            "body": body,
+        }
+        signed = canonical_bytes(unsigned)
+        signature = base64.b64encode(self.key.sign(signed).signature).decode()
+        # The wire text is the signed JSON with the signature added: any JSON reader parses it
+        # to the same envelope, and the bytes a verifier rebuilds are the signed ones.
+        text = signed[:-1].decode() + ',"signature":"' + signature + '"}'
+        return Envelope(**unsigned, signature=signature, text=text)
 
 
 def parse(raw: str | bytes | Mapping[str, Any]) -> Envelope:

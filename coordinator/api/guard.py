@@ -5,6 +5,7 @@ JSON that is too deep, lone surrogates, integers SQLite cannot hold. Each failur
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -53,8 +54,32 @@ def parse_json(raw: str | bytes) -> Any:
         raise BadInput(400, "too_deep", f"JSON nested deeper than {MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadInput(400, "malformed", f"not JSON: {_printable(str(exc))}") from None
-    check_value(data)
+    if _may_need_check(raw):
+        check_value(data)
     return data
+
+
+# What check_value looks for can only come from text like this: an escaped UTF-16 surrogate
+# (a decoded text frame or UTF-8 body cannot hold a raw one), or a run of 19 digits (the
+# smallest integer outside the signed 64-bit range has 19).
+_SUSPECT = re.compile(r"\\u[dD][89a-fA-F]|[0-9]{19}")
+_SUSPECT_BYTES = re.compile(rb"\\u[dD][89a-fA-F]|[0-9]{19}")
+
+
+def _may_need_check(raw: str | bytes) -> bool:
+    """False when ``raw`` cannot hold anything :func:`check_value` refuses: no escaped
+    surrogate, no integer of 19 digits or more, and fewer brackets than ``MAX_DEPTH`` (so it
+    cannot nest that deep). The walk over every value then is skipped (most messages)."""
+    if isinstance(raw, bytes):
+        # (a NUL means UTF-16 or UTF-32 JSON, which json.loads also reads: always walked)
+        if b"\0" in raw or raw.count(b"{") + raw.count(b"[") >= MAX_DEPTH or _SUSPECT_BYTES.search(raw):
+            return True
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return True
+        return False
+    return raw.count("{") + raw.count("[") >= MAX_DEPTH or _SUSPECT.search(raw) is not None
 
 
 def check_value(data: Any) -> None:

@@ -120,7 +120,7 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
         while True:
             items = [await pending.get()]
             try:
-                await asyncio.wait([items[0][0]])
+                await items[0][0]  # its outcome (futures only ever get a result, or are cancelled)
                 while not pending.empty() and len(items) < MAX_ACKS:
                     items.append(pending.get_nowait())
                 acks: list[dict[str, Any]] = []
@@ -197,7 +197,10 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
                         fut, shed = _shed(), True
                     else:
                         fut.add_done_callback(lambda _: hub.release())
-                await pending.put((fut, seq))
+                if pending.full():
+                    await pending.put((fut, seq))  # the link stops reading until replies drain
+                else:
+                    pending.put_nowait((fut, seq))
                 if replier.done():
                     break  # the socket broke or the link was refused
                 if shed:
