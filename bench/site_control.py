@@ -16,7 +16,8 @@ Sections (figures in ``bench/results/site_control.json``, tables printed as mark
       energy holds over the forecast, never below the peak realised in the window, recharging
       only below the charge ceiling; while the forecast is not trusted, the realised peak raised
       to the floor learned from the last 7 days' import (its history starts with the week
-      before the first window, as the forecaster's); setpoints from
+      before the first window, as the forecaster's) and to the threshold the forecast's 80 %
+      lower bound needs with the energy left; setpoints from
       :func:`agent.control.flywheel.plan_flywheels` (the arbiter's layer 4);
     - **ratchet**: the same without a forecast and without the learned floor (threshold = the
       realised peak; last round's policy);

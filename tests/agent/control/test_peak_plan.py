@@ -100,8 +100,9 @@ def test_a_forecast_that_misses_by_more_than_the_flywheel_can_shave_is_not_plann
     pk.record(0.0, 95_000.0)
     x = [90_000.0] * 8 + [100_000.0] * 4
     assert pk.plan(900.0, FLY, x, x).planned_w is None  # no error measured yet: not trusted
+    wide = [v - 6_000.0 for v in x]  # an 80 % lower bound that never reaches the realised peak
     for k in range(30):  # the last step's forecast missed by 5 kW, again and again
-        plan = pk.plan(900.0 + k, FLY, x, x, error_w=5_000.0)
+        plan = pk.plan(900.0 + k, FLY, x, wide, error_w=5_000.0)
     assert plan.planned_w is None and plan.shave_above_w == 95_000.0  # the realised peak alone
     assert pk.mean_abs_error_w == pytest.approx(5_000.0)
     for k in range(200):  # accurate again: planned on
@@ -176,3 +177,31 @@ def test_bad_or_missing_history_gives_no_floor():
     assert plan.shave_above_w == 80_000.0  # the realised peak alone
     with pytest.raises(ValueError, match="prior"):
         PeakPlanner(STEP, prior_quantile=1.5)
+
+
+def test_an_untrusted_forecast_still_bounds_the_threshold_from_below():
+    pk = PeakPlanner(STEP, window_s=86400.0, prior_days=0)
+    pk.record(0.0, 60_000.0)  # the window's first step: a night's import
+    for k in range(30):  # a forecast that misses by 5 kW: not trusted
+        pk.plan(STEP, FLY, [60_000.0] * 4, None, error_w=5_000.0)
+    point = [80_000.0] * 4 + [90_000.0] * 8 + [100_000.0] * 4 + [90_000.0] * 8
+    lower = [v - 2_000.0 for v in point]  # its 1 h peak at 98 kW even at the lower bound
+    plan = pk.plan(STEP, FLY, point, lower, error_w=5_000.0)
+    assert plan.planned_w is None  # not planned on the point forecast
+    # 2 kWh over the lower bound's 1 h peak: 96 kW, not the 60 kW realised (which would empty
+    # the flywheels on the ramp to a peak still to come)
+    assert plan.shave_above_w == pytest.approx(96_000.0, abs=2.0)
+    assert plan.lower_w == pytest.approx(96_000.0, abs=2.0)
+    assert plan.charge_below_w == 60_000.0  # recharging stays below the realised peak
+    # half the energy left: the bound rises to what 1 kWh holds
+    half = StoreBudget(8_000.0, 1_000.0, 2_000.0, 1.0, 0.0)
+    assert pk.plan(STEP, half, point, lower, error_w=5_000.0).shave_above_w == pytest.approx(97_000.0, abs=2.0)
+    # no lower bound, a NaN in it, or one of the wrong length: the realised peak alone
+    for lo in (None, [math.nan] + lower[1:], lower[:5]):
+        p = pk.plan(STEP, FLY, point, lo, error_w=5_000.0)
+        assert p.shave_above_w == 60_000.0 and p.lower_w is None
+    # a lower bound below the realised peak does not lower it
+    assert pk.plan(STEP, FLY, point, [50_000.0] * len(point), error_w=5_000.0).shave_above_w == 60_000.0
+    # the connection limit still caps it
+    pk.limit_w = 90_000.0
+    assert pk.plan(STEP, FLY, point, lower, error_w=5_000.0).shave_above_w == 90_000.0
