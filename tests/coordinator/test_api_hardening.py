@@ -48,10 +48,17 @@ def test_bad_json_is_a_400_and_changes_nothing(running: RunningCoordinator) -> N
     deep = "[" * 1000 + "]" * 1000
     surrogate = '{"version": 1, "kind": "hello", "sender": "\\ud800", "seq": 1, "issued_at": 1, "expires_at": 2, "body": {}, "signature": "x"}'
     huge_int = '{"version": 1, "kind": "hello", "sender": "a", "seq": ' + str(2**80) + ', "issued_at": 1, "expires_at": 2, "body": {}, "signature": "x"}'
-    for body, reason in ((deep, "too_deep"), (surrogate, "bad_text"), (huge_int, "out_of_range"), ("{", "malformed"), ("[1]", "malformed")):
+    lower = surrogate.replace("\\ud800", "\\uDBff")  # any case of the escape
+    negative = huge_int.replace(str(2**80), "-" + str(2**63 + 1))  # 19 digits, just outside
+    cases = [(deep, "too_deep"), (surrogate, "bad_text"), (lower, "bad_text"), (huge_int, "out_of_range"),
+             (negative, "out_of_range"), ("{", "malformed"), ("[1]", "malformed")]
+    for body, reason in cases:
         r = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=10)
         assert r.status_code == 400, body[:40]
         assert r.json()["detail"]["reason"] == reason
+    # JSON in UTF-16 is read too, so it is checked too (its escapes are not ASCII bytes)
+    r = httpx.post(url, content=surrogate.encode("utf-16"), headers={"content-type": "application/json"}, timeout=10)
+    assert r.status_code == 400 and r.json()["detail"]["reason"] == "bad_text"
     nested = {"a": 1}
     for _ in range(MAX_DEPTH + 2):
         nested = {"a": nested}
