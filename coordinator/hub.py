@@ -10,7 +10,6 @@ participant address whose Ed25519 key the indexer read from ``ParticipantRegiste
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import threading
@@ -106,7 +105,7 @@ class Hub:
         self.inflight = 0
         self.max_inflight = MAX_INFLIGHT
         self.shed = 0
-        self._room: asyncio.Event | None = None  # set when in-flight messages fall to the low-water mark
+        self._room_waiters: set[asyncio.Future[None]] = set()  # links waiting for the low-water mark (one each)
         self.readings_stored = Changed()  # the market loop waits on it for the readings it settles with
         self.fleet: Any = None  # coordinator.services.FleetService, when the fleet runs
         self.ingest = Ingest(self)
@@ -138,8 +137,11 @@ class Hub:
 
     def release(self) -> None:
         self.inflight -= 1
-        if self._room is not None and self.has_room():
-            self._room.set()
+        if self._room_waiters and self.has_room():
+            for fut in self._room_waiters:
+                if not fut.done():
+                    fut.set_result(None)
+            self._room_waiters.clear()
 
     def has_room(self) -> bool:
         """Below the low-water mark (half the in-flight limit): links that shed may read again."""
@@ -150,14 +152,19 @@ class Hub:
         limit (or ``timeout_s`` passed): reading and refusing every frame of an overloaded link
         costs the event loop almost what taking it does, and starved the writer that frees
         room, so throughput collapsed under overload. Unread frames wait in the socket's buffers
-        (bounded by TCP flow control), not in the coordinator's memory."""
+        (bounded by TCP flow control), not in the coordinator's memory. (A future per waiting
+        link and a timer, not ``asyncio.wait_for``: that costs a task per wait.)"""
         if self.has_room():
             return
-        if self._room is None:
-            self._room = asyncio.Event()
-        self._room.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._room.wait(), timeout_s)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._room_waiters.add(fut)
+        timer = loop.call_later(timeout_s, lambda: fut.done() or fut.set_result(None))
+        try:
+            await fut
+        finally:
+            timer.cancel()
+            self._room_waiters.discard(fut)
 
     async def submit(self, raw: str | bytes | dict[str, Any]) -> tuple[Envelope, dict[str, Any]]:
         """Verify and apply one message with the next batch (coordinator/ingest.py); return it and

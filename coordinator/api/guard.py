@@ -5,7 +5,6 @@ JSON that is too deep, lone surrogates, integers SQLite cannot hold. Each failur
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -49,7 +48,9 @@ def parse_json(raw: str | bytes) -> Any:
     if len(raw) > MAX_ENVELOPE_BYTES:
         raise BadInput(413, "too_large", f"message of {len(raw)} bytes is over the limit of {MAX_ENVELOPE_BYTES}")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_int=_bounded_int)
+    except BadInput:
+        raise
     except RecursionError:
         raise BadInput(400, "too_deep", f"JSON nested deeper than {MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -59,27 +60,23 @@ def parse_json(raw: str | bytes) -> Any:
     return data
 
 
-# What check_value looks for can only come from text like this: an escaped UTF-16 surrogate
-# (a decoded text frame or UTF-8 body cannot hold a raw one), or a run of 19 digits (the
-# smallest integer outside the signed 64-bit range has 19).
-_SUSPECT = re.compile(r"\\u[dD][89a-fA-F]|[0-9]{19}")
-_SUSPECT_BYTES = re.compile(rb"\\u[dD][89a-fA-F]|[0-9]{19}")
+def _bounded_int(text: str) -> int:
+    """Integers are bounded as they are parsed (a hook json.loads calls per integer)."""
+    value = int(text)
+    if not -MAX_SQL_INT - 1 <= value <= MAX_SQL_INT:
+        raise BadInput(400, "out_of_range", "integer outside the signed 64-bit range")
+    return value
 
 
 def _may_need_check(raw: str | bytes) -> bool:
-    """False when ``raw`` cannot hold anything :func:`check_value` refuses: no escaped
-    surrogate, no integer of 19 digits or more, and fewer brackets than ``MAX_DEPTH`` (so it
-    cannot nest that deep). The walk over every value then is skipped (most messages)."""
+    """False when ``raw`` cannot hold what :func:`check_value` still looks for once integers
+    are bounded while parsing: no ``\\u`` escape (a decoded text frame or a UTF-8 body cannot
+    hold a raw lone surrogate, only an escaped one) and fewer brackets than ``MAX_DEPTH`` (so it
+    cannot nest that deep). The walk over every value is then skipped (most messages)."""
     if isinstance(raw, bytes):
         # (a NUL means UTF-16 or UTF-32 JSON, which json.loads also reads: always walked)
-        if b"\0" in raw or raw.count(b"{") + raw.count(b"[") >= MAX_DEPTH or _SUSPECT_BYTES.search(raw):
-            return True
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return True
-        return False
-    return raw.count("{") + raw.count("[") >= MAX_DEPTH or _SUSPECT.search(raw) is not None
+        return b"\\u" in raw or b"\0" in raw or raw.count(b"{") + raw.count(b"[") >= MAX_DEPTH
+    return "\\u" in raw or raw.count("{") + raw.count("[") >= MAX_DEPTH
 
 
 def check_value(data: Any) -> None:

@@ -117,3 +117,40 @@ def test_a_garbled_answer_is_not_believed(monkeypatch: pytest.MonkeyPatch) -> No
     answers, restarts = asyncio.run(main())
     assert answers == [i != 4 for i in range(10)]
     assert restarts == 1
+
+
+def test_a_link_that_shed_waits_for_the_low_water_mark_or_its_timeout() -> None:
+    """Hub.wait_for_room: a link that was answered ``busy`` reads again once the hub has drained
+    to half its limit, or after the timeout, and leaves no waiter behind."""
+    from coordinator.hub import Hub
+    from coordinator.store import Store
+    from gridswarm.clock import WallClock
+    from gridswarm.envelope import Signer
+
+    async def main() -> tuple[float, float, int]:
+        clock = WallClock()
+        key = SigningKey(b"\x05" * 32)
+        hub = Hub(Store(":memory:"), clock, Signer(key, "0x" + "00" * 20, clock, iter(range(10**6)).__next__), 1337, "0x0")
+        hub.max_inflight = 4
+        for _ in range(4):
+            assert hub.admit("telemetry")
+        assert not hub.admit("telemetry")  # full: this one is shed
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        waiter = asyncio.ensure_future(hub.wait_for_room(timeout_s=30.0))
+        await asyncio.sleep(0.05)
+        hub.release()  # 3 in flight: above the low-water mark (2), still waiting
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        hub.release()  # 2: room
+        await waiter
+        woke = loop.time() - t0
+        for _ in range(2):
+            assert hub.admit("telemetry")  # full again
+        t1 = loop.time()
+        await hub.wait_for_room(timeout_s=0.2)  # nobody releases: the timeout ends the wait
+        return woke, loop.time() - t1, len(hub._room_waiters)
+
+    woke, timed_out, left = asyncio.run(main())
+    assert woke < 5.0 and 0.15 <= timed_out < 5.0
+    assert left == 0
