@@ -137,12 +137,24 @@ class SigChecker:
                     raise ValueError(f"{len(answer)} answers for {len(items)} checks")
                 self.remote_batches += 1
                 return [b == 1 for b in answer]
+            except asyncio.CancelledError:
+                # The request may be out without its answer read: that worker's pipe is out of
+                # step, and its late answer must never be read as the next batch's.
+                self._discard()
+                raise
             except (OSError, EOFError, ValueError, TimeoutError, asyncio.IncompleteReadError) as exc:
                 self.restarts += 1
                 logger.error("signature worker failed (%s: %s); this batch is checked here, the worker restarts",
                              exc.__class__.__name__, exc)
                 await self.close()
         return [verify_one(*it) for it in items]
+
+    def _discard(self) -> None:
+        """Drop the worker at once (it is killed; nothing more is read from it)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
 
     async def _ask(self, request: bytes) -> bytes:
         proc = await self._worker()

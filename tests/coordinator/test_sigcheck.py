@@ -154,3 +154,31 @@ def test_a_link_that_shed_waits_for_the_low_water_mark_or_its_timeout() -> None:
     woke, timed_out, left = asyncio.run(main())
     assert woke < 5.0 and 0.15 <= timed_out < 5.0
     assert left == 0
+
+
+def test_a_check_cancelled_mid_request_never_lets_its_late_answer_through() -> None:
+    """A batch cancelled while the worker answers (e.g. at shutdown): that worker is dropped, so
+    the next batch -- with a forgery in it -- gets its own answers, not the late "all valid"."""
+    good = _items(20, set())
+    mixed = _items(20, {2, 11})
+    want = [verify_one(*it) for it in mixed]
+
+    async def main() -> tuple[list[bool], int]:
+        checker = SigChecker()
+        try:
+            await checker.check(good)  # the worker is up
+            # a request of the same size as the next, slow to answer (1 MB messages, all valid)
+            key = SigningKey(b"\x09" * 32)
+            big = [(bytes(key.verify_key), key.sign(m).signature, m) for m in (bytes([i]) * 2**20 for i in range(20))]
+            task = asyncio.ensure_future(checker.check(big))
+            await asyncio.sleep(0.005)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return await checker.check(mixed), checker.remote_batches
+        finally:
+            await checker.close()
+
+    answers, batches = asyncio.run(main())
+    assert answers == want
+    assert batches == 2

@@ -124,7 +124,7 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
                 while not pending.empty() and len(items) < MAX_ACKS:
                     items.append(pending.get_nowait())
                 acks: list[dict[str, Any]] = []
-                shed: list[int] = []
+                shed: list[int | None] = []
                 for fut, seq in items:
                     if not fut.done():  # still in its batch: what is ready goes first
                         await _flush(acks, shed)
@@ -133,8 +133,7 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
                         if outcome.reply:
                             acks.append(outcome.reply)
                     elif isinstance(outcome.error, Shed):
-                        if seq is not None:
-                            shed.append(seq)
+                        shed.append(seq)
                     elif isinstance(outcome.error, EnvelopeError):
                         await _flush(acks, shed)
                         exc = outcome.error
@@ -151,15 +150,17 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
                 for _ in items:
                     pending.task_done()
 
-    async def _flush(acks: list[dict[str, Any]], shed: list[int]) -> None:
+    async def _flush(acks: list[dict[str, Any]], shed: list[int | None]) -> None:
         if acks:
             text = (hub.sign("ack", acks[0]) if len(acks) == 1 else hub.sign("acks", {"acks": acks})).to_json()
             acks.clear()
             await ws.send_text(text)
         if shed:
-            body: dict[str, Any] = {"reason": "busy", "message": BUSY, "seq": shed[0]}
-            if len(shed) > 1:
-                body["seqs"] = shed
+            # (a frame without a readable seq is still told: one busy with seq null)
+            named = [q for q in shed if q is not None]
+            body: dict[str, Any] = {"reason": "busy", "message": BUSY, "seq": named[0] if named else None}
+            if len(named) > 1:
+                body["seqs"] = named
             text = hub.sign("error", body).to_json()
             shed.clear()
             await ws.send_text(text)
