@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import struct
 import sys
 
 import pytest
@@ -138,10 +139,12 @@ def test_a_link_that_shed_waits_for_the_low_water_mark_or_its_timeout() -> None:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         waiter = asyncio.ensure_future(hub.wait_for_room(timeout_s=30.0))
-        await asyncio.sleep(0.05)
+        for _ in range(5):
+            await asyncio.sleep(0)  # yields: the waiter is parked
         hub.release()  # 3 in flight: above the low-water mark (2), still waiting
-        await asyncio.sleep(0.05)
-        assert not waiter.done()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not waiter.done() and len(hub._room_waiters) == 1
         hub.release()  # 2: room
         await waiter
         woke = loop.time() - t0
@@ -163,15 +166,32 @@ def test_a_check_cancelled_mid_request_never_lets_its_late_answer_through() -> N
     mixed = _items(20, {2, 11})
     want = [verify_one(*it) for it in mixed]
 
+    class Observed(SigChecker):
+        """The same exchange, telling the test when the request is written and the answer not
+        yet read."""
+
+        written: asyncio.Event
+
+        async def _ask(self, request: bytes) -> bytes:
+            proc = await self._worker()
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(request)
+            await proc.stdin.drain()
+            self.written.set()
+            (n,) = struct.unpack("<I", await proc.stdout.readexactly(4))
+            return await proc.stdout.readexactly(n)
+
     async def main() -> tuple[list[bool], int]:
-        checker = SigChecker()
+        checker = Observed()
+        checker.written = asyncio.Event()
         try:
             await checker.check(good)  # the worker is up
             # a request of the same size as the next, slow to answer (1 MB messages, all valid)
             key = SigningKey(b"\x09" * 32)
             big = [(bytes(key.verify_key), key.sign(m).signature, m) for m in (bytes([i]) * 2**20 for i in range(20))]
+            checker.written.clear()
             task = asyncio.ensure_future(checker.check(big))
-            await asyncio.sleep(0.005)
+            await checker.written.wait()
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
