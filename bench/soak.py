@@ -69,6 +69,7 @@ class Soak:
     # ------------------------------------------------------------------ set-up
 
     def build(self) -> None:
+        from agent.devices.spec import device_mappings
         from app.demo import site_devices
         from app.deploy import TOKEN_UNIT, ParticipantSpec, deploy_seeded_market, register_participants
         from app.devnet import Ganache, free_port
@@ -127,7 +128,7 @@ class Soak:
                 "reconnect_s": 0.5,
                 "clock": self.clock,
                 "trading": {"role": role},
-                "devices": site_devices(role, i),
+                "devices": device_mappings(site_devices(role, i)),
             }))  # fmt: skip
             self.cfg_path[f"agent{i}"] = path
 
