@@ -15,8 +15,9 @@ records of ``u32 message length, 32-byte key, 64-byte signature, message``; the 
 
 :class:`SigChecker` is the caller's side: ``await check(items)`` returns one bool per item. A
 small batch is checked in-process (a round trip costs more than a few checks), and if the worker
-fails (died, garbled answer, took too long) the batch is checked in-process and the worker is
-started again on the next batch -- the outcome is the same either way, only where it ran differs.
+fails (died, garbled answer, took too long) the batch is checked in-process, and so are the
+batches of a back-off (1 s, doubling to 60 s while it keeps failing) before the worker is started
+again -- the outcome is the same either way, only where it ran differs.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ SIG_BYTES = 64
 MAX_REQUEST_BYTES = 64 * 1024 * 1024  # a larger batch (huge bodies) is checked in-process
 IN_PROCESS_BELOW = 8  # batches smaller than this are checked in-process
 ANSWER_TIMEOUT_S = 30.0
+MAX_BACKOFF_S = 60.0  # a worker that keeps failing is tried again at most this seldom
 _HEAD = struct.Struct("<I")
 _REC = struct.Struct("<I")
 
@@ -121,12 +123,15 @@ class SigChecker:
         self._lock: asyncio.Lock | None = None
         self.restarts = 0  # worker failures (each logged)
         self.remote_batches = 0
+        self._failures_in_row = 0
+        self._idle_until = 0.0  # after a failure, batches are checked here until then (back-off)
 
     async def check(self, items: Sequence[Item]) -> list[bool]:
         if len(items) < self.in_process_below:
             return [verify_one(*it) for it in items]
         request = encode_request(items)
-        if len(request) > MAX_REQUEST_BYTES:
+        loop = asyncio.get_running_loop()
+        if len(request) > MAX_REQUEST_BYTES or loop.time() < self._idle_until:
             return [verify_one(*it) for it in items]
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -136,6 +141,7 @@ class SigChecker:
                 if len(answer) != len(items):
                     raise ValueError(f"{len(answer)} answers for {len(items)} checks")
                 self.remote_batches += 1
+                self._failures_in_row = 0
                 return [b == 1 for b in answer]
             except asyncio.CancelledError:
                 # The request may be out without its answer read: that worker's pipe is out of
@@ -144,8 +150,11 @@ class SigChecker:
                 raise
             except (OSError, EOFError, ValueError, TimeoutError, asyncio.IncompleteReadError) as exc:
                 self.restarts += 1
-                logger.error("signature worker failed (%s: %s); this batch is checked here, the worker restarts",
-                             exc.__class__.__name__, exc)
+                self._failures_in_row += 1
+                backoff = min(MAX_BACKOFF_S, 2.0 ** (self._failures_in_row - 1))
+                self._idle_until = loop.time() + backoff
+                logger.error("signature worker failed (%s: %s); batches are checked here for %.0f s, then it restarts",
+                             exc.__class__.__name__, exc, backoff)
                 await self.close()
         return [verify_one(*it) for it in items]
 

@@ -337,10 +337,17 @@ class MarketLoop:
         return await asyncio.to_thread(self._send, call)
 
     def _send(self, call: Any, gas: int | None = None) -> Any:
-        """Send one operator transaction: run once to name any revert, then sent with ``gas``
-        (default: ``OPERATOR_GAS_SHARE`` of the block gas limit; only the gas used is paid),
-        never estimated (gridswarm/chain.py, ``TxSender.transact``)."""
-        return self.operator.transact(call, gas=gas or int(self._block_gas() * OPERATOR_GAS_SHARE), precheck=True)
+        """Send one operator transaction: run once to name any revert, then sent with ``gas``,
+        never estimated (gridswarm/chain.py, ``TxSender.transact``). By default the limit is
+        ``OPERATOR_GAS_SHARE`` of the block's (only the gas used is paid) and the run uses the
+        same limit, so a transaction that would run out of gas (a settlement too large for a
+        block) is refused by name before it is sent, not mined to fail and burn that gas on
+        every retry. A commit chunk passes its budget and is run without it: one that runs out
+        is mined to fail, re-priced from its receipt and retried smaller (:meth:`_commit_fills`)."""
+        if gas is not None:
+            return self.operator.transact(call, gas=gas, precheck=True)
+        cap = int(self._block_gas() * OPERATOR_GAS_SHARE)
+        return self.operator.transact(call, gas=cap, precheck=True, precheck_gas=cap)
 
     def _block_gas(self) -> int:
         if self._block_gas_limit is None:

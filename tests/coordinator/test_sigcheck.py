@@ -13,6 +13,7 @@ import pytest
 from nacl.signing import SigningKey
 
 from coordinator.sigcheck import SigChecker, decode_request, encode_request, serve, verify_one
+from tests.support.waiting import wait_until_async
 
 
 def _items(n: int, forged: set[int]) -> list[tuple[bytes, bytes, bytes]]:
@@ -82,7 +83,12 @@ def test_a_dead_worker_is_replaced_and_its_batch_checked_here(caplog: pytest.Log
             assert proc is not None
             proc.kill()  # dies unseen: the next request finds a broken pipe
             after_kill = await checker.check(items)  # fails over to in-process, logged
+            during = await checker.check(items)  # within the back-off: checked here too
+            assert checker.remote_batches == 1 and checker._proc is None
+            loop = asyncio.get_running_loop()
+            await wait_until_async(lambda: loop.time() >= checker._idle_until, "the worker's back-off", timeout=10)
             again = await checker.check(items)  # a new worker
+            assert during == want
             return after_kill, again, checker.restarts, checker.remote_batches
         finally:
             await checker.close()

@@ -63,6 +63,11 @@ def test_a_prechecked_send_names_a_revert_and_sends_nothing(node: Ganache) -> No
     assert w3.eth.get_transaction_count(admin.address) == nonce
 
     op = TxSender(w3, operator, dep.decoder())
+    op_nonce = w3.eth.get_transaction_count(operator.address)
+    with pytest.raises(ChainError):  # run at the gas it would be sent with: out of gas, not sent
+        op.transact(market.functions.openInterval(7), gas=22_000, precheck=True, precheck_gas=22_000)
+    assert w3.eth.get_transaction_count(operator.address) == op_nonce
+
     receipt = op.transact(market.functions.openInterval(7), gas=1_000_000, precheck=True)
     assert receipt["status"] == 1
     assert receipt["gasUsed"] < 1_000_000  # only what it used
