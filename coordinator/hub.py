@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from nacl.signing import VerifyKey
@@ -28,10 +28,10 @@ from gridswarm.messages import Ack, Alarm, BorrowRequest, ConfigResult, Forecast
 logger = logging.getLogger(__name__)
 
 SendFn = Callable[[str], Awaitable[None]]
-KEY_CACHE = 100_000  # parsed Ed25519 keys kept (one per participant)
+KEY_CACHE = 100_000  # parsed Ed25519 keys kept in memory (one per participant)
 SEND_TIMEOUT_S = 5.0  # one outbound message may take this long on a link before the link is dropped
 ROOM_WAIT_S = 1.0  # longest a link that shed a message waits before reading again
-MAX_INFLIGHT = 1024  # messages read and not yet answered; past it a link is answered `busy` (docs/operations.md)
+MAX_INFLIGHT = 2048  # messages read and not yet answered; past it a link is answered `busy` (docs/operations.md)
 
 
 class Changed:
@@ -109,20 +109,30 @@ class Hub:
         self.readings_stored = Changed()  # the market loop waits on it for the readings it settles with
         self.fleet: Any = None  # coordinator.services.FleetService, when the fleet runs
         self.ingest = Ingest(self)
-        self._batch_keys: dict[str, str] | None = None  # the keys of the batch being checked
-        self._verify_keys: dict[str, VerifyKey] = {}  # parsed keys by their hex text
+        # Senders' parsed Ed25519 keys, kept while the store's participants stay the same (a
+        # key rotated or a participant removed on chain empties it): the writer looks a batch's
+        # keys up here, not in the store, whose one connection a batch being written holds.
+        self._keys: dict[str, VerifyKey] = {}
+        self._keys_version = -1
+
+    def keys_of(self, senders: Iterable[str]) -> dict[str, VerifyKey]:
+        """The registered key of each of ``senders`` that has one; one store query for those not
+        in memory."""
+        if self._keys_version != self.store.participants_version or len(self._keys) > KEY_CACHE:
+            self._keys = {}
+            self._keys_version = self.store.participants_version
+        cached = self._keys
+        missing = {s for s in senders if s not in cached}
+        if missing:
+            for sender, text in self.store.participant_keys(missing).items():
+                try:
+                    cached[sender] = verify_key_from_hex(text)
+                except (ValueError, TypeError):
+                    logger.warning("participant %s has a malformed key on record", sender)
+        return {s: cached[s] for s in senders if s in cached}
 
     def _key_of(self, sender: str) -> VerifyKey | None:
-        batch = self._batch_keys
-        key = batch.get(sender) if batch is not None else self.store.participant_key(sender)
-        if not key:
-            return None
-        verify_key = self._verify_keys.get(key)
-        if verify_key is None:
-            if len(self._verify_keys) >= KEY_CACHE:
-                self._verify_keys.clear()
-            verify_key = self._verify_keys[key] = verify_key_from_hex(key)
-        return verify_key
+        return self.keys_of((sender,)).get(sender)
 
     # ------------------------------------------------------------------ inbound
 
@@ -179,10 +189,6 @@ class Hub:
             raise outcome.error
         assert outcome.env is not None and outcome.reply is not None
         return outcome.env, outcome.reply
-
-    def prefetch_keys(self, senders: set[str] | None) -> None:
-        """Read the keys of a batch's senders in one query (``None``: forget them)."""
-        self._batch_keys = None if senders is None else self.store.participant_keys(senders)
 
     def rejection(self, raw: object, exc: EnvelopeError) -> tuple[str, str, str, float]:
         """Log a refused message; return its ``rejections`` row."""

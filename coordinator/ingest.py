@@ -38,9 +38,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 512  # messages per transaction; the hub's in-flight limit bounds the queue anyway
+PIPELINE_DEPTH = 2  # parsed batches (their signatures being checked) waiting for the writer
 CHECK_SLICE = 32  # messages checked between two yields to the event loop
 Prepared = tuple[Envelope, Any, bytes, bytes]  # Verifier.prepare: envelope, key, signature, signed bytes
-QUEUE_LIMIT = 1024  # messages waiting for the writer (admission already keeps it near MAX_INFLIGHT)
+QUEUE_LIMIT = 2048  # messages waiting for the writer (admission already keeps it near MAX_INFLIGHT)
 
 
 @dataclass
@@ -117,57 +118,99 @@ class Ingest:
             self._task = loop.create_task(self._run(), name="ingest")
 
     async def _run(self) -> None:
+        """Batches go through two stages, overlapped: this task takes what is queued, parses it
+        and sends its signatures to the worker process (:meth:`_front`), and hands it on to the
+        writer task, which checks the rest, writes it and answers its links (:meth:`_back`), up
+        to ``PIPELINE_DEPTH`` batches behind. One batch at a time, the loop sat idle while the
+        worker checked and the worker sat idle while the batch was written: the stages in turn,
+        not the loop's time, bounded throughput (docs/operations.md, ingest)."""
         assert self._queue is not None
         queue = self._queue
-        while True:
-            items = [await queue.get()]
-            while len(items) < MAX_BATCH and not queue.empty():
-                items.append(queue.get_nowait())
-            live = [(raw, fut) for raw, fut in items if not fut.done()]  # a closed link stops waiting
-            if not live:
-                continue
-            try:
-                outcomes = await self._process_async([raw for raw, _ in live])
-            except asyncio.CancelledError:
-                for _, fut in live:
-                    fut.cancel()
-                raise
-            except Exception as exc:  # noqa: BLE001 - every waiting link gets the failure, the writer goes on
-                logger.exception("storing a batch of %d messages failed", len(live))
-                outcomes = [Outcome(error=exc) for _ in live]
-            for (_, fut), outcome in zip(live, outcomes, strict=True):
-                if not fut.done():
-                    fut.set_result(outcome)
-
-    async def _process_async(self, raws: list[Any]) -> list[Outcome]:
-        """Parse the batch on the event loop, check its signatures in the worker process
-        (coordinator/sigcheck.py; the loop serves sockets meanwhile), check and stage the rest
-        on the loop, a slice at a time (each slice ends with a yield), and write it from a worker
-        thread. Checking signatures in a thread instead would cost a GIL hand-over per signature
-        against the busy loop."""
-        work = self.begin(raws)
+        staged: asyncio.Queue[_Front] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
+        me = asyncio.current_task()
+        writer = asyncio.get_running_loop().create_task(self._write(staged), name="ingest-writer")
+        writer.add_done_callback(lambda t: _writer_ended(t, me))
+        live: list[tuple[Any, asyncio.Future[Outcome]]] = []
         try:
-            prepared: list[Prepared | EnvelopeError] = []
-            for i in range(0, len(raws), CHECK_SLICE):
-                prepared += self.prepare(raws[i : i + CHECK_SLICE])
-                await asyncio.sleep(0)
-            ready = [p for p in prepared if not isinstance(p, EnvelopeError)]
-            answers = iter(await self.sigs.check([(bytes(key), sig, msg) for _, key, sig, msg in ready]))
-            sig_ok = [False if isinstance(p, EnvelopeError) else next(answers) for p in prepared]
-            for i in range(0, len(raws), CHECK_SLICE):
-                part = slice(i, i + CHECK_SLICE)
-                self.check(work, raws[part], prepared[part], sig_ok[part])
-                await asyncio.sleep(0)
-            await asyncio.to_thread(self.commit, work)
+            while True:
+                items = [await queue.get()]
+                while len(items) < MAX_BATCH and not queue.empty():
+                    items.append(queue.get_nowait())
+                live = [(raw, fut) for raw, fut in items if not fut.done()]  # a closed link stops waiting
+                if not live:
+                    continue
+                try:
+                    front = await self._front(live)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - every waiting link gets the failure, the writer goes on
+                    logger.exception("checking a batch of %d messages failed", len(live))
+                    _answer(live, [Outcome(error=exc) for _ in live])
+                    continue
+                try:
+                    await staged.put(front)  # waits while PIPELINE_DEPTH batches are ahead of it
+                except asyncio.CancelledError:
+                    front.cancel()
+                    raise
+                live = []
         finally:
-            self.end(work)
-        return self.finish(work)
+            writer.cancel()
+            while not staged.empty():
+                staged.get_nowait().cancel()
+            for _, fut in live:
+                fut.cancel()
 
-    def prepare(self, raws: list[Any]) -> list[Prepared | EnvelopeError]:
+    async def _write(self, staged: asyncio.Queue[_Front]) -> None:
+        while True:
+            front = await staged.get()
+            await self._back(front)
+
+    async def _front(self, live: list[tuple[Any, asyncio.Future[Outcome]]]) -> _Front:
+        """Parse a batch on the event loop, a slice at a time (each slice ends with a yield), and
+        start checking its signatures in the worker process (coordinator/sigcheck.py; the loop
+        serves sockets meanwhile). Checking them in a thread instead would cost a GIL hand-over
+        per signature against the busy loop."""
+        raws = [raw for raw, _ in live]
+        keys = self.hub.keys_of({s for s in map(_sender_of, raws) if s is not None})
+        prepared: list[Prepared | EnvelopeError] = []
+        for i in range(0, len(raws), CHECK_SLICE):
+            prepared += self.prepare(raws[i : i + CHECK_SLICE], keys)
+            await asyncio.sleep(0)
+        ready = [(bytes(p[1]), p[2], p[3]) for p in prepared if not isinstance(p, EnvelopeError)]
+        sigs = asyncio.ensure_future(self.sigs.check(ready))
+        return _Front(live, raws, prepared, sigs)
+
+    async def _back(self, front: _Front) -> None:
+        """Check what needs the replay counters and stage each message, on the loop a slice at
+        a time, write the batch from a worker thread, and answer its links."""
+        try:
+            answers = iter(await front.sigs)
+            sig_ok = [False if isinstance(p, EnvelopeError) else next(answers) for p in front.prepared]
+            raws, prepared = front.raws, front.prepared
+            work = self.begin(raws)
+            try:
+                for i in range(0, len(raws), CHECK_SLICE):
+                    part = slice(i, i + CHECK_SLICE)
+                    self.check(work, raws[part], prepared[part], sig_ok[part])
+                    await asyncio.sleep(0)
+                await asyncio.to_thread(self.commit, work)
+            finally:
+                self.end(work)
+            outcomes = self.finish(work)
+        except asyncio.CancelledError:
+            front.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - every waiting link gets the failure, the writer goes on
+            logger.exception("storing a batch of %d messages failed", len(front.live))
+            outcomes = [Outcome(error=exc) for _ in front.live]
+        _answer(front.live, outcomes)
+
+    def prepare(self, raws: list[Any], keys: dict[str, Any] | None = None) -> list[Prepared | EnvelopeError]:
         out: list[Prepared | EnvelopeError] = []
+        verifier = self.hub.verifier
         for raw in raws:
             try:
-                out.append(self.hub.verifier.prepare(raw))
+                out.append(verifier.prepare(raw, keys))
             except EnvelopeError as exc:
                 out.append(exc)
         return out
@@ -195,11 +238,6 @@ class Ingest:
 
     def begin(self, raws: list[Any]) -> _Work:
         self._lock.acquire()  # one batch at a time moves the verifier's counters
-        try:
-            self.hub.prefetch_keys({s for s in map(_sender_of, raws) if s is not None})
-        except BaseException:
-            self._lock.release()
-            raise
         return _Work(n=len(raws))
 
     def end(self, work: _Work) -> None:
@@ -212,7 +250,6 @@ class Ingest:
                     last_seq.pop(sender, None)
                 else:
                     last_seq[sender] = stored
-        self.hub.prefetch_keys(None)
         self._lock.release()
 
     def check(
@@ -282,6 +319,38 @@ class Ingest:
         self.messages += work.n
         self.largest_batch = max(self.largest_batch, work.n)
         return work.outcomes
+
+
+def _writer_ended(writer: asyncio.Task[None], front: asyncio.Task[Any] | None) -> None:
+    """The writer task only ends when it is cancelled; if it ever fails, say so and stop its
+    front task too (the next message starts both again, :meth:`Ingest._ensure_writer`)."""
+    if writer.cancelled():
+        return
+    logger.error("message writer died; it restarts with the next message", exc_info=writer.exception())
+    if front is not None:
+        front.cancel()
+
+
+def _answer(live: list[tuple[Any, asyncio.Future[Outcome]]], outcomes: list[Outcome]) -> None:
+    for (_, fut), outcome in zip(live, outcomes, strict=True):
+        if not fut.done():
+            fut.set_result(outcome)
+
+
+@dataclass
+class _Front:
+    """A batch between the two stages: its messages (each with the future its link waits on),
+    what :meth:`Ingest.prepare` made of them, and its signature check under way."""
+
+    live: list[tuple[Any, asyncio.Future[Outcome]]]
+    raws: list[Any]
+    prepared: list[Prepared | EnvelopeError]
+    sigs: asyncio.Future[list[bool]]
+
+    def cancel(self) -> None:
+        self.sigs.cancel()
+        for _, fut in self.live:
+            fut.cancel()
 
 
 @dataclass

@@ -241,12 +241,16 @@ class Verifier:
             raise forged(env) from exc
         return self.accept(env)
 
-    def prepare(self, raw: str | bytes | Mapping[str, Any]) -> tuple[Envelope, VerifyKey, bytes, bytes]:
+    def prepare(
+        self, raw: str | bytes | Mapping[str, Any], keys: Mapping[str, VerifyKey] | None = None
+    ) -> tuple[Envelope, VerifyKey, bytes, bytes]:
         """The first half of :meth:`verify`, for a caller that checks signatures in batches:
         the parsed envelope, its sender's key, the signature and the signed bytes. Raises for
-        a malformed envelope, an unknown sender or a signature that is not 64 bytes of base64."""
+        a malformed envelope, an unknown sender or a signature that is not 64 bytes of base64.
+        ``keys``: the senders' keys, looked up by the caller for a whole batch (else
+        :attr:`keys` is asked)."""
         env = parse(raw)
-        key = self.keys(env.sender)
+        key = keys.get(env.sender) if keys is not None else self.keys(env.sender)
         if key is None:
             raise UnknownSender(f"no registered key for sender {env.sender!r}")
         try:

@@ -170,6 +170,9 @@ class Store:
         conn.execute("PRAGMA synchronous=NORMAL")
         self.db = sqlite_utils.Database(conn)
         self.lock = threading.RLock()
+        # Moves each time participants' keys may have changed (registered, rotated, removed):
+        # the hub keeps keys in memory while it stays the same.
+        self.participants_version = 0
         for name, (cols, pk) in SCHEMA.items():
             if not self.db[name].exists():
                 self.db[name].create(cols, pk=pk)
@@ -207,6 +210,8 @@ class Store:
             for ev in events:
                 projection.apply(db, ev)
             db["cursor"].upsert({"name": cursor, "block": block}, pk="name")
+        if any(str(ev["event"]).startswith("Participant") for ev in events):
+            self.participants_version += 1  # caches of participants' keys start again
 
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         with self.lock:

@@ -7,18 +7,23 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
 import pytest
+from nacl.signing import SigningKey
 
+from coordinator.hub import Hub
 from coordinator.ingest import SeqReservation
 from coordinator.store import Store
+from gridswarm.clock import ManualClock
 from gridswarm.envelope import Signer
 from gridswarm.messages import MAX_ACKS
 from tests.coordinator.conftest import RunningCoordinator
+from tests.support.waiting import wait_until_async
 
 _record = itertools.count(1)
 
@@ -188,3 +193,92 @@ def test_signatures_of_a_large_batch_are_checked_in_the_worker_and_forgeries_ref
     stored = {r["record_id"] for r in _rows(running, "select record_id from telemetry where sender = ?", signer.sender)}
     assert stored == {e["body"]["record_id"] for i, e in enumerate(envs) if i not in forged}
     assert checker.remote_batches > before  # a batch went to the worker process
+
+
+def test_the_next_batch_is_parsed_and_its_signatures_checked_while_one_is_written(
+    running: RunningCoordinator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two stages overlap (coordinator/ingest.py): while a batch's write is held, the next
+    batch still reaches the signature check; once the write goes on, both are stored and acked."""
+    store = running.coordinator.store
+    checker = running.coordinator.hub.ingest.sigs
+    first, second = _signer(running, 0, start=20_000), _signer(running, 1, start=20_000)
+    hellos = [_hello(first), _hello(second)]
+    a = first.sign("telemetry", _telemetry())
+    bs = [second.sign("telemetry", _telemetry()) for _ in range(12)]
+    held, release = threading.Event(), threading.Event()
+    real_store, real_check = store.store_messages, checker.check
+    events: list[str] = []
+
+    def slow_store(batch: Any) -> None:
+        if any(row[0] == first.sender for row in batch.telemetry) and not release.is_set():
+            events.append("write held")
+            held.set()
+            release.wait(20)
+        real_store(batch)
+        events.append(f"written {len(batch.telemetry)}")
+
+    async def counting_check(items: Any) -> list[bool]:
+        events.append(f"check {len(items)}")
+        return await real_check(items)
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(_url(running)) as w1, session.ws_connect(_url(running)) as w2:
+                for ws, hello in zip((w1, w2), hellos, strict=True):
+                    await ws.send_str(hello)
+                    assert json.loads((await ws.receive(timeout=20)).data)["kind"] == "welcome"
+                monkeypatch.setattr(store, "store_messages", slow_store)
+                monkeypatch.setattr(checker, "check", counting_check)
+                await w1.send_str(a.to_json())
+                await wait_until_async(held.is_set, "the first batch's write under way")
+                for b in bs:
+                    await w2.send_str(b.to_json())
+                await wait_until_async(lambda: _checked_after_hold(events), "the next batch at the signature check")
+                assert "written 1" not in events  # ... while the first write is still held
+                release.set()
+                replies = [json.loads((await w1.receive(timeout=20)).data)]
+                while sum(len(_answers(r)) for r in replies) < 1 + len(bs):
+                    replies.append(json.loads((await w2.receive(timeout=20)).data))
+                return [x for r in replies for x in _answers(r)]
+
+    replies = asyncio.run(scenario())
+    assert [(r["kind"], r["body"]["seq"]) for r in replies] == [("ack", a.seq)] + [("ack", b.seq) for b in bs]
+    assert _checked_after_hold(events[: events.index("written 1")])
+    ids = {r["record_id"] for r in _rows(running, "select record_id from telemetry where sender in (?, ?)",
+                                         first.sender, second.sender)}
+    assert {e.body["record_id"] for e in (a, *bs)} <= ids
+
+
+def _checked_after_hold(events: list[str]) -> int:
+    """Signatures checked since the write was held."""
+    held = events.index("write held") if "write held" in events else len(events)
+    return sum(int(e.split()[1]) for e in events[held:] if e.startswith("check "))
+
+
+def test_senders_keys_are_kept_in_memory_until_a_key_changes_on_chain(tmp_path: Path) -> None:
+    """The hub's key cache follows the chain: a key rotated (or a participant removed) is seen at
+    once, not after the cache happens to be emptied."""
+    store = Store(tmp_path / "c.sqlite")
+    old, new = SigningKey.generate(), SigningKey.generate()
+    account = "0x" + "ab" * 20
+    log = itertools.count()
+
+    def event(name: str, **args: Any) -> dict[str, Any]:
+        i = next(log)
+        return {"event": name, "args": {"account": account, **args}, "transactionHash": bytes([i]) * 32,
+                "logIndex": 0, "blockNumber": i + 1}
+
+    store.apply_chain_events([event("ParticipantRegistered", ed25519Key=bytes(old.verify_key), zone=0)], "c", 1)
+    hub = Hub(store, ManualClock(1_000.0), Signer(SigningKey.generate(), "coordinator", ManualClock(1_000.0),
+                                                 itertools.count(1).__next__), 1337, "0x" + "00" * 20)
+    assert bytes(hub.keys_of([account, "0x" + "cd" * 20])[account]) == bytes(old.verify_key)
+    queries: list[object] = []
+    real = store.participant_keys
+    store.participant_keys = lambda senders: queries.append(senders) or real(senders)  # type: ignore[method-assign]
+    hub.keys_of([account])
+    assert queries == []  # from memory
+    store.apply_chain_events([event("ParticipantKeyRotated", ed25519Key=bytes(new.verify_key))], "c", 2)
+    assert bytes(hub.keys_of([account])[account]) == bytes(new.verify_key)
+    store.apply_chain_events([event("ParticipantRemoved")], "c", 3)
+    assert hub.keys_of([account]) == {}
