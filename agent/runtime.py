@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,8 @@ class AgentRuntime:
                                     key_ready=self._key_ready, prune=self._prune_state)
         self.trading = Trading(cfg, self.clock, self.store, self.chain, self.trader, self.site, self.address,
                                wake=self.link.wake, schedule_meter=self._schedule_meter)
-        self.rejected: list[tuple[str, str]] = []  # (reason, message) of rejected inbound envelopes
+        # (reason, message) of the latest rejected inbound envelopes (a hostile peer cannot grow it)
+        self.rejected: deque[tuple[str, str]] = deque(maxlen=100)
         self.alarms = AlarmTracker()
         if self.planner is not None:  # the planner's forecasts go to the coordinator too
             from agent.forecast_report import ForecastReporter

@@ -112,7 +112,9 @@ class Hub:
         # Senders' parsed Ed25519 keys, kept while the store's participants stay the same (a
         # key rotated or a participant removed on chain empties it): the writer looks a batch's
         # keys up here, not in the store, whose one connection a batch being written holds.
-        self._keys: dict[str, VerifyKey] = {}
+        # Senders with no key are kept too (None), so a flood of unknown senders costs no query
+        # each; a participant registered on chain also empties it.
+        self._keys: dict[str, VerifyKey | None] = {}
         self._keys_version = -1
 
     def keys_of(self, senders: Iterable[str]) -> dict[str, VerifyKey]:
@@ -124,12 +126,20 @@ class Hub:
         cached = self._keys
         missing = {s for s in senders if s not in cached}
         if missing:
-            for sender, text in self.store.participant_keys(missing).items():
+            found = self.store.participant_keys(missing)
+            for sender in missing:
+                text = found.get(sender)
                 try:
-                    cached[sender] = verify_key_from_hex(text)
+                    cached[sender] = verify_key_from_hex(text) if text else None
                 except (ValueError, TypeError):
                     logger.warning("participant %s has a malformed key on record", sender)
-        return {s: cached[s] for s in senders if s in cached}
+                    cached[sender] = None
+        out: dict[str, VerifyKey] = {}
+        for s in senders:
+            key = cached.get(s)
+            if key is not None:
+                out[s] = key
+        return out
 
     def _key_of(self, sender: str) -> VerifyKey | None:
         return self.keys_of((sender,)).get(sender)

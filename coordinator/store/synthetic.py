@@ -38,6 +38,7 @@ def populate(
             "insert into participants (address, ed25519_key, zone, registered, block) values (?, ?, ?, 1, ?)",
             [(site_address(i), "00" * 32, i % 2, i) for i in range(sites)],
         )
+    store.participants_version += 1
     owners = [site_address(i) for i in range(sites)]
     for day in range(days):
         orders, fills, settles, tel, intervals = [], [], [], [], []

@@ -272,13 +272,17 @@ def test_senders_keys_are_kept_in_memory_until_a_key_changes_on_chain(tmp_path: 
     store.apply_chain_events([event("ParticipantRegistered", ed25519Key=bytes(old.verify_key), zone=0)], "c", 1)
     hub = Hub(store, ManualClock(1_000.0), Signer(SigningKey.generate(), "coordinator", ManualClock(1_000.0),
                                                  itertools.count(1).__next__), 1337, "0x" + "00" * 20)
-    assert bytes(hub.keys_of([account, "0x" + "cd" * 20])[account]) == bytes(old.verify_key)
+    stranger = "0x" + "cd" * 20
+    assert bytes(hub.keys_of([account, stranger])[account]) == bytes(old.verify_key)
     queries: list[object] = []
     real = store.participant_keys
     store.participant_keys = lambda senders: queries.append(senders) or real(senders)  # type: ignore[method-assign]
-    hub.keys_of([account])
-    assert queries == []  # from memory
+    assert hub.keys_of([account, stranger]).keys() == {account}
+    assert queries == []  # from memory, the stranger's lack of a key too
     store.apply_chain_events([event("ParticipantKeyRotated", ed25519Key=bytes(new.verify_key))], "c", 2)
     assert bytes(hub.keys_of([account])[account]) == bytes(new.verify_key)
     store.apply_chain_events([event("ParticipantRemoved")], "c", 3)
     assert hub.keys_of([account]) == {}
+    account = stranger  # registered later: seen at once, though its absence was kept
+    store.apply_chain_events([event("ParticipantRegistered", ed25519Key=bytes(old.verify_key), zone=0)], "c", 4)
+    assert bytes(hub.keys_of([stranger])[stranger]) == bytes(old.verify_key)
