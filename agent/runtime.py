@@ -42,6 +42,7 @@ from agent.site_port import SitePort
 from agent.store import AgentStore
 from agent.trader import Trader
 from agent.trading import TRADE_RETRIES, Trading
+from gridswarm import memdump
 from gridswarm.chain import sign_meter_reading
 from gridswarm.clock import Clock
 from gridswarm.envelope import Envelope, EnvelopeError, Signer, Verifier
@@ -584,5 +585,6 @@ async def run_agent(cfg: AgentConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    memdump.install()  # `kill -USR2 PID`: where memory grew (with PYTHONTRACEMALLOC=1)
     await runtime.run(stop)
 

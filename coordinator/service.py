@@ -21,6 +21,7 @@ from coordinator.services import FleetService
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import Store
 from coordinator.store.analytics import Analytics, Tariff
+from gridswarm import memdump
 from gridswarm.chain import Deployment, TxSender, connect
 from gridswarm.clock import Clock
 from gridswarm.envelope import Signer
@@ -196,6 +197,7 @@ def serve(settings: CoordinatorSettings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stopped)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints every thread's stack to the log
+    memdump.install()  # `kill -USR2 PID`: where memory grew (with PYTHONTRACEMALLOC=1)
     uvicorn.run(
         app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_S, **extra
     )
