@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from coordinator.sigcheck import SigChecker
 from coordinator.store import MessageBatch
-from gridswarm.envelope import Envelope, EnvelopeError, forged
+from gridswarm.envelope import Envelope, EnvelopeError, canonical_bytes, forged
 
 if TYPE_CHECKING:
     from coordinator.hub import Hub
@@ -68,7 +68,8 @@ def _sender_of(raw: Any) -> str | None:
 class Ingest:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self._queue: asyncio.Queue[tuple[Any, asyncio.Future[Outcome]]] | None = None
+        # (message, the future its sender waits on, the frame's text when the link has it)
+        self._queue: asyncio.Queue[tuple[Any, asyncio.Future[Outcome], str | None]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()  # one batch at a time touches the verifier's counters
@@ -89,22 +90,23 @@ class Ingest:
         self._ensure_writer(loop)
         assert self._queue is not None
         fut: asyncio.Future[Outcome] = loop.create_future()
-        await self._queue.put((raw, fut))
+        await self._queue.put((raw, fut, None))
         outcome = await fut
         if outcome.error is not None:
             raise outcome.error
         assert outcome.env is not None and outcome.reply is not None
         return outcome.env, outcome.reply
 
-    def enqueue(self, raw: Any) -> asyncio.Future[Outcome]:
+    def enqueue(self, raw: Any, text: str | None = None) -> asyncio.Future[Outcome]:
         """Queue one message for the next batch without waiting; the future gets its
         :class:`Outcome` once the batch is stored. Raises ``asyncio.QueueFull`` when the queue is
-        full (the caller answers ``busy``)."""
+        full (the caller answers ``busy``). ``text``: the JSON text ``raw`` was parsed from (see
+        :meth:`gridswarm.envelope.Verifier.prepare`)."""
         loop = asyncio.get_running_loop()
         self._ensure_writer(loop)
         assert self._queue is not None
         fut: asyncio.Future[Outcome] = loop.create_future()
-        self._queue.put_nowait((raw, fut))
+        self._queue.put_nowait((raw, fut, text))
         return fut
 
     def _ensure_writer(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -136,11 +138,12 @@ class Ingest:
                 items = [await queue.get()]
                 while len(items) < MAX_BATCH and not queue.empty():
                     items.append(queue.get_nowait())
-                live = [(raw, fut) for raw, fut in items if not fut.done()]  # a closed link stops waiting
+                kept = [item for item in items if not item[1].done()]  # a closed link stops waiting
+                live = [(raw, fut) for raw, fut, _ in kept]
                 if not live:
                     continue
                 try:
-                    front = await self._front(live)
+                    front = await self._front(live, [text for _, _, text in kept])
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - every waiting link gets the failure, the writer goes on
@@ -165,7 +168,7 @@ class Ingest:
             front = await staged.get()
             await self._back(front)
 
-    async def _front(self, live: list[tuple[Any, asyncio.Future[Outcome]]]) -> _Front:
+    async def _front(self, live: list[tuple[Any, asyncio.Future[Outcome]]], texts: list[str | None]) -> _Front:
         """Parse a batch on the event loop, a slice at a time (each slice ends with a yield), and
         start checking its signatures in the worker process (coordinator/sigcheck.py; the loop
         serves sockets meanwhile). Checking them in a thread instead would cost a GIL hand-over
@@ -174,17 +177,33 @@ class Ingest:
         keys = self.hub.keys_of({s for s in map(_sender_of, raws) if s is not None})
         prepared: list[Prepared | EnvelopeError] = []
         for i in range(0, len(raws), CHECK_SLICE):
-            prepared += self.prepare(raws[i : i + CHECK_SLICE], keys)
+            prepared += self.prepare(raws[i : i + CHECK_SLICE], keys, texts[i : i + CHECK_SLICE])
             await asyncio.sleep(0)
-        ready = [(bytes(p[1]), p[2], p[3]) for p in prepared if not isinstance(p, EnvelopeError)]
-        sigs = asyncio.ensure_future(self.sigs.check(ready))
+        sigs = asyncio.ensure_future(self._check_signatures([p for p in prepared if not isinstance(p, EnvelopeError)]))
         return _Front(live, raws, prepared, sigs)
+
+    async def _check_signatures(self, ready: list[Prepared]) -> list[bool]:
+        """Check ``ready``'s signatures in the worker. Those checked against the frame's own
+        text that fail are checked again against the canonical bytes (a sender whose text is
+        not the canonical JSON; or a forgery, which fails both)."""
+        answers = await self.sigs.check([(bytes(key), sig, msg) for _, key, sig, msg in ready])
+        again: list[tuple[int, bytes]] = []
+        for i, ok in enumerate(answers):
+            if not ok:
+                canonical = _canonical(ready[i][0])
+                if canonical != ready[i][3]:
+                    again.append((i, canonical))
+        if again:
+            second = await self.sigs.check([(bytes(ready[i][1]), ready[i][2], msg) for i, msg in again])
+            for (i, _), ok in zip(again, second, strict=True):
+                answers[i] = ok
+        return answers
 
     async def _back(self, front: _Front) -> None:
         """Check what needs the replay counters and stage each message, on the loop a slice at
         a time, write the batch from a worker thread, and answer its links."""
         try:
-            answers = iter(await front.sigs)
+            answers = iter(await front.sigs)  # one per message prepared
             sig_ok = [False if isinstance(p, EnvelopeError) else next(answers) for p in front.prepared]
             raws, prepared = front.raws, front.prepared
             work = self.begin(raws)
@@ -205,12 +224,14 @@ class Ingest:
             outcomes = [Outcome(error=exc) for _ in front.live]
         _answer(front.live, outcomes)
 
-    def prepare(self, raws: list[Any], keys: dict[str, Any] | None = None) -> list[Prepared | EnvelopeError]:
+    def prepare(
+        self, raws: list[Any], keys: dict[str, Any] | None = None, texts: list[str | None] | None = None
+    ) -> list[Prepared | EnvelopeError]:
         out: list[Prepared | EnvelopeError] = []
         verifier = self.hub.verifier
-        for raw in raws:
+        for j, raw in enumerate(raws):
             try:
-                out.append(verifier.prepare(raw, keys))
+                out.append(verifier.prepare(raw, keys, texts[j] if texts is not None else None))
             except EnvelopeError as exc:
                 out.append(exc)
         return out
@@ -329,6 +350,10 @@ def _writer_ended(writer: asyncio.Task[None], front: asyncio.Task[Any] | None) -
     logger.error("message writer died; it restarts with the next message", exc_info=writer.exception())
     if front is not None:
         front.cancel()
+
+
+def _canonical(env: Envelope) -> bytes:
+    return canonical_bytes(env.unsigned_dict())
 
 
 def _answer(live: list[tuple[Any, asyncio.Future[Outcome]]], outcomes: list[Outcome]) -> None:

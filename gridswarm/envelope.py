@@ -242,13 +242,22 @@ class Verifier:
         return self.accept(env)
 
     def prepare(
-        self, raw: str | bytes | Mapping[str, Any], keys: Mapping[str, VerifyKey] | None = None
+        self, raw: str | bytes | Mapping[str, Any], keys: Mapping[str, VerifyKey] | None = None,
+        text: str | None = None,
     ) -> tuple[Envelope, VerifyKey, bytes, bytes]:
         """The first half of :meth:`verify`, for a caller that checks signatures in batches:
-        the parsed envelope, its sender's key, the signature and the signed bytes. Raises for
-        a malformed envelope, an unknown sender or a signature that is not 64 bytes of base64.
-        ``keys``: the senders' keys, looked up by the caller for a whole batch (else
-        :attr:`keys` is asked)."""
+        the parsed envelope, its sender's key, the signature and the bytes to check it against.
+        Raises for a malformed envelope, an unknown sender or a signature that is not 64 bytes
+        of base64. ``keys``: the senders' keys, looked up by the caller for a whole batch (else
+        :attr:`keys` is asked).
+
+        ``text``: the JSON text ``raw`` was parsed from. When it is written as :meth:`Signer.sign`
+        writes it (the signed bytes, then the signature as the last member), the bytes to check
+        are taken from it instead of encoding the envelope again: they are the canonical bytes
+        whenever the sender is honest. A signature that verifies against them covers every byte
+        of the text but the signature itself, so what was parsed is what was signed. A caller
+        whose check fails checks again against :func:`canonical_bytes` (a sender that wrote its
+        text differently); a forgery fails both."""
         env = parse(raw)
         key = keys.get(env.sender) if keys is not None else self.keys(env.sender)
         if key is None:
@@ -259,6 +268,10 @@ class Verifier:
             raise forged(env) from exc
         if len(sig) != 64:
             raise forged(env)
+        if text is not None and text.isascii():  # (the canonical bytes are ASCII)
+            tail = ',"signature":"' + env.signature + '"}'
+            if text.endswith(tail):
+                return env, key, sig, (text[: -len(tail)] + "}").encode()
         return env, key, sig, canonical_bytes(env.unsigned_dict())
 
     def accept(self, env: Envelope) -> Envelope:

@@ -286,3 +286,23 @@ def test_senders_keys_are_kept_in_memory_until_a_key_changes_on_chain(tmp_path: 
     account = stranger  # registered later: seen at once, though its absence was kept
     store.apply_chain_events([event("ParticipantRegistered", ed25519Key=bytes(old.verify_key), zone=0)], "c", 4)
     assert bytes(hub.keys_of([stranger])[stranger]) == bytes(old.verify_key)
+
+
+def test_frames_are_checked_against_their_own_text_and_other_spellings_and_forgeries_still_sorted(
+    running: RunningCoordinator,
+) -> None:
+    """The coordinator checks a frame's signature against the frame's own text first (the
+    canonical bytes, when the agent writes its envelope as gridswarm's Signer does). An
+    envelope spelt otherwise (reordered, indented) but signed over the canonical bytes is still
+    taken; a frame whose text was changed is refused as forged."""
+    signer = _signer(running, 3, start=60_000)
+    hello = _hello(signer)
+    envs = [signer.sign("telemetry", _telemetry()) for _ in range(12)]
+    frames = [e.to_json() for e in envs]
+    frames[3] = json.dumps(dict(reversed(list(envs[3].to_dict().items()))), indent=2)  # another spelling
+    frames[5] = frames[5].replace('"net_export_w":10.0', '"net_export_w":99.0')  # changed after signing
+    frames[9] = frames[9].replace('"soc":0.5', '"soc":0.50')  # the same value, other bytes: taken
+    assert frames[5] != envs[5].to_json() and frames[9] != envs[9].to_json()
+    replies = asyncio.run(_exchange(running, hello, frames))
+    got = {r["body"]["seq"]: (r["kind"], r["body"].get("reason") or None) for r in replies}
+    assert got == {e.seq: (("error", "forged") if i == 5 else ("ack", None)) for i, e in enumerate(envs)}

@@ -6,6 +6,7 @@ import json
 import pytest
 from nacl.signing import SigningKey
 
+from gridswarm import envelope
 from gridswarm.clock import ManualClock
 from gridswarm.envelope import (
     MAX_ENVELOPE_BYTES,
@@ -140,3 +141,21 @@ def test_body_validation_names_the_field() -> None:
         validate_body("meter", {"interval": 1, "exported_wh": -5, "imported_wh": 0, "signature": "0x" + "00" * 65})
     with pytest.raises(MalformedEnvelope, match="export_w"):
         validate_body("dispatch", {"interval": 1, "start": 0.0, "end": 1.0, "export_w": "lots", "fills": []})
+
+
+def test_the_bytes_to_check_come_from_the_text_as_a_signer_writes_it(
+    signer: Signer, verifier: Verifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = signer.sign("telemetry", {"ts": 1.0, "soc": 0.5, "note": "ü"})
+    text = env.to_json()
+    with monkeypatch.context() as m:
+        m.setattr(envelope, "canonical_bytes", lambda _: pytest.fail("encoded again"))
+        got_env, _, _, message = verifier.prepare(json.loads(text), text=text)
+    assert message == canonical_bytes(env.unsigned_dict())  # what an honest sender signed
+    assert got_env == env
+    # another way of writing the same envelope: the canonical bytes are encoded again
+    other = json.dumps(env.to_dict(), indent=1)
+    assert verifier.prepare(json.loads(other), text=other)[3] == message
+    # a text with something after the signature is not taken as written either
+    trailing = text + " "
+    assert verifier.prepare(json.loads(trailing), text=trailing)[3] == message

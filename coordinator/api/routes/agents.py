@@ -191,7 +191,7 @@ async def agent_socket(ws: WebSocket, coord: CoordinatorDep) -> None:
                     fut, shed = _shed(), True
                 else:
                     try:
-                        fut = hub.ingest.enqueue(data)
+                        fut = hub.ingest.enqueue(data, raw)
                     except asyncio.QueueFull:
                         hub.release()
                         hub.shed += 1
