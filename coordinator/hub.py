@@ -215,7 +215,8 @@ class Hub:
                 raise MalformedEnvelope(f"hello address {body.address} is not the sender {env.sender}")
             return Staged(_ack(kind=env.kind, seq=env.seq))
         if isinstance(body, Telemetry):
-            devices = json.dumps({k: v.model_dump(exclude_none=True) for k, v in body.devices.items()})
+            devices = (json.dumps({k: v.model_dump(exclude_none=True) for k, v in body.devices.items()})
+                       if body.devices else "{}")
             batch.telemetry.append(
                 (env.sender, body.record_id, body.ts, body.net_export_w, body.soc, devices, body.outbox_pending)
             )

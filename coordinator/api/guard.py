@@ -48,7 +48,10 @@ def parse_json(raw: str | bytes) -> Any:
     if len(raw) > MAX_ENVELOPE_BYTES:
         raise BadInput(413, "too_large", f"message of {len(raw)} bytes is over the limit of {MAX_ENVELOPE_BYTES}")
     try:
-        data = json.loads(raw, parse_int=_bounded_int)
+        text = raw  # bytes are read as json.loads reads them (UTF-8, -16 or -32):
+        if isinstance(text, bytes | bytearray):
+            text = text.decode(json.detect_encoding(text), "surrogatepass")
+        data = _DECODER.decode(text)
     except BadInput:
         raise
     except RecursionError:
@@ -66,6 +69,9 @@ def _bounded_int(text: str) -> int:
     if not -MAX_SQL_INT - 1 <= value <= MAX_SQL_INT:
         raise BadInput(400, "out_of_range", "integer outside the signed 64-bit range")
     return value
+
+
+_DECODER = json.JSONDecoder(parse_int=_bounded_int)  # one for all (json.loads builds one per call with a hook)
 
 
 def _may_need_check(raw: str | bytes) -> bool:
