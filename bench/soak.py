@@ -268,10 +268,41 @@ def per_day(samples: list[dict[str, Any]], get: Any, pid_of: Any = None, warmup_
     return float(np.polyfit(x, y, 1)[0])
 
 
+def _lives(samples: list[dict[str, Any]], name: str) -> list[list[dict[str, Any]]]:
+    """The samples of process ``name``, one list per life (a restart is a new pid)."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for s in samples:
+        out.setdefault(s["procs"][name]["pid"], []).append(s)
+    return list(out.values())
+
+
+def longest_life(samples: list[dict[str, Any]], name: str, warmup_s: float) -> dict[str, Any]:
+    """RSS growth over the longest life of ``name`` (faults cut the others short): with kills at
+    random, the last life alone may be too short to tell warm-up from growth."""
+    life = max(_lives(samples, name), key=lambda lf: lf[-1]["sim"] - lf[0]["sim"])
+    rss = [s["procs"][name]["rss_kb"] for s in life]
+    return {"sim_days": round((life[-1]["sim"] - life[0]["sim"]) / DAY, 2),
+            "first_last_mb": [round(rss[0] / 1024, 1), round(rss[-1] / 1024, 1)],
+            "growth_kb_per_sim_day": _r(per_day(life, lambda s: s["procs"][name]["rss_kb"], None, warmup_s))}
+
+
+def rss_by_age(samples: list[dict[str, Any]], name: str, bucket_h: float = 12.0) -> dict[str, float]:
+    """Median RSS (MB) of ``name`` by the age of its life (simulated hours), over all lives: a
+    leak keeps climbing with age, a warm-up levels off."""
+    buckets: dict[int, list[float]] = defaultdict(list)
+    for life in _lives(samples, name):
+        born = life[0]["sim"]
+        for s in life:
+            buckets[int((s["sim"] - born) / 3600.0 // bucket_h)].append(s["procs"][name]["rss_kb"] / 1024)
+    return {f"{k * bucket_h:.0f}-{(k + 1) * bucket_h:.0f}": round(float(np.median(v)), 1)
+            for k, v in sorted(buckets.items()) if len(v) >= 3}
+
+
 def analyse(soak: Soak, codes: dict[str, int | None]) -> dict[str, Any]:
     a, samples, work = soak.args, soak.samples, soak.work
     sim_days = (samples[-1]["sim"] - samples[0]["sim"]) / DAY if samples else 0.0
-    growth: dict[str, Any] = {"rss_kb": {}, "fds": {}, "file_bytes": {}, "outbox_pending": {}, "coordinator_rows": {}}
+    growth: dict[str, Any] = {"rss_kb": {}, "rss_mb_by_age_sim_hours": {}, "fds": {}, "file_bytes": {},
+                              "outbox_pending": {}, "coordinator_rows": {}}
     names = sorted({n for s in samples for n in s["procs"]})
     for n in names:
         have = [s for s in samples if n in s["procs"]]
@@ -280,6 +311,8 @@ def analyse(soak: Soak, codes: dict[str, int | None]) -> dict[str, Any]:
         growth["fds"][n] = _r(per_day(have, lambda s, n=n: s["procs"][n]["fds"], pid, a.warmup_s))
         life = [s["procs"][n]["rss_kb"] for s in have if pid(s) == pid(have[-1])]
         growth["rss_kb"][n + ":last_life_first_last_mb"] = [round(life[0] / 1024, 1), round(life[-1] / 1024, 1)]
+        growth["rss_kb"][n + ":longest_life"] = longest_life(have, n, a.warmup_s)
+        growth["rss_mb_by_age_sim_hours"][n] = rss_by_age(have, n)
     for f in sorted({f for s in samples for f in s["files"]}):
         growth["file_bytes"][f] = _r(per_day(samples, lambda s, f=f: s["files"].get(f), warmup_s=a.warmup_s))
     for ag in sorted({g for s in samples for g in s["outbox"]}):

@@ -12,7 +12,7 @@ import pytest
 from app.cli import main
 from app.devnet import ANVIL
 from bench.load import pct
-from bench.soak import DAY, per_day
+from bench.soak import DAY, longest_life, per_day, rss_by_age
 
 
 def _samples(values: list[float], pids: list[int] | None = None) -> list[dict]:
@@ -57,3 +57,22 @@ def test_growth_leaves_out_the_warm_up() -> None:
     samples = [{**s, "wall": 1000.0 + 10 * i} for i, s in enumerate(_samples(values))]
     assert per_day(samples, lambda s: s["v"]) > 10  # the warm-up reads as growth
     assert abs(per_day(samples, lambda s: s["v"], warmup_s=20.0)) < 1e-6
+
+
+def _proc_samples(rss: list[float], pids: list[int]) -> list[dict]:
+    return [{"sim": 1_782_054_000.0 + i * DAY / 8, "wall": float(i), "procs": {"a": {"pid": p, "rss_kb": r}}}
+            for i, (r, p) in enumerate(zip(rss, pids, strict=True))]
+
+
+def test_memory_is_judged_on_the_longest_life_and_by_age_over_every_life() -> None:
+    # a long first life that levels off, then two short ones cut by kills
+    rss = [100.0, 110.0, 115.0, 117.0, 118.0, 118.0, 118.0, 118.0, 100.0, 110.0, 100.0, 110.0]
+    pids = [1] * 8 + [2, 2, 3, 3]
+    samples = _proc_samples([r * 1024 for r in rss], pids)
+    longest = longest_life(samples, "a", warmup_s=4.0)
+    assert longest["sim_days"] == pytest.approx(7 / 8, abs=0.01)
+    assert longest["first_last_mb"] == [100.0, 118.0]
+    assert longest["growth_kb_per_sim_day"] == pytest.approx(0.0, abs=1e-6)  # flat after the warm-up
+    by_age = rss_by_age(samples, "a", bucket_h=12.0)  # samples 3 h apart
+    assert by_age == {"0-12": pytest.approx(110.0),  # ages 0-9 h: the long life's 4 and 2 of each short one
+                      "12-24": pytest.approx(118.0)}  # only the long life gets this old: level
