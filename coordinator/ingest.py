@@ -190,7 +190,10 @@ class Ingest:
         again: list[tuple[int, bytes]] = []
         for i, ok in enumerate(answers):
             if not ok:
-                canonical = _canonical(ready[i][0])
+                try:
+                    canonical = _canonical(ready[i][0])
+                except EnvelopeError:
+                    continue  # no canonical bytes: it stays refused (as forged), alone
                 if canonical != ready[i][3]:
                     again.append((i, canonical))
         if again:

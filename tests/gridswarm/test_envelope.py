@@ -159,3 +159,10 @@ def test_the_bytes_to_check_come_from_the_text_as_a_signer_writes_it(
     # a text with something after the signature is not taken as written either
     trailing = text + " "
     assert verifier.prepare(json.loads(trailing), text=trailing)[3] == message
+
+
+def test_a_text_with_nan_is_still_refused_as_not_canonical(signer: Signer, verifier: Verifier) -> None:
+    env = signer.sign("telemetry", {"ts": 1.0, "soc": 0.5})
+    text = env.to_json().replace('"soc":0.5', '"soc":NaN')
+    with pytest.raises(MalformedEnvelope, match="canonical"):
+        verifier.prepare(json.loads(text), text=text)
