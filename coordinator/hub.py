@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from nacl.signing import VerifyKey
@@ -117,7 +117,7 @@ class Hub:
         self._keys: dict[str, VerifyKey | None] = {}
         self._keys_version = -1
 
-    def keys_of(self, senders: Iterable[str]) -> dict[str, VerifyKey]:
+    def keys_of(self, senders: Collection[str]) -> dict[str, VerifyKey]:
         """The registered key of each of ``senders`` that has one; one store query for those not
         in memory."""
         if self._keys_version != self.store.participants_version or len(self._keys) > KEY_CACHE:

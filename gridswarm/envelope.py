@@ -164,8 +164,14 @@ class Signer:
         signature = base64.b64encode(self.key.sign(signed).signature).decode()
         # The wire text is the signed JSON with the signature added: any JSON reader parses it
         # to the same envelope, and the bytes a verifier rebuilds are the signed ones.
-        text = signed[:-1].decode() + ',"signature":"' + signature + '"}'
+        text = signed[:-1].decode() + _signature_tail(signature)
         return Envelope(**unsigned, signature=signature, text=text)
+
+
+def _signature_tail(signature: str) -> str:
+    """How a signed envelope's wire text ends: the signature as the last member, after the
+    signed bytes' closing brace is taken off (:meth:`Signer.sign`, :meth:`Verifier.prepare`)."""
+    return ',"signature":"' + signature + '"}'
 
 
 def parse(raw: str | bytes | Mapping[str, Any]) -> Envelope:
@@ -271,7 +277,7 @@ class Verifier:
         # (the canonical bytes are ASCII and hold no NaN or Infinity, which json reads but
         # canonical_bytes refuses: such a text takes the exact path below and is refused there)
         if text is not None and text.isascii() and "NaN" not in text and "Infinity" not in text:
-            tail = ',"signature":"' + env.signature + '"}'
+            tail = _signature_tail(env.signature)
             if text.endswith(tail):
                 return env, key, sig, (text[: -len(tail)] + "}").encode()
         return env, key, sig, canonical_bytes(env.unsigned_dict())
