@@ -28,6 +28,13 @@ Sections (figures in ``bench/results/site_control.json``, tables printed as mark
       starting from the agent's state of charge.
 
     Score: peak reduction (W) per window and the agent's share of the optimum's.
+``limits``
+    What the peak score needs to know, on the same traces and device: the ratchet given the
+    window's **hindsight threshold** (the optimum's peak), shifted by -1 kW ... +1 kW, and given
+    **perfect foresight** of the step now and 0, 1, 2 or 4 steps beyond it (the lowest threshold
+    the flywheel's energy holds them to; with none beyond, that is shaving all it can now). How far off a causal estimate of the hindsight threshold is: the peak of
+    the window before, and a quantile of the last week's daily thresholds (the learned floor).
+    Scored against the optimum started from the readiness level.
 ``reserve``
     The reserve trigger (:func:`agent.control.reserve.reserve_trigger`, hold 2 steps, a step
     above the threshold confirms an event the forecast missed) against a
@@ -57,7 +64,7 @@ import numpy as np
 
 from agent.control.arbiter import StoreView
 from agent.control.flywheel import plan_flywheels, sustainable_w
-from agent.control.peak_plan import PeakPlanner, StoreBudget
+from agent.control.peak_plan import PeakPlanner, StoreBudget, lowest_threshold
 from agent.control.reserve import ReserveState, naive_trigger, reserve_trigger
 from agent.devices.storage import StoreModel
 from agent.forecast.factory import make_forecaster
@@ -252,6 +259,81 @@ def bench_peak(tr: dict[str, Any], windows: int = 0) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- what the score needs
+
+
+def run_thresholds(x: np.ndarray, step_s: float, power_w: float, energy_wh: float, start: int, window: int,
+                   threshold_of: Any, readiness: float = READINESS) -> np.ndarray:
+    """Import after the flywheel when step ``t``'s threshold (and charge ceiling) is
+    ``max(realised peak, threshold_of(t, budget))``; setpoints as the agent's (``plan_flywheels``)."""
+    m = _fly_model(power_w, energy_wh, readiness)
+    cap = m.capacity_wh
+    grid = np.zeros(len(x))
+    realised = 0.0
+    for t in range(start, len(x)):
+        if (t - start) % window == 0:
+            realised = 0.0
+        xt = float(x[t])
+        budget = StoreBudget(power_w, max(0.0, m.energy_wh - SOC_MIN * cap), (SOC_MAX - SOC_MIN) * cap, EFF,
+                             LOSS_PER_H)
+        thr = max(realised, float(threshold_of(t, budget, realised)))
+        want = plan_flywheels([_view(m, power_w)], t=(t - start) * step_s, dt=step_s, excess_w=max(0.0, xt - thr),
+                              headroom_w=thr - xt, readiness_soc=readiness)[0][0]
+        grid[t] = xt - m.step(want, step_s)
+        realised = max(realised, grid[t])
+    return grid
+
+
+def bench_limits(tr: dict[str, Any], windows: int = 0, shifts_w: Sequence[float] = (-1000.0, -300.0, 0.0, 300.0,
+                                                                                      1000.0),
+                 foresight_steps: Sequence[int] = (1, 2, 3, 5)) -> dict[str, Any]:
+    """How precisely the window's threshold must be known, and what foresight would give."""
+    x = _scaled(tr["y"])
+    step, window = tr["step_s"], tr["window"]
+    day = int(round(86400 / step))
+    start = 7 * day
+    whole = (len(x) - start) // window if windows <= 0 else min(windows, (len(x) - start) // window)
+    x = x[:start + whole * window]  # whole windows only
+    power = FLY_SHARE * SITE_PEAK_W
+    energy = power * FLY_HOURS
+    e0 = _fly_model(power, energy, READINESS).energy_wh  # every policy starts at the readiness level
+    starts = list(range(start, len(x) - window + 1, window))
+    opt = {w0: lp_optimum(x[w0:w0 + window], step, power, energy, e0) for w0 in starts}
+    full = StoreBudget(power, energy, energy, EFF, LOSS_PER_H)
+    daily = [lowest_threshold(list(x[i * day:(i + 1) * day]), step, full) for i in range(len(x) // day)]
+
+    def share(grid: np.ndarray) -> float:
+        got = sum(float(x[w0:w0 + window].max() - grid[w0:w0 + window].max()) for w0 in starts)
+        best = sum(float(x[w0:w0 + window].max()) - opt[w0] for w0 in starts)
+        return round(100 * got / best, 1)
+
+    def window_of(t: int) -> int:
+        return start + ((t - start) // window) * window
+
+    hindsight = {}
+    for dw in shifts_w:
+        g = run_thresholds(x, step, power, energy, start, window, lambda t, b, r, dw=dw: opt[window_of(t)] + dw)
+        hindsight[f"{dw:+.0f} W"] = share(g)
+    foresight = {}
+    for k in foresight_steps:
+        g = run_thresholds(x, step, power, energy, start, window,
+                           lambda t, b, r, k=k: lowest_threshold(list(x[t:t + k]), step, b, floor_w=r))
+        foresight[f"+{k - 1} steps ({(k - 1) * step / 60:g} min)"] = share(g)  # beyond the step now
+    # causal estimates of the window's threshold, against it (W)
+    prev_err, floor_err = [], []
+    for i, w0 in enumerate(starts):
+        if i > 0:
+            prev_err.append(abs(opt[starts[i - 1]] - opt[w0]))  # the window before's optimum peak
+        d0 = w0 // day
+        floor_err.append(abs(float(np.quantile(daily[max(0, d0 - 7):d0], 0.75)) - opt[w0]))
+    return {"data": tr["desc"], "step_s": step, "windows": len(starts),
+            "optimum_reduction_mean_w": round(float(np.mean([x[w0:w0 + window].max() - opt[w0] for w0 in starts])), 1),
+            "share_of_optimum_pct_given_hindsight_threshold_shifted_by": hindsight,
+            "share_of_optimum_pct_given_foresight_of": foresight,
+            "causal_estimate_mean_abs_error_w": {"window_before": int(round(float(np.mean(prev_err)))) if prev_err
+                                                 else None, "last_week_q75": int(round(float(np.mean(floor_err))))}}
+
+
 # --------------------------------------------------------------------------- reserve trigger
 
 
@@ -334,6 +416,9 @@ def bench_forecast(tr: dict[str, Any], fit_days: int = 28, test_days: int = 14) 
             ok = a > 0
             res[f"{h * step / 60:g} min"] = {
                 "mape_pct": round(float(np.mean(np.abs(p[ok] - a[ok]) / a[ok]) * 100), 3),
+                # what auto selects on (and what a threshold in watts is off by): absolute error,
+                # in % of the series' mean over the test
+                "mae_pct_of_mean": round(float(np.mean(np.abs(p - a)) / np.mean(a) * 100), 3),
                 "cover80": round(float(np.mean((np.array(lo[h]) <= a) & (a <= np.array(hi[h])))), 3),
                 **({"models_used": sorted(chosen[h])} if name == "auto" else {}),
             }
@@ -361,6 +446,20 @@ def _tables(res: dict[str, Any]) -> str:
                          f"{m['naive_reduction_w']:.2f} % | "
                          f"{100 * (r['agent_share_of_optimum_total'] or 0):.1f} % |")
         lines.append("")
+    if "limits" in res:
+        r0 = next(iter(res["limits"].values()))
+        shifts = list(r0["share_of_optimum_pct_given_hindsight_threshold_shifted_by"])
+        ahead = [k.split(" (")[0] for k in r0["share_of_optimum_pct_given_foresight_of"]]
+        lines += ["| trace | hindsight threshold " + " / ".join(shifts) + " | foresight " + " / ".join(ahead)
+                  + " | causal estimate off by (window before / last week) |", "|---|---|---|---|"]
+        for name, r in res["limits"].items():
+            h = r["share_of_optimum_pct_given_hindsight_threshold_shifted_by"]
+            f = r["share_of_optimum_pct_given_foresight_of"]
+            e = r["causal_estimate_mean_abs_error_w"]
+            lines.append(f"| {name} | " + " / ".join(f"{v:.0f} %" for v in h.values()) + " | "
+                         + " / ".join(f"{v:.0f} %" for v in f.values())
+                         + f" | {e['window_before']} / {e['last_week_q75']} W |")
+        lines.append("")
     if "reserve" in res:
         lines += ["| trace | event steps | ours: activations / missed / on | naive: activations / missed / on |",
                   "|---|---|---|---|"]
@@ -384,7 +483,7 @@ def _tables(res: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench_site_control", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="bench/results/site_control.json")
-    p.add_argument("--sections", default="peak,reserve,forecast")
+    p.add_argument("--sections", default="peak,limits,reserve,forecast")
     p.add_argument("--windows", type=int, default=0, help="peak: only the first N billing windows (0: all)")
     p.add_argument("--traces", default="", help="comma-separated trace names (default all): taylor,G1-A,H0-A,lv_urban6")
     p.add_argument("--simbench-cache", default=None, help="SimBench .npz (default cache/simbench_profiles.npz); "
@@ -401,6 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         if "peak" in sections:
             res.setdefault("peak", {})[tr["name"]] = bench_peak(tr, args.windows)
+        if "limits" in sections:
+            res.setdefault("limits", {})[tr["name"]] = bench_limits(tr, args.windows)
         if "reserve" in sections:
             res.setdefault("reserve", {})[tr["name"]] = bench_reserve(tr)
         if "forecast" in sections:

@@ -100,21 +100,20 @@ class ConformalCalibrator:
         """Signed residuals currently held for horizon ``h`` (1-based), in no particular order."""
         return self._buf[h - 1, : self._count[h - 1]].copy()
 
-    def mean_abs_error(self, horizons: int, last: int | None = None) -> float:
+    def mean_abs_error(self, horizons: int, last: int | None = None, skip: int = 0) -> float:
         """Mean absolute residual over horizons 1..``horizons`` (NaN when there are none).
 
-        ``last`` limits each horizon to its most recent residuals.
+        ``last`` limits each horizon to its most recent residuals, after leaving out the
+        ``skip`` newest (``skip=n, last=n`` scores the ``n`` residuals before the newest ``n``).
         """
         vals = []
         for h0 in range(min(horizons, self.max_h)):
-            n = int(self._count[h0])
-            if n == 0:
+            n = int(self._count[h0]) - max(0, int(skip))
+            if n <= 0:
                 continue
-            if last is not None and last < n:
-                idx = (self._pos[h0] - 1 - np.arange(last)) % self.window
-                vals.append(float(np.mean(np.abs(self._buf[h0, idx]))))
-            else:
-                vals.append(float(np.mean(np.abs(self._buf[h0, :n]))))
+            k = n if last is None else min(int(last), n)
+            idx = (self._pos[h0] - 1 - int(skip) - np.arange(k)) % self.window
+            vals.append(float(np.mean(np.abs(self._buf[h0, idx]))))
         return float(np.mean(vals)) if vals else float("nan")
 
     # ---------------------------------------------------------------- quantiles

@@ -53,3 +53,24 @@ def test_the_device_model_executing_the_plan_reaches_its_peak():
                    soc_min=0.05, soc_max=0.95)
     m.step(plan.discharge_first_w - plan.charge_first_w, 1800.0)
     assert m.energy_wh == pytest.approx(plan.energy_after_first_wh, rel=1e-6, abs=1e-6)
+
+
+def test_the_limits_section_scores_a_known_threshold_and_foresight():
+    # a flat day with one two-step excursion per day: knowing the window's hindsight threshold,
+    # or the next steps, reaches the optimum; a threshold set too low empties the flywheel
+    # before the top, one set too high leaves shaving undone
+    np = pytest.importorskip("numpy")
+    from bench.site_control import bench_limits
+
+    day = [60.0] * 96
+    day[50], day[51] = 90.0, 100.0
+    y = np.tile(day, 9)
+    r = bench_limits({"desc": "synthetic", "y": y, "step_s": 900.0, "window": 96}, windows=2,
+                     shifts_w=(-3000.0, 0.0, 3000.0), foresight_steps=(1, 2))
+    assert r["windows"] == 2
+    h = r["share_of_optimum_pct_given_hindsight_threshold_shifted_by"]
+    assert h["+0 W"] >= 97.0
+    assert h["-3000 W"] < h["+0 W"] and h["+3000 W"] < h["+0 W"]
+    f = r["share_of_optimum_pct_given_foresight_of"]
+    assert f["+1 steps (15 min)"] >= 97.0 > f["+0 steps (0 min)"]  # shaving all it can now empties it early
+    assert r["causal_estimate_mean_abs_error_w"]["window_before"] == 0  # every day is the same

@@ -54,3 +54,15 @@ def test_window_keeps_only_recent_residuals():
     cal = ConformalCalibrator(max_h=1, window=5, min_count=1)
     cal.add_backtest(np.zeros((8, 1)), np.arange(8.0)[:, None])
     assert sorted(cal.residuals(1).tolist()) == [3, 4, 5, 6, 7]
+
+
+def test_mean_abs_error_can_leave_out_the_newest_residuals():
+    cal = ConformalCalibrator(max_h=2, window=8)
+    e = np.arange(1.0, 11.0)  # 10 residuals into a ring of 8: 3..10 are kept
+    cal.add_backtest(np.zeros((10, 2)), np.stack([e, 2 * e], axis=1))
+    assert cal.mean_abs_error(1) == np.mean(np.arange(3.0, 11.0))
+    assert cal.mean_abs_error(1, last=4) == np.mean([7.0, 8.0, 9.0, 10.0])
+    assert cal.mean_abs_error(1, last=4, skip=4) == np.mean([3.0, 4.0, 5.0, 6.0])
+    assert cal.mean_abs_error(2, last=2, skip=6) == np.mean([3.5, 7.0])  # horizons 1 and 2 averaged
+    assert cal.mean_abs_error(1, last=4, skip=6) == np.mean([3.0, 4.0])  # only what is kept
+    assert np.isnan(cal.mean_abs_error(1, skip=8))
