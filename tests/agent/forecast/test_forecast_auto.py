@@ -133,3 +133,23 @@ def test_profile_takes_each_step_from_the_model_chosen_for_its_horizon():
     whole = f.predict(H)  # beyond the calibrated horizons: the choice for the whole horizon
     assert np.array_equal(prof.point[12:], whole.point[12:])
     assert prof.point[0] != whole.point[0]  # the first step is not the day model's
+
+
+def test_a_horizon_is_scored_once_per_reselection_not_on_every_forecast(monkeypatch):
+    rng = np.random.default_rng(2)
+    t = np.arange(48 * 21)
+    y = 3000 + 300 * np.sin(2 * np.pi * t / 48) + np.cumsum(rng.normal(0, 20, len(t)))
+    f = make_forecaster("auto", step_s=1800.0, background=False, calib_horizon=12, select_horizon=1,
+                        seasonal_periods=[48], candidates=["persistence", "seasonal_naive_daily"])
+    f.fit(y, 0.0)
+    assert f.choice_for(12) != f.chosen  # the day model 12 steps ahead, persistence for one
+    calls = []
+    orig = f._scores_at
+    monkeypatch.setattr(f, "_scores_at", lambda h: calls.append(h) or orig(h))
+    first = f.predict(12)
+    for _ in range(5):
+        assert f.predict(12).info["scores"] == first.info["scores"]
+    assert calls == []  # scored when the choice was made (above), kept until the next reselection
+    f._select()
+    f.predict(12)
+    assert calls == [12]
