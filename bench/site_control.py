@@ -32,9 +32,10 @@ Sections (figures in ``bench/results/site_control.json``, tables printed as mark
     What the peak score needs to know, on the same traces and device: the ratchet given the
     window's **hindsight threshold** (the optimum's peak), shifted by -1 kW ... +1 kW, and given
     **perfect foresight** of the step now and 0, 1, 2 or 4 steps beyond it (the lowest threshold
-    the flywheel's energy holds them to; with none beyond, that is shaving all it can now). How far off a causal estimate of the hindsight threshold is: the peak of
-    the window before, and a quantile of the last week's daily thresholds (the learned floor).
-    Scored against the optimum started from the readiness level.
+    the flywheel's energy holds them to; with none beyond, that is shaving all it can now). How
+    far off a causal estimate of the hindsight threshold is: the window before's, and a quantile
+    of the last week's daily thresholds (the learned floor). Scored against the optimum started
+    from the readiness level.
 ``reserve``
     The reserve trigger (:func:`agent.control.reserve.reserve_trigger`, hold 2 steps, a step
     above the threshold confirms an event the forecast missed) against a

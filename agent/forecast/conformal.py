@@ -107,12 +107,13 @@ class ConformalCalibrator:
         ``skip`` newest (``skip=n, last=n`` scores the ``n`` residuals before the newest ``n``).
         """
         vals = []
+        skip = max(0, int(skip))
         for h0 in range(min(horizons, self.max_h)):
-            n = int(self._count[h0]) - max(0, int(skip))
+            n = int(self._count[h0]) - skip
             if n <= 0:
                 continue
             k = n if last is None else min(int(last), n)
-            idx = (self._pos[h0] - 1 - int(skip) - np.arange(k)) % self.window
+            idx = (self._pos[h0] - 1 - skip - np.arange(k)) % self.window
             vals.append(float(np.mean(np.abs(self._buf[h0, idx]))))
         return float(np.mean(vals)) if vals else float("nan")
 
