@@ -50,31 +50,29 @@ def test_auto_keeps_its_choice_when_the_challenger_is_only_marginally_better():
     assert f.chosen == "persistence"  # 1 % better is inside the 3 % margin
 
 
-def _scored(f, errors):
-    """Give each candidate these absolute residuals (oldest first) at every calibrated horizon."""
+def _reselected(errors):
+    """An auto forecaster on persistence whose candidates have these absolute residuals
+    (oldest first) at every calibrated horizon, after a reselection."""
+    f = make_forecaster("auto", step_s=STEP, background=False, seasonal_periods=[24], select_window=100,
+                        candidates=["persistence", "seasonal_naive_daily"])
+    f.chosen = "persistence"
     for name, errs in errors.items():
         cal = f.candidates[name].calibrator
         e = np.asarray(errs, dtype=float)[:, None].repeat(cal.max_h, axis=1)
         cal.add_backtest(np.zeros_like(e), e)
         f.candidates[name]._fitted = True
+    f._select()
+    return f
 
 
 def test_auto_does_not_switch_on_a_challenger_ahead_only_in_its_last_days():
     # over the whole window the challenger is 10 % better, but only thanks to the newest half:
     # in the older half it was worse. It must be better in both halves to take over
-    f = make_forecaster("auto", step_s=STEP, background=False, seasonal_periods=[24], select_window=100,
-                        candidates=["persistence", "seasonal_naive_daily"])
-    f.chosen = "persistence"
-    _scored(f, {"persistence": [100.0] * 100, "seasonal_naive_daily": [105.0] * 50 + [75.0] * 50})
-    f._select()
+    f = _reselected({"persistence": [100.0] * 100, "seasonal_naive_daily": [105.0] * 50 + [75.0] * 50})
     assert f.chosen == "persistence"
     assert f.choice_for(3) == "persistence"  # the per-horizon choice follows the same rule
     # better in both halves: it takes over
-    g = make_forecaster("auto", step_s=STEP, background=False, seasonal_periods=[24], select_window=100,
-                        candidates=["persistence", "seasonal_naive_daily"])
-    g.chosen = "persistence"
-    _scored(g, {"persistence": [100.0] * 100, "seasonal_naive_daily": [95.0] * 50 + [85.0] * 50})
-    g._select()
+    g = _reselected({"persistence": [100.0] * 100, "seasonal_naive_daily": [95.0] * 50 + [85.0] * 50})
     assert g.chosen == "seasonal_naive_daily"
     assert g.choice_for(3) == "seasonal_naive_daily"
 
